@@ -1,0 +1,344 @@
+//! Reading the stack file, its `.env`, and its environment overlays, then building the Stack.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::build::Builder;
+use crate::error::{one_of, ConfigError, ConfigErrors, Warning};
+use crate::node::{self, Entry, Kind, Node};
+use crate::source::{FileId, Loc, Sources};
+use crate::stack::Stack;
+
+/// What to load and with which variables.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The environment overlay to apply (`--env`), if any.
+    pub environment: Option<String>,
+    /// The process environment; it wins over the `.env` file.
+    pub vars: BTreeMap<String, String>,
+}
+
+impl LoadOptions {
+    /// Options with the current process's environment.
+    pub fn from_process(environment: Option<String>) -> Self {
+        LoadOptions {
+            environment,
+            vars: std::env::vars().collect(),
+        }
+    }
+}
+
+/// A loaded stack and what was noticed on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated stack.
+    pub stack: Stack,
+    /// Warnings (unset variables and the like).
+    pub warnings: Vec<Warning>,
+}
+
+/// Loads and validates the stack file at `path`.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        errors: vec![ConfigError::file(
+            path.to_path_buf(),
+            format!("cannot read the stack file: {e}"),
+        )],
+    })?;
+    load_str(path, &text, opts)
+}
+
+/// Loads a stack from `text` as if read from `path` (overlays and `.env` are looked up beside it).
+pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
+    let mut sources = Sources::default();
+    let root_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let main = sources.add(path, text);
+    let mut base = parse(&sources, main, text).map_err(|e| ConfigErrors { errors: vec![e] })?;
+
+    // Environments: inline tables and sibling files.
+    let inline = take_environments(&mut base);
+    let mut errors = Vec::new();
+    let siblings = sibling_overlays(path);
+    let mut known: Vec<String> = Vec::new();
+    if let Some(Node { kind: Kind::Table(map), .. }) = &inline {
+        known.extend(map.keys().cloned());
+    }
+    for (name, _) in &siblings {
+        if !known.contains(name) {
+            known.push(name.clone());
+        }
+    }
+    known.sort();
+    let mut overlay_files: BTreeMap<String, (FileId, Node)> = BTreeMap::new();
+    for (name, file) in &siblings {
+        match std::fs::read_to_string(file) {
+            Ok(t) => {
+                let id = sources.add(file, &t);
+                match parse(&sources, id, &t) {
+                    Ok(n) => {
+                        overlay_files.insert(name.clone(), (id, n));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            Err(e) => errors.push(ConfigError::file(file.clone(), format!("cannot read: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors { errors });
+    }
+    if let Some(env) = &opts.environment {
+        if !known.contains(env) {
+            let loc = inline.as_ref().map(|n| n.loc.clone()).unwrap_or(Loc::new(main, 0..0));
+            let help = if known.is_empty() {
+                "this stack defines no environments; add [environments.NAME] or a grove.NAME.toml file"
+                    .to_string()
+            } else {
+                format!("known environments: {}", one_of(&known))
+            };
+            let e = ConfigError::at(
+                &sources,
+                &loc,
+                "environments",
+                format!("unknown environment `{env}`"),
+                Some(help),
+            );
+            return Err(ConfigErrors { errors: vec![e] });
+        }
+    }
+
+    // Build the selected environment strictly, then every other one for overlay-only mistakes.
+    let build_one = |env: Option<&String>, sources: &Sources, strict: bool| {
+        let mut tree = base.clone();
+        let mut errs = Vec::new();
+        let mut region: Vec<Loc> = Vec::new();
+        if let Some(env) = env {
+            if let Some(Node { kind: Kind::Table(map), .. }) = &inline {
+                if let Some(entry) = map.get(env) {
+                    region.push(entry.node.loc.clone());
+                    apply_overlay(&mut tree, entry.node.clone(), &format!("environments.{env}"), sources, &mut errs);
+                }
+            }
+            if let Some((id, n)) = overlay_files.get(env) {
+                region.push(Loc::new(*id, 0..usize::MAX));
+                apply_overlay(&mut tree, n.clone(), "", sources, &mut errs);
+            }
+        }
+        let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
+        let (vars, env_sources) = vars;
+        let mut b = Builder::new(&env_sources, &vars, root_dir.clone(), strict);
+        let stack = b.build(&tree, env.cloned(), known.clone());
+        errs.extend(b.errors);
+        (stack, errs, b.warnings, region)
+    };
+
+    let (stack, mut errors, warnings, _) = build_one(opts.environment.as_ref(), &sources, true);
+    for env in &known {
+        if Some(env) == opts.environment.as_ref() {
+            continue;
+        }
+        let (_, errs, _, region) = build_one(Some(env), &sources, false);
+        for mut e in errs {
+            let inside = region.iter().any(|r| {
+                sources
+                    .get(r.file)
+                    .is_some_and(|f| f.path == e.file && within(&sources, r, &e))
+            });
+            let dup = errors.iter().any(|x| x.to_string() == e.to_string());
+            if inside && !dup {
+                e.message = format!("{} (environment {env})", e.message);
+                errors.push(e);
+            }
+        }
+    }
+    errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    errors.dedup_by(|a, b| a.to_string() == b.to_string());
+    match stack {
+        Some(stack) if errors.is_empty() => Ok(Loaded { stack, warnings }),
+        _ => {
+            if errors.is_empty() {
+                errors.push(ConfigError::file(path.to_path_buf(), "the stack is invalid".into()));
+            }
+            Err(ConfigErrors { errors })
+        }
+    }
+}
+
+fn within(sources: &Sources, region: &Loc, e: &ConfigError) -> bool {
+    let (l0, c0) = sources.line_col(region.file, region.span.start);
+    let (l1, c1) = sources.line_col(region.file, region.span.end);
+    (e.line, e.column) >= (l0, c0) && (e.line, e.column) <= (l1, c1)
+}
+
+fn parse(sources: &Sources, id: FileId, text: &str) -> Result<Node, ConfigError> {
+    match toml_edit::ImDocument::parse(text.to_string()) {
+        Ok(doc) => Ok(node::from_document(id, doc.as_table())),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            Err(ConfigError::at(
+                sources,
+                &Loc::new(id, span),
+                "",
+                format!("invalid TOML: {message}"),
+                None,
+            ))
+        }
+    }
+}
+
+fn take_environments(base: &mut Node) -> Option<Node> {
+    let Kind::Table(map) = &mut base.kind else {
+        return None;
+    };
+    map.shift_remove("environments").map(|e| e.node)
+}
+
+/// `grove.NAME.toml` files beside `path` (named after its stem).
+fn sibling_overlays(path: &Path) -> Vec<(String, PathBuf)> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(env) = name
+            .strip_prefix(stem)
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(".toml"))
+        else {
+            continue;
+        };
+        if !env.is_empty() && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            out.push((env.to_string(), dir.join(name)));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn apply_overlay(tree: &mut Node, mut overlay: Node, path: &str, sources: &Sources, errs: &mut Vec<ConfigError>) {
+    let Kind::Table(map) = &mut overlay.kind else {
+        errs.push(ConfigError::at(
+            sources,
+            &overlay.loc,
+            path,
+            format!("an environment must be a table, found {}", overlay.kind.type_name()),
+            None,
+        ));
+        return;
+    };
+    if map.contains_key("environments") {
+        if let Some(e) = map.get("environments") {
+            errs.push(ConfigError::at(
+                sources,
+                &e.key_loc,
+                "environments",
+                "environments cannot be nested in an environment".to_string(),
+                None,
+            ));
+        }
+        map.shift_remove("environments");
+    }
+    if let Some(Entry { node: remove, key_loc }) = map.shift_remove("remove") {
+        let rpath = if path.is_empty() { "remove".to_string() } else { format!("{path}.remove") };
+        match remove.kind {
+            Kind::Array(items) => {
+                for item in items {
+                    match &item.kind {
+                        Kind::Str(p) => {
+                            if !node::remove_path(tree, p) {
+                                errs.push(ConfigError::at(
+                                    sources,
+                                    &item.loc,
+                                    &rpath,
+                                    format!("`{p}` is not in the base stack, so it cannot be removed"),
+                                    Some("a dotted path such as \"services.worker\" or \"edge.static\"".into()),
+                                ));
+                            }
+                        }
+                        other => errs.push(ConfigError::at(
+                            sources,
+                            &item.loc,
+                            &rpath,
+                            format!("expected a dotted path string, found {}", other.type_name()),
+                            None,
+                        )),
+                    }
+                }
+            }
+            other => errs.push(ConfigError::at(
+                sources,
+                &key_loc,
+                &rpath,
+                format!("expected an array of dotted paths, found {}", other.type_name()),
+                None,
+            )),
+        }
+    }
+    node::merge(tree, overlay);
+}
+
+/// The interpolation variables: `.env` (from `stack.env_file`) under the process environment.
+fn variables(
+    tree: &Node,
+    root: &Path,
+    sources: &Sources,
+    opts: &LoadOptions,
+    errs: &mut Vec<ConfigError>,
+) -> (BTreeMap<String, String>, Sources) {
+    let mut sources = sources.clone();
+    let mut vars = BTreeMap::new();
+    let mut named: Option<(String, Loc)> = None;
+    if let Kind::Table(top) = &tree.kind {
+        if let Some(Kind::Table(stack)) = top.get("stack").map(|e| &e.node.kind) {
+            if let Some(e) = stack.get("env_file") {
+                if let Kind::Str(s) = &e.node.kind {
+                    named = Some((s.clone(), e.node.loc.clone()));
+                }
+            }
+        }
+    }
+    let file = named.as_ref().map(|(s, _)| s.clone()).unwrap_or_else(|| ".env".to_string());
+    let full = root.join(&file);
+    match std::fs::read_to_string(&full) {
+        Ok(text) => {
+            let id = sources.add(&full, &text);
+            match crate::dotenv::parse(&text) {
+                Ok(lines) => {
+                    for (k, v, _) in lines {
+                        vars.insert(k, v);
+                    }
+                }
+                Err((off, msg)) => errs.push(ConfigError::at(&sources, &Loc::new(id, off..off), "", msg, None)),
+            }
+        }
+        Err(e) => {
+            if let Some((_, loc)) = named {
+                errs.push(ConfigError::at(
+                    &sources,
+                    &loc,
+                    "stack.env_file",
+                    format!("cannot read `{}`: {e}", full.display()),
+                    Some("the path is relative to the stack file's folder".into()),
+                ));
+            }
+        }
+    }
+    for (k, v) in &opts.vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    (vars, sources)
+}

@@ -1,0 +1,408 @@
+//! The typed, validated stack: what the rest of grove reads. No TOML in here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::interp::Template;
+
+/// A validated stack file with its overlays applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stack {
+    /// `[stack] name`.
+    pub name: String,
+    /// The folder of the stack file; relative paths are relative to it.
+    pub root: PathBuf,
+    /// The selected environment, if any.
+    pub environment: Option<String>,
+    /// Every environment the file knows (inline and sibling files).
+    pub environments: Vec<String>,
+    /// Range for automatic ports, inclusive.
+    pub ports: (u16, u16),
+    /// Where grove keeps its state (relative to `root` unless absolute).
+    pub state_dir: PathBuf,
+    /// The edge.
+    pub edge: Edge,
+    /// Services in file order.
+    pub services: IndexMap<String, Service>,
+    /// Instances (tenants) in file order.
+    pub instances: IndexMap<String, Instance>,
+    /// How to deploy, when configured.
+    pub deploy: Option<Deploy>,
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+/// A listener address with its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Listen {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        write!(f, "{s}://{}", self.addr)
+    }
+}
+
+/// Where the edge's certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum Tls {
+    /// No TLS.
+    Off,
+    /// A local CA in the state folder signs leaf certificates.
+    SelfSigned,
+    /// ACME (Let's Encrypt or another directory).
+    Acme,
+    /// Certificate and key files.
+    Files {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+}
+
+/// A static file mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaticMount {
+    /// URL prefix, starting with `/`.
+    pub prefix: String,
+    /// Folder (relative to the stack root unless absolute).
+    pub dir: PathBuf,
+}
+
+/// An extra listener sending a whole port to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forward {
+    /// The listener.
+    pub listen: Listen,
+    /// The service it sends to.
+    pub service: String,
+}
+
+/// `[edge]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edge {
+    /// Listeners.
+    pub listen: Vec<Listen>,
+    /// Host names served.
+    pub hosts: Vec<String>,
+    /// Certificate source.
+    pub tls: Tls,
+    /// ACME contact.
+    pub acme_email: Option<String>,
+    /// ACME directory URL.
+    pub acme_directory: String,
+    /// CA bundle for a private ACME directory.
+    pub acme_ca: Option<PathBuf>,
+    /// Send HSTS.
+    pub hsts: bool,
+    /// Redirect HTTP to HTTPS for hosts with TLS.
+    pub redirect_https: bool,
+    /// Peers whose `X-Forwarded-For` is trusted.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Static mounts.
+    pub static_mounts: Vec<StaticMount>,
+    /// Port forwards.
+    pub forward: Vec<Forward>,
+}
+
+/// Let's Encrypt's production directory.
+pub const ACME_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory.
+pub const ACME_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// A backing server grove runs from the system's binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// PostgreSQL.
+    Postgres,
+    /// Redis.
+    Redis,
+    /// RabbitMQ.
+    Rabbitmq,
+    /// Memcached.
+    Memcached,
+    /// MongoDB.
+    Mongodb,
+}
+
+impl Recipe {
+    /// Recipe names as written in a stack file.
+    pub const NAMES: [&'static str; 5] = ["postgres", "redis", "rabbitmq", "memcached", "mongodb"];
+
+    /// Parses a recipe name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "postgres" => Some(Recipe::Postgres),
+            "redis" => Some(Recipe::Redis),
+            "rabbitmq" => Some(Recipe::Rabbitmq),
+            "memcached" => Some(Recipe::Memcached),
+            "mongodb" => Some(Recipe::Mongodb),
+            _ => None,
+        }
+    }
+
+    /// The URL scheme dependents see in `${svc.url}`.
+    pub fn url_scheme(self) -> &'static str {
+        match self {
+            Recipe::Postgres => "postgresql",
+            Recipe::Redis => "redis",
+            Recipe::Rabbitmq => "amqp",
+            Recipe::Memcached => "memcached",
+            Recipe::Mongodb => "mongodb",
+        }
+    }
+}
+
+/// A remote server behind the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host name or IP.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        if self.host.contains(':') {
+            write!(f, "{s}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{s}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What a service runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A process: argv templates.
+    Command(Vec<Template>),
+    /// A backing server.
+    Recipe(Recipe),
+    /// Remote servers only.
+    Upstreams(Vec<Upstream>),
+}
+
+/// A service's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortSpec {
+    /// Drawn from the stack's range, stable per unit.
+    Auto,
+    /// This port.
+    Fixed(u16),
+    /// No port.
+    None,
+}
+
+/// Runs forever, or to completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// A long-running process.
+    Service,
+    /// Runs to completion; exit 0 is success.
+    Task,
+}
+
+/// What a dependent waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// The dependency's process has started.
+    Started,
+    /// Its health probe passed.
+    Healthy,
+    /// The task exited 0.
+    Completed,
+}
+
+/// A probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// `GET path` answers 2xx or 3xx.
+    Http(Template),
+    /// A TCP connect succeeds; `None` means the unit's own port.
+    Tcp(Option<Template>),
+    /// The command exits 0.
+    Exec(Vec<Template>),
+}
+
+/// A health probe with its timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// The check.
+    pub check: Check,
+    /// Time between probes.
+    #[serde(with = "ms")]
+    pub interval: Duration,
+    /// Time one probe may take.
+    #[serde(with = "ms")]
+    pub timeout: Duration,
+    /// Consecutive failures that make the unit unhealthy.
+    pub retries: u32,
+    /// Failures during this time after start do not count.
+    #[serde(with = "ms")]
+    pub start_period: Duration,
+}
+
+/// When to restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// After any exit.
+    Always,
+    /// After a non-zero exit or a signal.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+/// Restart policy with backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restart {
+    /// When.
+    pub policy: RestartPolicy,
+    /// First delay.
+    #[serde(with = "ms")]
+    pub backoff: Duration,
+    /// Largest delay.
+    #[serde(with = "ms")]
+    pub max_backoff: Duration,
+    /// Restarts before giving up (0 = never give up).
+    pub max_restarts: u32,
+}
+
+/// `route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Host to match (exact or `*.domain`), none = any.
+    pub host: Option<Template>,
+    /// Path prefix (the instance's prefix for per-instance services when not given).
+    pub prefix: Option<Template>,
+    /// Remove the prefix before proxying.
+    pub strip_prefix: bool,
+    /// Pass WebSocket upgrades.
+    pub websocket: bool,
+    /// Largest request body, in bytes.
+    pub max_body: u64,
+}
+
+/// An environment variable's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvValue {
+    /// The value.
+    pub value: Template,
+    /// Never shown.
+    pub secret: bool,
+}
+
+/// `[services.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    /// Its name.
+    pub name: String,
+    /// What it runs.
+    pub source: Source,
+    /// Working directory (relative to the stack root unless absolute).
+    pub cwd: Option<Template>,
+    /// Environment, `env_file` first and `env` over it.
+    pub env: IndexMap<String, EnvValue>,
+    /// Port.
+    pub port: PortSpec,
+    /// Bind address.
+    pub bind: IpAddr,
+    /// Service or task.
+    pub kind: ServiceKind,
+    /// Copies per instance.
+    pub replicas: u32,
+    /// One unit per instance.
+    pub for_each_instance: bool,
+    /// Dependencies in file order.
+    pub depends_on: IndexMap<String, Condition>,
+    /// Health probe.
+    pub health: Option<Health>,
+    /// Restart policy.
+    pub restart: Restart,
+    /// Stop signal name (`SIGTERM`).
+    pub stop_signal: String,
+    /// Grace period before SIGKILL.
+    #[serde(with = "ms")]
+    pub stop_grace: Duration,
+    /// Edge route.
+    pub route: Option<Route>,
+}
+
+/// `[instances.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// Its name.
+    pub name: String,
+    /// Route prefix.
+    pub prefix: String,
+    /// Other variables.
+    pub vars: IndexMap<String, String>,
+}
+
+/// `[deploy]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deploy {
+    /// Repository path or URL.
+    pub repository: String,
+    /// Ref to deploy by default.
+    pub git_ref: String,
+    /// Build commands, run in order in the release folder.
+    pub build: Vec<String>,
+    /// Releases kept.
+    pub keep: u32,
+    /// Tasks run before traffic moves.
+    pub before_switch: Vec<String>,
+    /// How long the new generation has to turn healthy.
+    #[serde(with = "ms")]
+    pub health_timeout: Duration,
+    /// How long the old generation keeps serving in-flight requests.
+    #[serde(with = "ms")]
+    pub drain: Duration,
+}
+
+/// Serializes durations as whole milliseconds.
+pub mod ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    /// Serializes `d` as milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}

@@ -1,0 +1,527 @@
+//! Stack -> Plan: expansion, ports, references, dependencies, levels and routes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use grove_config::{
+    Check, Instance, Part, PortSpec, Service, ServiceAttr, Source, Stack, Template,
+};
+use indexmap::IndexMap;
+
+use crate::{
+    Dependency, Edge, EnvVar, Forward, Plan, Probe, ProbeCheck, Restart, Route, Run, Target, Unit,
+};
+
+/// A stack that validates but cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Too many automatic ports for the range.
+    #[error("the port range {0}-{1} has no free port left for unit `{2}`; widen [stack] ports")]
+    PortsExhausted(u16, u16, String),
+    /// A reference that cannot be resolved for a unit.
+    #[error("unit `{unit}`: {message}")]
+    Reference {
+        /// The unit.
+        unit: String,
+        /// Why.
+        message: String,
+    },
+}
+
+struct Slot<'a> {
+    name: String,
+    service: &'a Service,
+    instance: Option<&'a Instance>,
+    replica: u32,
+}
+
+fn unit_name(service: &str, instance: Option<&str>, replica: u32, replicas: u32) -> String {
+    let mut n = service.to_string();
+    if let Some(i) = instance {
+        n.push('@');
+        n.push_str(i);
+    }
+    if replicas > 1 {
+        n.push('#');
+        n.push_str(&replica.to_string());
+    }
+    n
+}
+
+/// FNV-1a: a stable hash, so a unit keeps its automatic port across runs and machines.
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The address a client uses to reach something bound to `ip`.
+fn client_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v) if v.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V6(v) if v.is_unspecified() => Ipv6Addr::LOCALHOST.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Builds the Plan for `stack`. With `previous`, units that still exist keep their automatic ports.
+pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+    // 1. Expand services into unit slots.
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    for svc in stack.services.values() {
+        if matches!(svc.source, Source::Upstreams(_)) {
+            continue;
+        }
+        let instances: Vec<Option<&Instance>> = if svc.for_each_instance {
+            stack.instances.values().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for inst in instances {
+            for r in 1..=svc.replicas {
+                slots.push(Slot {
+                    name: unit_name(&svc.name, inst.map(|i| i.name.as_str()), r, svc.replicas),
+                    service: svc,
+                    instance: inst,
+                    replica: r,
+                });
+            }
+        }
+    }
+
+    // 2. Ports: fixed first, then automatic ones, stable per unit name.
+    let (low, high) = stack.ports;
+    let mut taken: BTreeSet<u16> = BTreeSet::new();
+    for l in stack.edge.listen.iter().chain(stack.edge.forward.iter().map(|f| &f.listen)) {
+        taken.insert(l.addr.port());
+    }
+    let mut ports: BTreeMap<String, u16> = BTreeMap::new();
+    for s in &slots {
+        if let PortSpec::Fixed(p) = s.service.port {
+            ports.insert(s.name.clone(), p);
+            taken.insert(p);
+        }
+    }
+    let mut auto: Vec<&Slot<'_>> = slots
+        .iter()
+        .filter(|s| s.service.port == PortSpec::Auto)
+        .collect();
+    auto.sort_by(|a, b| a.name.cmp(&b.name));
+    // Units that existed before keep their port when it is still free.
+    let mut pending = Vec::new();
+    for s in auto {
+        let kept = previous
+            .and_then(|p| p.units.get(&s.name))
+            .and_then(|u| u.port)
+            .filter(|p| *p >= low && *p <= high && !taken.contains(p));
+        match kept {
+            Some(p) => {
+                taken.insert(p);
+                ports.insert(s.name.clone(), p);
+            }
+            None => pending.push(s),
+        }
+    }
+    let size = u64::from(high - low) + 1;
+    for s in pending {
+        let start = fnv(&format!("{}/{}", stack.name, s.name)) % size;
+        let mut found = None;
+        for i in 0..size {
+            let p = low + ((start + i) % size) as u16;
+            if !taken.contains(&p) {
+                found = Some(p);
+                break;
+            }
+        }
+        let p = found.ok_or_else(|| PlanError::PortsExhausted(low, high, s.name.clone()))?;
+        taken.insert(p);
+        ports.insert(s.name.clone(), p);
+    }
+
+    // 3. Units.
+    let mut units: IndexMap<String, Unit> = IndexMap::new();
+    for s in &slots {
+        let svc = s.service;
+        let port = ports.get(&s.name).copied();
+        let ctx = Ctx {
+            stack,
+            unit: &s.name,
+            port,
+            bind: svc.bind,
+            instance: s.instance,
+            ports: &ports,
+        };
+        let run = match &svc.source {
+            Source::Command(argv) => Run::Command {
+                argv: argv.iter().map(|t| ctx.render(t)).collect::<Result<_, _>>()?,
+            },
+            Source::Recipe(r) => Run::Recipe { recipe: *r },
+            Source::Upstreams(_) => continue,
+        };
+        let cwd = match &svc.cwd {
+            Some(t) => PathBuf::from(ctx.render(t)?),
+            None => PathBuf::from("."),
+        };
+        let mut env = IndexMap::new();
+        for (k, v) in &svc.env {
+            env.insert(
+                k.clone(),
+                EnvVar {
+                    value: ctx.render(&v.value)?,
+                    secret: v.secret,
+                },
+            );
+        }
+        let plain = |v: String| EnvVar {
+            value: v,
+            secret: false,
+        };
+        if let Some(p) = port {
+            env.entry("PORT".into()).or_insert_with(|| plain(p.to_string()));
+            env.entry("HOST".into())
+                .or_insert_with(|| plain(svc.bind.to_string()));
+        }
+        env.insert("GROVE_STACK".into(), plain(stack.name.clone()));
+        env.insert("GROVE_SERVICE".into(), plain(svc.name.clone()));
+        env.insert("GROVE_UNIT".into(), plain(s.name.clone()));
+        if let Some(i) = s.instance {
+            env.insert("GROVE_INSTANCE".into(), plain(i.name.clone()));
+        }
+        if let Some(e) = &stack.environment {
+            env.insert("GROVE_ENV".into(), plain(e.clone()));
+        }
+        let addr = port.map(|p| host_port(&client_host(svc.bind), p));
+        let health = match &svc.health {
+            Some(h) => {
+                let check = match &h.check {
+                    Check::Http(path) => ProbeCheck::Http {
+                        addr: addr.clone().unwrap_or_default(),
+                        path: ctx.render(path)?,
+                    },
+                    Check::Tcp(None) => ProbeCheck::Tcp {
+                        addr: addr.clone().unwrap_or_default(),
+                    },
+                    Check::Tcp(Some(t)) => ProbeCheck::Tcp {
+                        addr: ctx.render(t)?,
+                    },
+                    Check::Exec(argv) => ProbeCheck::Exec {
+                        argv: argv.iter().map(|t| ctx.render(t)).collect::<Result<_, _>>()?,
+                    },
+                };
+                Some(Probe {
+                    check,
+                    interval_ms: ms(h.interval),
+                    timeout_ms: ms(h.timeout),
+                    retries: h.retries,
+                    start_period_ms: ms(h.start_period),
+                })
+            }
+            None if matches!(svc.source, Source::Recipe(_)) => Some(Probe {
+                check: ProbeCheck::Recipe,
+                interval_ms: 2000,
+                timeout_ms: 2000,
+                retries: 3,
+                start_period_ms: 0,
+            }),
+            None => None,
+        };
+        units.insert(
+            s.name.clone(),
+            Unit {
+                name: s.name.clone(),
+                service: svc.name.clone(),
+                instance: s.instance.map(|i| i.name.clone()),
+                replica: s.replica,
+                kind: svc.kind,
+                run,
+                cwd,
+                env,
+                port,
+                bind: svc.bind,
+                health,
+                restart: Restart {
+                    policy: svc.restart.policy,
+                    backoff_ms: ms(svc.restart.backoff),
+                    max_backoff_ms: ms(svc.restart.max_backoff),
+                    max_restarts: svc.restart.max_restarts,
+                },
+                stop_signal: svc.stop_signal.clone(),
+                stop_grace_ms: ms(svc.stop_grace),
+                depends_on: Vec::new(),
+                level: 0,
+            },
+        );
+    }
+
+    // 4. Dependencies between units: same instance when both are per instance, else all units.
+    let names: Vec<String> = units.keys().cloned().collect();
+    for name in &names {
+        let Some(unit) = units.get(name) else { continue };
+        let Some(svc) = stack.services.get(&unit.service) else { continue };
+        let inst = unit.instance.clone();
+        let mut deps = Vec::new();
+        for (dep, cond) in &svc.depends_on {
+            let Some(dsvc) = stack.services.get(dep) else { continue };
+            for du in units.values().filter(|u| &u.service == dep) {
+                if dsvc.for_each_instance && inst.is_some() && du.instance != inst {
+                    continue;
+                }
+                deps.push(Dependency {
+                    unit: du.name.clone(),
+                    condition: *cond,
+                });
+            }
+        }
+        if let Some(u) = units.get_mut(name) {
+            u.depends_on = deps;
+        }
+    }
+
+    // 5. Levels (the stack has no cycles; bound the passes anyway).
+    let mut level: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..=units.len() {
+        let mut changed = false;
+        for u in units.values() {
+            let l = u
+                .depends_on
+                .iter()
+                .map(|d| level.get(&d.unit).copied().unwrap_or(0) + 1)
+                .max()
+                .unwrap_or(0);
+            if level.get(&u.name) != Some(&l) {
+                level.insert(u.name.clone(), l);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let depth = level.values().copied().max().map(|m| m + 1).unwrap_or(0);
+    let mut levels = vec![Vec::new(); depth];
+    for u in units.values_mut() {
+        u.level = level.get(&u.name).copied().unwrap_or(0);
+        if let Some(l) = levels.get_mut(u.level) {
+            l.push(u.name.clone());
+        }
+    }
+
+    // 6. Routes.
+    let mut routes = Vec::new();
+    for svc in stack.services.values() {
+        let Some(route) = &svc.route else { continue };
+        let instances: Vec<Option<&Instance>> = if svc.for_each_instance {
+            stack.instances.values().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for inst in instances {
+            let ctx = Ctx {
+                stack,
+                unit: &svc.name,
+                port: None,
+                bind: svc.bind,
+                instance: inst,
+                ports: &ports,
+            };
+            let host = match &route.host {
+                Some(t) => Some(ctx.render(t)?).filter(|h| !h.is_empty()),
+                None => None,
+            };
+            let prefix = match (&route.prefix, inst) {
+                (Some(t), _) => ctx.render(t)?,
+                (None, Some(i)) => i.prefix.clone(),
+                (None, None) => "/".to_string(),
+            };
+            routes.push(Route {
+                host: host.map(|h| h.to_ascii_lowercase()),
+                prefix: normalize_prefix(&prefix),
+                strip_prefix: route.strip_prefix,
+                websocket: route.websocket,
+                max_body: route.max_body,
+                service: svc.name.clone(),
+                instance: inst.map(|i| i.name.clone()),
+                target: target(svc, inst, &units),
+            });
+        }
+    }
+    routes.sort_by(|a, b| (&a.host, &a.prefix).cmp(&(&b.host, &b.prefix)));
+
+    let forward = stack
+        .edge
+        .forward
+        .iter()
+        .filter_map(|f| {
+            let svc = stack.services.get(&f.service)?;
+            Some(Forward {
+                listen: f.listen,
+                service: f.service.clone(),
+                target: target(svc, None, &units),
+            })
+        })
+        .collect();
+
+    Ok(Plan {
+        stack: stack.name.clone(),
+        environment: stack.environment.clone(),
+        root: stack.root.clone(),
+        state_dir: stack.state_dir.clone(),
+        units,
+        levels,
+        routes,
+        edge: Edge {
+            listen: stack.edge.listen.clone(),
+            hosts: stack.edge.hosts.clone(),
+            tls: stack.edge.tls.clone(),
+            acme_email: stack.edge.acme_email.clone(),
+            acme_directory: stack.edge.acme_directory.clone(),
+            acme_ca: stack.edge.acme_ca.clone(),
+            hsts: stack.edge.hsts,
+            redirect_https: stack.edge.redirect_https,
+            trusted_proxies: stack.edge.trusted_proxies.clone(),
+            static_mounts: stack.edge.static_mounts.clone(),
+            forward,
+        },
+    })
+}
+
+/// `/TR/` -> `/TR`; `` -> `/`.
+fn normalize_prefix(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+fn target(svc: &Service, inst: Option<&Instance>, units: &IndexMap<String, Unit>) -> Target {
+    match &svc.source {
+        Source::Upstreams(ups) => Target::Remote(ups.clone()),
+        _ => Target::Units(
+            units
+                .values()
+                .filter(|u| {
+                    u.service == svc.name
+                        && (inst.is_none() || u.instance.as_deref() == inst.map(|i| i.name.as_str()))
+                })
+                .map(|u| u.name.clone())
+                .collect(),
+        ),
+    }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a template's references mean for one unit.
+struct Ctx<'a> {
+    stack: &'a Stack,
+    unit: &'a str,
+    port: Option<u16>,
+    bind: IpAddr,
+    instance: Option<&'a Instance>,
+    ports: &'a BTreeMap<String, u16>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, message: String) -> PlanError {
+        PlanError::Reference {
+            unit: self.unit.to_string(),
+            message,
+        }
+    }
+
+    fn render(&self, t: &Template) -> Result<String, PlanError> {
+        t.render(|p| self.part(p))
+    }
+
+    fn part(&self, p: &Part) -> Result<String, PlanError> {
+        match p {
+            Part::Lit(s) => Ok(s.clone()),
+            Part::Port => self
+                .port
+                .map(|p| p.to_string())
+                .ok_or_else(|| self.err("${PORT} is used but the unit has no port".into())),
+            Part::Host => Ok(self.bind.to_string()),
+            Part::Instance => self
+                .instance
+                .map(|i| i.name.clone())
+                .ok_or_else(|| self.err("${instance} outside a per-instance service".into())),
+            Part::InstanceVar(k) => {
+                let i = self
+                    .instance
+                    .ok_or_else(|| self.err(format!("${{instance.{k}}} outside a per-instance service")))?;
+                if k == "prefix" {
+                    return Ok(i.prefix.clone());
+                }
+                i.vars
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| self.err(format!("instance `{}` has no `{k}`", i.name)))
+            }
+            Part::Service(name, attr) => self.service_ref(name, *attr),
+        }
+    }
+
+    fn service_ref(&self, name: &str, attr: ServiceAttr) -> Result<String, PlanError> {
+        let svc = self
+            .stack
+            .services
+            .get(name)
+            .ok_or_else(|| self.err(format!("`{name}` is not a service")))?;
+        if let Source::Upstreams(ups) = &svc.source {
+            let first = ups
+                .first()
+                .ok_or_else(|| self.err(format!("`{name}` has no upstreams")))?;
+            return Ok(match attr {
+                ServiceAttr::Url => first.to_string(),
+                ServiceAttr::Host => first.host.clone(),
+                ServiceAttr::Port => first.port.to_string(),
+            });
+        }
+        let inst = if svc.for_each_instance {
+            Some(
+                self.instance
+                    .ok_or_else(|| self.err(format!("`{name}` runs per instance; refer to it from a per-instance service")))?
+                    .name
+                    .as_str(),
+            )
+        } else {
+            None
+        };
+        let target = unit_name(name, inst, 1, svc.replicas);
+        let port = self
+            .ports
+            .get(&target)
+            .copied()
+            .ok_or_else(|| self.err(format!("`{name}` has no port")))?;
+        let host = client_host(svc.bind);
+        Ok(match attr {
+            ServiceAttr::Host => host,
+            ServiceAttr::Port => port.to_string(),
+            ServiceAttr::Url => {
+                let scheme = match &svc.source {
+                    Source::Recipe(r) => r.url_scheme(),
+                    _ => "http",
+                };
+                format!("{scheme}://{}", host_port(&host, port))
+            }
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! # grove-plan: the Plan
+//!
+//! Owns the expansion of a validated [`grove_config::Stack`] into the [`Plan`]: one [`Unit`] per
+//! service x instance x replica (`web@turkey#2`) with its resolved command, environment, working
+//! folder, port, probe, restart policy and dependencies; the start levels; the route table; and
+//! [`Plan::diff`], which names what a change adds, removes, restarts and keeps.
+//!
+//! The Plan is plain data: no I/O, no clock, no tokio, no TOML. Two Plans built from the same
+//! Stack are equal, and every later part of grove (supervisor, edge, export) reads only this.
+//! Paths in the Plan are relative to [`Plan::root`] unless absolute.
+
+#![forbid(unsafe_code)]
+
+mod build;
+mod diff;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+pub use build::{build, PlanError};
+pub use diff::{PlanDiff, Restarted};
+pub use grove_config::{
+    Condition, Listen, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
+};
+
+/// Everything grove will run and route, fully resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The stack's name.
+    pub stack: String,
+    /// The environment overlay applied, if any.
+    pub environment: Option<String>,
+    /// The stack file's folder.
+    pub root: PathBuf,
+    /// The state folder (relative to `root` unless absolute).
+    pub state_dir: PathBuf,
+    /// Units by name, in service order, then instance, then replica.
+    pub units: IndexMap<String, Unit>,
+    /// Start levels: every unit of a level can start once the previous levels are up.
+    pub levels: Vec<Vec<String>>,
+    /// The route table, sorted by host then prefix.
+    pub routes: Vec<Route>,
+    /// Edge settings.
+    pub edge: Edge,
+}
+
+/// One process (or backing server) grove supervises.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unit {
+    /// `service`, `service#2`, `service@instance` or `service@instance#2`.
+    pub name: String,
+    /// The service it comes from.
+    pub service: String,
+    /// Its instance, for per-instance services.
+    pub instance: Option<String>,
+    /// 1-based replica number.
+    pub replica: u32,
+    /// Service or task.
+    pub kind: ServiceKind,
+    /// What to run.
+    pub run: Run,
+    /// Working folder.
+    pub cwd: PathBuf,
+    /// Environment, including `PORT`, `HOST` and `GROVE_*`.
+    pub env: IndexMap<String, EnvVar>,
+    /// Its port.
+    pub port: Option<u16>,
+    /// Its bind address.
+    pub bind: IpAddr,
+    /// Health probe.
+    pub health: Option<Probe>,
+    /// Restart policy.
+    pub restart: Restart,
+    /// Stop signal name.
+    pub stop_signal: String,
+    /// Grace before SIGKILL, in milliseconds.
+    pub stop_grace_ms: u64,
+    /// Units this one waits for.
+    pub depends_on: Vec<Dependency>,
+    /// Start level (0 = no dependencies).
+    pub level: usize,
+}
+
+/// What a unit runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Run {
+    /// A command line.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+    /// A backing server recipe.
+    Recipe {
+        /// Which.
+        recipe: Recipe,
+    },
+}
+
+/// An environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    /// Its value.
+    pub value: String,
+    /// Never shown.
+    pub secret: bool,
+}
+
+/// A health probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    /// What is checked.
+    pub check: ProbeCheck,
+    /// Milliseconds between probes.
+    pub interval_ms: u64,
+    /// Milliseconds one probe may take.
+    pub timeout_ms: u64,
+    /// Consecutive failures before unhealthy.
+    pub retries: u32,
+    /// Milliseconds after start in which failures do not count.
+    pub start_period_ms: u64,
+}
+
+/// The probe's check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeCheck {
+    /// `GET http://host:port/path`.
+    Http {
+        /// host:port.
+        addr: String,
+        /// Path.
+        path: String,
+    },
+    /// TCP connect.
+    Tcp {
+        /// host:port.
+        addr: String,
+    },
+    /// Command exit status.
+    Exec {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+    /// The recipe's own readiness check (pg_isready, PING, ...).
+    Recipe,
+}
+
+/// Restart policy of a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restart {
+    /// When.
+    pub policy: RestartPolicy,
+    /// First delay, ms.
+    pub backoff_ms: u64,
+    /// Largest delay, ms.
+    pub max_backoff_ms: u64,
+    /// Restarts before giving up (0 = unlimited).
+    pub max_restarts: u32,
+}
+
+/// A unit this one waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    /// The unit.
+    pub unit: String,
+    /// The condition.
+    pub condition: Condition,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// Host to match, `None` for any.
+    pub host: Option<String>,
+    /// Path prefix.
+    pub prefix: String,
+    /// Strip the prefix before proxying (with `X-Forwarded-Prefix`).
+    pub strip_prefix: bool,
+    /// Pass WebSocket upgrades.
+    pub websocket: bool,
+    /// Largest request body, bytes.
+    pub max_body: u64,
+    /// The service it routes to.
+    pub service: String,
+    /// The instance, for per-instance services.
+    pub instance: Option<String>,
+    /// Where it goes.
+    pub target: Target,
+}
+
+impl Route {
+    /// `host/prefix` (or `*/prefix`), the route's identity in diffs.
+    pub fn key(&self) -> String {
+        format!("{}{}", self.host.as_deref().unwrap_or("*"), self.prefix)
+    }
+}
+
+/// Where traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Local units (load-balanced).
+    Units(Vec<String>),
+    /// Remote servers.
+    Remote(Vec<Upstream>),
+}
+
+/// Edge settings carried into the Plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edge {
+    /// Listeners.
+    pub listen: Vec<Listen>,
+    /// Hosts served.
+    pub hosts: Vec<String>,
+    /// Certificate source.
+    pub tls: Tls,
+    /// ACME contact.
+    pub acme_email: Option<String>,
+    /// ACME directory URL.
+    pub acme_directory: String,
+    /// CA bundle for the ACME directory.
+    pub acme_ca: Option<PathBuf>,
+    /// HSTS.
+    pub hsts: bool,
+    /// HTTP -> HTTPS redirect.
+    pub redirect_https: bool,
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Static mounts.
+    pub static_mounts: Vec<StaticMount>,
+    /// Whole-port forwards.
+    pub forward: Vec<Forward>,
+}
+
+/// A whole-port forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forward {
+    /// The listener.
+    pub listen: Listen,
+    /// The service.
+    pub service: String,
+    /// Where it goes.
+    pub target: Target,
+}
+
+/// The mask printed for secret values.
+pub const MASK: &str = "***";
+
+impl Plan {
+    /// Compares two plans: what to add, remove, restart, update and keep.
+    pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
+        diff::diff(old, new)
+    }
+
+    /// A copy safe to print: secret values (and any argument that contains one) become `***`.
+    pub fn redacted(&self) -> Plan {
+        let mut secrets: Vec<String> = self
+            .units
+            .values()
+            .flat_map(|u| u.env.values())
+            .filter(|v| v.secret && v.value.len() >= 4)
+            .map(|v| v.value.clone())
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        let scrub = |s: &str| -> String {
+            let mut out = s.to_string();
+            for secret in &secrets {
+                out = out.replace(secret.as_str(), MASK);
+            }
+            out
+        };
+        let mut plan = self.clone();
+        for unit in plan.units.values_mut() {
+            for var in unit.env.values_mut() {
+                if var.secret {
+                    var.value = MASK.to_string();
+                } else {
+                    var.value = scrub(&var.value);
+                }
+            }
+            if let Run::Command { argv } = &mut unit.run {
+                for a in argv.iter_mut() {
+                    *a = scrub(a);
+                }
+            }
+            if let Some(Probe {
+                check: ProbeCheck::Exec { argv },
+                ..
+            }) = &mut unit.health
+            {
+                for a in argv.iter_mut() {
+                    *a = scrub(a);
+                }
+            }
+        }
+        plan
+    }
+
+    /// The units of one service, in order.
+    pub fn units_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Unit> + 'a {
+        self.units.values().filter(move |u| u.service == service)
+    }
+}

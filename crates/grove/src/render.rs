@@ -1,0 +1,178 @@
+//! Human and JSON renderings of Plans and errors for the terminal.
+
+use std::fmt::Write;
+
+use grove_config::ConfigErrors;
+use grove_plan::{Plan, ProbeCheck, Run, Target, Tls};
+
+/// Errors as JSON for `check --json`.
+pub fn errors_json(errors: &ConfigErrors) -> serde_json::Value {
+    serde_json::json!({
+        "ok": false,
+        "errors": errors.errors.iter().map(|e| serde_json::json!({
+            "file": e.file.display().to_string(),
+            "line": e.line,
+            "column": e.column,
+            "key": e.key,
+            "message": e.message,
+            "help": e.help,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn bold(s: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[1m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The Plan as `grove check` prints it.
+pub fn plan(plan: &Plan, color: bool) -> String {
+    let mut out = String::new();
+    let env = plan
+        .environment
+        .as_deref()
+        .map(|e| format!(", environment {e}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {}{env}: {} unit{} in {} level{}, {} route{}",
+        bold("stack", color),
+        plan.stack,
+        plan.units.len(),
+        if plan.units.len() == 1 { "" } else { "s" },
+        plan.levels.len(),
+        if plan.levels.len() == 1 { "" } else { "s" },
+        plan.routes.len(),
+        if plan.routes.len() == 1 { "" } else { "s" },
+    );
+    let tls = match &plan.edge.tls {
+        Tls::Off => "off".to_string(),
+        Tls::SelfSigned => "self-signed".to_string(),
+        Tls::Acme => format!("acme ({})", plan.edge.acme_directory),
+        Tls::Files { cert, .. } => format!("files ({})", cert.display()),
+    };
+    if !plan.edge.listen.is_empty() || !plan.edge.forward.is_empty() {
+        let listen: Vec<String> = plan.edge.listen.iter().map(|l| l.to_string()).collect();
+        let _ = writeln!(out, "\n{}", bold("edge", color));
+        let _ = writeln!(out, "  listen  {}", listen.join(", "));
+        if !plan.edge.hosts.is_empty() {
+            let _ = writeln!(out, "  hosts   {}", plan.edge.hosts.join(", "));
+        }
+        let _ = writeln!(out, "  tls     {tls}");
+        for m in &plan.edge.static_mounts {
+            let _ = writeln!(out, "  static  {} -> {}", m.prefix, m.dir.display());
+        }
+        for f in &plan.edge.forward {
+            let _ = writeln!(out, "  forward {} -> {}", f.listen, f.service);
+        }
+    }
+    if !plan.units.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("units", color));
+        let mut rows = vec![vec![
+            "LEVEL".to_string(),
+            "UNIT".into(),
+            "KIND".into(),
+            "PORT".into(),
+            "HEALTH".into(),
+            "WAITS FOR".into(),
+            "RUNS".into(),
+        ]];
+        for level in &plan.levels {
+            for name in level {
+                let Some(u) = plan.units.get(name) else { continue };
+                let deps: Vec<String> = u
+                    .depends_on
+                    .iter()
+                    .map(|d| format!("{} ({})", d.unit, condition(d.condition)))
+                    .collect();
+                let health = match u.health.as_ref().map(|h| &h.check) {
+                    None => "-".to_string(),
+                    Some(ProbeCheck::Http { path, .. }) => format!("http {path}"),
+                    Some(ProbeCheck::Tcp { addr }) => format!("tcp {addr}"),
+                    Some(ProbeCheck::Exec { argv }) => format!("exec {}", argv.first().map(String::as_str).unwrap_or("")),
+                    Some(ProbeCheck::Recipe) => "recipe".to_string(),
+                };
+                let runs = match &u.run {
+                    Run::Command { argv } => shell_join(argv),
+                    Run::Recipe { recipe } => format!("recipe {}", serde_json::to_value(recipe).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+                };
+                rows.push(vec![
+                    u.level.to_string(),
+                    u.name.clone(),
+                    format!("{:?}", u.kind).to_lowercase(),
+                    u.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    health,
+                    if deps.is_empty() { "-".into() } else { deps.join(", ") },
+                    runs,
+                ]);
+            }
+        }
+        out.push_str(&table(&rows));
+    }
+    if !plan.routes.is_empty() {
+        let _ = writeln!(out, "\n{}", bold("routes", color));
+        let mut rows = vec![vec!["HOST".to_string(), "PREFIX".into(), "TO".into()]];
+        for r in &plan.routes {
+            let to = match &r.target {
+                Target::Units(u) => u.join(", "),
+                Target::Remote(u) => u.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+            };
+            let strip = if r.strip_prefix { " (prefix stripped)" } else { "" };
+            rows.push(vec![
+                r.host.clone().unwrap_or_else(|| "*".into()),
+                r.prefix.clone(),
+                format!("{to}{strip}"),
+            ]);
+        }
+        out.push_str(&table(&rows));
+    }
+    out
+}
+
+fn condition(c: grove_plan::Condition) -> &'static str {
+    match c {
+        grove_plan::Condition::Started => "started",
+        grove_plan::Condition::Healthy => "healthy",
+        grove_plan::Condition::Completed => "completed",
+    }
+}
+
+fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,${}*".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
