@@ -1407,7 +1407,9 @@ impl<'a> Builder<'a> {
             } else {
                 keys.insert((render(&route.host, None, String::new()), render(&route.prefix, None, "/".to_string())));
             }
-            for key in keys {
+            for (host, prefix) in keys {
+                let trimmed = prefix.trim_end_matches('/');
+                let key = (host, if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() });
                 if let Some(other) = claimed.get(&key) {
                     let loc = self.service_locs.get(name).cloned().unwrap_or_default();
                     let host = if key.0.is_empty() { "any host".to_string() } else { key.0.clone() };

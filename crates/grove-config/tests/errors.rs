@@ -1,0 +1,398 @@
+//! Bad input: every case asserts the exact message and its location.
+
+mod common;
+use common::errors;
+
+const HEAD: &str = "[stack]\nname = \"t\"\n";
+
+/// Runs `body` after a valid `[stack]` header and expects exactly `want`.
+fn expect(body: &str, want: &[&str]) {
+    let got = errors(&format!("{HEAD}{body}"));
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    assert_eq!(got, want, "\nfor:\n{body}");
+}
+
+#[test]
+fn toml_syntax_error_has_its_location() {
+    let got = errors("[stack]\nname = \"t\n");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("grove.toml:2:"), "{got:?}");
+    assert!(got[0].contains("invalid TOML"), "{got:?}");
+}
+
+#[test]
+fn unknown_top_level_key_suggests() {
+    expect("[servics.web]\ncommand = \"x\"\n", &["grove.toml:3:2: servics: unknown key `servics`"]);
+}
+
+#[test]
+fn unknown_service_key_suggests_the_nearest() {
+    let got = errors(&format!("{HEAD}[services.web]\ncomand = \"x\"\n"));
+    assert!(got.contains(&"grove.toml:4:1: services.web.comand: unknown key `comand`".to_string()), "{got:?}");
+}
+
+#[test]
+fn unknown_key_help_names_the_suggestion() {
+    let dir = common::Dir::new(&format!("{HEAD}[services.web]\ncommand = \"x\"\nhelth = {{ http = \"/\" }}\n"));
+    let err = grove_config::load(&dir.path(), &Default::default()).unwrap_err();
+    let help = err.errors[0].help.clone().unwrap_or_default();
+    assert!(help.starts_with("did you mean `health`?"), "{help}");
+}
+
+#[test]
+fn missing_stack_table() {
+    let got = errors("[services.web]\ncommand = \"x\"\n");
+    assert_eq!(got, vec!["grove.toml:1:1: stack: the `[stack]` table is missing"]);
+}
+
+#[test]
+fn missing_and_bad_stack_name() {
+    assert_eq!(errors("[stack]\n"), vec!["grove.toml:1:1: stack.name: the stack needs a name"]);
+    assert_eq!(
+        errors("[stack]\nname = \"my app\"\n"),
+        vec!["grove.toml:2:8: stack.name: `my app` is not a valid stack name"]
+    );
+}
+
+#[test]
+fn wrong_type() {
+    expect(
+        "[services.web]\ncommand = \"x\"\nreplicas = \"two\"\n",
+        &["grove.toml:5:12: services.web.replicas: expected an integer, found a string"],
+    );
+}
+
+#[test]
+fn service_without_a_source() {
+    expect(
+        "[services.web]\nport = 8000\n",
+        &["grove.toml:3:11: services.web: a service needs one of `command`, `recipe` or `upstreams`"],
+    );
+}
+
+#[test]
+fn service_with_two_sources() {
+    expect(
+        "[services.web]\ncommand = \"x\"\nrecipe = \"redis\"\n",
+        &["grove.toml:3:11: services.web: a service takes only one of `command` or `recipe`"],
+    );
+}
+
+#[test]
+fn unknown_recipe_lists_valid_ones() {
+    expect(
+        "[services.db]\nrecipe = \"postgresql\"\n",
+        &["grove.toml:4:10: services.db.recipe: unknown recipe `postgresql`"],
+    );
+}
+
+#[test]
+fn unknown_dependency_lists_services() {
+    let dir = common::Dir::new(&format!(
+        "{HEAD}[services.web]\ncommand = \"x\"\ndepends_on = [\"dbb\"]\n[services.db]\nrecipe = \"redis\"\n"
+    ));
+    let err = grove_config::load(&dir.path(), &Default::default()).unwrap_err();
+    assert_eq!(err.errors.len(), 1);
+    let e = &err.errors[0];
+    assert_eq!((e.line, e.column), (5, 15));
+    assert_eq!(e.message, "`dbb` is not a service");
+    assert_eq!(e.help.as_deref(), Some("did you mean `db`? services: web, db"));
+}
+
+#[test]
+fn dependency_cycle_is_printed() {
+    expect(
+        "[services.a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n[services.b]\ncommand = \"y\"\ndepends_on = [\"c\"]\n[services.c]\ncommand = \"z\"\ndepends_on = [\"a\"]\n",
+        &["grove.toml:5:15: services.a.depends_on: dependency cycle: a -> b -> c -> a"],
+    );
+}
+
+#[test]
+fn self_dependency_is_a_cycle() {
+    expect(
+        "[services.a]\ncommand = \"x\"\ndepends_on = [\"a\"]\n",
+        &["grove.toml:5:15: services.a.depends_on: dependency cycle: a -> a"],
+    );
+}
+
+#[test]
+fn bad_dependency_condition() {
+    expect(
+        "[services.a]\ncommand = \"x\"\ndepends_on = { b = \"ready\" }\n[services.b]\ncommand = \"y\"\n",
+        &["grove.toml:5:20: services.a.depends_on.b: `ready` is not valid here"],
+    );
+}
+
+#[test]
+fn completed_needs_a_task_and_healthy_a_probe() {
+    expect(
+        "[services.a]\ncommand = \"x\"\ndepends_on = { b = \"completed\", c = \"healthy\" }\n[services.b]\ncommand = \"y\"\n[services.c]\ncommand = \"z\"\n",
+        &[
+            "grove.toml:5:16: services.a.depends_on: `b` is a long-running service and never completes",
+            "grove.toml:5:33: services.a.depends_on: `c` has no health probe, so it can never be healthy",
+        ],
+    );
+}
+
+#[test]
+fn port_clash_between_services() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nport = 8000\n[services.b]\ncommand = \"y\"\nport = 8000\n",
+        &["grove.toml:8:8: services.b.port: port 8000 is already used by services.a"],
+    );
+}
+
+#[test]
+fn port_clash_with_the_edge() {
+    expect(
+        "[edge]\nlisten = [\"http://127.0.0.1:8080\"]\n[services.a]\ncommand = \"x\"\nport = 8080\n",
+        &["grove.toml:7:8: services.a.port: port 8080 is already used by the edge listener http://127.0.0.1:8080"],
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nport = 70000\n",
+        &["grove.toml:5:8: services.a.port: 70000 is out of range"],
+    );
+}
+
+#[test]
+fn fixed_port_with_replicas() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nport = 9000\nreplicas = 2\n",
+        &["grove.toml:5:8: services.a.port: fixed port 9000 would be shared by 2 units"],
+    );
+}
+
+#[test]
+fn required_variable_message() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nenv = { K = \"${API_KEY:?put API_KEY in .env}\" }\n",
+        &["grove.toml:5:13: services.a.env.K: required variable API_KEY is not set: put API_KEY in .env"],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nstop_grace = \"5 seconds\"\n",
+        &["grove.toml:5:14: services.a.stop_grace: `5 seconds` is not a duration"],
+    );
+}
+
+#[test]
+fn bad_size() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nroute = { max_body = \"10 megs\" }\n",
+        &["grove.toml:5:22: services.a.route.max_body: `10 megs` is not a size"],
+    );
+}
+
+#[test]
+fn bad_enums() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nkind = \"job\"\nrestart = \"sometimes\"\n",
+        &[
+            "grove.toml:5:8: services.a.kind: `job` is not valid here",
+            "grove.toml:6:11: services.a.restart: `sometimes` is not valid here",
+        ],
+    );
+}
+
+#[test]
+fn bad_stop_signal() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nstop_signal = \"SIGFOO\"\n",
+        &["grove.toml:5:15: services.a.stop_signal: `SIGFOO` is not a stop signal"],
+    );
+}
+
+#[test]
+fn health_needs_exactly_one_check() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nhealth = { http = \"/\", tcp = true }\n[services.b]\ncommand = \"y\"\nhealth = { interval = \"1s\" }\n",
+        &[
+            "grove.toml:5:10: services.a.health: a health probe takes only one of `http` or `tcp`",
+            "grove.toml:8:10: services.b.health: a health probe needs one of `http`, `tcp` or `exec`",
+        ],
+    );
+}
+
+#[test]
+fn bad_listen_url() {
+    expect(
+        "[edge]\nlisten = [\"tcp://0.0.0.0:80\", \"http://nowhere:80\"]\n",
+        &[
+            "grove.toml:4:11: edge.listen: `tcp://0.0.0.0:80` must start with http:// or https://",
+            "grove.toml:4:31: edge.listen: `http://nowhere:80` is not an IP address and port",
+        ],
+    );
+}
+
+#[test]
+fn route_on_a_task() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nkind = \"task\"\nroute = { prefix = \"/\" }\n",
+        &["grove.toml:6:1: services.a.route: a task cannot have a route"],
+    );
+}
+
+#[test]
+fn instance_reference_outside_per_instance_service() {
+    expect(
+        "[instances.x]\nprefix = \"/x\"\n[services.a]\ncommand = \"run ${instance}\"\n",
+        &["grove.toml:6:11: services.a.command: `${instance}` is only known in a service with for_each_instance = true"],
+    );
+}
+
+#[test]
+fn instance_variable_missing_in_one_instance() {
+    expect(
+        "[instances.x]\ncur = \"A\"\n[instances.y]\nprefix = \"/y\"\n[services.a]\ncommand = \"run ${instance.cur}\"\nfor_each_instance = true\n",
+        &["grove.toml:8:11: services.a.command: `${instance.cur}` is not defined by instance `y`"],
+    );
+}
+
+#[test]
+fn reference_to_an_unknown_service() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nenv = { U = \"${dbx.url}\" }\n[services.db]\nrecipe = \"postgres\"\n",
+        &["grove.toml:5:13: services.a.env.U: `${dbx.url}` names no service"],
+    );
+}
+
+#[test]
+fn reference_with_a_bad_attribute() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nenv = { U = \"${db.uri}\" }\n",
+        &["grove.toml:5:13: services.a.env.U: `${db.uri}`: a service reference ends in .url, .host or .port, not .uri"],
+    );
+}
+
+#[test]
+fn unterminated_interpolation() {
+    expect(
+        "[services.a]\ncommand = \"echo ${HOME\"\n",
+        &["grove.toml:4:11: services.a.command: `${` is not closed with `}`"],
+    );
+}
+
+#[test]
+fn per_instance_service_without_instances() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nfor_each_instance = true\n",
+        &["grove.toml:3:11: services.a.for_each_instance: there are no instances to run this service for"],
+    );
+}
+
+#[test]
+fn replicas_zero() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nreplicas = 0\n",
+        &["grove.toml:5:12: services.a.replicas: 0 is out of range"],
+    );
+}
+
+#[test]
+fn acme_needs_email_and_hosts() {
+    expect(
+        "[edge]\nlisten = [\"https://127.0.0.1:8443\"]\ntls = \"acme\"\n",
+        &[
+            "grove.toml:5:7: edge.acme_email: tls = \"acme\" needs an account email",
+            "grove.toml:5:7: edge.hosts: tls = \"acme\" needs the host names to certify",
+        ],
+    );
+}
+
+#[test]
+fn https_listener_with_tls_off() {
+    expect(
+        "[edge]\nlisten = [\"https://127.0.0.1:8443\"]\ntls = \"off\"\n",
+        &["grove.toml:5:7: edge.tls: an https:// listener needs certificates, but tls is off"],
+    );
+}
+
+#[test]
+fn bad_bind_address() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nbind = \"localhost\"\n",
+        &["grove.toml:5:8: services.a.bind: `localhost` is not an IP address"],
+    );
+}
+
+#[test]
+fn missing_env_file() {
+    let got = errors(&format!("{HEAD}[services.a]\ncommand = \"x\"\nenv_file = \"nope.env\"\n"));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("grove.toml:5:12: services.a.env_file: cannot read `nope.env`"), "{got:?}");
+}
+
+#[test]
+fn static_prefix_must_be_a_path() {
+    expect(
+        "[edge]\nstatic = { \"static\" = \"s/\" }\n",
+        &["grove.toml:4:12: edge.static.static: the mount prefix `static` must start with `/`"],
+    );
+}
+
+#[test]
+fn forward_to_unknown_service() {
+    expect(
+        "[edge]\nforward = [{ listen = \"http://127.0.0.1:2002\", service = \"backend\" }]\n",
+        &["grove.toml:4:58: edge.forward[0].service: `backend` is not a service"],
+    );
+}
+
+#[test]
+fn two_services_on_the_same_route() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nroute = { prefix = \"/api\" }\n[services.b]\ncommand = \"y\"\nroute = { prefix = \"/api/\" }\n",
+        &["grove.toml:6:11: services.b.route: the route any host /api is already taken by `a`"],
+    );
+}
+
+#[test]
+fn bad_upstream_address() {
+    expect(
+        "[services.r]\nupstreams = [\"10.0.0.5\"]\n",
+        &["grove.toml:4:14: services.r.upstreams: `10.0.0.5` is not an upstream address"],
+    );
+}
+
+#[test]
+fn lone_dollar() {
+    expect(
+        "[services.a]\ncommand = \"echo $HOME\"\n",
+        &["grove.toml:4:11: services.a.command: a `$` must start `${NAME}`; write `$$` for a literal `$`"],
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let got = errors(
+        "[stack]\nname = \"t\"\nbogus = 1\n[services.a]\ncommand = \"x\"\nport = 0\nkind = \"nope\"\nstop_grace = \"soon\"\ndepends_on = [\"zz\"]\n",
+    );
+    assert_eq!(got.len(), 5, "{got:#?}");
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    for text in [
+        "",
+        "=",
+        "[stack",
+        "[[services]]\nname = 1",
+        "services = 3",
+        "[stack]\nname = \"a\"\n[services.a]\ncommand = []",
+        "[stack]\nname = \"a\"\n[services.a]\ncommand = \"'\"",
+        "[stack]\nname = \"a\"\n[services.a]\ncommand = \"${${${\"",
+        "[stack]\nname = \"a\"\n[edge]\nstatic = [1]\nforward = 3",
+        "[stack]\nname = \"a\"\nports = \"9-1\"",
+        "[stack]\nname = \"a\"\n[environments]\nx = 1",
+        "\u{0}\u{feff}",
+    ] {
+        let _ = errors(text);
+    }
+}
