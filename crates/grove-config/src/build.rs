@@ -16,7 +16,14 @@ use crate::units::{parse_duration, parse_signal, parse_size, SIGNALS};
 
 type Map = IndexMap<String, Entry>;
 
-const TOP_KEYS: [&str; 6] = ["stack", "edge", "services", "instances", "environments", "deploy"];
+const TOP_KEYS: [&str; 6] = [
+    "stack",
+    "edge",
+    "services",
+    "instances",
+    "environments",
+    "deploy",
+];
 const STACK_KEYS: [&str; 4] = ["name", "ports", "env_file", "state_dir"];
 const EDGE_KEYS: [&str; 11] = [
     "listen",
@@ -53,7 +60,15 @@ const SERVICE_KEYS: [&str; 20] = [
     "secret",
     "databases",
 ];
-const HEALTH_KEYS: [&str; 7] = ["http", "tcp", "exec", "interval", "timeout", "retries", "start_period"];
+const HEALTH_KEYS: [&str; 7] = [
+    "http",
+    "tcp",
+    "exec",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
 const ROUTE_KEYS: [&str; 5] = ["host", "prefix", "strip_prefix", "websocket", "max_body"];
 const DEPLOY_KEYS: [&str; 7] = [
@@ -166,7 +181,12 @@ impl<'a> Builder<'a> {
                     Some(s) => format!("did you mean `{s}`? valid keys: {}", allowed.join(", ")),
                     None => format!("valid keys: {}", allowed.join(", ")),
                 };
-                self.err(&e.key_loc, &join(path, k), format!("unknown key `{k}`"), Some(help));
+                self.err(
+                    &e.key_loc,
+                    &join(path, k),
+                    format!("unknown key `{k}`"),
+                    Some(help),
+                );
             }
         }
         Some(map)
@@ -297,7 +317,12 @@ impl<'a> Builder<'a> {
             Some(near) => format!("did you mean `{near}`? valid: {}", one_of(&names)),
             None => format!("valid: {}", one_of(&names)),
         };
-        self.err(&node.loc, path, format!("`{s}` is not valid here"), Some(help));
+        self.err(
+            &node.loc,
+            path,
+            format!("`{s}` is not valid here"),
+            Some(help),
+        );
         None
     }
 
@@ -326,7 +351,12 @@ impl<'a> Builder<'a> {
         } else if let Some(r) = s.strip_prefix("https://") {
             (Scheme::Https, r)
         } else {
-            self.err(loc, path, format!("`{s}` must start with http:// or https://"), help);
+            self.err(
+                loc,
+                path,
+                format!("`{s}` must start with http:// or https://"),
+                help,
+            );
             return None;
         };
         let rest = rest.trim_end_matches('/');
@@ -334,13 +364,23 @@ impl<'a> Builder<'a> {
         match rest.parse::<SocketAddr>() {
             Ok(addr) => Some(Listen { scheme, addr }),
             Err(_) => {
-                self.err(loc, path, format!("`{s}` is not an IP address and port"), help);
+                self.err(
+                    loc,
+                    path,
+                    format!("`{s}` is not an IP address and port"),
+                    help,
+                );
                 None
             }
         }
     }
 
-    pub fn build(&mut self, root: &Node, environment: Option<String>, environments: Vec<String>) -> Option<Stack> {
+    pub fn build(
+        &mut self,
+        root: &Node,
+        environment: Option<String>,
+        environments: Vec<String>,
+    ) -> Option<Stack> {
         let top = self.table(root, "", &TOP_KEYS)?;
         let name = match top.get("stack") {
             Some(e) => self.stack_section(&e.node),
@@ -372,11 +412,14 @@ impl<'a> Builder<'a> {
                             &entry.key_loc,
                             &path,
                             format!("`{name}` is not a valid service name"),
-                            Some("letters, digits, '-' and '_', starting with a letter".to_string()),
+                            Some(
+                                "letters, digits, '-' and '_', starting with a letter".to_string(),
+                            ),
                         );
                         continue;
                     }
-                    self.service_locs.insert(name.clone(), entry.key_loc.clone());
+                    self.service_locs
+                        .insert(name.clone(), entry.key_loc.clone());
                     if let Some(s) = self.service(name, &entry.node, &path) {
                         services.insert(name.clone(), s);
                     }
@@ -411,7 +454,12 @@ impl<'a> Builder<'a> {
     fn stack_section(&mut self, node: &Node) -> Option<String> {
         let map = self.table(node, "stack", &STACK_KEYS)?;
         let Some(e) = map.get("name") else {
-            self.err(&node.loc, "stack.name", "the stack needs a name", Some("name = \"myapp\"".to_string()));
+            self.err(
+                &node.loc,
+                "stack.name",
+                "the stack needs a name",
+                Some("name = \"myapp\"".to_string()),
+            );
             return None;
         };
         let name = self.string(&e.node, "stack.name")?;
@@ -446,7 +494,10 @@ impl<'a> Builder<'a> {
                         &e.node.loc,
                         "stack.ports",
                         format!("`{s}` is not a port range"),
-                        Some("LOW-HIGH with 1024 <= LOW and at least 16 ports, e.g. \"20000-29999\"".to_string()),
+                        Some(
+                            "LOW-HIGH with 1024 <= LOW and at least 16 ports, e.g. \"20000-29999\""
+                                .to_string(),
+                        ),
                     ),
                 }
             }
@@ -531,7 +582,12 @@ impl<'a> Builder<'a> {
             for (s, loc) in self.strings(&e.node, "edge.listen").unwrap_or_default() {
                 if let Some(l) = self.listen(&s, &loc, "edge.listen") {
                     if edge.listen.iter().any(|x| x.addr.port() == l.addr.port()) {
-                        self.err(&loc, "edge.listen", format!("port {} is listed twice", l.addr.port()), None);
+                        self.err(
+                            &loc,
+                            "edge.listen",
+                            format!("port {} is listed twice", l.addr.port()),
+                            None,
+                        );
                     }
                     edge.listen.push(l);
                 }
@@ -564,15 +620,22 @@ impl<'a> Builder<'a> {
             match &e.node.kind {
                 Kind::Table(_) => {
                     if let Some(t) = self.table(&e.node, "edge.tls", &["cert", "key"]) {
-                        let cert = t.get("cert").and_then(|c| self.path(&c.node, "edge.tls.cert"));
-                        let key = t.get("key").and_then(|k| self.path(&k.node, "edge.tls.key"));
+                        let cert = t
+                            .get("cert")
+                            .and_then(|c| self.path(&c.node, "edge.tls.cert"));
+                        let key = t
+                            .get("key")
+                            .and_then(|k| self.path(&k.node, "edge.tls.key"));
                         match (cert, key) {
                             (Some(cert), Some(key)) => edge.tls = Tls::Files { cert, key },
                             _ => self.err(
                                 &e.node.loc,
                                 "edge.tls",
                                 "certificate files need both `cert` and `key`",
-                                Some("tls = { cert = \"certs/site.pem\", key = \"certs/site.key\" }".to_string()),
+                                Some(
+                                    "tls = { cert = \"certs/site.pem\", key = \"certs/site.key\" }"
+                                        .to_string(),
+                                ),
                             ),
                         }
                     }
@@ -612,7 +675,10 @@ impl<'a> Builder<'a> {
         }
         if edge.tls == Tls::Acme {
             if edge.acme_email.is_none() && !map.contains_key("acme_email") {
-                let loc = map.get("tls").map(|e| e.node.loc.clone()).unwrap_or(node.loc.clone());
+                let loc = map
+                    .get("tls")
+                    .map(|e| e.node.loc.clone())
+                    .unwrap_or(node.loc.clone());
                 self.err(
                     &loc,
                     "edge.acme_email",
@@ -621,7 +687,10 @@ impl<'a> Builder<'a> {
                 );
             }
             if edge.hosts.is_empty() {
-                let loc = map.get("tls").map(|e| e.node.loc.clone()).unwrap_or(node.loc.clone());
+                let loc = map
+                    .get("tls")
+                    .map(|e| e.node.loc.clone())
+                    .unwrap_or(node.loc.clone());
                 self.err(
                     &loc,
                     "edge.hosts",
@@ -657,10 +726,18 @@ impl<'a> Builder<'a> {
             edge.redirect_https = self.bool(&e.node, "edge.redirect_https").unwrap_or(true);
         }
         if let Some(e) = map.get("trusted_proxies") {
-            for (s, loc) in self.strings(&e.node, "edge.trusted_proxies").unwrap_or_default() {
+            for (s, loc) in self
+                .strings(&e.node, "edge.trusted_proxies")
+                .unwrap_or_default()
+            {
                 match s.parse::<IpAddr>() {
                     Ok(ip) => edge.trusted_proxies.push(ip),
-                    Err(_) => self.err(&loc, "edge.trusted_proxies", format!("`{s}` is not an IP address"), None),
+                    Err(_) => self.err(
+                        &loc,
+                        "edge.trusted_proxies",
+                        format!("`{s}` is not an IP address"),
+                        None,
+                    ),
                 }
             }
         }
@@ -710,14 +787,28 @@ impl<'a> Builder<'a> {
                         }
                     };
                     if let (Some(listen), Some(service)) = (listen, service) {
-                        if edge.listen.iter().chain(edge.forward.iter().map(|f| &f.listen)).any(|x| x.addr.port() == listen.addr.port()) {
-                            self.err(&item.loc, &path, format!("port {} is already an edge listener", listen.addr.port()), None);
+                        if edge
+                            .listen
+                            .iter()
+                            .chain(edge.forward.iter().map(|f| &f.listen))
+                            .any(|x| x.addr.port() == listen.addr.port())
+                        {
+                            self.err(
+                                &item.loc,
+                                &path,
+                                format!("port {} is already an edge listener", listen.addr.port()),
+                                None,
+                            );
                         }
                         edge.forward.push(Forward { listen, service });
                     }
                 }
             } else {
-                self.type_err(&e.node, "edge.forward", "an array of { listen, service } tables");
+                self.type_err(
+                    &e.node,
+                    "edge.forward",
+                    "an array of { listen, service } tables",
+                );
             }
         }
         Some(edge)
@@ -736,7 +827,11 @@ impl<'a> Builder<'a> {
             } else {
                 format!("a service takes only one of {}", one_of(&sources))
             };
-            let loc = self.service_locs.get(name).cloned().unwrap_or(node.loc.clone());
+            let loc = self
+                .service_locs
+                .get(name)
+                .cloned()
+                .unwrap_or(node.loc.clone());
             self.err(
                 &loc,
                 path,
@@ -745,11 +840,17 @@ impl<'a> Builder<'a> {
             );
         }
         let mut ok = true;
-        let source = match sources.first().copied().filter(|_| sources.len() == 1).unwrap_or("") {
+        let source = match sources
+            .first()
+            .copied()
+            .filter(|_| sources.len() == 1)
+            .unwrap_or("")
+        {
             "" => None,
             "command" => {
                 let e = &map["command"];
-                self.command(&e.node, &p("command"), name).map(Source::Command)
+                self.command(&e.node, &p("command"), name)
+                    .map(Source::Command)
             }
             "recipe" => {
                 let e = &map["recipe"];
@@ -758,10 +859,17 @@ impl<'a> Builder<'a> {
                     Some(r) => Some(Source::Recipe(r)),
                     None => {
                         let help = match suggest(&s, Recipe::NAMES) {
-                            Some(n) => format!("did you mean `{n}`? valid: {}", one_of(&Recipe::NAMES)),
+                            Some(n) => {
+                                format!("did you mean `{n}`? valid: {}", one_of(&Recipe::NAMES))
+                            }
                             None => format!("valid: {}", one_of(&Recipe::NAMES)),
                         };
-                        self.err(&e.node.loc, &p("recipe"), format!("unknown recipe `{s}`"), Some(help));
+                        self.err(
+                            &e.node.loc,
+                            &p("recipe"),
+                            format!("unknown recipe `{s}`"),
+                            Some(help),
+                        );
                         None
                     }
                 }
@@ -771,7 +879,12 @@ impl<'a> Builder<'a> {
                 let mut ups = Vec::new();
                 let list = self.strings(&e.node, &p("upstreams")).unwrap_or_default();
                 if list.is_empty() {
-                    self.err(&e.node.loc, &p("upstreams"), "an upstreams list needs at least one address", None);
+                    self.err(
+                        &e.node.loc,
+                        &p("upstreams"),
+                        "an upstreams list needs at least one address",
+                        None,
+                    );
                 }
                 for (s, loc) in list {
                     match parse_upstream(&s) {
@@ -781,7 +894,9 @@ impl<'a> Builder<'a> {
                                 &loc,
                                 &p("upstreams"),
                                 format!("`{s}` is not an upstream address"),
-                                Some("host:port, http://host:port or https://host:port".to_string()),
+                                Some(
+                                    "host:port, http://host:port or https://host:port".to_string(),
+                                ),
                             );
                             ok = false;
                         }
@@ -792,7 +907,14 @@ impl<'a> Builder<'a> {
         };
         let is_process = matches!(source, Some(Source::Command(_)));
         if !is_process {
-            for k in ["cwd", "kind", "replicas", "stop_signal", "stop_grace", "restart"] {
+            for k in [
+                "cwd",
+                "kind",
+                "replicas",
+                "stop_signal",
+                "stop_grace",
+                "restart",
+            ] {
                 if let Some(e) = map.get(k) {
                     if matches!(source, Some(Source::Upstreams(_))) {
                         self.err(
@@ -806,9 +928,16 @@ impl<'a> Builder<'a> {
             }
         }
 
-        let cwd = map.get("cwd").and_then(|e| self.template(&e.node, &p("cwd")));
+        let cwd = map
+            .get("cwd")
+            .and_then(|e| self.template(&e.node, &p("cwd")));
         if let Some(t) = &cwd {
-            self.templates.push((name.to_string(), p("cwd"), t.clone(), map["cwd"].node.loc.clone()));
+            self.templates.push((
+                name.to_string(),
+                p("cwd"),
+                t.clone(),
+                map["cwd"].node.loc.clone(),
+            ));
         }
 
         let mut env = IndexMap::new();
@@ -820,12 +949,23 @@ impl<'a> Builder<'a> {
                         Ok(lines) => {
                             for (k, v, _) in lines {
                                 let secret = is_secret_name(&k);
-                                env.insert(k, EnvValue { value: Template::literal(v), secret });
+                                env.insert(
+                                    k,
+                                    EnvValue {
+                                        value: Template::literal(v),
+                                        secret,
+                                    },
+                                );
                             }
                         }
                         Err((off, msg)) => {
                             let (line, _) = crate::source::line_col(&text, off);
-                            self.err(&e.node.loc, &p("env_file"), format!("{}:{line}: {msg}", file.display()), None);
+                            self.err(
+                                &e.node.loc,
+                                &p("env_file"),
+                                format!("{}:{line}: {msg}", file.display()),
+                                None,
+                            );
                         }
                     },
                     Err(err) => self.err(
@@ -841,23 +981,42 @@ impl<'a> Builder<'a> {
             if let Some(vars) = self.any_table(&e.node, &p("env")) {
                 for (k, v) in vars {
                     let kp = join(&p("env"), k);
-                    if !k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    if !k
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                         || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     {
-                        self.err(&v.key_loc, &kp, format!("`{k}` is not a valid variable name"), Some("letters, digits and '_'".to_string()));
+                        self.err(
+                            &v.key_loc,
+                            &kp,
+                            format!("`{k}` is not a valid variable name"),
+                            Some("letters, digits and '_'".to_string()),
+                        );
                         continue;
                     }
                     let (value, secret) = match &v.node.kind {
                         Kind::Str(_) => (self.template(&v.node, &kp), is_secret_name(k)),
                         Kind::Int(i) => (Some(Template::literal(i.to_string())), is_secret_name(k)),
-                        Kind::Float(f) => (Some(Template::literal(f.to_string())), is_secret_name(k)),
-                        Kind::Bool(b) => (Some(Template::literal(b.to_string())), is_secret_name(k)),
+                        Kind::Float(f) => {
+                            (Some(Template::literal(f.to_string())), is_secret_name(k))
+                        }
+                        Kind::Bool(b) => {
+                            (Some(Template::literal(b.to_string())), is_secret_name(k))
+                        }
                         Kind::Table(_) => {
-                            let Some(t) = self.table(&v.node, &kp, &["value", "secret"]) else { continue };
+                            let Some(t) = self.table(&v.node, &kp, &["value", "secret"]) else {
+                                continue;
+                            };
                             let value = match t.get("value") {
                                 Some(x) => self.template(&x.node, &join(&kp, "value")),
                                 None => {
-                                    self.err(&v.node.loc, &kp, "needs `value`", Some("{ value = \"...\", secret = true }".to_string()));
+                                    self.err(
+                                        &v.node.loc,
+                                        &kp,
+                                        "needs `value`",
+                                        Some("{ value = \"...\", secret = true }".to_string()),
+                                    );
                                     None
                                 }
                             };
@@ -869,12 +1028,21 @@ impl<'a> Builder<'a> {
                             (value, secret)
                         }
                         _ => {
-                            self.type_err(&v.node, &kp, "a string, number, boolean or { value, secret }");
+                            self.type_err(
+                                &v.node,
+                                &kp,
+                                "a string, number, boolean or { value, secret }",
+                            );
                             (None, false)
                         }
                     };
                     if let Some(value) = value {
-                        self.templates.push((name.to_string(), kp, value.clone(), v.node.loc.clone()));
+                        self.templates.push((
+                            name.to_string(),
+                            kp,
+                            value.clone(),
+                            v.node.loc.clone(),
+                        ));
                         env.insert(k.clone(), EnvValue { value, secret });
                     }
                 }
@@ -887,7 +1055,10 @@ impl<'a> Builder<'a> {
                 self.enum_str(
                     &e.node,
                     &p("kind"),
-                    &[("service", ServiceKind::Service), ("task", ServiceKind::Task)],
+                    &[
+                        ("service", ServiceKind::Service),
+                        ("task", ServiceKind::Task),
+                    ],
                 )
             })
             .unwrap_or(ServiceKind::Service);
@@ -895,8 +1066,14 @@ impl<'a> Builder<'a> {
         let port = match map.get("port") {
             None => None,
             Some(e) => match &e.node.kind {
-                Kind::Int(_) => self.int(&e.node, &p("port"), 1, 65535).map(|i| PortSpec::Fixed(i as u16)),
-                Kind::Str(_) => self.enum_str(&e.node, &p("port"), &[("auto", PortSpec::Auto), ("none", PortSpec::None)]),
+                Kind::Int(_) => self
+                    .int(&e.node, &p("port"), 1, 65535)
+                    .map(|i| PortSpec::Fixed(i as u16)),
+                Kind::Str(_) => self.enum_str(
+                    &e.node,
+                    &p("port"),
+                    &[("auto", PortSpec::Auto), ("none", PortSpec::None)],
+                ),
                 _ => {
                     self.type_err(&e.node, &p("port"), "\"auto\", \"none\" or a port number");
                     None
@@ -909,7 +1086,12 @@ impl<'a> Builder<'a> {
                 Some(s) => match s.parse::<IpAddr>() {
                     Ok(ip) => ip,
                     Err(_) => {
-                        self.err(&e.node.loc, &p("bind"), format!("`{s}` is not an IP address"), Some("127.0.0.1, ::1 or 0.0.0.0".to_string()));
+                        self.err(
+                            &e.node.loc,
+                            &p("bind"),
+                            format!("`{s}` is not an IP address"),
+                            Some("127.0.0.1, ::1 or 0.0.0.0".to_string()),
+                        );
                         IpAddr::V4(Ipv4Addr::LOCALHOST)
                     }
                 },
@@ -953,15 +1135,32 @@ impl<'a> Builder<'a> {
                         }
                     }
                 }
-                _ => self.type_err(&e.node, &p("depends_on"), "an array of service names or a table of conditions"),
+                _ => self.type_err(
+                    &e.node,
+                    &p("depends_on"),
+                    "an array of service names or a table of conditions",
+                ),
             }
         }
-        self.dep_locs.insert(name.to_string(), depends_on.iter().map(|(k, (_, l))| (k.clone(), l.clone())).collect());
-        let depends_on: IndexMap<String, Condition> = depends_on.into_iter().map(|(k, (c, _))| (k, c)).collect();
+        self.dep_locs.insert(
+            name.to_string(),
+            depends_on
+                .iter()
+                .map(|(k, (_, l))| (k.clone(), l.clone()))
+                .collect(),
+        );
+        let depends_on: IndexMap<String, Condition> =
+            depends_on.into_iter().map(|(k, (c, _))| (k, c)).collect();
 
-        let health = map.get("health").and_then(|e| self.health(name, &e.node, &p("health")));
+        let health = map
+            .get("health")
+            .and_then(|e| self.health(name, &e.node, &p("health")));
 
-        let default_policy = if kind == ServiceKind::Task { RestartPolicy::Never } else { RestartPolicy::Always };
+        let default_policy = if kind == ServiceKind::Task {
+            RestartPolicy::Never
+        } else {
+            RestartPolicy::Always
+        };
         let mut restart = Restart {
             policy: default_policy,
             backoff: Duration::from_millis(100),
@@ -978,27 +1177,42 @@ impl<'a> Builder<'a> {
                 Kind::Table(_) => {
                     if let Some(t) = self.table(&e.node, &p("restart"), &RESTART_KEYS) {
                         if let Some(x) = t.get("policy") {
-                            if let Some(pol) = self.enum_str(&x.node, &join(&p("restart"), "policy"), &policies) {
+                            if let Some(pol) =
+                                self.enum_str(&x.node, &join(&p("restart"), "policy"), &policies)
+                            {
                                 restart.policy = pol;
                             }
                         }
                         if let Some(x) = t.get("backoff") {
-                            if let Some(d) = self.duration(&x.node, &join(&p("restart"), "backoff")) {
+                            if let Some(d) = self.duration(&x.node, &join(&p("restart"), "backoff"))
+                            {
                                 restart.backoff = d;
                             }
                         }
                         if let Some(x) = t.get("max_backoff") {
-                            if let Some(d) = self.duration(&x.node, &join(&p("restart"), "max_backoff")) {
+                            if let Some(d) =
+                                self.duration(&x.node, &join(&p("restart"), "max_backoff"))
+                            {
                                 restart.max_backoff = d;
                             }
                         }
                         if let Some(x) = t.get("max_restarts") {
-                            if let Some(n) = self.int(&x.node, &join(&p("restart"), "max_restarts"), 0, 1_000_000) {
+                            if let Some(n) = self.int(
+                                &x.node,
+                                &join(&p("restart"), "max_restarts"),
+                                0,
+                                1_000_000,
+                            ) {
                                 restart.max_restarts = n as u32;
                             }
                         }
                         if restart.max_backoff < restart.backoff {
-                            self.err(&e.node.loc, &p("restart"), "max_backoff is shorter than backoff", None);
+                            self.err(
+                                &e.node.loc,
+                                &p("restart"),
+                                "max_backoff is shorter than backoff",
+                                None,
+                            );
                         }
                     }
                 }
@@ -1015,7 +1229,12 @@ impl<'a> Builder<'a> {
                 Some(s) => match parse_signal(&s) {
                     Some(sig) => sig.to_string(),
                     None => {
-                        self.err(&e.node.loc, &p("stop_signal"), format!("`{s}` is not a stop signal"), Some(format!("valid: {}", one_of(&SIGNALS))));
+                        self.err(
+                            &e.node.loc,
+                            &p("stop_signal"),
+                            format!("`{s}` is not a stop signal"),
+                            Some(format!("valid: {}", one_of(&SIGNALS))),
+                        );
                         "SIGTERM".to_string()
                     }
                 },
@@ -1028,9 +1247,16 @@ impl<'a> Builder<'a> {
             .and_then(|e| self.duration(&e.node, &p("stop_grace")))
             .unwrap_or(Duration::from_secs(10));
 
-        let route = map.get("route").and_then(|e| self.route(name, &e.node, &p("route")));
+        let route = map
+            .get("route")
+            .and_then(|e| self.route(name, &e.node, &p("route")));
         if let (Some(e), ServiceKind::Task) = (map.get("route"), kind) {
-            self.err(&e.key_loc, &p("route"), "a task cannot have a route", Some("routes send traffic to long-running services".to_string()));
+            self.err(
+                &e.key_loc,
+                &p("route"),
+                "a task cannot have a route",
+                Some("routes send traffic to long-running services".to_string()),
+            );
         }
         if let Some(e) = map.get("description") {
             self.string(&e.node, &p("description"));
@@ -1038,7 +1264,12 @@ impl<'a> Builder<'a> {
         for k in ["secret", "databases"] {
             if let Some(e) = map.get(k) {
                 if !matches!(source, Some(Source::Recipe(_))) {
-                    self.err(&e.key_loc, &p(k), format!("`{k}` applies to recipe services only"), None);
+                    self.err(
+                        &e.key_loc,
+                        &p(k),
+                        format!("`{k}` applies to recipe services only"),
+                        None,
+                    );
                 } else if k == "databases" {
                     self.string(&e.node, &p(k));
                 } else {
@@ -1061,24 +1292,44 @@ impl<'a> Builder<'a> {
                 let needs = route.is_some()
                     || uses_port
                     || matches!(source, Source::Recipe(_))
-                    || matches!(health.as_ref().map(|h| &h.check), Some(Check::Http(_)) | Some(Check::Tcp(None)));
-                if needs && kind == ServiceKind::Service {
-                    PortSpec::Auto
-                } else if uses_port {
+                    || matches!(
+                        health.as_ref().map(|h| &h.check),
+                        Some(Check::Http(_)) | Some(Check::Tcp(None))
+                    );
+                if (needs && kind == ServiceKind::Service) || uses_port {
                     PortSpec::Auto
                 } else {
                     PortSpec::None
                 }
             }
         };
-        if matches!(source, Source::Upstreams(_)) && port != PortSpec::None && map.contains_key("port") {
-            self.err(&map["port"].key_loc, &p("port"), "a service of remote upstreams has no port of its own", None);
+        if matches!(source, Source::Upstreams(_))
+            && port != PortSpec::None
+            && map.contains_key("port")
+        {
+            self.err(
+                &map["port"].key_loc,
+                &p("port"),
+                "a service of remote upstreams has no port of its own",
+                None,
+            );
         }
-        let port = if matches!(source, Source::Upstreams(_)) { PortSpec::None } else { port };
+        let port = if matches!(source, Source::Upstreams(_)) {
+            PortSpec::None
+        } else {
+            port
+        };
         if port == PortSpec::None {
             if let Some(h) = &health {
-                if matches!(h.check, Check::Http(_) | Check::Tcp(None)) && !matches!(source, Source::Upstreams(_)) {
-                    self.err(&map["health"].node.loc, &p("health"), "this probe needs the unit's port, but port is \"none\"", None);
+                if matches!(h.check, Check::Http(_) | Check::Tcp(None))
+                    && !matches!(source, Source::Upstreams(_))
+                {
+                    self.err(
+                        &map["health"].node.loc,
+                        &p("health"),
+                        "this probe needs the unit's port, but port is \"none\"",
+                        None,
+                    );
                 }
             }
         }
@@ -1106,7 +1357,12 @@ impl<'a> Builder<'a> {
             Kind::Str(s) => match shell_words::split(s) {
                 Ok(w) => w.into_iter().map(|w| (w, node.loc.clone())).collect(),
                 Err(_) => {
-                    self.err(&node.loc, path, "unbalanced quotes in the command", Some("close every quote, or write the command as an array".to_string()));
+                    self.err(
+                        &node.loc,
+                        path,
+                        "unbalanced quotes in the command",
+                        Some("close every quote, or write the command as an array".to_string()),
+                    );
                     return None;
                 }
             },
@@ -1132,7 +1388,8 @@ impl<'a> Builder<'a> {
         let mut argv = Vec::new();
         for (w, loc) in words {
             let t = self.interp(&w, &loc, path)?;
-            self.templates.push((service.to_string(), path.to_string(), t.clone(), loc));
+            self.templates
+                .push((service.to_string(), path.to_string(), t.clone(), loc));
             argv.push(t);
         }
         Some(argv)
@@ -1140,14 +1397,25 @@ impl<'a> Builder<'a> {
 
     fn health(&mut self, service: &str, node: &Node, path: &str) -> Option<Health> {
         let map = self.table(node, path, &HEALTH_KEYS)?;
-        let kinds: Vec<&str> = ["http", "tcp", "exec"].into_iter().filter(|k| map.contains_key(*k)).collect();
+        let kinds: Vec<&str> = ["http", "tcp", "exec"]
+            .into_iter()
+            .filter(|k| map.contains_key(*k))
+            .collect();
         if kinds.len() != 1 {
             let msg = if kinds.is_empty() {
                 "a health probe needs one of `http`, `tcp` or `exec`".to_string()
             } else {
                 format!("a health probe takes only one of {}", one_of(&kinds))
             };
-            self.err(&node.loc, path, msg, Some("health = { http = \"/healthz\" }, { tcp = true } or { exec = \"pg_isready\" }".to_string()));
+            self.err(
+                &node.loc,
+                path,
+                msg,
+                Some(
+                    "health = { http = \"/healthz\" }, { tcp = true } or { exec = \"pg_isready\" }"
+                        .to_string(),
+                ),
+            );
             return None;
         }
         let kp = join(path, kinds[0]);
@@ -1156,17 +1424,32 @@ impl<'a> Builder<'a> {
             "http" => {
                 let t = self.template(&e.node, &kp)?;
                 if !t.to_string().starts_with('/') && !t.to_string().starts_with("${") {
-                    self.err(&e.node.loc, &kp, format!("`{t}` must be a path starting with `/`"), Some("http = \"/healthz\"".to_string()));
+                    self.err(
+                        &e.node.loc,
+                        &kp,
+                        format!("`{t}` must be a path starting with `/`"),
+                        Some("http = \"/healthz\"".to_string()),
+                    );
                     return None;
                 }
-                self.templates.push((service.to_string(), kp.clone(), t.clone(), e.node.loc.clone()));
+                self.templates.push((
+                    service.to_string(),
+                    kp.clone(),
+                    t.clone(),
+                    e.node.loc.clone(),
+                ));
                 Check::Http(t)
             }
             "tcp" => match &e.node.kind {
                 Kind::Bool(true) => Check::Tcp(None),
                 Kind::Str(_) => {
                     let t = self.template(&e.node, &kp)?;
-                    self.templates.push((service.to_string(), kp.clone(), t.clone(), e.node.loc.clone()));
+                    self.templates.push((
+                        service.to_string(),
+                        kp.clone(),
+                        t.clone(),
+                        e.node.loc.clone(),
+                    ));
                     Check::Tcp(Some(t))
                 }
                 _ => {
@@ -1176,83 +1459,184 @@ impl<'a> Builder<'a> {
             },
             _ => Check::Exec(self.command(&e.node, &kp, service)?),
         };
-        let interval = map.get("interval").and_then(|x| self.duration(&x.node, &join(path, "interval"))).unwrap_or(Duration::from_secs(5));
-        let timeout = map.get("timeout").and_then(|x| self.duration(&x.node, &join(path, "timeout"))).unwrap_or(Duration::from_secs(2));
-        let retries = map.get("retries").and_then(|x| self.int(&x.node, &join(path, "retries"), 1, 1000)).unwrap_or(3) as u32;
-        let start_period = map.get("start_period").and_then(|x| self.duration(&x.node, &join(path, "start_period"))).unwrap_or(Duration::ZERO);
+        let interval = map
+            .get("interval")
+            .and_then(|x| self.duration(&x.node, &join(path, "interval")))
+            .unwrap_or(Duration::from_secs(5));
+        let timeout = map
+            .get("timeout")
+            .and_then(|x| self.duration(&x.node, &join(path, "timeout")))
+            .unwrap_or(Duration::from_secs(2));
+        let retries = map
+            .get("retries")
+            .and_then(|x| self.int(&x.node, &join(path, "retries"), 1, 1000))
+            .unwrap_or(3) as u32;
+        let start_period = map
+            .get("start_period")
+            .and_then(|x| self.duration(&x.node, &join(path, "start_period")))
+            .unwrap_or(Duration::ZERO);
         if interval.is_zero() {
             if let Some(x) = map.get("interval") {
-                self.err(&x.node.loc, &join(path, "interval"), "the interval must be longer than 0", None);
+                self.err(
+                    &x.node.loc,
+                    &join(path, "interval"),
+                    "the interval must be longer than 0",
+                    None,
+                );
             }
         }
-        Some(Health { check, interval, timeout, retries, start_period })
+        Some(Health {
+            check,
+            interval,
+            timeout,
+            retries,
+            start_period,
+        })
     }
 
     fn route(&mut self, service: &str, node: &Node, path: &str) -> Option<Route> {
         let map = self.table(node, path, &ROUTE_KEYS)?;
-        let host = map.get("host").and_then(|e| self.template(&e.node, &join(path, "host")));
-        let prefix = map.get("prefix").and_then(|e| self.template(&e.node, &join(path, "prefix")));
+        let host = map
+            .get("host")
+            .and_then(|e| self.template(&e.node, &join(path, "host")));
+        let prefix = map
+            .get("prefix")
+            .and_then(|e| self.template(&e.node, &join(path, "prefix")));
         if let (Some(t), Some(e)) = (&host, map.get("host")) {
-            self.templates.push((service.to_string(), join(path, "host"), t.clone(), e.node.loc.clone()));
+            self.templates.push((
+                service.to_string(),
+                join(path, "host"),
+                t.clone(),
+                e.node.loc.clone(),
+            ));
         }
         if let (Some(t), Some(e)) = (&prefix, map.get("prefix")) {
-            self.templates.push((service.to_string(), join(path, "prefix"), t.clone(), e.node.loc.clone()));
+            self.templates.push((
+                service.to_string(),
+                join(path, "prefix"),
+                t.clone(),
+                e.node.loc.clone(),
+            ));
             let s = t.to_string();
             if !s.starts_with('/') && !s.starts_with("${") {
-                self.err(&e.node.loc, &join(path, "prefix"), format!("`{s}` must start with `/`"), Some("prefix = \"/api\"".to_string()));
+                self.err(
+                    &e.node.loc,
+                    &join(path, "prefix"),
+                    format!("`{s}` must start with `/`"),
+                    Some("prefix = \"/api\"".to_string()),
+                );
             }
         }
-        let strip_prefix = map.get("strip_prefix").and_then(|e| self.bool(&e.node, &join(path, "strip_prefix"))).unwrap_or(false);
-        let websocket = map.get("websocket").and_then(|e| self.bool(&e.node, &join(path, "websocket"))).unwrap_or(true);
+        let strip_prefix = map
+            .get("strip_prefix")
+            .and_then(|e| self.bool(&e.node, &join(path, "strip_prefix")))
+            .unwrap_or(false);
+        let websocket = map
+            .get("websocket")
+            .and_then(|e| self.bool(&e.node, &join(path, "websocket")))
+            .unwrap_or(true);
         let max_body = match map.get("max_body") {
             Some(e) => {
                 let s = self.string(&e.node, &join(path, "max_body"))?;
                 match parse_size(&s) {
                     Some(n) => n,
                     None => {
-                        self.err(&e.node.loc, &join(path, "max_body"), format!("`{s}` is not a size"), Some("a number and a unit: 512KB, 10MB, 1GiB".to_string()));
+                        self.err(
+                            &e.node.loc,
+                            &join(path, "max_body"),
+                            format!("`{s}` is not a size"),
+                            Some("a number and a unit: 512KB, 10MB, 1GiB".to_string()),
+                        );
                         return None;
                     }
                 }
             }
             None => 10_000_000,
         };
-        Some(Route { host, prefix, strip_prefix, websocket, max_body })
+        Some(Route {
+            host,
+            prefix,
+            strip_prefix,
+            websocket,
+            max_body,
+        })
     }
 
     fn deploy(&mut self, node: &Node) -> Option<Deploy> {
         let map = self.table(node, "deploy", &DEPLOY_KEYS)?;
-        let s = |b: &mut Self, k: &str, d: &str| map.get(k).and_then(|e| b.string(&e.node, &join("deploy", k))).unwrap_or_else(|| d.to_string());
+        let s = |b: &mut Self, k: &str, d: &str| {
+            map.get(k)
+                .and_then(|e| b.string(&e.node, &join("deploy", k)))
+                .unwrap_or_else(|| d.to_string())
+        };
         let repository = s(self, "repository", ".");
         let git_ref = s(self, "ref", "HEAD");
         let list = |b: &mut Self, k: &str| -> Vec<String> {
             map.get(k)
                 .map(|e| match &e.node.kind {
                     Kind::Str(_) => b.string(&e.node, &join("deploy", k)).into_iter().collect(),
-                    _ => b.strings(&e.node, &join("deploy", k)).unwrap_or_default().into_iter().map(|(s, _)| s).collect(),
+                    _ => b
+                        .strings(&e.node, &join("deploy", k))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect(),
                 })
                 .unwrap_or_default()
         };
         let build = list(self, "build");
         let before_switch = list(self, "before_switch");
-        let keep = map.get("keep").and_then(|e| self.int(&e.node, "deploy.keep", 1, 100)).unwrap_or(5) as u32;
-        let health_timeout = map.get("health_timeout").and_then(|e| self.duration(&e.node, "deploy.health_timeout")).unwrap_or(Duration::from_secs(60));
-        let drain = map.get("drain").and_then(|e| self.duration(&e.node, "deploy.drain")).unwrap_or(Duration::from_secs(10));
+        let keep = map
+            .get("keep")
+            .and_then(|e| self.int(&e.node, "deploy.keep", 1, 100))
+            .unwrap_or(5) as u32;
+        let health_timeout = map
+            .get("health_timeout")
+            .and_then(|e| self.duration(&e.node, "deploy.health_timeout"))
+            .unwrap_or(Duration::from_secs(60));
+        let drain = map
+            .get("drain")
+            .and_then(|e| self.duration(&e.node, "deploy.drain"))
+            .unwrap_or(Duration::from_secs(10));
         if let Some(e) = map.get("before_switch") {
             self.before_switch_loc = Some(e.node.loc.clone());
         }
-        Some(Deploy { repository, git_ref, build, keep, before_switch, health_timeout, drain })
+        Some(Deploy {
+            repository,
+            git_ref,
+            build,
+            keep,
+            before_switch,
+            health_timeout,
+            drain,
+        })
     }
 
     /// Checks that need the whole stack: dependencies, cycles, references, ports, routes.
-    fn cross_check(&mut self, services: &IndexMap<String, Service>, instances: &IndexMap<String, Instance>, edge: &Edge, top: &Map) {
+    fn cross_check(
+        &mut self,
+        services: &IndexMap<String, Service>,
+        instances: &IndexMap<String, Instance>,
+        edge: &Edge,
+        top: &Map,
+    ) {
         let names: Vec<&str> = services.keys().map(String::as_str).collect();
-        let list = |names: &[&str]| if names.is_empty() { "there are no services".to_string() } else { format!("services: {}", names.join(", ")) };
+        let list = |names: &[&str]| {
+            if names.is_empty() {
+                "there are no services".to_string()
+            } else {
+                format!("services: {}", names.join(", "))
+            }
+        };
         // Dependencies.
         let dep_locs = std::mem::take(&mut self.dep_locs);
         for (name, svc) in services {
             for (dep, cond) in &svc.depends_on {
-                let loc = dep_locs.get(name).and_then(|m| m.get(dep)).cloned().unwrap_or_default();
+                let loc = dep_locs
+                    .get(name)
+                    .and_then(|m| m.get(dep))
+                    .cloned()
+                    .unwrap_or_default();
                 let path = format!("services.{name}.depends_on");
                 let Some(target) = services.get(dep) else {
                     let help = match suggest(dep, names.iter().copied()) {
@@ -1288,7 +1672,11 @@ impl<'a> Builder<'a> {
         // Cycles.
         if let Some(cycle) = find_cycle(services) {
             let first = &cycle[0];
-            let loc = dep_locs.get(first).and_then(|m| m.get(&cycle[1])).cloned().unwrap_or_default();
+            let loc = dep_locs
+                .get(first)
+                .and_then(|m| m.get(&cycle[1]))
+                .cloned()
+                .unwrap_or_default();
             self.err(
                 &loc,
                 &format!("services.{first}.depends_on"),
@@ -1300,22 +1688,41 @@ impl<'a> Builder<'a> {
         for (name, svc) in services {
             if svc.for_each_instance && instances.is_empty() {
                 let loc = self.service_locs.get(name).cloned().unwrap_or_default();
-                self.err(&loc, &format!("services.{name}.for_each_instance"), "there are no instances to run this service for", Some("add [instances.NAME] tables, or remove for_each_instance".to_string()));
+                self.err(
+                    &loc,
+                    &format!("services.{name}.for_each_instance"),
+                    "there are no instances to run this service for",
+                    Some("add [instances.NAME] tables, or remove for_each_instance".to_string()),
+                );
             }
         }
         // References in templates.
         let templates = std::mem::take(&mut self.templates);
         for (svc_name, path, t, loc) in &templates {
-            let Some(svc) = services.get(svc_name) else { continue };
+            let Some(svc) = services.get(svc_name) else {
+                continue;
+            };
             for part in &t.parts {
                 match part {
                     Part::Instance | Part::InstanceVar(_) if !svc.for_each_instance => {
                         self.err(loc, path, "`${instance}` is only known in a service with for_each_instance = true", None);
                     }
                     Part::InstanceVar(k) if k != "prefix" => {
-                        let missing: Vec<&str> = instances.values().filter(|i| !i.vars.contains_key(k)).map(|i| i.name.as_str()).collect();
+                        let missing: Vec<&str> = instances
+                            .values()
+                            .filter(|i| !i.vars.contains_key(k))
+                            .map(|i| i.name.as_str())
+                            .collect();
                         if !missing.is_empty() {
-                            self.err(loc, path, format!("`${{instance.{k}}}` is not defined by instance {}", one_of(&missing)), Some(format!("add `{k} = ...` to [instances.{}]", missing[0])));
+                            self.err(
+                                loc,
+                                path,
+                                format!(
+                                    "`${{instance.{k}}}` is not defined by instance {}",
+                                    one_of(&missing)
+                                ),
+                                Some(format!("add `{k} = ...` to [instances.{}]", missing[0])),
+                            );
                         }
                     }
                     Part::Service(other, attr) => match services.get(other) {
@@ -1324,11 +1731,23 @@ impl<'a> Builder<'a> {
                                 Some(n) => format!("did you mean `{n}`? {}", list(&names)),
                                 None => list(&names),
                             };
-                            self.err(loc, path, format!("`${{{other}.{}}}` names no service", attr_name(*attr)), Some(help));
+                            self.err(
+                                loc,
+                                path,
+                                format!("`${{{other}.{}}}` names no service", attr_name(*attr)),
+                                Some(help),
+                            );
                         }
                         Some(target) => {
-                            if target.port == PortSpec::None && !matches!(target.source, Source::Upstreams(_)) {
-                                self.err(loc, path, format!("`{other}` has no port to refer to"), Some(format!("give services.{other} a port")));
+                            if target.port == PortSpec::None
+                                && !matches!(target.source, Source::Upstreams(_))
+                            {
+                                self.err(
+                                    loc,
+                                    path,
+                                    format!("`{other}` has no port to refer to"),
+                                    Some(format!("give services.{other} a port")),
+                                );
                             }
                             if target.for_each_instance && !svc.for_each_instance {
                                 self.err(loc, path, format!("`{other}` runs once per instance, so `${{{other}.{}}}` is ambiguous here", attr_name(*attr)), Some("refer to it from a service with for_each_instance = true".to_string()));
@@ -1339,25 +1758,55 @@ impl<'a> Builder<'a> {
                     _ => {}
                 }
             }
-            if (path.ends_with("route.host") || path.ends_with("route.prefix")) && t.parts.iter().any(|p| matches!(p, Part::Port | Part::Host | Part::Service(..))) {
-                self.err(loc, path, "a route may refer to ${instance} and ${instance.KEY} only", None);
+            if (path.ends_with("route.host") || path.ends_with("route.prefix"))
+                && t.parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Port | Part::Host | Part::Service(..)))
+            {
+                self.err(
+                    loc,
+                    path,
+                    "a route may refer to ${instance} and ${instance.KEY} only",
+                    None,
+                );
             }
         }
         // Fixed ports.
         let mut taken: BTreeMap<u16, String> = BTreeMap::new();
-        for l in edge.listen.iter().chain(edge.forward.iter().map(|f| &f.listen)) {
+        for l in edge
+            .listen
+            .iter()
+            .chain(edge.forward.iter().map(|f| &f.listen))
+        {
             taken.insert(l.addr.port(), format!("the edge listener {l}"));
         }
         for (name, svc) in services {
-            let PortSpec::Fixed(port) = svc.port else { continue };
+            let PortSpec::Fixed(port) = svc.port else {
+                continue;
+            };
             let loc = self.port_loc(top, name);
             let path = format!("services.{name}.port");
-            let units = svc.replicas as usize * if svc.for_each_instance { instances.len().max(1) } else { 1 };
+            let units = svc.replicas as usize
+                * if svc.for_each_instance {
+                    instances.len().max(1)
+                } else {
+                    1
+                };
             if units > 1 {
-                self.err(&loc, &path, format!("fixed port {port} would be shared by {units} units"), Some("use port = \"auto\" for replicated or per-instance services".to_string()));
+                self.err(
+                    &loc,
+                    &path,
+                    format!("fixed port {port} would be shared by {units} units"),
+                    Some("use port = \"auto\" for replicated or per-instance services".to_string()),
+                );
             }
             if let Some(owner) = taken.get(&port) {
-                self.err(&loc, &path, format!("port {port} is already used by {owner}"), Some("pick another port, or port = \"auto\"".to_string()));
+                self.err(
+                    &loc,
+                    &path,
+                    format!("port {port} is already used by {owner}"),
+                    Some("pick another port, or port = \"auto\"".to_string()),
+                );
             } else {
                 taken.insert(port, format!("services.{name}"));
             }
@@ -1371,11 +1820,23 @@ impl<'a> Builder<'a> {
                         Some(n) => format!("did you mean `{n}`? {}", list(&names)),
                         None => list(&names),
                     };
-                    self.err(&loc, &format!("edge.forward[{i}].service"), format!("`{}` is not a service", f.service), Some(help));
+                    self.err(
+                        &loc,
+                        &format!("edge.forward[{i}].service"),
+                        format!("`{}` is not a service", f.service),
+                        Some(help),
+                    );
                 }
-                Some(s) if s.port == PortSpec::None && !matches!(s.source, Source::Upstreams(_)) => {
+                Some(s)
+                    if s.port == PortSpec::None && !matches!(s.source, Source::Upstreams(_)) =>
+                {
                     let loc = self.forward_loc(top, i);
-                    self.err(&loc, &format!("edge.forward[{i}].service"), format!("`{}` has no port to forward to", f.service), None);
+                    self.err(
+                        &loc,
+                        &format!("edge.forward[{i}].service"),
+                        format!("`{}` has no port to forward to", f.service),
+                        None,
+                    );
                 }
                 _ => {}
             }
@@ -1385,35 +1846,62 @@ impl<'a> Builder<'a> {
         for (name, svc) in services {
             let Some(route) = &svc.route else { continue };
             let mut keys = BTreeSet::new();
-            let render = |t: &Option<Template>, inst: Option<&Instance>, default: String| -> String {
-                match t {
-                    None => default,
-                    Some(t) => t
-                        .render(|p| -> Result<String, ()> {
-                            Ok(match (p, inst) {
-                                (Part::Instance, Some(i)) => i.name.clone(),
-                                (Part::InstanceVar(k), Some(i)) if k == "prefix" => i.prefix.clone(),
-                                (Part::InstanceVar(k), Some(i)) => i.vars.get(k).cloned().unwrap_or_default(),
-                                _ => String::new(),
+            let render =
+                |t: &Option<Template>, inst: Option<&Instance>, default: String| -> String {
+                    match t {
+                        None => default,
+                        Some(t) => t
+                            .render(|p| -> Result<String, ()> {
+                                Ok(match (p, inst) {
+                                    (Part::Instance, Some(i)) => i.name.clone(),
+                                    (Part::InstanceVar(k), Some(i)) if k == "prefix" => {
+                                        i.prefix.clone()
+                                    }
+                                    (Part::InstanceVar(k), Some(i)) => {
+                                        i.vars.get(k).cloned().unwrap_or_default()
+                                    }
+                                    _ => String::new(),
+                                })
                             })
-                        })
-                        .unwrap_or_default(),
-                }
-            };
+                            .unwrap_or_default(),
+                    }
+                };
             if svc.for_each_instance {
                 for inst in instances.values() {
-                    keys.insert((render(&route.host, Some(inst), String::new()), render(&route.prefix, Some(inst), inst.prefix.clone())));
+                    keys.insert((
+                        render(&route.host, Some(inst), String::new()),
+                        render(&route.prefix, Some(inst), inst.prefix.clone()),
+                    ));
                 }
             } else {
-                keys.insert((render(&route.host, None, String::new()), render(&route.prefix, None, "/".to_string())));
+                keys.insert((
+                    render(&route.host, None, String::new()),
+                    render(&route.prefix, None, "/".to_string()),
+                ));
             }
             for (host, prefix) in keys {
                 let trimmed = prefix.trim_end_matches('/');
-                let key = (host, if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() });
+                let key = (
+                    host,
+                    if trimmed.is_empty() {
+                        "/".to_string()
+                    } else {
+                        trimmed.to_string()
+                    },
+                );
                 if let Some(other) = claimed.get(&key) {
                     let loc = self.service_locs.get(name).cloned().unwrap_or_default();
-                    let host = if key.0.is_empty() { "any host".to_string() } else { key.0.clone() };
-                    self.err(&loc, &format!("services.{name}.route"), format!("the route {host} {} is already taken by `{other}`", key.1), Some("give one of them another prefix or host".to_string()));
+                    let host = if key.0.is_empty() {
+                        "any host".to_string()
+                    } else {
+                        key.0.clone()
+                    };
+                    self.err(
+                        &loc,
+                        &format!("services.{name}.route"),
+                        format!("the route {host} {} is already taken by `{other}`", key.1),
+                        Some("give one of them another prefix or host".to_string()),
+                    );
                 } else {
                     claimed.insert(key, name.clone());
                 }
@@ -1421,8 +1909,16 @@ impl<'a> Builder<'a> {
         }
         for m in &edge.static_mounts {
             if claimed.keys().any(|(h, p)| h.is_empty() && p == &m.prefix) {
-                let loc = top.get("edge").map(|e| e.node.loc.clone()).unwrap_or_default();
-                self.err(&loc, &join("edge.static", &m.prefix), format!("the static mount {} is also a service route", m.prefix), None);
+                let loc = top
+                    .get("edge")
+                    .map(|e| e.node.loc.clone())
+                    .unwrap_or_default();
+                self.err(
+                    &loc,
+                    &join("edge.static", &m.prefix),
+                    format!("the static mount {} is also a service route", m.prefix),
+                    None,
+                );
             }
         }
         // Deploy tasks must be tasks.
@@ -1432,7 +1928,16 @@ impl<'a> Builder<'a> {
             }
             let deploy_tasks: Vec<String> = match top.get("deploy").map(|d| &d.node.kind) {
                 Some(Kind::Table(m)) => match m.get("before_switch").map(|e| &e.node.kind) {
-                    Some(Kind::Array(a)) => a.iter().filter_map(|n| if let Kind::Str(s) = &n.kind { Some(s.clone()) } else { None }).collect(),
+                    Some(Kind::Array(a)) => a
+                        .iter()
+                        .filter_map(|n| {
+                            if let Kind::Str(s) = &n.kind {
+                                Some(s.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect(),
                     Some(Kind::Str(s)) => vec![s.clone()],
                     _ => Vec::new(),
                 },
@@ -1441,8 +1946,18 @@ impl<'a> Builder<'a> {
             for t in deploy_tasks {
                 match services.get(&t) {
                     Some(s) if s.kind == ServiceKind::Task => {}
-                    Some(_) => self.err(&loc, "deploy.before_switch", format!("`{t}` is not a task"), Some(format!("set kind = \"task\" on services.{t}"))),
-                    None => self.err(&loc, "deploy.before_switch", format!("`{t}` is not a service"), Some(list(&names))),
+                    Some(_) => self.err(
+                        &loc,
+                        "deploy.before_switch",
+                        format!("`{t}` is not a task"),
+                        Some(format!("set kind = \"task\" on services.{t}")),
+                    ),
+                    None => self.err(
+                        &loc,
+                        "deploy.before_switch",
+                        format!("`{t}` is not a service"),
+                        Some(list(&names)),
+                    ),
                 }
             }
         }
@@ -1487,7 +2002,9 @@ fn attr_name(a: ServiceAttr) -> &'static str {
 /// Whether a variable name marks its value as secret.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["SECRET", "PASSWORD", "TOKEN", "KEY"].iter().any(|w| upper.contains(w))
+    ["SECRET", "PASSWORD", "TOKEN", "KEY"]
+        .iter()
+        .any(|w| upper.contains(w))
 }
 
 fn default_edge() -> Edge {
@@ -1516,12 +2033,23 @@ fn parse_upstream(s: &str) -> Option<Upstream> {
     };
     let rest = rest.trim_end_matches('/');
     if let Ok(addr) = rest.parse::<SocketAddr>() {
-        return Some(Upstream { scheme, host: addr.ip().to_string(), port: addr.port() });
+        return Some(Upstream {
+            scheme,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        });
     }
     let (host, port) = rest.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    (ok && port > 0).then(|| Upstream { scheme, host: host.to_string(), port })
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    (ok && port > 0).then(|| Upstream {
+        scheme,
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// A dependency cycle as service names, first repeated at the end.
@@ -1546,7 +2074,8 @@ fn find_cycle(services: &IndexMap<String, Service>) -> Option<Vec<String>> {
                 match marks.get(dep.as_str()).copied() {
                     Some(Mark::Active) => {
                         let start = stack.iter().position(|x| *x == dep.as_str()).unwrap_or(0);
-                        let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                        let mut cycle: Vec<String> =
+                            stack[start..].iter().map(|s| s.to_string()).collect();
                         cycle.push(dep.clone());
                         return Some(cycle);
                     }

@@ -14,7 +14,10 @@ pub fn parse(text: &str) -> Result<Vec<EnvLine>, (usize, String)> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let line = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
             return Err((line_start, format!("expected KEY=VALUE, found `{line}`")));
         };
@@ -23,7 +26,9 @@ pub fn parse(text: &str) -> Result<Vec<EnvLine>, (usize, String)> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if !valid {
             return Err((line_start, format!("`{key}` is not a valid variable name")));
         }
@@ -73,7 +78,11 @@ mod tests {
     use super::*;
 
     fn kv(text: &str) -> Vec<(String, String)> {
-        parse(text).unwrap().into_iter().map(|(k, v, _)| (k, v)).collect()
+        parse(text)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect()
     }
 
     #[test]

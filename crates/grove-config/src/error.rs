@@ -29,7 +29,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at `loc` about `key`.
-    pub fn at(sources: &Sources, loc: &Loc, key: &str, message: String, help: Option<String>) -> Self {
+    pub fn at(
+        sources: &Sources,
+        loc: &Loc,
+        key: &str,
+        message: String,
+        help: Option<String>,
+    ) -> Self {
         let (line, column) = sources.line_col(loc.file, loc.span.start);
         let file = sources.get(loc.file);
         ConfigError {

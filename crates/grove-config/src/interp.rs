@@ -96,7 +96,10 @@ impl Template {
     }
 
     /// Renders the template with `resolve` answering each reference.
-    pub fn render<E>(&self, mut resolve: impl FnMut(&Part) -> Result<String, E>) -> Result<String, E> {
+    pub fn render<E>(
+        &self,
+        mut resolve: impl FnMut(&Part) -> Result<String, E>,
+    ) -> Result<String, E> {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -175,7 +178,10 @@ impl fmt::Display for InterpError {
                 "`${{{s}.{a}}}`: a service reference ends in .url, .host or .port, not .{a}"
             ),
             InterpError::LoneDollar => {
-                write!(f, "a `$` must start `${{NAME}}`; write `$$` for a literal `$`")
+                write!(
+                    f,
+                    "a `$` must start `${{NAME}}`; write `$$` for a literal `$`"
+                )
             }
         }
     }
@@ -248,7 +254,11 @@ fn find_close(s: &str) -> Option<usize> {
     None
 }
 
-fn expand(body: &str, vars: &BTreeMap<String, String>, out: &mut Interpolated) -> Result<(), InterpError> {
+fn expand(
+    body: &str,
+    vars: &BTreeMap<String, String>,
+    out: &mut Interpolated,
+) -> Result<(), InterpError> {
     let (name, op) = match body.find(':') {
         Some(i) => (&body[..i], Some(&body[i + 1..])),
         None => (body, None),
@@ -332,7 +342,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn lit(s: &str, v: &BTreeMap<String, String>) -> String {
@@ -372,9 +385,12 @@ mod tests {
 
     #[test]
     fn references_stay_for_the_plan() {
-        let t = interpolate("http://${HOST}:${PORT}/${instance}/${instance.cur}/${db.url}", &vars(&[]))
-            .unwrap()
-            .template;
+        let t = interpolate(
+            "http://${HOST}:${PORT}/${instance}/${instance.cur}/${db.url}",
+            &vars(&[]),
+        )
+        .unwrap()
+        .template;
         assert_eq!(
             t.parts,
             vec![
@@ -390,22 +406,40 @@ mod tests {
                 Part::Service("db".into(), ServiceAttr::Url),
             ]
         );
-        assert_eq!(t.to_string(), "http://${HOST}:${PORT}/${instance}/${instance.cur}/${db.url}");
+        assert_eq!(
+            t.to_string(),
+            "http://${HOST}:${PORT}/${instance}/${instance.cur}/${db.url}"
+        );
     }
 
     #[test]
     fn malformed_expressions_are_errors() {
         let v = vars(&[]);
-        assert_eq!(interpolate("${A", &v).unwrap_err(), InterpError::Unterminated);
-        assert_eq!(interpolate("${}", &v).unwrap_err(), InterpError::BadName(String::new()));
+        assert_eq!(
+            interpolate("${A", &v).unwrap_err(),
+            InterpError::Unterminated
+        );
+        assert_eq!(
+            interpolate("${}", &v).unwrap_err(),
+            InterpError::BadName(String::new())
+        );
         assert_eq!(interpolate("$A", &v).unwrap_err(), InterpError::LoneDollar);
-        assert_eq!(interpolate("trailing $", &v).unwrap_err(), InterpError::LoneDollar);
+        assert_eq!(
+            interpolate("trailing $", &v).unwrap_err(),
+            InterpError::LoneDollar
+        );
         assert_eq!(
             interpolate("${db.uri}", &v).unwrap_err(),
             InterpError::BadAttr("db".into(), "uri".into())
         );
-        assert!(matches!(interpolate("${A:+x}", &v), Err(InterpError::BadName(_))));
-        assert!(matches!(interpolate("${1A}", &v), Err(InterpError::BadName(_))));
+        assert!(matches!(
+            interpolate("${A:+x}", &v),
+            Err(InterpError::BadName(_))
+        ));
+        assert!(matches!(
+            interpolate("${1A}", &v),
+            Err(InterpError::BadName(_))
+        ));
     }
 
     #[test]

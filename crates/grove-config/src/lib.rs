@@ -27,7 +27,7 @@ pub use error::{suggest, ConfigError, ConfigErrors, Warning};
 pub use interp::{interpolate, InterpError, Part, ServiceAttr, Template};
 pub use load::{load, load_str, LoadOptions, Loaded};
 pub use stack::*;
-pub use units::{parse_duration, parse_size, parse_signal, SIGNALS};
+pub use units::{parse_duration, parse_signal, parse_size, SIGNALS};
 
 /// The starter stack file `grove init` writes; it passes `grove check`.
 pub const STARTER: &str = include_str!("starter.toml");

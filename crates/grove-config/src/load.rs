@@ -57,14 +57,18 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     let main = sources.add(path, text);
-    let mut base = parse(&sources, main, text).map_err(|e| ConfigErrors { errors: vec![e] })?;
+    let mut base = parse(&sources, main, text).map_err(|e| ConfigErrors { errors: vec![*e] })?;
 
     // Environments: inline tables and sibling files.
     let inline = take_environments(&mut base);
     let mut errors = Vec::new();
     let siblings = sibling_overlays(path);
     let mut known: Vec<String> = Vec::new();
-    if let Some(Node { kind: Kind::Table(map), .. }) = &inline {
+    if let Some(Node {
+        kind: Kind::Table(map),
+        ..
+    }) = &inline
+    {
         known.extend(map.keys().cloned());
     }
     for (name, _) in &siblings {
@@ -82,7 +86,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
                     Ok(n) => {
                         overlay_files.insert(name.clone(), (id, n));
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(*e),
                 }
             }
             Err(e) => errors.push(ConfigError::file(file.clone(), format!("cannot read: {e}"))),
@@ -93,7 +97,10 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
     }
     if let Some(env) = &opts.environment {
         if !known.contains(env) {
-            let loc = inline.as_ref().map(|n| n.loc.clone()).unwrap_or(Loc::new(main, 0..0));
+            let loc = inline
+                .as_ref()
+                .map(|n| n.loc.clone())
+                .unwrap_or(Loc::new(main, 0..0));
             let help = if known.is_empty() {
                 "this stack defines no environments; add [environments.NAME] or a grove.NAME.toml file"
                     .to_string()
@@ -117,10 +124,20 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         let mut errs = Vec::new();
         let mut region: Vec<Loc> = Vec::new();
         if let Some(env) = env {
-            if let Some(Node { kind: Kind::Table(map), .. }) = &inline {
+            if let Some(Node {
+                kind: Kind::Table(map),
+                ..
+            }) = &inline
+            {
                 if let Some(entry) = map.get(env) {
                     region.push(entry.node.loc.clone());
-                    apply_overlay(&mut tree, entry.node.clone(), &format!("environments.{env}"), sources, &mut errs);
+                    apply_overlay(
+                        &mut tree,
+                        entry.node.clone(),
+                        &format!("environments.{env}"),
+                        sources,
+                        &mut errs,
+                    );
                 }
             }
             if let Some((id, n)) = overlay_files.get(env) {
@@ -161,7 +178,10 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         Some(stack) if errors.is_empty() => Ok(Loaded { stack, warnings }),
         _ => {
             if errors.is_empty() {
-                errors.push(ConfigError::file(path.to_path_buf(), "the stack is invalid".into()));
+                errors.push(ConfigError::file(
+                    path.to_path_buf(),
+                    "the stack is invalid".into(),
+                ));
             }
             Err(ConfigErrors { errors })
         }
@@ -174,19 +194,19 @@ fn within(sources: &Sources, region: &Loc, e: &ConfigError) -> bool {
     (e.line, e.column) >= (l0, c0) && (e.line, e.column) <= (l1, c1)
 }
 
-fn parse(sources: &Sources, id: FileId, text: &str) -> Result<Node, ConfigError> {
+fn parse(sources: &Sources, id: FileId, text: &str) -> Result<Node, Box<ConfigError>> {
     match toml_edit::ImDocument::parse(text.to_string()) {
         Ok(doc) => Ok(node::from_document(id, doc.as_table())),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
-            Err(ConfigError::at(
+            Err(Box::new(ConfigError::at(
                 sources,
                 &Loc::new(id, span),
                 "",
                 format!("invalid TOML: {message}"),
                 None,
-            ))
+            )))
         }
     }
 }
@@ -221,7 +241,11 @@ fn sibling_overlays(path: &Path) -> Vec<(String, PathBuf)> {
         else {
             continue;
         };
-        if !env.is_empty() && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !env.is_empty()
+            && env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             out.push((env.to_string(), dir.join(name)));
         }
     }
@@ -229,13 +253,22 @@ fn sibling_overlays(path: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn apply_overlay(tree: &mut Node, mut overlay: Node, path: &str, sources: &Sources, errs: &mut Vec<ConfigError>) {
+fn apply_overlay(
+    tree: &mut Node,
+    mut overlay: Node,
+    path: &str,
+    sources: &Sources,
+    errs: &mut Vec<ConfigError>,
+) {
     let Kind::Table(map) = &mut overlay.kind else {
         errs.push(ConfigError::at(
             sources,
             &overlay.loc,
             path,
-            format!("an environment must be a table, found {}", overlay.kind.type_name()),
+            format!(
+                "an environment must be a table, found {}",
+                overlay.kind.type_name()
+            ),
             None,
         ));
         return;
@@ -252,8 +285,16 @@ fn apply_overlay(tree: &mut Node, mut overlay: Node, path: &str, sources: &Sourc
         }
         map.shift_remove("environments");
     }
-    if let Some(Entry { node: remove, key_loc }) = map.shift_remove("remove") {
-        let rpath = if path.is_empty() { "remove".to_string() } else { format!("{path}.remove") };
+    if let Some(Entry {
+        node: remove,
+        key_loc,
+    }) = map.shift_remove("remove")
+    {
+        let rpath = if path.is_empty() {
+            "remove".to_string()
+        } else {
+            format!("{path}.remove")
+        };
         match remove.kind {
             Kind::Array(items) => {
                 for item in items {
@@ -283,7 +324,10 @@ fn apply_overlay(tree: &mut Node, mut overlay: Node, path: &str, sources: &Sourc
                 sources,
                 &key_loc,
                 &rpath,
-                format!("expected an array of dotted paths, found {}", other.type_name()),
+                format!(
+                    "expected an array of dotted paths, found {}",
+                    other.type_name()
+                ),
                 None,
             )),
         }
@@ -311,7 +355,10 @@ fn variables(
             }
         }
     }
-    let file = named.as_ref().map(|(s, _)| s.clone()).unwrap_or_else(|| ".env".to_string());
+    let file = named
+        .as_ref()
+        .map(|(s, _)| s.clone())
+        .unwrap_or_else(|| ".env".to_string());
     let full = root.join(&file);
     match std::fs::read_to_string(&full) {
         Ok(text) => {
@@ -322,7 +369,13 @@ fn variables(
                         vars.insert(k, v);
                     }
                 }
-                Err((off, msg)) => errs.push(ConfigError::at(&sources, &Loc::new(id, off..off), "", msg, None)),
+                Err((off, msg)) => errs.push(ConfigError::at(
+                    &sources,
+                    &Loc::new(id, off..off),
+                    "",
+                    msg,
+                    None,
+                )),
             }
         }
         Err(e) => {

@@ -88,10 +88,7 @@ fn item_node(file: FileId, item: &Item, fallback: Loc) -> Option<Node> {
         Item::Table(t) => Some(table_node(file, t, fallback)),
         Item::ArrayOfTables(a) => {
             let loc = a.span().map(|s| Loc::new(file, s)).unwrap_or(fallback);
-            let items = a
-                .iter()
-                .map(|t| table_node(file, t, loc.clone()))
-                .collect();
+            let items = a.iter().map(|t| table_node(file, t, loc.clone())).collect();
             Some(Node {
                 loc,
                 kind: Kind::Array(items),
@@ -108,11 +105,9 @@ fn value_node(file: FileId, v: &Value, fallback: Loc) -> Node {
         Value::Float(f) => Kind::Float(*f.value()),
         Value::Boolean(b) => Kind::Bool(*b.value()),
         Value::Datetime(d) => Kind::Datetime(d.value().to_string()),
-        Value::Array(a) => Kind::Array(
-            a.iter()
-                .map(|v| value_node(file, v, loc.clone()))
-                .collect(),
-        ),
+        Value::Array(a) => {
+            Kind::Array(a.iter().map(|v| value_node(file, v, loc.clone())).collect())
+        }
         Value::InlineTable(t) => {
             let mut map = IndexMap::new();
             for (k, v) in t.iter() {
@@ -221,15 +216,24 @@ mod tests {
             }]))
         );
         assert_eq!(get(&base, "a.z").map(|n| &n.kind), Some(&Kind::Bool(true)));
-        assert_eq!(get(&base, "a.t.k").map(|n| &n.kind), Some(&Kind::Str("v".into())));
-        assert_eq!(get(&base, "a.t.m").map(|n| &n.kind), Some(&Kind::Str("w".into())));
+        assert_eq!(
+            get(&base, "a.t.k").map(|n| &n.kind),
+            Some(&Kind::Str("v".into()))
+        );
+        assert_eq!(
+            get(&base, "a.t.m").map(|n| &n.kind),
+            Some(&Kind::Str("w".into()))
+        );
     }
 
     #[test]
     fn a_value_can_replace_a_table_and_back() {
         let mut base = parse("[a]\nx = 1\n");
         merge(&mut base, parse("a = 'flat'\n"));
-        assert_eq!(get(&base, "a").map(|n| &n.kind), Some(&Kind::Str("flat".into())));
+        assert_eq!(
+            get(&base, "a").map(|n| &n.kind),
+            Some(&Kind::Str("flat".into()))
+        );
         merge(&mut base, parse("[a]\ny = 2\n"));
         assert_eq!(get(&base, "a.y").map(|n| &n.kind), Some(&Kind::Int(2)));
         assert!(get(&base, "a.x").is_none());
@@ -249,7 +253,9 @@ mod tests {
     fn locations_point_at_values() {
         let text = "[a]\nport = 8080\n";
         let n = parse(text);
-        let port = get(&n, "a.port").map(|n| n.loc.span.clone()).unwrap_or_default();
+        let port = get(&n, "a.port")
+            .map(|n| n.loc.span.clone())
+            .unwrap_or_default();
         assert_eq!(&text[port], "8080");
     }
 }

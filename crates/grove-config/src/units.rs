@@ -11,13 +11,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {
@@ -82,7 +86,16 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
-        for bad in ["", "5", "s", "5 seconds", "5sec", "-1s", "1.5s", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 seconds",
+            "5sec",
+            "-1s",
+            "1.5s",
+            "99999999999999999999s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

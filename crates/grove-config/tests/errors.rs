@@ -1,4 +1,5 @@
 //! Bad input: every case asserts the exact message and its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::errors;
@@ -22,18 +23,26 @@ fn toml_syntax_error_has_its_location() {
 
 #[test]
 fn unknown_top_level_key_suggests() {
-    expect("[servics.web]\ncommand = \"x\"\n", &["grove.toml:3:2: servics: unknown key `servics`"]);
+    expect(
+        "[servics.web]\ncommand = \"x\"\n",
+        &["grove.toml:3:2: servics: unknown key `servics`"],
+    );
 }
 
 #[test]
 fn unknown_service_key_suggests_the_nearest() {
     let got = errors(&format!("{HEAD}[services.web]\ncomand = \"x\"\n"));
-    assert!(got.contains(&"grove.toml:4:1: services.web.comand: unknown key `comand`".to_string()), "{got:?}");
+    assert!(
+        got.contains(&"grove.toml:4:1: services.web.comand: unknown key `comand`".to_string()),
+        "{got:?}"
+    );
 }
 
 #[test]
 fn unknown_key_help_names_the_suggestion() {
-    let dir = common::Dir::new(&format!("{HEAD}[services.web]\ncommand = \"x\"\nhelth = {{ http = \"/\" }}\n"));
+    let dir = common::Dir::new(&format!(
+        "{HEAD}[services.web]\ncommand = \"x\"\nhelth = {{ http = \"/\" }}\n"
+    ));
     let err = grove_config::load(&dir.path(), &Default::default()).unwrap_err();
     let help = err.errors[0].help.clone().unwrap_or_default();
     assert!(help.starts_with("did you mean `health`?"), "{help}");
@@ -42,12 +51,18 @@ fn unknown_key_help_names_the_suggestion() {
 #[test]
 fn missing_stack_table() {
     let got = errors("[services.web]\ncommand = \"x\"\n");
-    assert_eq!(got, vec!["grove.toml:1:1: stack: the `[stack]` table is missing"]);
+    assert_eq!(
+        got,
+        vec!["grove.toml:1:1: stack: the `[stack]` table is missing"]
+    );
 }
 
 #[test]
 fn missing_and_bad_stack_name() {
-    assert_eq!(errors("[stack]\n"), vec!["grove.toml:1:1: stack.name: the stack needs a name"]);
+    assert_eq!(
+        errors("[stack]\n"),
+        vec!["grove.toml:1:1: stack.name: the stack needs a name"]
+    );
     assert_eq!(
         errors("[stack]\nname = \"my app\"\n"),
         vec!["grove.toml:2:8: stack.name: `my app` is not a valid stack name"]
@@ -96,7 +111,10 @@ fn unknown_dependency_lists_services() {
     let e = &err.errors[0];
     assert_eq!((e.line, e.column), (5, 15));
     assert_eq!(e.message, "`dbb` is not a service");
-    assert_eq!(e.help.as_deref(), Some("did you mean `db`? services: web, db"));
+    assert_eq!(
+        e.help.as_deref(),
+        Some("did you mean `db`? services: web, db")
+    );
 }
 
 #[test]
@@ -324,9 +342,14 @@ fn bad_bind_address() {
 
 #[test]
 fn missing_env_file() {
-    let got = errors(&format!("{HEAD}[services.a]\ncommand = \"x\"\nenv_file = \"nope.env\"\n"));
+    let got = errors(&format!(
+        "{HEAD}[services.a]\ncommand = \"x\"\nenv_file = \"nope.env\"\n"
+    ));
     assert_eq!(got.len(), 1);
-    assert!(got[0].starts_with("grove.toml:5:12: services.a.env_file: cannot read `nope.env`"), "{got:?}");
+    assert!(
+        got[0].starts_with("grove.toml:5:12: services.a.env_file: cannot read `nope.env`"),
+        "{got:?}"
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Environments, `.env`, interpolation through the whole loader, and arbitrary input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::{ok, Dir};
@@ -168,7 +169,9 @@ fn required_variables_in_other_environments_do_not_fail_the_base() {
 
 #[test]
 fn command_strings_split_like_a_shell_and_variables_stay_one_word() {
-    let dir = Dir::new("[stack]\nname = \"t\"\n[services.a]\ncommand = \"sh -c 'echo \\\"a b\\\"' ${ARG}\"\n");
+    let dir = Dir::new(
+        "[stack]\nname = \"t\"\n[services.a]\ncommand = \"sh -c 'echo \\\"a b\\\"' ${ARG}\"\n",
+    );
     let s = dir.load(None, &[("ARG", "x y")]).unwrap().stack;
     let Source::Command(argv) = &s.services["a"].source else {
         panic!("a command")

@@ -104,7 +104,12 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
     // 2. Ports: fixed first, then automatic ones, stable per unit name.
     let (low, high) = stack.ports;
     let mut taken: BTreeSet<u16> = BTreeSet::new();
-    for l in stack.edge.listen.iter().chain(stack.edge.forward.iter().map(|f| &f.listen)) {
+    for l in stack
+        .edge
+        .listen
+        .iter()
+        .chain(stack.edge.forward.iter().map(|f| &f.listen))
+    {
         taken.insert(l.addr.port());
     }
     let mut ports: BTreeMap<String, u16> = BTreeMap::new();
@@ -165,7 +170,10 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
         };
         let run = match &svc.source {
             Source::Command(argv) => Run::Command {
-                argv: argv.iter().map(|t| ctx.render(t)).collect::<Result<_, _>>()?,
+                argv: argv
+                    .iter()
+                    .map(|t| ctx.render(t))
+                    .collect::<Result<_, _>>()?,
             },
             Source::Recipe(r) => Run::Recipe { recipe: *r },
             Source::Upstreams(_) => continue,
@@ -189,7 +197,8 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
             secret: false,
         };
         if let Some(p) = port {
-            env.entry("PORT".into()).or_insert_with(|| plain(p.to_string()));
+            env.entry("PORT".into())
+                .or_insert_with(|| plain(p.to_string()));
             env.entry("HOST".into())
                 .or_insert_with(|| plain(svc.bind.to_string()));
         }
@@ -217,7 +226,10 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
                         addr: ctx.render(t)?,
                     },
                     Check::Exec(argv) => ProbeCheck::Exec {
-                        argv: argv.iter().map(|t| ctx.render(t)).collect::<Result<_, _>>()?,
+                        argv: argv
+                            .iter()
+                            .map(|t| ctx.render(t))
+                            .collect::<Result<_, _>>()?,
                     },
                 };
                 Some(Probe {
@@ -268,12 +280,18 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
     // 4. Dependencies between units: same instance when both are per instance, else all units.
     let names: Vec<String> = units.keys().cloned().collect();
     for name in &names {
-        let Some(unit) = units.get(name) else { continue };
-        let Some(svc) = stack.services.get(&unit.service) else { continue };
+        let Some(unit) = units.get(name) else {
+            continue;
+        };
+        let Some(svc) = stack.services.get(&unit.service) else {
+            continue;
+        };
         let inst = unit.instance.clone();
         let mut deps = Vec::new();
         for (dep, cond) in &svc.depends_on {
-            let Some(dsvc) = stack.services.get(dep) else { continue };
+            let Some(dsvc) = stack.services.get(dep) else {
+                continue;
+            };
             for du in units.values().filter(|u| &u.service == dep) {
                 if dsvc.for_each_instance && inst.is_some() && du.instance != inst {
                     continue;
@@ -417,7 +435,8 @@ fn target(svc: &Service, inst: Option<&Instance>, units: &IndexMap<String, Unit>
                 .values()
                 .filter(|u| {
                     u.service == svc.name
-                        && (inst.is_none() || u.instance.as_deref() == inst.map(|i| i.name.as_str()))
+                        && (inst.is_none()
+                            || u.instance.as_deref() == inst.map(|i| i.name.as_str()))
                 })
                 .map(|u| u.name.clone())
                 .collect(),
@@ -464,9 +483,9 @@ impl Ctx<'_> {
                 .map(|i| i.name.clone())
                 .ok_or_else(|| self.err("${instance} outside a per-instance service".into())),
             Part::InstanceVar(k) => {
-                let i = self
-                    .instance
-                    .ok_or_else(|| self.err(format!("${{instance.{k}}} outside a per-instance service")))?;
+                let i = self.instance.ok_or_else(|| {
+                    self.err(format!("${{instance.{k}}} outside a per-instance service"))
+                })?;
                 if k == "prefix" {
                     return Ok(i.prefix.clone());
                 }
@@ -498,7 +517,11 @@ impl Ctx<'_> {
         let inst = if svc.for_each_instance {
             Some(
                 self.instance
-                    .ok_or_else(|| self.err(format!("`{name}` runs per instance; refer to it from a per-instance service")))?
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "`{name}` runs per instance; refer to it from a per-instance service"
+                        ))
+                    })?
                     .name
                     .as_str(),
             )

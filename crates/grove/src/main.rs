@@ -21,7 +21,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(name = "grove", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// The stack file (default: grove.toml in the current folder).
-    #[arg(short = 'f', long = "file", global = true, env = "GROVE_FILE", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        env = "GROVE_FILE",
+        value_name = "FILE"
+    )]
     file: Option<PathBuf>,
     /// The environment overlay to apply.
     #[arg(long = "env", global = true, env = "GROVE_ENV", value_name = "NAME")]
@@ -56,7 +62,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let color = !cli.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color =
+        !cli.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match run(cli, color) {
         Ok(code) => code,
         Err(e) => {
@@ -67,7 +74,9 @@ fn main() -> ExitCode {
 }
 
 fn stack_path(cli: &Cli) -> PathBuf {
-    cli.file.clone().unwrap_or_else(|| PathBuf::from("grove.toml"))
+    cli.file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("grove.toml"))
 }
 
 fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
@@ -83,7 +92,10 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             }
             std::fs::write(&path, grove_config::STARTER)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("wrote {}; check it with `grove check`, run it with `grove up`", path.display());
+            println!(
+                "wrote {}; check it with `grove check`, run it with `grove up`",
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { json } => check(&cli, *json, color),
@@ -102,7 +114,10 @@ fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(errors) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&render::errors_json(&errors))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&render::errors_json(&errors))?
+                );
             } else {
                 let err_color = !cli.no_color && std::io::stderr().is_terminal();
                 eprint!("{}", errors.render(err_color));

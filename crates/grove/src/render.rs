@@ -106,7 +106,9 @@ pub fn plan(plan: &Plan, color: bool) -> String {
         ]];
         for level in &plan.levels {
             for name in level {
-                let Some(u) = plan.units.get(name) else { continue };
+                let Some(u) = plan.units.get(name) else {
+                    continue;
+                };
                 let deps: Vec<String> = u
                     .depends_on
                     .iter()
@@ -116,12 +118,20 @@ pub fn plan(plan: &Plan, color: bool) -> String {
                     None => "-".to_string(),
                     Some(ProbeCheck::Http { path, .. }) => format!("http {path}"),
                     Some(ProbeCheck::Tcp { addr }) => format!("tcp {addr}"),
-                    Some(ProbeCheck::Exec { argv }) => format!("exec {}", argv.first().map(String::as_str).unwrap_or("")),
+                    Some(ProbeCheck::Exec { argv }) => {
+                        format!("exec {}", argv.first().map(String::as_str).unwrap_or(""))
+                    }
                     Some(ProbeCheck::Recipe) => "recipe".to_string(),
                 };
                 let runs = match &u.run {
                     Run::Command { argv } => shell_join(argv),
-                    Run::Recipe { recipe } => format!("recipe {}", serde_json::to_value(recipe).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+                    Run::Recipe { recipe } => format!(
+                        "recipe {}",
+                        serde_json::to_value(recipe)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    ),
                 };
                 rows.push(vec![
                     u.level.to_string(),
@@ -129,7 +139,11 @@ pub fn plan(plan: &Plan, color: bool) -> String {
                     format!("{:?}", u.kind).to_lowercase(),
                     u.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                     health,
-                    if deps.is_empty() { "-".into() } else { deps.join(", ") },
+                    if deps.is_empty() {
+                        "-".into()
+                    } else {
+                        deps.join(", ")
+                    },
                     runs,
                 ]);
             }
@@ -142,9 +156,17 @@ pub fn plan(plan: &Plan, color: bool) -> String {
         for r in &plan.routes {
             let to = match &r.target {
                 Target::Units(u) => u.join(", "),
-                Target::Remote(u) => u.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+                Target::Remote(u) => u
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             };
-            let strip = if r.strip_prefix { " (prefix stripped)" } else { "" };
+            let strip = if r.strip_prefix {
+                " (prefix stripped)"
+            } else {
+                ""
+            };
             rows.push(vec![
                 r.host.clone().unwrap_or_else(|| "*".into()),
                 r.prefix.clone(),
@@ -167,7 +189,10 @@ fn condition(c: grove_plan::Condition) -> &'static str {
 fn shell_join(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,${}*".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,${}*".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))

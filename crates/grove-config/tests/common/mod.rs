@@ -1,4 +1,5 @@
 //! Helpers shared by the loader's integration tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use grove_config::{load, LoadOptions, Loaded};
 
 /// A folder with a stack file (and optional siblings) in it.
+#[derive(Debug)]
 pub struct Dir {
     pub dir: tempfile::TempDir,
 }

@@ -1,0 +1,358 @@
+//! The Plan: expansion, ports, references, levels, routes, diff, and snapshots of the examples.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use grove_config::{load, load_str, LoadOptions};
+use grove_plan::{build, Condition, Plan, ProbeCheck, Run, Target};
+
+fn plan_of(text: &str) -> Plan {
+    let loaded = load_str(
+        Path::new("/nonexistent/grove.toml"),
+        text,
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    build(&loaded.stack, None).unwrap()
+}
+
+const CTS: &str = r#"
+[stack]
+name = "cts"
+
+[services.db]
+recipe = "postgres"
+
+[services.migrate]
+command = "migrate --db ${db.url}/cts_${instance}"
+kind = "task"
+for_each_instance = true
+depends_on = { db = "healthy" }
+
+[services.web]
+command = "serve --port ${PORT} --cur ${instance.currency}"
+for_each_instance = true
+replicas = 2
+depends_on = { db = "healthy", migrate = "completed" }
+health = { http = "/healthz" }
+env = { SECRET_KEY = "s3cr3t-value", PREFIX = "${instance.prefix}" }
+route = { strip_prefix = true }
+
+[services.reports]
+upstreams = ["10.0.0.5:8181", "https://reports.internal:8443"]
+route = { prefix = "/reports", host = "Reports.Example.org" }
+
+[instances.turkey]
+prefix = "/TR"
+currency = "TRY"
+
+[instances.iraq]
+prefix = "/IQ/"
+currency = "IQD"
+"#;
+
+#[test]
+fn units_expand_per_instance_and_replica() {
+    let plan = plan_of(CTS);
+    let names: Vec<&str> = plan.units.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        vec![
+            "db",
+            "migrate@turkey",
+            "migrate@iraq",
+            "web@turkey#1",
+            "web@turkey#2",
+            "web@iraq#1",
+            "web@iraq#2"
+        ]
+    );
+    let w = &plan.units["web@iraq#2"];
+    assert_eq!(w.instance.as_deref(), Some("iraq"));
+    assert_eq!(w.replica, 2);
+    let port = w.port.unwrap();
+    assert_eq!(
+        w.run,
+        Run::Command {
+            argv: vec![
+                "serve".into(),
+                "--port".into(),
+                port.to_string(),
+                "--cur".into(),
+                "IQD".into()
+            ]
+        }
+    );
+    assert_eq!(w.env["PORT"].value, port.to_string());
+    assert_eq!(w.env["PREFIX"].value, "/IQ/");
+    assert_eq!(w.env["GROVE_UNIT"].value, "web@iraq#2");
+    assert_eq!(w.env["GROVE_INSTANCE"].value, "iraq");
+    assert!(w.env["SECRET_KEY"].secret);
+}
+
+#[test]
+fn ports_are_distinct_stable_and_in_range() {
+    let a = plan_of(CTS);
+    let b = plan_of(CTS);
+    let mut ports: Vec<u16> = a.units.values().filter_map(|u| u.port).collect();
+    assert_eq!(
+        ports.len(),
+        5,
+        "db and four web units have ports; tasks none"
+    );
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 5);
+    assert!(ports.iter().all(|p| (20000..=29999).contains(p)));
+    assert_eq!(a, b, "the same stack gives the same plan");
+}
+
+#[test]
+fn adding_an_instance_keeps_the_other_ports() {
+    let before = plan_of(CTS);
+    let more = CTS.replace(
+        "[instances.iraq]",
+        "[instances.jordan]\nprefix = \"/JO\"\ncurrency = \"JOD\"\n\n[instances.iraq]",
+    );
+    let loaded = load_str(
+        Path::new("/nonexistent/grove.toml"),
+        &more,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let after = build(&loaded.stack, Some(&before)).unwrap();
+    for (name, u) in &before.units {
+        assert_eq!(after.units[name].port, u.port, "{name}");
+    }
+    let d = Plan::diff(&before, &after);
+    assert_eq!(
+        d.add,
+        vec!["migrate@jordan", "web@jordan#1", "web@jordan#2"]
+    );
+    assert!(d.remove.is_empty() && d.restart.is_empty());
+    assert_eq!(d.routes_added, vec!["*/JO"]);
+}
+
+#[test]
+fn references_resolve_per_unit() {
+    let plan = plan_of(CTS);
+    let db_port = plan.units["db"].port.unwrap();
+    let Run::Command { argv } = &plan.units["migrate@turkey"].run else {
+        panic!("a command")
+    };
+    assert_eq!(
+        argv[2],
+        format!("postgresql://127.0.0.1:{db_port}/cts_turkey")
+    );
+    assert_eq!(plan.units["migrate@turkey"].port, None);
+    assert_eq!(
+        plan.units["db"].run,
+        Run::Recipe {
+            recipe: grove_plan::Recipe::Postgres
+        }
+    );
+    assert_eq!(
+        plan.units["db"].health.as_ref().map(|h| &h.check),
+        Some(&ProbeCheck::Recipe)
+    );
+}
+
+#[test]
+fn per_instance_dependencies_join_the_same_instance() {
+    let plan = plan_of(CTS);
+    let deps: Vec<(String, Condition)> = plan.units["web@iraq#1"]
+        .depends_on
+        .iter()
+        .map(|d| (d.unit.clone(), d.condition))
+        .collect();
+    assert_eq!(
+        deps,
+        vec![
+            ("db".to_string(), Condition::Healthy),
+            ("migrate@iraq".to_string(), Condition::Completed)
+        ]
+    );
+}
+
+#[test]
+fn levels_follow_dependencies() {
+    let plan = plan_of(CTS);
+    assert_eq!(
+        plan.levels,
+        vec![
+            vec!["db".to_string()],
+            vec!["migrate@turkey".to_string(), "migrate@iraq".to_string()],
+            vec![
+                "web@turkey#1".to_string(),
+                "web@turkey#2".to_string(),
+                "web@iraq#1".to_string(),
+                "web@iraq#2".to_string()
+            ],
+        ]
+    );
+}
+
+#[test]
+fn routes_per_instance_and_remote() {
+    let plan = plan_of(CTS);
+    let table: Vec<(String, Target, bool)> = plan
+        .routes
+        .iter()
+        .map(|r| (r.key(), r.target.clone(), r.strip_prefix))
+        .collect();
+    assert_eq!(table.len(), 3);
+    assert_eq!(table[0].0, "*/IQ");
+    assert_eq!(
+        table[0].1,
+        Target::Units(vec!["web@iraq#1".into(), "web@iraq#2".into()])
+    );
+    assert!(table[0].2);
+    assert_eq!(table[1].0, "*/TR");
+    assert_eq!(table[2].0, "reports.example.org/reports");
+    let Target::Remote(ups) = &table[2].1 else {
+        panic!("remote")
+    };
+    assert_eq!(ups[1].to_string(), "https://reports.internal:8443");
+}
+
+#[test]
+fn redaction_masks_secret_values_everywhere() {
+    let plan = plan_of(&CTS.replace("--cur ${instance.currency}", "--key s3cr3t-value"));
+    let shown = plan.redacted();
+    let json = serde_json::to_string(&shown).unwrap();
+    assert!(!json.contains("s3cr3t-value"), "{json}");
+    assert_eq!(shown.units["web@iraq#1"].env["SECRET_KEY"].value, "***");
+    let Run::Command { argv } = &shown.units["web@iraq#1"].run else {
+        panic!()
+    };
+    assert_eq!(argv[4], "***");
+}
+
+fn edit(text: &str, from: &str, to: &str) -> Plan {
+    assert!(text.contains(from), "{from}");
+    plan_of(&text.replace(from, to))
+}
+
+#[test]
+fn diff_every_case() {
+    let base = plan_of(CTS);
+    assert!(Plan::diff(&base, &base).is_empty());
+
+    // command changed -> restart of that service's units only
+    let d = Plan::diff(&base, &edit(CTS, "serve --port", "serve2 --port"));
+    let restarted: Vec<&str> = d.restart.iter().map(|r| r.unit.as_str()).collect();
+    assert_eq!(
+        restarted,
+        vec!["web@turkey#1", "web@turkey#2", "web@iraq#1", "web@iraq#2"]
+    );
+    assert_eq!(d.restart[0].reasons, vec!["command"]);
+    assert!(d.keep.contains(&"db".to_string()));
+
+    // env changed
+    let d = Plan::diff(&base, &edit(CTS, "s3cr3t-value", "other"));
+    assert_eq!(d.restart[0].reasons, vec!["env"]);
+
+    // probe changed
+    let d = Plan::diff(&base, &edit(CTS, "/healthz", "/ready"));
+    assert_eq!(d.restart[0].reasons, vec!["probe"]);
+
+    // port changed (a fixed port on db, which also changes the URL given to migrate)
+    let d = Plan::diff(
+        &base,
+        &edit(
+            CTS,
+            "recipe = \"postgres\"",
+            "recipe = \"postgres\"\nport = 15432",
+        ),
+    );
+    let db = d.restart.iter().find(|r| r.unit == "db").unwrap();
+    assert_eq!(db.reasons, vec!["env", "port"], "PORT is in the env too");
+    let mig = d.restart.iter().find(|r| r.unit == "migrate@iraq").unwrap();
+    assert_eq!(mig.reasons, vec!["command"]);
+
+    // supervision-only change -> update, no restart
+    let d = Plan::diff(
+        &base,
+        &edit(CTS, "replicas = 2", "replicas = 2\nstop_grace = \"30s\""),
+    );
+    assert!(d.restart.is_empty());
+    assert_eq!(d.update.len(), 4);
+
+    // replicas down -> remove, and renaming (web@x#1 -> web@x) adds
+    let d = Plan::diff(&base, &edit(CTS, "replicas = 2\n", ""));
+    assert_eq!(
+        d.remove,
+        vec!["web@turkey#1", "web@turkey#2", "web@iraq#1", "web@iraq#2"]
+    );
+    assert_eq!(d.add, vec!["web@turkey", "web@iraq"]);
+    assert_eq!(d.routes_changed, vec!["*/IQ", "*/TR"]);
+
+    // route removed, edge changed
+    let d = Plan::diff(
+        &base,
+        &edit(
+            CTS,
+            "route = { prefix = \"/reports\", host = \"Reports.Example.org\" }",
+            "",
+        ),
+    );
+    assert_eq!(d.routes_removed, vec!["reports.example.org/reports"]);
+    assert!(!d.edge_changed);
+    let d = Plan::diff(
+        &base,
+        &edit(
+            CTS,
+            "[services.db]",
+            "[edge]\nlisten = [\"http://127.0.0.1:18080\"]\n\n[services.db]",
+        ),
+    );
+    assert!(d.edge_changed);
+}
+
+fn example(name: &str, env: Option<&str>) -> Plan {
+    let root: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "..",
+        "examples",
+        name,
+        "grove.toml",
+    ]
+    .iter()
+    .collect();
+    let opts = LoadOptions {
+        environment: env.map(String::from),
+        vars: [
+            ("DJANGO_SECRET_KEY", "example-secret-key"),
+            ("SECRET_KEY", "example-secret-key"),
+            ("ACME_EMAIL", "ops@example.org"),
+            ("POSTGRES_PASSWORD", "example-password"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    let loaded = load(&root, &opts).unwrap_or_else(|e| panic!("{name}: {:#?}", e.errors));
+    build(&loaded.stack, None).unwrap().redacted()
+}
+
+#[test]
+fn example_plans() {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_redaction(".root", "[root]");
+    settings.bind(|| {
+        for name in [
+            "quickstart",
+            "canopy",
+            "canopsis",
+            "channels",
+            "candidates",
+            "cts",
+        ] {
+            insta::assert_yaml_snapshot!(name, example(name, None));
+        }
+        insta::assert_yaml_snapshot!("candidates-prod", example("candidates", Some("prod")));
+        insta::assert_yaml_snapshot!("cts-dev", example("cts", Some("dev")));
+        insta::assert_yaml_snapshot!("cts-staging", example("cts", Some("staging")));
+    });
+}
