@@ -1923,9 +1923,6 @@ impl<'a> Builder<'a> {
         }
         // Deploy tasks must be tasks.
         if let Some(loc) = self.before_switch_loc.take() {
-            if let Some(d) = top.get("deploy") {
-                let _ = d;
-            }
             let deploy_tasks: Vec<String> = match top.get("deploy").map(|d| &d.node.kind) {
                 Some(Kind::Table(m)) => match m.get("before_switch").map(|e| &e.node.kind) {
                     Some(Kind::Array(a)) => a
