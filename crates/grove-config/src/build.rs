@@ -8,9 +8,10 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::error::{one_of, suggest, ConfigError, Warning};
-use crate::interp::{interpolate, Part, ServiceAttr, Template};
+use crate::interp::{interpolate, Part, Template};
 use crate::node::{Entry, Kind, Node};
 use crate::source::{Loc, Sources};
+use crate::stack::normalize_prefix;
 use crate::stack::*;
 use crate::units::{parse_duration, parse_signal, parse_size, SIGNALS};
 
@@ -1734,7 +1735,7 @@ impl<'a> Builder<'a> {
                             self.err(
                                 loc,
                                 path,
-                                format!("`${{{other}.{}}}` names no service", attr_name(*attr)),
+                                format!("`${{{other}.{}}}` names no service", attr.as_str()),
                                 Some(help),
                             );
                         }
@@ -1750,7 +1751,7 @@ impl<'a> Builder<'a> {
                                 );
                             }
                             if target.for_each_instance && !svc.for_each_instance {
-                                self.err(loc, path, format!("`{other}` runs once per instance, so `${{{other}.{}}}` is ambiguous here", attr_name(*attr)), Some("refer to it from a service with for_each_instance = true".to_string()));
+                                self.err(loc, path, format!("`{other}` runs once per instance, so `${{{other}.{}}}` is ambiguous here", attr.as_str()), Some("refer to it from a service with for_each_instance = true".to_string()));
                             }
                         }
                     },
@@ -1880,15 +1881,7 @@ impl<'a> Builder<'a> {
                 ));
             }
             for (host, prefix) in keys {
-                let trimmed = prefix.trim_end_matches('/');
-                let key = (
-                    host,
-                    if trimmed.is_empty() {
-                        "/".to_string()
-                    } else {
-                        trimmed.to_string()
-                    },
-                );
+                let key = (host, normalize_prefix(&prefix));
                 if let Some(other) = claimed.get(&key) {
                     let loc = self.service_locs.get(name).cloned().unwrap_or_default();
                     let host = if key.0.is_empty() {
@@ -1985,14 +1978,6 @@ impl<'a> Builder<'a> {
             }
         }
         Loc::default()
-    }
-}
-
-fn attr_name(a: ServiceAttr) -> &'static str {
-    match a {
-        ServiceAttr::Url => "url",
-        ServiceAttr::Host => "host",
-        ServiceAttr::Port => "port",
     }
 }
 

@@ -30,7 +30,8 @@ impl ServiceAttr {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The name after the dot.
+    pub fn as_str(self) -> &'static str {
         match self {
             ServiceAttr::Url => "url",
             ServiceAttr::Host => "host",

@@ -406,3 +406,15 @@ pub mod ms {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
+
+/// A route prefix in its canonical form: `/TR/` -> `/TR`, `` -> `/`, `api` -> `/api`.
+pub fn normalize_prefix(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("/{trimmed}")
+    }
+}

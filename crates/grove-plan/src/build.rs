@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use grove_config::{
-    Check, Instance, Part, PortSpec, Service, ServiceAttr, Source, Stack, Template,
+    normalize_prefix, Check, Instance, Part, PortSpec, Service, ServiceAttr, Source, Stack,
+    Template,
 };
 use indexmap::IndexMap;
 
@@ -413,18 +414,6 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
             forward,
         },
     })
-}
-
-/// `/TR/` -> `/TR`; `` -> `/`.
-fn normalize_prefix(p: &str) -> String {
-    let trimmed = p.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".to_string()
-    } else if trimmed.starts_with('/') {
-        trimmed.to_string()
-    } else {
-        format!("/{trimmed}")
-    }
 }
 
 fn target(svc: &Service, inst: Option<&Instance>, units: &IndexMap<String, Unit>) -> Target {
