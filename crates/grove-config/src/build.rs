@@ -25,7 +25,14 @@ const TOP_KEYS: [&str; 6] = [
     "environments",
     "deploy",
 ];
-const STACK_KEYS: [&str; 4] = ["name", "ports", "env_file", "state_dir"];
+const STACK_KEYS: [&str; 6] = [
+    "name",
+    "ports",
+    "env_file",
+    "state_dir",
+    "log_max_size",
+    "log_keep",
+];
 const EDGE_KEYS: [&str; 11] = [
     "listen",
     "hosts",
@@ -395,10 +402,14 @@ impl<'a> Builder<'a> {
                 None
             }
         };
-        let (ports, state_dir) = top
+        let (ports, state_dir, logs) = top
             .get("stack")
             .map(|e| self.stack_extras(&e.node))
-            .unwrap_or(((20000, 29999), PathBuf::from(".grove")));
+            .unwrap_or((
+                (20000, 29999),
+                PathBuf::from(".grove"),
+                LogRotation::default(),
+            ));
         let instances = match top.get("instances") {
             Some(e) => self.instances(&e.node),
             None => IndexMap::new(),
@@ -445,6 +456,7 @@ impl<'a> Builder<'a> {
             environments,
             ports,
             state_dir,
+            logs,
             edge,
             services,
             instances,
@@ -476,12 +488,31 @@ impl<'a> Builder<'a> {
         Some(name)
     }
 
-    fn stack_extras(&mut self, node: &Node) -> ((u16, u16), PathBuf) {
+    fn stack_extras(&mut self, node: &Node) -> ((u16, u16), PathBuf, LogRotation) {
         let mut ports = (20000, 29999);
         let mut state = PathBuf::from(".grove");
+        let mut logs = LogRotation::default();
         let Kind::Table(map) = &node.kind else {
-            return (ports, state);
+            return (ports, state, logs);
         };
+        if let Some(e) = map.get("log_max_size") {
+            if let Some(s) = self.string(&e.node, "stack.log_max_size") {
+                match parse_size(&s) {
+                    Some(n) if n >= 1024 => logs.max_size = n,
+                    _ => self.err(
+                        &e.node.loc,
+                        "stack.log_max_size",
+                        format!("`{s}` is not a log size"),
+                        Some("a size of at least 1KB: 512KB, 10MB, 1GiB".to_string()),
+                    ),
+                }
+            }
+        }
+        if let Some(e) = map.get("log_keep") {
+            if let Some(n) = self.int(&e.node, "stack.log_keep", 1, 100) {
+                logs.keep = n as u32;
+            }
+        }
         if let Some(e) = map.get("ports") {
             if let Some(s) = self.string(&e.node, "stack.ports") {
                 let parsed = s.split_once('-').and_then(|(a, b)| {
@@ -512,7 +543,7 @@ impl<'a> Builder<'a> {
             // Read by the loader before the build; here only its type is checked.
             self.string(&e.node, "stack.env_file");
         }
-        (ports, state)
+        (ports, state, logs)
     }
 
     fn instances(&mut self, node: &Node) -> IndexMap<String, Instance> {

@@ -24,6 +24,8 @@ pub struct Stack {
     pub ports: (u16, u16),
     /// Where grove keeps its state (relative to `root` unless absolute).
     pub state_dir: PathBuf,
+    /// Size-based rotation of each unit's log file.
+    pub logs: LogRotation,
     /// The edge.
     pub edge: Edge,
     /// Services in file order.
@@ -32,6 +34,24 @@ pub struct Stack {
     pub instances: IndexMap<String, Instance>,
     /// How to deploy, when configured.
     pub deploy: Option<Deploy>,
+}
+
+/// Size-based rotation of log files: `[stack] log_max_size` and `log_keep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogRotation {
+    /// Rotate a log file once it would grow past this many bytes.
+    pub max_size: u64,
+    /// Rotated files kept (`unit.log.1` .. `unit.log.N`).
+    pub keep: u32,
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        LogRotation {
+            max_size: 10_000_000,
+            keep: 5,
+        }
+    }
 }
 
 /// `http` or `https`.

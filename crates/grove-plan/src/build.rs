@@ -79,6 +79,20 @@ fn host_port(host: &str, port: u16) -> String {
 
 /// Builds the Plan for `stack`. With `previous`, units that still exist keep their automatic ports.
 pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+    let ports: IndexMap<String, u16> = previous
+        .map(|p| {
+            p.units
+                .values()
+                .filter_map(|u| Some((u.name.clone(), u.port?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    build_with_ports(stack, &ports)
+}
+
+/// Builds the Plan for `stack`; a unit named in `sticky` keeps that automatic port when it is
+/// still in range and free (the running stack's ports, remembered across restarts of grove).
+pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result<Plan, PlanError> {
     // 1. Expand services into unit slots.
     let mut slots: Vec<Slot<'_>> = Vec::new();
     for svc in stack.services.values() {
@@ -128,9 +142,9 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
     // Units that existed before keep their port when it is still free.
     let mut pending = Vec::new();
     for s in auto {
-        let kept = previous
-            .and_then(|p| p.units.get(&s.name))
-            .and_then(|u| u.port)
+        let kept = sticky
+            .get(&s.name)
+            .copied()
             .filter(|p| *p >= low && *p <= high && !taken.contains(p));
         match kept {
             Some(p) => {
@@ -397,6 +411,7 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
         environment: stack.environment.clone(),
         root: stack.root.clone(),
         state_dir: stack.state_dir.clone(),
+        logs: stack.logs,
         units,
         levels,
         routes,

@@ -20,10 +20,11 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub use build::{build, PlanError};
+pub use build::{build, build_with_ports, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    Condition, Listen, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
+    Condition, Listen, LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls,
+    Upstream,
 };
 
 /// Everything grove will run and route, fully resolved.
@@ -37,6 +38,8 @@ pub struct Plan {
     pub root: PathBuf,
     /// The state folder (relative to `root` unless absolute).
     pub state_dir: PathBuf,
+    /// Rotation of each unit's log file.
+    pub logs: LogRotation,
     /// Units by name, in service order, then instance, then replica.
     pub units: IndexMap<String, Unit>,
     /// Start levels: every unit of a level can start once the previous levels are up.
@@ -258,22 +261,8 @@ impl Plan {
 
     /// A copy safe to print: secret values (and any argument that contains one) become `***`.
     pub fn redacted(&self) -> Plan {
-        let mut secrets: Vec<String> = self
-            .units
-            .values()
-            .flat_map(|u| u.env.values())
-            .filter(|v| v.secret && v.value.len() >= 4)
-            .map(|v| v.value.clone())
-            .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        let scrub = |s: &str| -> String {
-            let mut out = s.to_string();
-            for secret in &secrets {
-                out = out.replace(secret.as_str(), MASK);
-            }
-            out
-        };
+        let secrets = self.secret_values();
+        let scrub = |s: &str| scrub(s, &secrets);
         let mut plan = self.clone();
         for unit in plan.units.values_mut() {
             for var in unit.env.values_mut() {
@@ -301,8 +290,34 @@ impl Plan {
         plan
     }
 
+    /// Every secret value of at least 4 characters, longest first (for [`scrub`]).
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = self
+            .units
+            .values()
+            .flat_map(|u| u.env.values())
+            .filter(|v| v.secret && v.value.len() >= 4)
+            .map(|v| v.value.clone())
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        secrets
+    }
+
     /// The units of one service, in order.
     pub fn units_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Unit> + 'a {
         self.units.values().filter(move |u| u.service == service)
     }
+}
+
+/// Replaces every occurrence of a secret in `text` with [`MASK`]; `secrets` comes from
+/// [`Plan::secret_values`].
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), MASK);
+        }
+    }
+    out
 }

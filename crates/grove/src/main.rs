@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod render;
+mod runtime;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -53,6 +54,84 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the stack: start every unit by dependency order and supervise it. In the
+    /// foreground, output is shown as `unit | line` and Ctrl-C stops everything gracefully.
+    Up {
+        /// Detach: start a background grove and return once every unit is up (or say which
+        /// one failed and why).
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// With -d, how long to wait for every unit to be up.
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
+        /// Internal: run as the detached daemon.
+        #[arg(long, hide = true)]
+        daemon_child: bool,
+    },
+    /// Stop every unit in reverse dependency order and end the running grove.
+    Down,
+    /// Show every unit: state, health, pid, port, restarts, uptime, CPU, memory.
+    Ps {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start units or services (also retries blocked and failed ones).
+    Start {
+        /// Unit (`web@turkey`, `web#2`) or service names.
+        #[arg(required = true, value_name = "UNIT")]
+        targets: Vec<String>,
+    },
+    /// Stop units or services; they stay stopped until started.
+    Stop {
+        /// Unit or service names.
+        #[arg(required = true, value_name = "UNIT")]
+        targets: Vec<String>,
+    },
+    /// Restart units or services.
+    Restart {
+        /// Unit or service names.
+        #[arg(required = true, value_name = "UNIT")]
+        targets: Vec<String>,
+    },
+    /// Re-read the stack file and apply only the difference (same as SIGHUP); a file that
+    /// fails validation changes nothing.
+    Reload,
+    /// Show units' output from their log files.
+    Logs {
+        /// Keep printing new lines, across rotations (`-f` is the stack file).
+        #[arg(short = 'F', long)]
+        follow: bool,
+        /// Lines to show first.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: usize,
+        /// Units or services (default: all).
+        #[arg(value_name = "UNIT")]
+        units: Vec<String>,
+    },
+    /// Show the event log: starts, exits, health changes, heals, restarts, reloads.
+    Events {
+        /// Keep printing new events (`-f` is the stack file).
+        #[arg(short = 'F', long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Events to show first.
+        #[arg(short = 'n', long = "lines", default_value_t = 50)]
+        lines: usize,
+        /// Only these units.
+        #[arg(value_name = "UNIT")]
+        units: Vec<String>,
+    },
+    /// Run a command in a unit's environment and folder (a shell when none is given).
+    Exec {
+        /// The unit or service.
+        unit: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -60,10 +139,33 @@ enum Command {
     },
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    grove_config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (try 30s, 2m)"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let color =
         !cli.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let daemon = matches!(
+        cli.command,
+        Command::Up {
+            daemon_child: true,
+            ..
+        }
+    );
+    if daemon {
+        // Leave the terminal's session so its signals and hangup do not reach us.
+        let _ = nix::unistd::setsid();
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GROVE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     match run(cli, color) {
         Ok(code) => code,
         Err(e) => {
@@ -99,12 +201,84 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { json } => check(&cli, *json, color),
+        Command::Up {
+            detach,
+            wait_timeout,
+            daemon_child,
+        } => {
+            let ctx = runtime_ctx(&cli, color);
+            if *detach && !daemon_child {
+                tokio_rt()?.block_on(runtime::up_detached(&ctx, *wait_timeout))
+            } else {
+                tokio_rt()?.block_on(runtime::up(&ctx, *daemon_child))
+            }
+        }
+        Command::Down => tokio_rt()?.block_on(runtime::down(&runtime_ctx(&cli, color))),
+        Command::Ps { json } => tokio_rt()?.block_on(runtime::ps(&runtime_ctx(&cli, color), *json)),
+        Command::Start { targets } => tokio_rt()?.block_on(runtime::act(
+            &runtime_ctx(&cli, color),
+            "start",
+            targets.clone(),
+        )),
+        Command::Stop { targets } => tokio_rt()?.block_on(runtime::act(
+            &runtime_ctx(&cli, color),
+            "stop",
+            targets.clone(),
+        )),
+        Command::Restart { targets } => tokio_rt()?.block_on(runtime::act(
+            &runtime_ctx(&cli, color),
+            "restart",
+            targets.clone(),
+        )),
+        Command::Reload => tokio_rt()?.block_on(runtime::reload(&runtime_ctx(&cli, color))),
+        Command::Logs {
+            follow,
+            lines,
+            units,
+        } => tokio_rt()?.block_on(runtime::logs(
+            &runtime_ctx(&cli, color),
+            *follow,
+            *lines,
+            units.clone(),
+        )),
+        Command::Events {
+            follow,
+            json,
+            lines,
+            units,
+        } => tokio_rt()?.block_on(runtime::events(
+            &runtime_ctx(&cli, color),
+            *follow,
+            *json,
+            *lines,
+            units.clone(),
+        )),
+        Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "grove", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime_ctx(cli: &Cli, color: bool) -> runtime::Ctx {
+    runtime::Ctx {
+        file: stack_path(cli),
+        env: cli.env.clone(),
+        color,
+        err_color: !cli.no_color && std::io::stderr().is_terminal(),
+    }
+}
+
+/// The runtime for commands that do I/O: two workers are plenty, and worker threads live as
+/// long as the process (the parent-death signal of units depends on that).
+fn tokio_rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
@@ -144,4 +318,14 @@ fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
         write!(out, "{}", render::plan(&shown, color))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

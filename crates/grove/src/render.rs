@@ -28,7 +28,7 @@ fn bold(s: &str, color: bool) -> String {
     }
 }
 
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; cols];
     for r in rows {
@@ -200,4 +200,94 @@ fn shell_join(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `grove ps`.
+pub fn ps(s: &grove_engine::Status, color: bool) -> String {
+    let mut out = String::new();
+    let env = s
+        .environment
+        .as_deref()
+        .map(|e| format!(", environment {e}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {}{env}: grove pid {}, {} resident",
+        bold("stack", color),
+        s.stack,
+        s.pid,
+        bytes(s.rss_bytes)
+    );
+    let mut rows = vec![vec![
+        "UNIT".to_string(),
+        "STATE".into(),
+        "HEALTH".into(),
+        "PID".into(),
+        "PORT".into(),
+        "RESTARTS".into(),
+        "UPTIME".into(),
+        "CPU".into(),
+        "RSS".into(),
+        "NOTE".into(),
+    ]];
+    let dash = || "-".to_string();
+    for u in &s.units {
+        rows.push(vec![
+            u.name.clone(),
+            paint_state(&u.state, color),
+            u.health.clone().unwrap_or_else(dash),
+            u.pid.map(|p| p.to_string()).unwrap_or_else(dash),
+            u.port.map(|p| p.to_string()).unwrap_or_else(dash),
+            u.restarts.to_string(),
+            u.uptime_ms.map(duration).unwrap_or_else(dash),
+            u.cpu_percent
+                .map(|c| format!("{c:.1}%"))
+                .unwrap_or_else(dash),
+            u.rss_bytes.map(bytes).unwrap_or_else(dash),
+            u.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+fn paint_state(state: &str, color: bool) -> String {
+    if !color {
+        return state.to_string();
+    }
+    let code = match state {
+        "healthy" | "running" | "completed" => "32",
+        "failed" | "blocked" | "unhealthy" => "31",
+        "starting" | "waiting" | "backoff" | "stopping" => "33",
+        _ => "2",
+    };
+    // Pad before colouring so the table stays aligned.
+    format!("\x1b[{code}m{state}\x1b[0m")
+}
+
+/// `1.2 MB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// `3s`, `4m12s`, `2h05m`, `3d04h`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
 }

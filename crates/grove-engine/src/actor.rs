@@ -1,0 +1,1114 @@
+//! The engine's actor: one task owns every unit; processes, probes and pumps report to it
+//! through a channel, so no state is shared and every decision happens in one place.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grove_plan::{Condition, Plan, Run, ServiceKind, Unit};
+use grove_state::{EventRecord, ProcessRecord, Store};
+use grove_supervisor::logs::LogFile;
+use grove_supervisor::process::{self, Signal, SpawnSpec};
+use grove_supervisor::{probe, Action, Event, ExitStatus, Input, Settings, State, UnitMachine};
+use indexmap::IndexMap;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::status::{ApplyReport, LogLine, Status, UnitStatus};
+use crate::{Request, TargetError};
+
+/// Messages from the engine's helpers (process waiters, probes) to the actor.
+pub(crate) enum Internal {
+    Exited {
+        unit: String,
+        gen: u64,
+        status: ExitStatus,
+    },
+    Probe {
+        unit: String,
+        gen: u64,
+        result: Result<(), String>,
+    },
+}
+
+pub(crate) enum Msg {
+    Request(Request),
+    Internal(Internal),
+}
+
+type SharedLog = Arc<Mutex<LogFile>>;
+
+struct Proc {
+    pid: i32,
+    started: Instant,
+}
+
+struct Rt {
+    unit: Unit,
+    machine: UnitMachine,
+    /// Incremented at every spawn; stale reports from an older process are ignored.
+    gen: u64,
+    proc: Option<Proc>,
+    probe: Option<tokio::task::AbortHandle>,
+    log: Option<SharedLog>,
+    /// Wants `Start` as soon as its dependencies allow.
+    start_pending: bool,
+    /// Wants `Stop` as soon as no dependent runs (ordered shutdown).
+    stop_pending: bool,
+    blocked: Option<String>,
+    last_probe_error: Option<String>,
+    /// SIGKILL the group at this time (the stop grace period ran out).
+    kill_at: Option<Instant>,
+    /// Once stopped, take this definition and start again (reload restart, `restart`).
+    restart_with: Option<Unit>,
+    /// Once stopped, drop the unit (reload removed it).
+    remove_when_stopped: bool,
+    cpu_sample: Option<(Instant, u64)>,
+}
+
+pub(crate) struct Actor {
+    plan: Option<Plan>,
+    units: IndexMap<String, Rt>,
+    store: Arc<Mutex<Store>>,
+    events: broadcast::Sender<EventRecord>,
+    lines: broadcast::Sender<LogLine>,
+    internal: mpsc::UnboundedSender<Internal>,
+    internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
+    shutdown: Vec<oneshot::Sender<()>>,
+    secrets: Vec<String>,
+    seed: u64,
+}
+
+impl Actor {
+    pub(crate) fn new(
+        store: Arc<Mutex<Store>>,
+        events: broadcast::Sender<EventRecord>,
+        lines: broadcast::Sender<LogLine>,
+        _requests: mpsc::UnboundedSender<Request>,
+    ) -> Actor {
+        let (internal, internal_rx) = mpsc::unbounded_channel();
+        Actor {
+            plan: None,
+            units: IndexMap::new(),
+            store,
+            events,
+            lines,
+            internal,
+            internal_rx: Some(internal_rx),
+            shutdown: Vec::new(),
+            secrets: Vec::new(),
+            seed: u64::from(std::process::id()) << 32 | 0x9e37,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        let Some(mut internal) = self.internal_rx.take() else {
+            return;
+        };
+        loop {
+            let deadline = self.next_deadline();
+            let msg = tokio::select! {
+                biased;
+                m = internal.recv() => m.map(Msg::Internal),
+                r = requests.recv() => match r {
+                    Some(r) => Some(Msg::Request(r)),
+                    // Every handle dropped: behave as a shutdown nobody waits for.
+                    None => { self.begin_shutdown(); None }
+                },
+                _ = sleep_until(deadline) => None,
+            };
+            let now = Instant::now();
+            match msg {
+                Some(Msg::Request(r)) => self.request(r, now),
+                Some(Msg::Internal(i)) => self.internal(i, now),
+                None => {}
+            }
+            self.timers(Instant::now());
+            self.schedule(Instant::now());
+            if self.shutting_down() && self.all_down() {
+                for tx in self.shutdown.drain(..) {
+                    let _ = tx.send(());
+                }
+                self.emit(None, "down", "every unit stopped");
+                return;
+            }
+            if requests.is_closed() && self.shutdown.is_empty() && self.all_down() {
+                return;
+            }
+        }
+    }
+
+    fn shutting_down(&self) -> bool {
+        !self.shutdown.is_empty()
+    }
+
+    fn all_down(&self) -> bool {
+        self.units
+            .values()
+            .all(|rt| rt.proc.is_none() && !rt.stop_pending && rt.restart_with.is_none())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.units
+            .values()
+            .flat_map(|rt| [rt.machine.deadline(), rt.kill_at])
+            .flatten()
+            .min()
+    }
+
+    // ----- requests -------------------------------------------------------------------------
+
+    fn request(&mut self, r: Request, now: Instant) {
+        match r {
+            Request::Status(tx) => {
+                let s = self.status(now);
+                let _ = tx.send(s);
+            }
+            Request::Plan(tx) => {
+                if let Some(p) = &self.plan {
+                    let _ = tx.send(p.clone());
+                }
+            }
+            Request::Apply(plan, tx) => {
+                let report = self.apply(*plan, now);
+                let _ = tx.send(report);
+            }
+            Request::Start(targets, tx) => {
+                let r = self.resolve(&targets);
+                if let Ok(names) = &r {
+                    for n in names {
+                        if let Some(rt) = self.units.get_mut(n) {
+                            rt.blocked = None;
+                            rt.stop_pending = false;
+                            rt.remove_when_stopped = false;
+                            if rt.proc.is_none() || rt.restart_with.is_some() {
+                                rt.start_pending = true;
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(r);
+            }
+            Request::Stop(targets, tx) => {
+                let r = self.resolve(&targets);
+                if let Ok(names) = &r {
+                    for n in names {
+                        if let Some(rt) = self.units.get_mut(n) {
+                            rt.start_pending = false;
+                            rt.restart_with = None;
+                        }
+                        self.feed(n, Input::Stop, now);
+                    }
+                }
+                let _ = tx.send(r);
+            }
+            Request::Restart(targets, tx) => {
+                let r = self.resolve(&targets);
+                if let Ok(names) = &r {
+                    for n in names.clone() {
+                        let running = self.units.get(&n).is_some_and(|rt| rt.proc.is_some());
+                        if let Some(rt) = self.units.get_mut(&n) {
+                            rt.blocked = None;
+                            if running {
+                                rt.restart_with = Some(rt.unit.clone());
+                            } else {
+                                rt.start_pending = true;
+                            }
+                        }
+                        if running {
+                            self.feed(&n, Input::Stop, now);
+                        }
+                    }
+                }
+                let _ = tx.send(r);
+            }
+            Request::Shutdown(tx) => {
+                self.shutdown.push(tx);
+                self.begin_shutdown();
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        for rt in self.units.values_mut() {
+            rt.start_pending = false;
+            rt.restart_with = None;
+            let active = rt.proc.is_some() || matches!(rt.machine.state(), State::Backoff { .. });
+            rt.stop_pending = active;
+        }
+        if self.shutdown.is_empty() {
+            // Keep the loop's exit condition true for a shutdown nobody waits for.
+            let (tx, _rx) = oneshot::channel();
+            self.shutdown.push(tx);
+        }
+    }
+
+    /// Unit names for targets that are unit or service names.
+    fn resolve(&self, targets: &[String]) -> Result<Vec<String>, TargetError> {
+        let mut out = Vec::new();
+        for t in targets {
+            let before = out.len();
+            if self.units.contains_key(t) {
+                out.push(t.clone());
+            } else {
+                for (name, rt) in &self.units {
+                    if &rt.unit.service == t
+                        || rt
+                            .unit
+                            .instance
+                            .as_deref()
+                            .is_some_and(|i| format!("{}@{i}", rt.unit.service) == *t)
+                    {
+                        out.push(name.clone());
+                    }
+                }
+            }
+            if out.len() == before {
+                let best = self
+                    .units
+                    .values()
+                    .flat_map(|rt| [rt.unit.name.as_str(), rt.unit.service.as_str()])
+                    .min_by_key(|c| edit_distance(c, t))
+                    .filter(|c| edit_distance(c, t) <= 3);
+                return Err(TargetError::Unknown {
+                    name: t.clone(),
+                    hint: best
+                        .map(|b| format!(", did you mean `{b}`?"))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    // ----- apply ----------------------------------------------------------------------------
+
+    fn apply(&mut self, plan: Plan, now: Instant) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let first = self.plan.is_none();
+        let diff = match &self.plan {
+            Some(old) => Plan::diff(old, &plan),
+            None => grove_plan::PlanDiff {
+                add: plan.units.keys().cloned().collect(),
+                ..Default::default()
+            },
+        };
+        self.secrets = plan.secret_values();
+        for name in &diff.remove {
+            if let Some(rt) = self.units.get_mut(name) {
+                rt.start_pending = false;
+                rt.restart_with = None;
+                rt.remove_when_stopped = true;
+            }
+            self.feed(name, Input::Stop, now);
+            report.removed.push(name.clone());
+        }
+        for r in &diff.restart {
+            let Some(unit) = plan.units.get(&r.unit) else {
+                continue;
+            };
+            let running = self.units.get(&r.unit).is_some_and(|rt| rt.proc.is_some());
+            if let Some(rt) = self.units.get_mut(&r.unit) {
+                if running {
+                    rt.restart_with = Some(unit.clone());
+                } else {
+                    let was_wanted = rt.start_pending
+                        || !matches!(rt.machine.state(), State::Stopped | State::Completed);
+                    rt.machine.update(Settings::from_unit(unit));
+                    rt.unit = unit.clone();
+                    rt.start_pending = was_wanted;
+                }
+            }
+            if running {
+                self.feed(&r.unit, Input::Stop, now);
+            }
+            report.restarted.push((
+                r.unit.clone(),
+                r.reasons.iter().map(|s| s.to_string()).collect(),
+            ));
+        }
+        for name in &diff.update {
+            if let (Some(rt), Some(unit)) = (self.units.get_mut(name), plan.units.get(name)) {
+                rt.machine.update(Settings::from_unit(unit));
+                rt.unit = unit.clone();
+                report.updated.push(name.clone());
+            }
+        }
+        for name in &diff.add {
+            let Some(unit) = plan.units.get(name) else {
+                continue;
+            };
+            self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let rt = Rt {
+                unit: unit.clone(),
+                machine: UnitMachine::new(Settings::from_unit(unit), self.seed),
+                gen: 0,
+                proc: None,
+                probe: None,
+                log: None,
+                start_pending: true,
+                stop_pending: false,
+                blocked: None,
+                last_probe_error: None,
+                kill_at: None,
+                restart_with: None,
+                remove_when_stopped: false,
+                cpu_sample: None,
+            };
+            self.units.insert(name.clone(), rt);
+            report.added.push(name.clone());
+        }
+        // Keep Plan order for display and scheduling.
+        let order: HashMap<&String, usize> =
+            plan.units.keys().enumerate().map(|(i, k)| (k, i)).collect();
+        self.units.sort_by(|a, _, b, _| {
+            order
+                .get(a)
+                .copied()
+                .unwrap_or(usize::MAX)
+                .cmp(&order.get(b).copied().unwrap_or(usize::MAX))
+        });
+        report.kept = diff.keep.len();
+        let ports: IndexMap<String, u16> = plan
+            .units
+            .values()
+            .filter_map(|u| Some((u.name.clone(), u.port?)))
+            .collect();
+        if let Ok(store) = self.store.lock() {
+            if let Err(e) = store
+                .set("ports", &ports)
+                .and_then(|_| store.set("environment", &plan.environment))
+                .and_then(|_| store.set("stack", &plan.stack))
+            {
+                tracing::warn!("cannot record the running stack: {e}");
+            }
+        }
+        self.plan = Some(plan);
+        if first {
+            let env = self
+                .plan
+                .as_ref()
+                .and_then(|p| p.environment.clone())
+                .map(|e| format!(" (environment {e})"))
+                .unwrap_or_default();
+            let n = self.units.len();
+            self.emit(None, "up", &format!("starting {n} units{env}"));
+        } else {
+            self.emit(None, "reloaded", &format!("reloaded: {}", report.summary()));
+        }
+        report
+    }
+
+    // ----- scheduling -----------------------------------------------------------------------
+
+    fn schedule(&mut self, now: Instant) {
+        for _ in 0..(self.units.len() + 2) {
+            let mut changed = false;
+            let names: Vec<String> = self.units.keys().cloned().collect();
+            for name in &names {
+                let (start_pending, stop_pending) = match self.units.get(name) {
+                    Some(rt) => (rt.start_pending, rt.stop_pending),
+                    None => continue,
+                };
+                if start_pending && !self.shutting_down() {
+                    match self.deps(name) {
+                        Deps::Ready => {
+                            if let Some(rt) = self.units.get_mut(name) {
+                                rt.start_pending = false;
+                                rt.blocked = None;
+                            }
+                            self.feed(name, Input::Start, now);
+                            changed = true;
+                        }
+                        Deps::Wait(_) => {}
+                        Deps::Blocked(why) => {
+                            if let Some(rt) = self.units.get_mut(name) {
+                                rt.start_pending = false;
+                                rt.blocked = Some(why.clone());
+                            }
+                            self.emit(Some(name), "blocked", &format!("not started: {why}"));
+                            changed = true;
+                        }
+                    }
+                }
+                if stop_pending && !self.dependents_alive(name) {
+                    if let Some(rt) = self.units.get_mut(name) {
+                        rt.stop_pending = false;
+                    }
+                    self.feed(name, Input::Stop, now);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        // Drop removed units that have stopped.
+        let gone: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, rt)| rt.remove_when_stopped && rt.proc.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in gone {
+            if let Some(rt) = self.units.shift_remove(&n) {
+                if let Some(p) = rt.probe {
+                    p.abort();
+                }
+            }
+        }
+    }
+
+    fn deps(&self, name: &str) -> Deps {
+        let Some(rt) = self.units.get(name) else {
+            return Deps::Ready;
+        };
+        for d in &rt.unit.depends_on {
+            let Some(dep) = self.units.get(&d.unit) else {
+                continue;
+            };
+            if let Some(why) = &dep.blocked {
+                return Deps::Blocked(format!("{} is blocked ({why})", d.unit));
+            }
+            let state = dep.machine.state();
+            let probed = dep.unit.health.is_some();
+            let ok = match d.condition {
+                Condition::Started => dep.proc.is_some() || matches!(state, State::Completed),
+                Condition::Healthy => {
+                    matches!(state, State::Healthy)
+                        || (!probed && matches!(state, State::Running))
+                        || (dep.unit.kind == ServiceKind::Task && matches!(state, State::Completed))
+                }
+                Condition::Completed => matches!(state, State::Completed),
+            };
+            if ok {
+                continue;
+            }
+            if let State::Failed { reason } = state {
+                return Deps::Blocked(format!("{} failed: {reason}", d.unit));
+            }
+            let idle = dep.proc.is_none() && !dep.start_pending && dep.restart_with.is_none();
+            if idle && matches!(state, State::Stopped | State::Completed) {
+                return Deps::Blocked(format!("{} is stopped", d.unit));
+            }
+            return Deps::Wait(d.unit.clone());
+        }
+        Deps::Ready
+    }
+
+    fn dependents_alive(&self, name: &str) -> bool {
+        self.units
+            .values()
+            .any(|rt| rt.proc.is_some() && rt.unit.depends_on.iter().any(|d| d.unit == name))
+    }
+
+    // ----- machine and actions --------------------------------------------------------------
+
+    fn feed(&mut self, name: &str, input: Input, now: Instant) {
+        let actions = match self.units.get_mut(name) {
+            Some(rt) => rt.machine.handle(input, now),
+            None => return,
+        };
+        for a in actions {
+            match a {
+                Action::Spawn => self.spawn(name, now),
+                Action::Kill => self.kill(name, now),
+                Action::Event(e) => self.machine_event(name, e),
+            }
+        }
+    }
+
+    fn machine_event(&mut self, name: &str, e: Event) {
+        let (kind, message) = match &e {
+            Event::Started => {
+                let pid = self
+                    .units
+                    .get(name)
+                    .and_then(|rt| rt.proc.as_ref().map(|p| p.pid))
+                    .unwrap_or(0);
+                ("started", format!("started (pid {pid})"))
+            }
+            Event::Exited { status } => ("exited", describe_exit(status)),
+            Event::Healthy => {
+                let probe = self
+                    .units
+                    .get(name)
+                    .and_then(|rt| rt.unit.health.as_ref())
+                    .map(|h| probe::describe(&h.check))
+                    .unwrap_or_default();
+                ("healthy", format!("healthy ({probe})"))
+            }
+            Event::Unhealthy { failures } => {
+                let why = self
+                    .units
+                    .get(name)
+                    .and_then(|rt| rt.last_probe_error.clone())
+                    .unwrap_or_default();
+                (
+                    "unhealthy",
+                    format!("unhealthy after {failures} failed probes: {why}"),
+                )
+            }
+            Event::Healed => ("healed", "restarting it to heal it (autoheal)".to_string()),
+            Event::Restarting { delay_ms, attempt } => (
+                "restarting",
+                if *delay_ms == 0 {
+                    format!("restarting now (restart {attempt} in a row)")
+                } else {
+                    format!("restarting in {delay_ms} ms (restart {attempt} in a row)")
+                },
+            ),
+            Event::GaveUp { restarts } => (
+                "gave-up",
+                format!(
+                    "gave up after {restarts} quick restarts; `grove start {name}` tries again"
+                ),
+            ),
+            Event::Completed => ("completed", "completed (exit code 0)".to_string()),
+            Event::Stopped => ("stopped", "stopped".to_string()),
+        };
+        self.emit(Some(name), kind, &message);
+    }
+
+    fn spawn(&mut self, name: &str, now: Instant) {
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let root = plan.root.clone();
+        let logs_dir = state_dir(plan).join("logs");
+        let rotation = plan.logs;
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        rt.gen += 1;
+        let gen = rt.gen;
+        if rt.log.is_none() {
+            match LogFile::open(
+                &logs_dir.join(format!("{name}.log")),
+                rotation.max_size,
+                rotation.keep,
+            ) {
+                Ok(f) => rt.log = Some(Arc::new(Mutex::new(f))),
+                Err(e) => tracing::warn!("cannot open the log of {name}: {e}"),
+            }
+        }
+        let cwd = root.join(&rt.unit.cwd);
+        let result = match &rt.unit.run {
+            Run::Command { argv } => process::spawn(&SpawnSpec {
+                argv,
+                cwd: &cwd,
+                env: spawn_env(&rt.unit),
+                capture: true,
+            })
+            .map_err(|e| {
+                let program = argv.first().map(String::as_str).unwrap_or("");
+                format!("cannot run `{program}` in {}: {e}", cwd.display())
+            }),
+            Run::Recipe { recipe } => Err(format!(
+                "the `{}` recipe needs grove's backing-service support, which this build does not have yet",
+                format!("{recipe:?}").to_lowercase()
+            )),
+        };
+        match result {
+            Ok(mut child) => {
+                let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+                let start_ticks = process::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
+                rt.proc = Some(Proc { pid, started: now });
+                let unit: Arc<str> = Arc::from(name);
+                if let Some(out) = child.stdout.take() {
+                    tokio::spawn(pump(
+                        out,
+                        "out",
+                        unit.clone(),
+                        rt.log.clone(),
+                        self.lines.clone(),
+                    ));
+                }
+                if let Some(err) = child.stderr.take() {
+                    tokio::spawn(pump(
+                        err,
+                        "err",
+                        unit.clone(),
+                        rt.log.clone(),
+                        self.lines.clone(),
+                    ));
+                }
+                let tx = self.internal.clone();
+                let unit_name = name.to_string();
+                tokio::spawn(async move {
+                    let status = match child.wait().await {
+                        Ok(s) => ExitStatus {
+                            code: s.code(),
+                            signal: s.signal(),
+                        },
+                        Err(_) => ExitStatus {
+                            code: None,
+                            signal: None,
+                        },
+                    };
+                    // Whatever the main process left in its group goes with it.
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                    let _ = tx.send(Internal::Exited {
+                        unit: unit_name,
+                        gen,
+                        status,
+                    });
+                });
+                if let Some(h) = rt.unit.health.clone() {
+                    let ctx_cwd = cwd.clone();
+                    let env: Vec<(String, String)> = rt
+                        .unit
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.value.clone()))
+                        .collect();
+                    let task = tokio::spawn(probe_loop(
+                        name.to_string(),
+                        gen,
+                        h,
+                        ctx_cwd,
+                        env,
+                        self.internal.clone(),
+                    ));
+                    rt.probe = Some(task.abort_handle());
+                }
+                if let Ok(store) = self.store.lock() {
+                    if let Err(e) = store.record_process(&ProcessRecord {
+                        unit: name.to_string(),
+                        pid,
+                        start_ticks,
+                    }) {
+                        tracing::warn!("cannot record pid {pid} of {name}: {e}");
+                    }
+                }
+                self.feed(name, Input::Spawned, now);
+            }
+            Err(msg) => {
+                self.emit(Some(name), "spawn-failed", &msg);
+                self.feed(name, Input::SpawnFailed, now);
+            }
+        }
+    }
+
+    fn kill(&mut self, name: &str, now: Instant) {
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        let Some(p) = &rt.proc else {
+            return;
+        };
+        let sig = process::parse_signal(&rt.unit.stop_signal).unwrap_or(Signal::SIGTERM);
+        if let Err(e) = process::signal_group(p.pid, sig) {
+            tracing::warn!("cannot signal {name}: {e}");
+        }
+        rt.kill_at = Some(now + Duration::from_millis(rt.unit.stop_grace_ms));
+    }
+
+    fn timers(&mut self, now: Instant) {
+        let names: Vec<String> = self.units.keys().cloned().collect();
+        for name in names {
+            let (kill_due, tick_due, grace) = match self.units.get(&name) {
+                Some(rt) => (
+                    rt.kill_at.is_some_and(|t| t <= now),
+                    rt.machine.deadline().is_some_and(|t| t <= now),
+                    rt.unit.stop_grace_ms,
+                ),
+                None => continue,
+            };
+            if kill_due {
+                let pid = self.units.get_mut(&name).and_then(|rt| {
+                    rt.kill_at = None;
+                    rt.proc.as_ref().map(|p| p.pid)
+                });
+                if let Some(pid) = pid {
+                    let _ = process::signal_group(pid, Signal::SIGKILL);
+                    self.emit(
+                        Some(&name),
+                        "killed",
+                        &format!("still running {grace} ms after the stop signal: sent SIGKILL"),
+                    );
+                }
+            }
+            if tick_due {
+                self.feed(&name, Input::Tick, now);
+            }
+        }
+    }
+
+    // ----- reports from helpers -------------------------------------------------------------
+
+    fn internal(&mut self, msg: Internal, now: Instant) {
+        match msg {
+            Internal::Exited { unit, gen, status } => {
+                let Some(rt) = self.units.get_mut(&unit) else {
+                    return;
+                };
+                if rt.gen != gen {
+                    return;
+                }
+                rt.proc = None;
+                rt.kill_at = None;
+                rt.cpu_sample = None;
+                if let Some(p) = rt.probe.take() {
+                    p.abort();
+                }
+                if let Ok(store) = self.store.lock() {
+                    let _ = store.forget_process(&unit);
+                }
+                self.feed(&unit, Input::Exited(status), now);
+                let replace = self.units.get_mut(&unit).and_then(|rt| {
+                    let idle = rt.proc.is_none()
+                        && !matches!(rt.machine.state(), State::Backoff { .. } | State::Starting);
+                    if idle {
+                        rt.restart_with.take()
+                    } else {
+                        None
+                    }
+                });
+                if let Some(def) = replace {
+                    if let Some(rt) = self.units.get_mut(&unit) {
+                        rt.machine.update(Settings::from_unit(&def));
+                        rt.unit = def;
+                        rt.start_pending = true;
+                    }
+                }
+            }
+            Internal::Probe { unit, gen, result } => {
+                let Some(rt) = self.units.get_mut(&unit) else {
+                    return;
+                };
+                if rt.gen != gen || rt.proc.is_none() {
+                    return;
+                }
+                let ok = result.is_ok();
+                if let Err(e) = result {
+                    rt.last_probe_error = Some(e);
+                }
+                self.feed(&unit, Input::Probe(ok), now);
+            }
+        }
+    }
+
+    // ----- events and status ----------------------------------------------------------------
+
+    fn emit(&mut self, unit: Option<&str>, kind: &str, message: &str) {
+        let message = grove_plan::scrub(message, &self.secrets);
+        let record = match self.store.lock() {
+            Ok(store) => store.append(unit, kind, &message),
+            Err(_) => {
+                tracing::error!("state store lock poisoned");
+                return;
+            }
+        };
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot record event: {e}");
+                EventRecord {
+                    id: 0,
+                    ts_ms: grove_state::now_ms(),
+                    unit: unit.map(str::to_string),
+                    kind: kind.to_string(),
+                    message: message.clone(),
+                }
+            }
+        };
+        tracing::info!(unit = unit.unwrap_or("-"), kind, "{message}");
+        if let Some(u) = unit {
+            if let Some(log) = self.units.get(u).and_then(|rt| rt.log.clone()) {
+                if let Ok(mut f) = log.lock() {
+                    let _ = f.line("grove", message.as_bytes());
+                }
+            }
+            let _ = self.lines.send(LogLine {
+                unit: Arc::from(u),
+                stream: "grove",
+                text: message.clone(),
+            });
+        }
+        let _ = self.events.send(record);
+    }
+
+    fn status(&mut self, now: Instant) -> Status {
+        let usage = process::usage_by_group();
+        let hz = process::ticks_per_second() as f64;
+        let me = std::process::id();
+        let own_rss = process::stat(me as i32)
+            .map(|s| s.rss_pages * 4096)
+            .unwrap_or(0);
+        let mut units = Vec::new();
+        for rt in self.units.values_mut() {
+            let u = &rt.unit;
+            let state_name = if rt.blocked.is_some() {
+                "blocked".to_string()
+            } else if rt.start_pending && rt.proc.is_none() {
+                "waiting".to_string()
+            } else {
+                state_label(rt.machine.state()).to_string()
+            };
+            let health = u.health.as_ref().map(|_| {
+                match rt.machine.state() {
+                    State::Healthy => "healthy",
+                    State::Unhealthy => "unhealthy",
+                    State::Starting | State::Running if rt.proc.is_some() => "starting",
+                    _ => "-",
+                }
+                .to_string()
+            });
+            let reason = rt.blocked.clone().or_else(|| match rt.machine.state() {
+                State::Failed { reason } => Some(reason.clone()),
+                State::Starting | State::Unhealthy => rt.last_probe_error.clone(),
+                _ => None,
+            });
+            let (pid, uptime_ms, cpu_percent, rss_bytes, processes) = match &rt.proc {
+                Some(p) => {
+                    let use_ = usage.get(&p.pid).copied().unwrap_or_default();
+                    let elapsed = now.saturating_duration_since(p.started);
+                    let (since, before) = rt.cpu_sample.unwrap_or((p.started, 0));
+                    let span = now.saturating_duration_since(since).as_secs_f64();
+                    let cpu = if span > 0.0 {
+                        (use_.cpu_ticks.saturating_sub(before) as f64 / hz) / span * 100.0
+                    } else {
+                        0.0
+                    };
+                    rt.cpu_sample = Some((now, use_.cpu_ticks));
+                    (
+                        Some(p.pid),
+                        Some(elapsed.as_millis() as u64),
+                        Some((cpu * 10.0).round() / 10.0),
+                        Some(use_.rss_bytes),
+                        use_.processes,
+                    )
+                }
+                None => (None, None, None, None, 0),
+            };
+            units.push(UnitStatus {
+                name: u.name.clone(),
+                service: u.service.clone(),
+                instance: u.instance.clone(),
+                kind: match u.kind {
+                    ServiceKind::Service => "service",
+                    ServiceKind::Task => "task",
+                }
+                .to_string(),
+                state: state_name,
+                health,
+                reason: reason.map(|r| grove_plan::scrub(&r, &self.secrets)),
+                probe: u
+                    .health
+                    .as_ref()
+                    .map(|h| grove_plan::scrub(&probe::describe(&h.check), &self.secrets)),
+                pid,
+                port: u.port,
+                restarts: rt.machine.restarts(),
+                uptime_ms,
+                cpu_percent,
+                rss_bytes,
+                processes,
+            });
+        }
+        Status {
+            stack: self
+                .plan
+                .as_ref()
+                .map(|p| p.stack.clone())
+                .unwrap_or_default(),
+            environment: self.plan.as_ref().and_then(|p| p.environment.clone()),
+            pid: me,
+            rss_bytes: own_rss,
+            units,
+        }
+    }
+}
+
+enum Deps {
+    Ready,
+    Wait(#[allow(dead_code)] String),
+    Blocked(String),
+}
+
+/// The unit's variables, plus `PYTHONUNBUFFERED=1` unless the unit sets it, so a Python
+/// program's output reaches its log line by line instead of dying in a buffer when it crashes.
+fn spawn_env(unit: &Unit) -> Vec<(&str, &str)> {
+    let mut env: Vec<(&str, &str)> = unit
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
+    if !unit.env.contains_key("PYTHONUNBUFFERED") {
+        env.push(("PYTHONUNBUFFERED", "1"));
+    }
+    env
+}
+
+fn state_label(s: &State) -> &'static str {
+    match s {
+        State::Stopped => "stopped",
+        State::Starting => "starting",
+        State::Running => "running",
+        State::Healthy => "healthy",
+        State::Unhealthy => "unhealthy",
+        State::Backoff { .. } => "backoff",
+        State::Completed => "completed",
+        State::Failed { .. } => "failed",
+        State::Stopping => "stopping",
+    }
+}
+
+fn describe_exit(s: &ExitStatus) -> String {
+    match (s.code, s.signal) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(sig)) => match Signal::try_from(sig) {
+            Ok(name) => format!("killed by signal {sig} ({name})"),
+            Err(_) => format!("killed by signal {sig}"),
+        },
+        _ => "exited".to_string(),
+    }
+}
+
+/// The absolute state folder of a Plan.
+pub(crate) fn state_dir(plan: &Plan) -> PathBuf {
+    plan.root.join(&plan.state_dir)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Copies a pipe into the unit's log file and the live line channel until end of file.
+async fn pump(
+    pipe: impl AsyncRead + Unpin,
+    stream: &'static str,
+    unit: Arc<str>,
+    log: Option<SharedLog>,
+    lines: broadcast::Sender<LogLine>,
+) {
+    let mut reader = BufReader::with_capacity(16 * 1024, pipe);
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        // Lines longer than 64 KiB are cut into pieces rather than buffered without bound.
+        let n = match (&mut reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        if let Some(log) = &log {
+            if let Ok(mut f) = log.lock() {
+                let _ = f.line(stream, &buf);
+            }
+        }
+        if lines.receiver_count() > 0 {
+            let text = String::from_utf8_lossy(&buf);
+            let _ = lines.send(LogLine {
+                unit: unit.clone(),
+                stream,
+                text: text.trim_end_matches(['\n', '\r']).to_string(),
+            });
+        }
+    }
+}
+
+/// Probes a unit for as long as its process runs. Until the first success it probes every
+/// 100 ms so a ready unit is seen at once, but reports failures only at the configured
+/// interval, so a slow starter is not condemned by the fast polling.
+async fn probe_loop(
+    unit: String,
+    gen: u64,
+    h: grove_plan::Probe,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+    tx: mpsc::UnboundedSender<Internal>,
+) {
+    let interval = Duration::from_millis(h.interval_ms.max(10));
+    let fast = interval.min(Duration::from_millis(100));
+    let timeout = Duration::from_millis(h.timeout_ms.max(10));
+    let ctx = probe::ExecContext {
+        cwd: &cwd,
+        env: env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+    };
+    let mut seen_healthy = false;
+    let mut last_report = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(if seen_healthy { interval } else { fast }).await;
+        let result = probe::run(&h.check, timeout, &ctx).await;
+        let ok = result.is_ok();
+        let report = ok || seen_healthy || last_report.elapsed() >= interval;
+        if ok {
+            seen_healthy = true;
+        }
+        if report {
+            last_report = tokio::time::Instant::now();
+            if tx
+                .send(Internal::Probe {
+                    unit: unit.clone(),
+                    gen,
+                    result,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Kills what a previous grove left running (it was killed before it could stop its units),
+/// using the pid records in the store; returns one line per unit that had leftovers.
+pub fn reap_leftovers(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(records) = store.processes() else {
+        return out;
+    };
+    for r in records {
+        let left = process::leftovers(r.pid, r.start_ticks);
+        if !left.is_empty() {
+            let _ = process::signal_group(r.pid, Signal::SIGKILL);
+            for p in &left {
+                if p.pgid != r.pid {
+                    let _ = nix_kill(p.pid);
+                }
+            }
+            let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
+            let msg = format!(
+                "reaped {} leftover process(es) of a previous run: pid {}",
+                left.len(),
+                pids.join(", ")
+            );
+            let _ = store.append(Some(&r.unit), "reaped", &msg);
+            out.push(format!("{}: {msg}", r.unit));
+        }
+        let _ = store.forget_process(&r.unit);
+    }
+    out
+}
+
+fn nix_kill(pid: i32) -> std::io::Result<()> {
+    process::signal_pid(pid, Signal::SIGKILL)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

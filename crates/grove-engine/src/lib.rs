@@ -1,0 +1,152 @@
+//! # grove-engine: the one apply path
+//!
+//! Owns the running stack: an actor task holding every unit's [`UnitMachine`], its process,
+//! probe and log file. Everything that changes the machine goes through
+//! [`EngineHandle::apply`] with a new Plan (startup is the diff from an empty Plan; reload and,
+//! later, deploy are diffs from the running one) or through the start/stop/restart/shutdown
+//! requests. It starts units as soon as their dependencies' conditions hold (so each
+//! dependency level starts in parallel), blocks dependents of a failed unit with an event,
+//! stops in reverse dependency order, and records every event in the state store.
+//!
+//! It must not know about TOML, the CLI, the control API's transport, or HTTP routing: it gets
+//! Plans, answers with plain data, and publishes events and log lines on broadcast channels.
+
+#![forbid(unsafe_code)]
+
+mod actor;
+mod status;
+
+use std::sync::{Arc, Mutex};
+
+use grove_plan::Plan;
+use grove_state::{EventRecord, Store};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use actor::reap_leftovers;
+pub use status::{ApplyReport, LogLine, Status, UnitStatus};
+
+/// The engine is gone (it shut down).
+#[derive(Debug, thiserror::Error)]
+#[error("the engine has shut down")]
+pub struct Gone;
+
+/// A request that named nothing runnable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    /// No unit or service has this name.
+    #[error("no unit or service named `{name}`{hint}")]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// ", did you mean ...?" or empty.
+        hint: String,
+    },
+}
+
+pub(crate) enum Request {
+    Status(oneshot::Sender<Status>),
+    Plan(oneshot::Sender<Plan>),
+    Apply(Box<Plan>, oneshot::Sender<ApplyReport>),
+    Start(
+        Vec<String>,
+        oneshot::Sender<Result<Vec<String>, TargetError>>,
+    ),
+    Stop(
+        Vec<String>,
+        oneshot::Sender<Result<Vec<String>, TargetError>>,
+    ),
+    Restart(
+        Vec<String>,
+        oneshot::Sender<Result<Vec<String>, TargetError>>,
+    ),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable handle on the running engine.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Request>,
+    events: broadcast::Sender<EventRecord>,
+    lines: broadcast::Sender<LogLine>,
+}
+
+/// Starts the engine with nothing running; [`EngineHandle::apply`] the first Plan to bring
+/// the stack up. Must be called inside a multi-threaded tokio runtime.
+pub fn start(store: Store) -> EngineHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (events, _) = broadcast::channel(1024);
+    let (lines, _) = broadcast::channel(4096);
+    let actor = actor::Actor::new(
+        Arc::new(Mutex::new(store)),
+        events.clone(),
+        lines.clone(),
+        tx.clone(),
+    );
+    tokio::spawn(actor.run(rx));
+    EngineHandle { tx, events, lines }
+}
+
+impl EngineHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, Gone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| Gone)?;
+        rx.await.map_err(|_| Gone)
+    }
+
+    /// Every unit's state now.
+    pub async fn status(&self) -> Result<Status, Gone> {
+        self.ask(Request::Status).await
+    }
+
+    /// The running Plan (with secrets; redact before showing it).
+    pub async fn plan(&self) -> Result<Plan, Gone> {
+        self.ask(Request::Plan).await
+    }
+
+    /// Converges to `plan`: starts added units, stops removed ones, restarts changed ones,
+    /// updates settings of the rest. Returns at once with what it will do.
+    pub async fn apply(&self, plan: Plan) -> Result<ApplyReport, Gone> {
+        self.ask(|tx| Request::Apply(Box::new(plan), tx)).await
+    }
+
+    /// Starts units or services (and lets blocked ones try again).
+    pub async fn start_units(
+        &self,
+        targets: Vec<String>,
+    ) -> Result<Result<Vec<String>, TargetError>, Gone> {
+        self.ask(|tx| Request::Start(targets, tx)).await
+    }
+
+    /// Stops units or services (they stay stopped until started).
+    pub async fn stop_units(
+        &self,
+        targets: Vec<String>,
+    ) -> Result<Result<Vec<String>, TargetError>, Gone> {
+        self.ask(|tx| Request::Stop(targets, tx)).await
+    }
+
+    /// Restarts units or services.
+    pub async fn restart_units(
+        &self,
+        targets: Vec<String>,
+    ) -> Result<Result<Vec<String>, TargetError>, Gone> {
+        self.ask(|tx| Request::Restart(targets, tx)).await
+    }
+
+    /// Stops everything in reverse dependency order; returns when every process is gone and
+    /// the engine has ended.
+    pub async fn shutdown(&self) -> Result<(), Gone> {
+        self.ask(Request::Shutdown).await
+    }
+
+    /// Events as they are recorded.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<EventRecord> {
+        self.events.subscribe()
+    }
+
+    /// Units' output lines as they are written (lagging receivers lose lines; the log files
+    /// keep everything).
+    pub fn subscribe_lines(&self) -> broadcast::Receiver<LogLine> {
+        self.lines.subscribe()
+    }
+}

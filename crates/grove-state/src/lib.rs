@@ -1,0 +1,349 @@
+//! # grove-state: the durable store
+//!
+//! Owns `.grove/state.db` (SQLite, WAL): the event log that `grove events` reads, the record of
+//! every process grove started (so the next start can reap what a killed grove left behind),
+//! and small key/value settings such as the running stack's environment and port assignment.
+//! Later it also holds metric samples and releases.
+//!
+//! It must not know about processes, the Plan, HTTP or TOML: callers hand it plain records.
+//! Several processes may open the same file (the daemon writes, the CLI reads).
+
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite said no.
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored value did not decode.
+    #[error("state store: bad stored value for {key}: {message}")]
+    Decode {
+        /// What was read.
+        key: String,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Increasing id; `events --follow` resumes after the last one seen.
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// The unit it concerns, if any.
+    pub unit: Option<String>,
+    /// Short machine-readable kind: `started`, `exited`, `unhealthy`, `healed`, ...
+    pub kind: String,
+    /// One human sentence (never a secret).
+    pub message: String,
+}
+
+/// A process grove started and has not yet seen exit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    /// The unit.
+    pub unit: String,
+    /// Its pid, which is also its process group id.
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22), so a reused pid
+    /// is never mistaken for it.
+    pub start_ticks: u64,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms INTEGER NOT NULL,
+    unit TEXT,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_unit ON events(unit, id);
+CREATE TABLE IF NOT EXISTS processes(
+    unit TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// Events kept; older ones are pruned as new ones arrive.
+pub const EVENTS_KEPT: i64 = 100_000;
+
+impl Store {
+    /// Opens (creating when missing) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        let name = path.display().to_string();
+        let wrap = |source| StateError::Sqlite {
+            path: name.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Store { conn, path: name })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends an event stamped now; returns it with its id.
+    pub fn append(
+        &self,
+        unit: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) -> Result<EventRecord, StateError> {
+        let ts_ms = now_ms();
+        self.conn
+            .execute(
+                "INSERT INTO events(ts_ms, unit, kind, message) VALUES (?1, ?2, ?3, ?4)",
+                params![ts_ms, unit, kind, message],
+            )
+            .map_err(|e| self.err(e))?;
+        let id = self.conn.last_insert_rowid();
+        if id % 1000 == 0 {
+            self.conn
+                .execute(
+                    "DELETE FROM events WHERE id <= ?1",
+                    params![id - EVENTS_KEPT],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(EventRecord {
+            id,
+            ts_ms,
+            unit: unit.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        })
+    }
+
+    /// Events with id greater than `after`, oldest first, at most `limit`; only those of the
+    /// given units when `units` is not empty.
+    pub fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+        units: &[String],
+    ) -> Result<Vec<EventRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, ts_ms, unit, kind, message FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], row_event)
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let r = r.map_err(|e| self.err(e))?;
+            if units.is_empty() || r.unit.as_ref().is_some_and(|u| units.contains(u)) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last `n` events (of the given units when not empty), oldest first.
+    pub fn last_events(&self, n: usize, units: &[String]) -> Result<Vec<EventRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, ts_ms, unit, kind, message FROM events ORDER BY id DESC")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], row_event).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let r = r.map_err(|e| self.err(e))?;
+            if units.is_empty() || r.unit.as_ref().is_some_and(|u| units.contains(u)) {
+                out.push(r);
+                if out.len() >= n {
+                    break;
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Records a started process (replacing the unit's previous record).
+    pub fn record_process(&self, rec: &ProcessRecord) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO processes(unit, pid, start_ticks) VALUES (?1, ?2, ?3)",
+                params![rec.unit, rec.pid, rec.start_ticks as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forgets the unit's process (it exited and its group was cleaned up).
+    pub fn forget_process(&self, unit: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM processes WHERE unit = ?1", params![unit])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every recorded process.
+    pub fn processes(&self) -> Result<Vec<ProcessRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT unit, pid, start_ticks FROM processes ORDER BY unit")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ProcessRecord {
+                    unit: r.get(0)?,
+                    pid: r.get(1)?,
+                    start_ticks: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Sets a setting to a JSON value.
+    pub fn set<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        let text = serde_json::to_string(value).map_err(|e| StateError::Decode {
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+                params![key, text],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Reads a setting; `None` when never set.
+    pub fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, StateError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match text {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| StateError::Decode {
+                    key: key.to_string(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+}
+
+fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        id: r.get(0)?,
+        ts_ms: r.get(1)?,
+        unit: r.get(2)?,
+        kind: r.get(3)?,
+        message: r.get(4)?,
+    })
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        let a = s
+            .append(Some("web"), "started", "started (pid 10)")
+            .unwrap();
+        s.append(Some("db"), "started", "started (pid 11)").unwrap();
+        s.append(None, "reloaded", "reloaded: nothing changed")
+            .unwrap();
+        let all = s.events_after(0, 100, &[]).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], a);
+        let web = s.events_after(0, 100, &["web".to_string()]).unwrap();
+        assert_eq!(web.len(), 1);
+        let after = s.events_after(a.id, 100, &[]).unwrap();
+        assert_eq!(after.len(), 2);
+        let last = s.last_events(2, &[]).unwrap();
+        assert_eq!(last[0].unit.as_deref(), Some("db"));
+        assert_eq!(last[1].kind, "reloaded");
+        // A second connection (the CLI) sees the same log.
+        let r = Store::open(&dir.path().join("state.db")).unwrap();
+        assert_eq!(r.events_after(0, 100, &[]).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn processes_and_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        let rec = ProcessRecord {
+            unit: "web".into(),
+            pid: 42,
+            start_ticks: 7,
+        };
+        s.record_process(&rec).unwrap();
+        s.record_process(&ProcessRecord {
+            pid: 43,
+            ..rec.clone()
+        })
+        .unwrap();
+        assert_eq!(s.processes().unwrap().len(), 1);
+        assert_eq!(s.processes().unwrap()[0].pid, 43);
+        s.forget_process("web").unwrap();
+        assert!(s.processes().unwrap().is_empty());
+        assert_eq!(s.get::<String>("environment").unwrap(), None);
+        s.set("environment", &Some("staging")).unwrap();
+        assert_eq!(
+            s.get::<Option<String>>("environment").unwrap(),
+            Some(Some("staging".to_string()))
+        );
+    }
+}

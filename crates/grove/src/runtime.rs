@@ -1,0 +1,792 @@
+//! The commands that run or talk to a running stack: `up`, `down`, `ps`, `start`, `stop`,
+//! `restart`, `reload`, `logs`, `events`, `exec`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::Context;
+use grove_api::{Acted, Client, ClientError, Targets};
+use grove_engine::{ApplyReport, Status};
+use grove_plan::Plan;
+use grove_state::Store;
+use indexmap::IndexMap;
+use tokio::sync::Notify;
+
+use crate::render;
+
+/// What every runtime command needs from the command line.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub file: PathBuf,
+    pub env: Option<String>,
+    pub color: bool,
+    pub err_color: bool,
+}
+
+/// A loaded stack file and its folders.
+struct Loaded {
+    stack: grove_config::Stack,
+    state: PathBuf,
+}
+
+impl Ctx {
+    /// Loads the stack file, printing its warnings; `Err` holds the rendered errors.
+    fn load(&self, env: Option<String>) -> Result<Loaded, String> {
+        let opts = grove_config::LoadOptions::from_process(env);
+        match grove_config::load(&self.file, &opts) {
+            Ok(l) => {
+                for w in &l.warnings {
+                    eprintln!("{w}");
+                }
+                let state = l.stack.root.join(&l.stack.state_dir);
+                Ok(Loaded {
+                    stack: l.stack,
+                    state,
+                })
+            }
+            Err(errors) => Err(format!("{}grove: {errors}", errors.render(self.err_color))),
+        }
+    }
+
+    /// The state folder: from the stack file when it loads, else `.grove` beside it.
+    fn state_dir(&self) -> PathBuf {
+        match self.load(self.env.clone()) {
+            Ok(l) => l.state,
+            Err(_) => {
+                let dir = self.file.parent().unwrap_or(Path::new("."));
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                dir.join(".grove")
+            }
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.state_dir().join("grove.sock"))
+    }
+}
+
+fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    Ok(())
+}
+
+fn open_store(state: &Path) -> anyhow::Result<Store> {
+    make_private_dir(state)?;
+    let path = state.join("state.db");
+    let store = Store::open(&path)?;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    Ok(store)
+}
+
+fn sticky_ports(store: &Store) -> IndexMap<String, u16> {
+    store
+        .get::<IndexMap<String, u16>>("ports")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
+    grove_plan::build_with_ports(stack, ports).map_err(|e| format!("grove: {e}"))
+}
+
+// ----- up --------------------------------------------------------------------------------------
+
+/// `grove up` in the foreground, or the detached daemon's body (`daemon_child`).
+pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
+    let loaded = match ctx.load(ctx.env.clone()) {
+        Ok(l) => l,
+        Err(text) => {
+            eprint!("{text}");
+            eprintln!();
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let state = loaded.state.clone();
+    make_private_dir(&state)?;
+    let socket = state.join("grove.sock");
+    if let Ok(s) = Client::new(&socket).get::<Status>("/v1/status").await {
+        eprintln!(
+            "grove: this stack is already running (grove pid {}); see `grove ps`, apply changes with `grove reload`",
+            s.pid
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let _ = std::fs::remove_file(&socket);
+    let store = open_store(&state)?;
+    for line in grove_engine::reap_leftovers(&store) {
+        eprintln!("grove: {line}");
+    }
+    let plan = match build_plan(&loaded.stack, &sticky_ports(&store)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let engine = grove_engine::start(store);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", socket.display()))?;
+    let reload_ctx = ctx.clone();
+    let reload_env = plan.environment.clone();
+    let reloader: grove_api::Reloader = Arc::new(move |current: &Plan| {
+        let loaded = reload_ctx.load(reload_env.clone())?;
+        let ports: IndexMap<String, u16> = current
+            .units
+            .values()
+            .filter_map(|u| Some((u.name.clone(), u.port?)))
+            .collect();
+        build_plan(&loaded.stack, &ports)
+    });
+    let down = Arc::new(Notify::new());
+    let api = Arc::new(grove_api::ApiContext {
+        engine: engine.clone(),
+        reload: reloader.clone(),
+        down: down.clone(),
+    });
+    let server = tokio::spawn(grove_api::serve(listener, api));
+    let printer = if daemon_child {
+        None
+    } else {
+        let names: Vec<String> = plan.units.keys().cloned().collect();
+        Some(tokio::spawn(print_lines(
+            engine.subscribe_lines(),
+            names,
+            ctx.color,
+        )))
+    };
+    if engine.apply(plan).await.is_err() {
+        anyhow::bail!("the engine stopped before the stack started");
+    }
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut already_down = false;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => {
+                let report = match engine.plan().await {
+                    Ok(current) => reloader(&current),
+                    Err(_) => break,
+                };
+                match report {
+                    Ok(plan) => {
+                        if let Ok(r) = engine.apply(plan).await {
+                            eprintln!("grove: reloaded: {}", r.summary());
+                        }
+                    }
+                    Err(text) => eprintln!("{text}\ngrove: reload refused; nothing changed"),
+                }
+            }
+            _ = down.notified() => { already_down = true; break }
+        }
+    }
+    if !already_down {
+        if !daemon_child {
+            eprintln!(
+                "grove: stopping (Ctrl-C again does not hurry it; each unit gets its grace period)"
+            );
+        }
+        let _ = engine.shutdown().await;
+    }
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    if let Some(p) = printer {
+        // Let the last lines drain.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        p.abort();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+
+async fn print_lines(
+    mut rx: tokio::sync::broadcast::Receiver<grove_engine::LogLine>,
+    names: Vec<String>,
+    color: bool,
+) {
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(4);
+    let colors: HashMap<String, &str> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), PALETTE[i % PALETTE.len()]))
+        .collect();
+    loop {
+        match rx.recv().await {
+            Ok(line) => {
+                let mut out = std::io::stdout().lock();
+                let name = format!("{:<width$}", &*line.unit);
+                let _ = if color {
+                    let c = colors.get(&*line.unit).copied().unwrap_or("37");
+                    if line.stream == "grove" {
+                        writeln!(out, "\x1b[{c}m{name} |\x1b[0m \x1b[2m{}\x1b[0m", line.text)
+                    } else {
+                        writeln!(out, "\x1b[{c}m{name} |\x1b[0m {}", line.text)
+                    }
+                } else {
+                    writeln!(out, "{name} | {}", line.text)
+                };
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                println!("grove | ({n} lines not shown; they are in the log files)");
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// `grove up -d`: validate, start the daemon, wait until every unit is up or one fails.
+pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let loaded = match ctx.load(ctx.env.clone()) {
+        Ok(l) => l,
+        Err(text) => {
+            eprintln!("{text}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Err(e) = grove_plan::build(&loaded.stack, None) {
+        eprintln!("grove: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    let state = loaded.state;
+    make_private_dir(&state)?;
+    let socket = state.join("grove.sock");
+    let client = Client::new(&socket);
+    if let Ok(s) = client.get::<Status>("/v1/status").await {
+        eprintln!(
+            "grove: this stack is already running (grove pid {}); see `grove ps`, apply changes with `grove reload`",
+            s.pid
+        );
+        return Ok(ExitCode::from(1));
+    }
+    // Reap here rather than in the daemon, so the user sees what was left behind.
+    {
+        let store = open_store(&state)?;
+        for line in grove_engine::reap_leftovers(&store) {
+            eprintln!("grove: {line}");
+        }
+    }
+    let logs = state.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_path = logs.join("grove.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let start_len = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().context("cannot find the grove binary")?;
+    let file = std::fs::canonicalize(&ctx.file).unwrap_or_else(|_| ctx.file.clone());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("up").arg("--daemon-child").arg("-f").arg(&file);
+    if let Some(e) = &ctx.env {
+        cmd.arg("--env").arg(e);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let mut child = cmd.spawn().context("cannot start the grove daemon")?;
+    let began = Instant::now();
+    let deadline = began + timeout;
+    // Wait for the socket.
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("grove: the daemon exited at once ({status}); its log says:");
+            print_file_tail_from(&log_path, start_len);
+            return Ok(ExitCode::from(1));
+        }
+        match client.get::<Status>("/v1/status").await {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                eprintln!("grove: the daemon did not answer within {timeout:?}: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    // Wait for the units. The child is the daemon; it outlives us.
+    drop(child);
+    loop {
+        let status = match client.get::<Status>("/v1/status").await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("grove: lost the daemon while starting: {e}");
+                print_file_tail_from(&log_path, start_len);
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let failed: Vec<_> = status.units.iter().filter(|u| u.is_failed()).collect();
+        if !failed.is_empty() {
+            for u in failed {
+                eprintln!(
+                    "grove: {} {}: {}",
+                    u.name,
+                    u.state,
+                    u.reason.as_deref().unwrap_or("no reason recorded")
+                );
+                let lines = grove_supervisor::logs::tail(
+                    &state.join("logs").join(format!("{}.log", u.name)),
+                    10,
+                )
+                .unwrap_or_default();
+                if !lines.is_empty() {
+                    eprintln!("  last lines of its log:");
+                    for l in lines {
+                        eprintln!("  | {l}");
+                    }
+                }
+            }
+            eprintln!(
+                "grove: the rest keeps running; see `grove ps`, stop it all with `grove down`"
+            );
+            return Ok(ExitCode::from(1));
+        }
+        if status.units.iter().all(|u| u.is_settled_ok()) {
+            print!("{}", render::ps(&status, ctx.color));
+            println!(
+                "started in {} ms; `grove logs -f` follows the output, `grove down` stops it",
+                began.elapsed().as_millis()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("grove: not every unit is up after {} s:", timeout.as_secs());
+            for u in status.units.iter().filter(|u| !u.is_settled_ok()) {
+                let probe = u
+                    .probe
+                    .as_ref()
+                    .map(|p| format!("; probe {p}"))
+                    .unwrap_or_default();
+                let why = u
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" failed: {r}"))
+                    .unwrap_or_default();
+                eprintln!("  {} is {}{probe}{why}", u.name, u.state);
+            }
+            eprintln!("grove: it keeps trying; see `grove ps`, stop it all with `grove down`");
+            return Ok(ExitCode::from(1));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn print_file_tail_from(path: &Path, from: u64) {
+    if let Ok(text) = std::fs::read(path) {
+        let start = usize::try_from(from).unwrap_or(0).min(text.len());
+        let text = String::from_utf8_lossy(&text[start..]);
+        let lines: Vec<&str> = text.lines().collect();
+        for l in &lines[lines.len().saturating_sub(20)..] {
+            eprintln!("  | {l}");
+        }
+    }
+}
+
+// ----- control -------------------------------------------------------------------------------
+
+fn not_running(e: &ClientError) -> ExitCode {
+    eprintln!("grove: {e}");
+    if matches!(e, ClientError::NotRunning(_)) {
+        eprintln!("grove: start it with `grove up` or `grove up -d`");
+    }
+    ExitCode::from(1)
+}
+
+/// `grove ps`.
+pub async fn ps(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
+    match ctx.client().get::<Status>("/v1/status").await {
+        Ok(s) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", render::ps(&s, ctx.color));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(not_running(&e)),
+    }
+}
+
+/// `grove start|stop|restart`.
+pub async fn act(ctx: &Ctx, verb: &str, targets: Vec<String>) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/{verb}");
+    match ctx
+        .client()
+        .post::<_, Acted>(&path, &Targets { targets })
+        .await
+    {
+        Ok(a) => {
+            let done = match verb {
+                "start" => "starting",
+                "stop" => "stopping",
+                _ => "restarting",
+            };
+            println!("{done} {}", a.units.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(not_running(&e)),
+    }
+}
+
+/// `grove reload`.
+pub async fn reload(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    match ctx
+        .client()
+        .post::<_, ApplyReport>("/v1/reload", &serde_json::json!({}))
+        .await
+    {
+        Ok(r) => {
+            println!("reloaded: {}", r.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Api { message, .. }) => {
+            eprintln!("{message}");
+            eprintln!("grove: reload refused; nothing changed");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Ok(not_running(&e)),
+    }
+}
+
+/// `grove down`.
+pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let client = ctx.client();
+    match client
+        .post::<_, Acted>("/v1/down", &serde_json::json!({}))
+        .await
+    {
+        Ok(_) => {
+            // The daemon removes its socket as it exits; wait for that briefly.
+            for _ in 0..100 {
+                if !client.socket().exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            println!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::NotRunning(_)) => {
+            let state = ctx.state_dir();
+            if state.join("state.db").exists() {
+                let store = open_store(&state)?;
+                let reaped = grove_engine::reap_leftovers(&store);
+                for line in &reaped {
+                    eprintln!("grove: {line}");
+                }
+            }
+            println!("not running");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(not_running(&e)),
+    }
+}
+
+// ----- logs and events -----------------------------------------------------------------------
+
+fn log_files(logs: &Path, units: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut all: Vec<String> = match std::fs::read_dir(logs) {
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let unit = name.strip_suffix(".log")?;
+                (unit != "grove").then(|| unit.to_string())
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    all.sort();
+    if units.is_empty() {
+        return Ok(all
+            .into_iter()
+            .map(|u| (u.clone(), logs.join(format!("{u}.log"))))
+            .collect());
+    }
+    let mut out = Vec::new();
+    for want in units {
+        let matched: Vec<&String> = all
+            .iter()
+            .filter(|u| {
+                *u == want
+                    || u.strip_prefix(want.as_str())
+                        .is_some_and(|rest| rest.starts_with('@') || rest.starts_with('#'))
+            })
+            .collect();
+        if matched.is_empty() {
+            anyhow::bail!(
+                "no log for `{want}` in {} (units with logs: {})",
+                logs.display(),
+                if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.join(", ")
+                }
+            );
+        }
+        for u in matched {
+            if !out.iter().any(|(n, _)| n == u) {
+                out.push((u.clone(), logs.join(format!("{u}.log"))));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn print_log_line(unit: &str, width: usize, line: &str, color: bool, prefix: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = if !prefix {
+        writeln!(out, "{line}")
+    } else if color {
+        writeln!(out, "\x1b[36m{unit:<width$} |\x1b[0m {line}")
+    } else {
+        writeln!(out, "{unit:<width$} | {line}")
+    };
+}
+
+/// `grove logs`.
+pub async fn logs(
+    ctx: &Ctx,
+    follow: bool,
+    lines: usize,
+    units: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let dir = ctx.state_dir().join("logs");
+    let files = match log_files(&dir, &units) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("grove: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let prefix = files.len() > 1;
+    let width = files
+        .iter()
+        .map(|(u, _)| u.chars().count())
+        .max()
+        .unwrap_or(0);
+    // Last N lines of each, merged by time (the stamps sort as text).
+    let mut merged: Vec<(String, String)> = Vec::new();
+    for (unit, path) in &files {
+        for l in grove_supervisor::logs::tail(path, lines)? {
+            merged.push((unit.clone(), l));
+        }
+    }
+    merged.sort_by(|a, b| {
+        let ta = a.1.split(' ').next().unwrap_or("");
+        let tb = b.1.split(' ').next().unwrap_or("");
+        ta.cmp(tb)
+    });
+    let skip = if files.len() > 1 {
+        merged.len().saturating_sub(lines)
+    } else {
+        0
+    };
+    for (unit, l) in &merged[skip..] {
+        print_log_line(unit, width, l, ctx.color, prefix);
+    }
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut offsets: HashMap<PathBuf, u64> = files
+        .iter()
+        .map(|(_, p)| {
+            (
+                p.clone(),
+                std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut partial: HashMap<PathBuf, String> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for (unit, path) in &files {
+            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let off = offsets.entry(path.clone()).or_insert(0);
+            if len < *off {
+                *off = 0; // rotated
+            }
+            if len == *off {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
+            let start = usize::try_from(*off).unwrap_or(0).min(bytes.len());
+            let chunk = String::from_utf8_lossy(&bytes[start..]).to_string();
+            *off = bytes.len() as u64;
+            let buf = partial.entry(path.clone()).or_default();
+            buf.push_str(&chunk);
+            while let Some(i) = buf.find('\n') {
+                let line: String = buf.drain(..=i).collect();
+                print_log_line(unit, width, line.trim_end_matches('\n'), ctx.color, prefix);
+            }
+        }
+    }
+}
+
+fn format_ts(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn print_event(e: &grove_state::EventRecord, json: bool, color: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(e)?)?;
+    } else {
+        let unit = e.unit.as_deref().unwrap_or("grove");
+        let kind = if color {
+            let c = match e.kind.as_str() {
+                "unhealthy" | "gave-up" | "blocked" | "spawn-failed" | "killed" => "31",
+                "healthy" | "completed" | "started" => "32",
+                "exited" | "restarting" | "healed" | "reaped" => "33",
+                _ => "2",
+            };
+            format!("\x1b[{c}m{:<12}\x1b[0m", e.kind)
+        } else {
+            format!("{:<12}", e.kind)
+        };
+        writeln!(
+            out,
+            "{}  {unit:<16} {kind} {}",
+            format_ts(e.ts_ms),
+            e.message
+        )?;
+    }
+    Ok(())
+}
+
+/// `grove events`.
+pub async fn events(
+    ctx: &Ctx,
+    follow: bool,
+    json: bool,
+    n: usize,
+    units: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let state = ctx.state_dir();
+    if !state.join("state.db").exists() {
+        eprintln!(
+            "grove: no events yet (no store at {})",
+            state.join("state.db").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = open_store(&state)?;
+    let first = store.last_events(n, &units)?;
+    let mut last = first.last().map(|e| e.id).unwrap_or(0);
+    for e in &first {
+        print_event(e, json, ctx.color)?;
+    }
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if first.is_empty() {
+        last = store.last_events(1, &[])?.last().map(|e| e.id).unwrap_or(0);
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for e in store.events_after(last, 1000, &units)? {
+            last = last.max(e.id);
+            print_event(&e, json, ctx.color)?;
+        }
+        // Events of other units still advance the cursor.
+        if let Some(e) = store.events_after(last, 1000, &[])?.last() {
+            last = e.id;
+        }
+    }
+}
+
+// ----- exec ----------------------------------------------------------------------------------
+
+/// `grove exec UNIT -- CMD...`: replaces this process with CMD in the unit's environment and
+/// folder (stdin, stdout and stderr stay the terminal's, so it is interactive).
+pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode> {
+    let first = match ctx.load(ctx.env.clone()) {
+        Ok(l) => l,
+        Err(text) => {
+            eprintln!("{text}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // Use the running stack's environment and ports when there is one.
+    let (env, ports) = match first.state.join("state.db").exists() {
+        true => {
+            let store = open_store(&first.state)?;
+            let env: Option<Option<String>> = store.get("environment").ok().flatten();
+            (env.flatten().or(ctx.env.clone()), sticky_ports(&store))
+        }
+        false => (ctx.env.clone(), IndexMap::new()),
+    };
+    let loaded = if env != ctx.env {
+        match ctx.load(env) {
+            Ok(l) => l,
+            Err(text) => {
+                eprintln!("{text}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        first
+    };
+    let plan = match build_plan(&loaded.stack, &ports) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let target = plan.units.get(unit).or_else(|| plan.units_of(unit).next());
+    let Some(u) = target else {
+        let names: Vec<&str> = plan.units.keys().map(String::as_str).collect();
+        eprintln!(
+            "grove: no unit or service named `{unit}` (units: {})",
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let argv = if cmd.is_empty() {
+        vec![std::env::var("SHELL").unwrap_or_else(|_| "sh".to_string())]
+    } else {
+        cmd
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(ExitCode::from(2));
+    };
+    let mut c = std::process::Command::new(program);
+    c.args(args).current_dir(plan.root.join(&u.cwd));
+    for (k, v) in &u.env {
+        c.env(k, &v.value);
+    }
+    use std::os::unix::process::CommandExt;
+    let err = c.exec();
+    eprintln!("grove: cannot run `{program}`: {err}");
+    Ok(ExitCode::from(127))
+}

@@ -1,0 +1,717 @@
+//! The supervisor end to end: the real binary runs real processes (shell scripts, `sleep`,
+//! `python3 -m http.server`) in a temporary folder, and the tests watch them through
+//! `grove ps --json`, `grove events --json`, the log files and `/proc`.
+//!
+//! Every test uses its own stack name; the guard stops the stack and then kills anything
+//! still carrying `GROVE_STACK=<name>` in its environment, even when the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct Stack {
+    dir: tempfile::TempDir,
+    name: String,
+    foreground: Option<Child>,
+}
+
+impl Stack {
+    /// A stack folder whose grove.toml is `body` after a `[stack]` header.
+    fn new(body: &str) -> Stack {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}x{n}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let s = Stack {
+            dir,
+            name,
+            foreground: None,
+        };
+        s.write(body);
+        s
+    }
+
+    fn write(&self, body: &str) {
+        let text = format!(
+            "[stack]\nname = \"{}\"\n\n[edge]\nlisten = []\n\n{body}",
+            self.name
+        );
+        std::fs::write(self.dir.path().join("grove.toml"), text).unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_grove"));
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("GROVE_ENV")
+            .env_remove("GROVE_FILE")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("grove {args:?} did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn up(&self) -> Output {
+        let out = self.run(&["up", "-d", "--wait-timeout", "30s"]);
+        assert!(
+            out.status.success(),
+            "up -d failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    fn ps(&self) -> Value {
+        let out = self.run(&["ps", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn unit(&self, name: &str) -> Value {
+        let ps = self.ps();
+        ps["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no unit {name} in {ps}"))
+    }
+
+    fn pid(&self, name: &str) -> Option<i64> {
+        self.unit(name)["pid"].as_i64()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let out = self.run(&["events", "--json", "-n", "1000"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Index of the first event of `unit` with `kind`.
+    fn event_index(&self, events: &[Value], unit: &str, kind: &str) -> usize {
+        events
+            .iter()
+            .position(|e| e["unit"] == unit && e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} event for {unit} in {events:#?}"))
+    }
+
+    fn wait_for(&self, what: &str, secs: u64, mut cond: impl FnMut(&Stack) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}; events:\n{:#?}",
+            self.events()
+        );
+    }
+
+    fn log(&self, unit: &str) -> String {
+        std::fs::read_to_string(self.path().join(format!(".grove/logs/{unit}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Pids of live processes carrying this stack's `GROVE_STACK`.
+    fn processes(&self) -> Vec<i32> {
+        let needle = format!("GROVE_STACK={}\0", self.name);
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            // Zombies have an empty environ; only live processes count.
+            if String::from_utf8_lossy(&env).contains(&needle) && !is_zombie(pid) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid as i32)
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.foreground.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = self
+            .cmd(&["down"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        for pid in self.processes() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn three_levels_start_in_order_with_healthy_and_completed_gating() {
+    let s = Stack::new(
+        r#"
+[services.db]
+command = "sh -c 'sleep 0.3; echo db ready > db.ready; exec sleep 1000'"
+health = { exec = "test -f db.ready", interval = "100ms" }
+
+[services.migrate]
+kind = "task"
+command = "sh -c 'echo migrating; sleep 0.2; echo migrated'"
+depends_on = { db = "healthy" }
+
+[services.web]
+command = "python3 -m http.server ${PORT} --bind 127.0.0.1"
+health = { http = "/" }
+depends_on = { db = "healthy", migrate = "completed" }
+"#,
+    );
+    let out = s.up();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("web") && stdout.contains("healthy"),
+        "{stdout}"
+    );
+    let ev = s.events();
+    let db_healthy = s.event_index(&ev, "db", "healthy");
+    let mig_started = s.event_index(&ev, "migrate", "started");
+    let mig_done = s.event_index(&ev, "migrate", "completed");
+    let web_started = s.event_index(&ev, "web", "started");
+    assert!(db_healthy < mig_started, "{ev:#?}");
+    assert!(mig_done < web_started, "{ev:#?}");
+    assert_eq!(s.unit("migrate")["state"], "completed");
+    assert_eq!(s.unit("web")["health"], "healthy");
+    assert!(s.log("migrate").contains("out migrated"));
+    // The web unit really serves on its port.
+    let port = s.unit("web")["port"].as_u64().unwrap();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+}
+
+#[test]
+fn failed_task_blocks_dependents_and_up_names_it() {
+    let s = Stack::new(
+        r#"
+[services.migrate]
+kind = "task"
+command = "sh -c 'echo relation users does not exist >&2; exit 3'"
+
+[services.web]
+command = "sleep 1000"
+depends_on = { migrate = "completed" }
+"#,
+    );
+    let out = s.run(&["up", "-d", "--wait-timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("migrate failed: exited with code 3"), "{err}");
+    assert!(err.contains("relation users does not exist"), "{err}");
+    assert!(err.contains("web blocked"), "{err}");
+    let web = s.unit("web");
+    assert_eq!(web["state"], "blocked");
+    assert!(web["pid"].is_null());
+    let ev = s.events();
+    let blocked = s.event_index(&ev, "web", "blocked");
+    assert!(ev[blocked]["message"]
+        .as_str()
+        .unwrap()
+        .contains("migrate failed"));
+}
+
+#[test]
+fn crash_restarts_with_backoff_then_gives_up() {
+    let s = Stack::new(
+        r#"
+[services.flaky]
+command = "sh -c 'echo trying; exit 1'"
+restart = { policy = "on-failure", backoff = "100ms", max_backoff = "1s", max_restarts = 3 }
+
+[services.steady]
+command = "sleep 1000"
+"#,
+    );
+    let _ = s.run(&["up", "-d", "--wait-timeout", "30s"]);
+    s.wait_for("flaky to give up", 20, |s| {
+        s.unit("flaky")["state"] == "failed"
+    });
+    let ev = s.events();
+    let delays: Vec<String> = ev
+        .iter()
+        .filter(|e| e["unit"] == "flaky" && e["kind"] == "restarting")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(delays.len(), 3, "{delays:#?}");
+    assert!(delays[0].starts_with("restarting now"), "{delays:#?}");
+    // 100 ms then 200 ms, each +-10 %.
+    let ms = |m: &str| -> u64 { m.split_whitespace().nth(2).unwrap().parse().unwrap() };
+    assert!((90..=110).contains(&ms(&delays[1])), "{delays:#?}");
+    assert!((180..=220).contains(&ms(&delays[2])), "{delays:#?}");
+    s.event_index(&ev, "flaky", "gave-up");
+    assert!(s.unit("flaky")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("gave up after 3 quick restarts"));
+    assert_eq!(s.unit("flaky")["restarts"], 3);
+    assert_eq!(s.log("flaky").matches("out trying").count(), 4);
+    // The rest of the stack is untouched.
+    assert_eq!(s.unit("steady")["state"], "running");
+}
+
+#[test]
+fn killed_unit_is_replaced_at_once() {
+    let s = Stack::new(
+        r#"
+[services.worker]
+command = "sleep 1000"
+"#,
+    );
+    s.up();
+    let old = s.pid("worker").unwrap();
+    Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .unwrap();
+    s.wait_for("a new worker pid", 10, |s| {
+        s.pid("worker").is_some_and(|p| p != old)
+    });
+    let ev = s.events();
+    let exited = ev
+        .iter()
+        .rev()
+        .find(|e| e["unit"] == "worker" && e["kind"] == "exited")
+        .unwrap();
+    assert!(exited["message"].as_str().unwrap().contains("SIGKILL"));
+    let started = ev
+        .iter()
+        .rev()
+        .find(|e| e["unit"] == "worker" && e["kind"] == "started")
+        .unwrap();
+    let gap = started["ts_ms"].as_i64().unwrap() - exited["ts_ms"].as_i64().unwrap();
+    assert!(
+        (0..50).contains(&gap),
+        "replacement took {gap} ms after the exit was seen"
+    );
+}
+
+#[test]
+fn autoheal_restarts_a_unit_that_stays_up_but_fails_its_probe() {
+    let s = Stack::new(
+        r#"
+[services.api]
+command = "sh -c 'touch healthy.flag; exec sleep 1000'"
+health = { exec = "test -f healthy.flag", interval = "100ms", retries = 2 }
+"#,
+    );
+    s.up();
+    let old = s.pid("api").unwrap();
+    assert_eq!(s.unit("api")["health"], "healthy");
+    std::fs::remove_file(s.path().join("healthy.flag")).unwrap();
+    s.wait_for("the heal", 15, |s| {
+        s.pid("api").is_some_and(|p| p != old) && s.unit("api")["health"] == "healthy"
+    });
+    assert!(!alive(old));
+    let ev = s.events();
+    let unhealthy = s.event_index(&ev, "api", "unhealthy");
+    assert!(ev[unhealthy]["message"]
+        .as_str()
+        .unwrap()
+        .contains("after 2 failed probes: exited with code 1"));
+    assert!(s.event_index(&ev, "api", "healed") > unhealthy);
+}
+
+#[test]
+fn down_stops_in_reverse_order_and_kills_what_ignores_sigterm() {
+    let s = Stack::new(
+        r#"
+[services.db]
+command = "sleep 1000"
+
+[services.stubborn]
+command = "sh -c 'trap \"echo ignoring TERM\" TERM; while true; do sleep 0.05; done'"
+stop_grace = "500ms"
+depends_on = ["db"]
+"#,
+    );
+    s.up();
+    let stubborn = s.pid("stubborn").unwrap();
+    let t = Instant::now();
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        t.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!alive(stubborn));
+    assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    assert!(!s.path().join(".grove/grove.sock").exists());
+    let ev = s.events();
+    let killed = s.event_index(&ev, "stubborn", "killed");
+    let stubborn_stopped = s.event_index(&ev, "stubborn", "stopped");
+    let db_stopped = s.event_index(&ev, "db", "stopped");
+    assert!(
+        killed < stubborn_stopped && stubborn_stopped < db_stopped,
+        "{ev:#?}"
+    );
+    assert!(s.log("stubborn").contains("ignoring TERM"));
+}
+
+#[test]
+fn no_orphans_after_grove_is_killed() {
+    let mut s = Stack::new(
+        r#"
+[services.direct]
+command = "sleep 1000"
+
+[services.forks]
+command = "sh -c 'sleep 1001 & exec sleep 1002'"
+"#,
+    );
+    let child = s
+        .cmd(&["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let grove_pid = child.id();
+    s.foreground = Some(child);
+    s.wait_for("both units", 20, |s| {
+        s.path().join(".grove/grove.sock").exists()
+            && s.run(&["ps", "--json"]).status.success()
+            && s.pid("direct").is_some()
+            && s.pid("forks").is_some()
+    });
+    let direct = s.pid("direct").unwrap();
+    let forks = s.pid("forks").unwrap();
+    Command::new("kill")
+        .args(["-9", &grove_pid.to_string()])
+        .status()
+        .unwrap();
+    if let Some(mut c) = s.foreground.take() {
+        c.wait().unwrap();
+    }
+    // The parent-death signal takes the main processes down with grove.
+    s.wait_for("the main processes to die", 5, |_| {
+        !alive(direct) && !alive(forks)
+    });
+    // The grandchild of `forks` is not grove's child, so only the pid record finds it: the
+    // next `grove up` reaps it and says so.
+    let left = s.processes();
+    assert_eq!(
+        left.len(),
+        1,
+        "expected only the grandchild, found {left:?}"
+    );
+    let out = s.run(&["up", "-d", "--wait-timeout", "30s"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "forks: reaped 1 leftover process(es) of a previous run: pid {}",
+            left[0]
+        )),
+        "{err}"
+    );
+    assert!(!alive(i64::from(left[0])));
+    let out = s.run(&["down"]);
+    assert!(out.status.success());
+    assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+}
+
+#[test]
+fn reload_restarts_only_what_changed_and_refuses_a_bad_file() {
+    let s = Stack::new(
+        r#"
+[services.a]
+command = "sleep 1000"
+
+[services.b]
+command = "sleep 1001"
+"#,
+    );
+    s.up();
+    let a = s.pid("a").unwrap();
+    let b = s.pid("b").unwrap();
+    s.write(
+        r#"
+[services.a]
+command = "sleep 1000"
+
+[services.b]
+command = "sleep 1002"
+
+[services.c]
+command = "sleep 1003"
+"#,
+    );
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("added c") && said.contains("restarted b (command)"),
+        "{said}"
+    );
+    s.wait_for("b and c", 10, |s| {
+        s.pid("b").is_some_and(|p| p != b) && s.pid("c").is_some()
+    });
+    assert_eq!(s.pid("a"), Some(a), "a must keep its process");
+    assert!(!alive(b));
+    // A file that fails validation changes nothing.
+    s.write(
+        r#"
+[services.a]
+command = "sleep 1000"
+restart = "sometimes"
+"#,
+    );
+    let out = s.run(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("grove.toml:10:11"), "{err}");
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(s.pid("a"), Some(a));
+    assert!(s.pid("c").is_some());
+    // Removing a unit stops just that unit.
+    s.write(
+        r#"
+[services.a]
+command = "sleep 1000"
+
+[services.b]
+command = "sleep 1002"
+"#,
+    );
+    let c = s.pid("c").unwrap();
+    let out = s.run(&["reload"]);
+    assert!(
+        text(&out.stdout).contains("removed c"),
+        "{}",
+        text(&out.stdout)
+    );
+    s.wait_for("c to go", 10, |_| !alive(c));
+    assert_eq!(s.pid("a"), Some(a));
+    let ps = s.ps();
+    assert_eq!(ps["units"].as_array().unwrap().len(), 2, "{ps}");
+}
+
+#[test]
+fn last_words_before_a_crash_are_logged() {
+    let s = Stack::new(
+        r#"
+[services.crasher]
+command = "sh -c 'echo last words on stdout; echo and on stderr >&2; kill -9 $$$$'"
+restart = "never"
+"#,
+    );
+    let _ = s.run(&["up", "-d", "--wait-timeout", "10s"]);
+    s.wait_for("the crash", 10, |s| s.unit("crasher")["state"] == "failed");
+    let log = s.log("crasher");
+    assert!(log.contains(" out last words on stdout"), "{log}");
+    assert!(log.contains(" err and on stderr"), "{log}");
+    assert!(log.contains(" grove killed by signal 9 (SIGKILL)"), "{log}");
+    let out = s.run(&["logs", "-n", "2", "crasher"]);
+    let shown = text(&out.stdout);
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    assert!(shown.contains("killed by signal 9"), "{shown}");
+    let out = s.run(&["logs", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no log for `nosuch`"));
+}
+
+#[test]
+fn socket_is_private_and_secrets_stay_masked() {
+    let s = Stack::new(
+        r#"
+[services.app]
+command = "sh -c 'exec sleep 1000' ${API_TOKEN}"
+env = { API_TOKEN = "${API_TOKEN}" }
+health = { exec = "test -n ${API_TOKEN}", interval = "100ms" }
+"#,
+    );
+    std::fs::write(s.path().join(".env"), "API_TOKEN=tok-7f3a9c2e51\n").unwrap();
+    s.up();
+    let sock = s.path().join(".grove/grove.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(s.path().join(".grove"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let ps = s.run(&["ps", "--json"]);
+    let events = s.run(&["events", "--json"]);
+    let own_log = std::fs::read_to_string(s.path().join(".grove/logs/grove.log")).unwrap();
+    for (what, body) in [
+        ("ps", text(&ps.stdout)),
+        ("events", text(&events.stdout)),
+        ("grove.log", own_log),
+        ("app.log", s.log("app")),
+    ] {
+        assert!(
+            !body.contains("tok-7f3a9c2e51"),
+            "{what} leaks the secret:\n{body}"
+        );
+    }
+    assert!(
+        text(&ps.stdout).contains("test -n ***"),
+        "{}",
+        text(&ps.stdout)
+    );
+    // grove's own command line carries no secret either.
+    let own = Command::new("pgrep")
+        .args(["-af", "daemon-child"])
+        .output()
+        .unwrap();
+    assert!(!text(&own.stdout).contains("tok-7f3a9c2e51"));
+}
+
+#[test]
+fn commands_without_a_running_stack_say_so() {
+    let s = Stack::new("[services.a]\ncommand = \"sleep 1000\"\n");
+    let out = s.run(&["ps"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("grove is not running here"));
+    let out = s.run(&["down"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("not running"));
+    let out = s.run(&["stop", "a"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn start_stop_restart_by_unit_or_service() {
+    let s = Stack::new(
+        r#"
+[services.web]
+command = "sleep 1000"
+replicas = 2
+
+[services.other]
+command = "sleep 1001"
+"#,
+    );
+    s.up();
+    let ps = s.ps();
+    let names: Vec<&str> = ps["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web#1", "web#2", "other"]);
+    let out = s.run(&["stop", "web"]);
+    assert!(
+        text(&out.stdout).contains("web#1, web#2"),
+        "{}",
+        text(&out.stdout)
+    );
+    s.wait_for("web stopped", 10, |s| {
+        s.unit("web#1")["state"] == "stopped" && s.unit("web#2")["state"] == "stopped"
+    });
+    assert_eq!(s.unit("other")["state"], "running");
+    let out = s.run(&["start", "web#2"]);
+    assert!(out.status.success());
+    s.wait_for("web#2 running", 10, |s| {
+        s.unit("web#2")["state"] == "running"
+    });
+    assert_eq!(s.unit("web#1")["state"], "stopped");
+    let before = s.pid("other").unwrap();
+    s.run(&["restart", "other"]);
+    s.wait_for("other restarted", 10, |s| {
+        s.pid("other").is_some_and(|p| p != before)
+    });
+    let out = s.run(&["restart", "othr"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("did you mean `other`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn exec_runs_in_the_units_environment() {
+    let s = Stack::new(
+        r#"
+[services.web]
+command = "sleep 1000"
+port = "auto"
+cwd = "app"
+env = { GREETING = "hello from web" }
+"#,
+    );
+    std::fs::create_dir(s.path().join("app")).unwrap();
+    let out = s.run(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING $PORT $(basename $PWD)",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let parts: Vec<&str> = said.split_whitespace().collect();
+    assert_eq!(&parts[..3], ["hello", "from", "web"], "{said}");
+    assert!(parts[3].parse::<u16>().is_ok(), "{said}");
+    assert_eq!(parts[4], "app");
+    let out = s.run(&["exec", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+}
