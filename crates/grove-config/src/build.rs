@@ -498,7 +498,7 @@ impl<'a> Builder<'a> {
         if let Some(e) = map.get("log_max_size") {
             if let Some(s) = self.string(&e.node, "stack.log_max_size") {
                 match parse_size(&s) {
-                    Some(n) if n >= 1024 => logs.max_size = n,
+                    Some(n) if n >= 1000 => logs.max_size = n,
                     _ => self.err(
                         &e.node.loc,
                         "stack.log_max_size",

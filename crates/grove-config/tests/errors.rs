@@ -419,3 +419,16 @@ fn hostile_input_never_panics() {
         let _ = errors(text);
     }
 }
+
+#[test]
+fn log_rotation_settings_are_checked() {
+    let got = errors("[stack]\nname = \"t\"\nlog_max_size = \"12\"\nlog_keep = 0\n");
+    assert_eq!(
+        got,
+        vec![
+            "grove.toml:3:16: stack.log_max_size: `12` is not a log size",
+            "grove.toml:4:12: stack.log_keep: 0 is out of range",
+        ]
+    );
+    assert!(errors("[stack]\nname = \"t\"\nlog_max_size = \"1KB\"\nlog_keep = 100\n").is_empty());
+}

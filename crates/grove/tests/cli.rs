@@ -32,7 +32,21 @@ fn version_and_help() {
     assert!(text(&out.stdout).starts_with("grove "));
     let out = grove(Path::new("."), &["--help"]);
     let help = text(&out.stdout);
-    for cmd in ["init", "check", "completions"] {
+    for cmd in [
+        "init",
+        "check",
+        "up",
+        "down",
+        "ps",
+        "logs",
+        "events",
+        "start",
+        "stop",
+        "restart",
+        "reload",
+        "exec",
+        "completions",
+    ] {
         assert!(help.contains(cmd), "{help}");
     }
 }

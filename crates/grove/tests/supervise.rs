@@ -39,8 +39,13 @@ impl Stack {
     }
 
     fn write(&self, body: &str) {
+        self.write_with(body, "");
+    }
+
+    /// Like `write`, with extra `[stack]` keys.
+    fn write_with(&self, body: &str, stack_keys: &str) {
         let text = format!(
-            "[stack]\nname = \"{}\"\n\n[edge]\nlisten = []\n\n{body}",
+            "[stack]\nname = \"{}\"\n{stack_keys}\n[edge]\nlisten = []\n\n{body}",
             self.name
         );
         std::fs::write(self.dir.path().join("grove.toml"), text).unwrap();
@@ -714,4 +719,122 @@ env = { GREETING = "hello from web" }
     assert_eq!(parts[4], "app");
     let out = s.run(&["exec", "nope", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn foreground_up_multiplexes_output_reloads_on_sighup_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    let mut s = Stack::new("");
+    let body = r#"
+[services.hello]
+command = "sh -c 'echo hello from one; exec sleep 1000'"
+
+[services.ticker]
+command = "sh -c 'seq 1 300 | sed s/^/tick-/; exec sleep 1000'"
+"#;
+    s.write_with(body, "log_max_size = \"2KB\"\nlog_keep = 2\n");
+    let mut child = s
+        .cmd(&["up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    s.foreground = Some(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let expect = |want: &str, seen: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if seen.iter().any(|l: &String| l == want) {
+                return;
+            }
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push(l);
+            }
+        }
+        panic!(
+            "never saw {want:?}; saw {:#?}",
+            &seen[seen.len().saturating_sub(20)..]
+        );
+    };
+    expect("hello  | hello from one", &mut seen);
+    expect("ticker | tick-300", &mut seen);
+    // Rotation kept two old files and dropped the rest.
+    let logs = s.path().join(".grove/logs");
+    assert!(logs.join("ticker.log.1").exists());
+    assert!(logs.join("ticker.log.2").exists());
+    assert!(!logs.join("ticker.log.3").exists());
+    assert!(std::fs::metadata(logs.join("ticker.log")).unwrap().len() <= 2048);
+    // SIGHUP reloads the file.
+    let more = format!(
+        "{body}\n[services.late]\ncommand = \"sh -c 'echo late arrival; exec sleep 1000'\"\n"
+    );
+    s.write_with(&more, "log_max_size = \"2KB\"\nlog_keep = 2\n");
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    expect("late   | late arrival", &mut seen);
+    // Ctrl-C stops everything and grove exits 0.
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let mut child = s.foreground.take().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "grove did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    assert!(!s.path().join(".grove/grove.sock").exists());
+}
+
+#[test]
+fn follow_logs_prints_new_lines() {
+    use std::io::BufRead;
+    let s = Stack::new(
+        r#"
+[services.beat]
+command = "sh -c 'while true; do echo beat; sleep 0.1; done'"
+"#,
+    );
+    s.up();
+    let mut child = s
+        .cmd(&["logs", "-F", "-n", "0", "beat"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = got.expect("a followed line");
+    assert!(line.ends_with(" out beat"), "{line}");
 }
