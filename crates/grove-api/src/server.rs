@@ -28,6 +28,9 @@ pub struct ApiContext {
     pub reload: Reloader,
     /// Notified once a `down` request has stopped everything: the daemon should exit.
     pub down: Arc<Notify>,
+    /// Called with each Plan after the engine has applied it (the daemon swaps the edge's
+    /// route table here).
+    pub applied: Arc<dyn Fn(&Plan) + Send + Sync>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -115,8 +118,11 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Full<Bytes>
                 return gone();
             };
             match (ctx.reload)(&current) {
-                Ok(plan) => match ctx.engine.apply(plan).await {
-                    Ok(report) => json(StatusCode::OK, &report),
+                Ok(plan) => match ctx.engine.apply(plan.clone()).await {
+                    Ok(report) => {
+                        (ctx.applied)(&plan);
+                        json(StatusCode::OK, &report)
+                    }
                     Err(_) => gone(),
                 },
                 Err(text) => error(StatusCode::UNPROCESSABLE_ENTITY, text),

@@ -135,7 +135,21 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let edge = match grove_edge::Edge::start(
+        &plan,
+        &state.join("logs").join("edge.access.log"),
+        grove_edge::Limits::default(),
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("grove: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let engine = grove_engine::start(store);
+    tokio::spawn(feed_health(engine.clone(), edge.clone()));
     let listener = tokio::net::UnixListener::bind(&socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -152,10 +166,14 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
         build_plan(&loaded.stack, &ports)
     });
     let down = Arc::new(Notify::new());
+    let edge_for_api = edge.clone();
+    let applied: Arc<dyn Fn(&Plan) + Send + Sync> =
+        Arc::new(move |p: &Plan| edge_for_api.update(p));
     let api = Arc::new(grove_api::ApiContext {
         engine: engine.clone(),
         reload: reloader.clone(),
         down: down.clone(),
+        applied: applied.clone(),
     });
     let server = tokio::spawn(grove_api::serve(listener, api));
     let printer = if daemon_child {
@@ -188,7 +206,8 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
                 };
                 match report {
                     Ok(plan) => {
-                        if let Ok(r) = engine.apply(plan).await {
+                        if let Ok(r) = engine.apply(plan.clone()).await {
+                            applied(&plan);
                             eprintln!("grove: reloaded: {}", r.summary());
                         }
                     }
@@ -214,6 +233,44 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
         p.abort();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the edge which units can take requests, from the engine's events: a unit with a
+/// probe counts once it is healthy, one without once it has started.
+async fn feed_health(engine: grove_engine::EngineHandle, edge: grove_edge::Edge) {
+    let mut events = engine.subscribe_events();
+    let mut probed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut refresh = true;
+    loop {
+        if refresh {
+            if let Ok(p) = engine.plan().await {
+                probed = p
+                    .units
+                    .values()
+                    .filter(|u| u.health.is_some())
+                    .map(|u| u.name.clone())
+                    .collect();
+            }
+            refresh = false;
+        }
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        let Some(unit) = e.unit.as_deref() else {
+            refresh = true;
+            continue;
+        };
+        match e.kind.as_str() {
+            "started" => edge.set_health(unit, !probed.contains(unit)),
+            "healthy" => edge.set_health(unit, true),
+            "unhealthy" | "exited" | "stopped" | "gave-up" | "spawn-failed" => {
+                edge.set_health(unit, false)
+            }
+            _ => {}
+        }
+    }
 }
 
 const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "31"];

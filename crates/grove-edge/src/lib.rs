@@ -1,0 +1,324 @@
+//! # grove-edge: the front door
+//!
+//! Owns the listeners and everything on the request path: the route table built from the Plan
+//! (host, then longest prefix; static mounts; whole-port forwards), the reverse proxy on hyper
+//! (HTTP/1.1 keep-alive both ways with a pooled client, h2c with prior knowledge inbound,
+//! WebSocket and other upgrades tunnelled, bodies streamed), forwarded headers, limits and
+//! timeouts, error pages, and the access log. `Edge::update` swaps the whole table at once, so
+//! a reload never shows a half-built table and in-flight requests keep the table they began
+//! with.
+//!
+//! It must not know about processes or the supervisor: it learns which units are up through
+//! [`Edge::set_health`], which the daemon feeds from the engine's events.
+
+#![forbid(unsafe_code)]
+
+mod proxy;
+pub mod statics;
+pub mod table;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use grove_plan::{Plan, Scheme};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+
+pub use proxy::{error_page, strip_hop_by_hop, BoxBody, Conn};
+pub use table::{Balance, Table};
+
+/// Limits and timeouts (sane defaults; see [`Limits::default`]).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (request line + headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most request headers; more gets 431.
+    pub max_headers: usize,
+    /// A client must send its whole request head within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// Connecting to an upstream.
+    pub upstream_connect: Duration,
+    /// An upstream must start its response within this; else 504.
+    pub upstream_response: Duration,
+    /// Open client connections per edge; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Body limit for forwards (routes carry their own `max_body`).
+    pub default_max_body: u64,
+    /// Idle upstream connections kept per host.
+    pub pool_idle_per_host: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            upstream_connect: Duration::from_secs(5),
+            upstream_response: Duration::from_secs(60),
+            max_connections: 10_000,
+            default_max_body: 10_000_000,
+            pool_idle_per_host: 64,
+        }
+    }
+}
+
+/// Edge failures at start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The access log could not be opened.
+    #[error("cannot open the access log {path}: {source}")]
+    Log {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    table: RwLock<Arc<Table>>,
+    health: RwLock<HashMap<String, bool>>,
+    client: proxy::UpstreamClient,
+    limits: Limits,
+    access: mpsc::UnboundedSender<String>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn table(&self) -> Arc<Table> {
+        match self.table.read() {
+            Ok(t) => t.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn health_fn(&self) -> impl Fn(&str) -> Option<bool> + '_ {
+        let snapshot: HashMap<String, bool> = match self.health.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        move |name: &str| snapshot.get(name).copied()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn access(
+        &self,
+        peer: SocketAddr,
+        host: &str,
+        method: &hyper::Method,
+        path: &str,
+        status: hyper::StatusCode,
+        bytes: Option<u64>,
+        took: Duration,
+        upstream: Option<&str>,
+        id: &str,
+    ) {
+        let line = format!(
+            "{} {} {} {} {} {} {} {:.3}ms {} {}\n",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+            peer.ip(),
+            if host.is_empty() { "-" } else { host },
+            method,
+            path,
+            status.as_u16(),
+            bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+            took.as_secs_f64() * 1000.0,
+            upstream.unwrap_or("-"),
+            id
+        );
+        let _ = self.access.send(line);
+    }
+}
+
+/// A running edge.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    shared: Arc<Shared>,
+    bound: Vec<SocketAddr>,
+}
+
+impl Edge {
+    /// Binds every http listener and forward of `plan` and starts serving; the access log goes
+    /// to `access_log`. https listeners are skipped with a warning until TLS support lands.
+    pub async fn start(plan: &Plan, access_log: &Path, limits: Limits) -> Result<Edge, EdgeError> {
+        let table = Table::from_plan(plan, Balance::RoundRobin);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(limits.upstream_connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(limits.pool_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .timer(TokioTimer::new())
+            .build(connector);
+        if let Some(dir) = access_log.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(access_log)
+            .map_err(|source| EdgeError::Log {
+                path: access_log.display().to_string(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(access_writer(file, rx));
+        let shared = Arc::new(Shared {
+            table: RwLock::new(Arc::new(table)),
+            health: RwLock::new(HashMap::new()),
+            client,
+            limits,
+            access: tx,
+        });
+        let mut addrs: Vec<(SocketAddr, &'static str)> = Vec::new();
+        for l in &plan.edge.listen {
+            match l.scheme {
+                Scheme::Http => addrs.push((l.addr, "http")),
+                Scheme::Https => tracing::warn!(
+                    "{l}: https listeners need grove's TLS support, which this build does not have yet; skipped"
+                ),
+            }
+        }
+        for f in &plan.edge.forward {
+            match f.listen.scheme {
+                Scheme::Http => addrs.push((f.listen.addr, "http")),
+                Scheme::Https => {
+                    tracing::warn!("{}: https forwards need TLS support; skipped", f.listen)
+                }
+            }
+        }
+        let sem = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let mut bound = Vec::new();
+        for (addr, scheme) in addrs {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| EdgeError::Bind { addr, source })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            bound.push(local);
+            tokio::spawn(accept_loop(
+                listener,
+                local,
+                addr,
+                scheme,
+                shared.clone(),
+                sem.clone(),
+            ));
+        }
+        Ok(Edge { shared, bound })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn bound(&self) -> &[SocketAddr] {
+        &self.bound
+    }
+
+    /// Swaps in the route table of `plan` (atomically; requests in flight keep the old one).
+    pub fn update(&self, plan: &Plan) {
+        let t = Arc::new(Table::from_plan(plan, Balance::RoundRobin));
+        match self.shared.table.write() {
+            Ok(mut g) => *g = t,
+            Err(p) => *p.into_inner() = t,
+        }
+    }
+
+    /// Tells the edge whether a unit can take requests. Units never mentioned count as up.
+    pub fn set_health(&self, unit: &str, up: bool) {
+        let mut g = match self.shared.health.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.insert(unit.to_string(), up);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    configured: SocketAddr,
+    scheme: &'static str,
+    shared: Arc<Shared>,
+    sem: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept on {local}: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        // Forwards are keyed by the configured address (which may say port 0 in tests).
+        let conn = Conn {
+            peer,
+            local: if shared.table().forwards.contains_key(&configured) {
+                configured
+            } else {
+                local
+            },
+            scheme,
+        };
+        tokio::spawn(async move {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(shared.limits.header_read_timeout)
+                .max_buf_size(shared.limits.max_header_bytes.max(8192))
+                .max_headers(shared.limits.max_headers);
+            builder.http2().timer(TokioTimer::new());
+            let svc_shared = shared.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let s = svc_shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy::handle(s, req, conn).await) }
+            });
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn access_writer(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, file);
+    while let Some(line) = rx.recv().await {
+        let _ = w.write_all(line.as_bytes());
+        while let Ok(more) = rx.try_recv() {
+            let _ = w.write_all(more.as_bytes());
+        }
+        let _ = w.flush();
+    }
+}

@@ -1,0 +1,647 @@
+//! The request path: route, limits, forwarded headers, hop-by-hop removal, load balancing
+//! with retry on connect failure for idempotent requests, upgrades, error pages, access log.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioIo;
+
+use crate::table::{Action, Backend, Pool, Table};
+use crate::{statics, Shared};
+
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The one body type of the edge.
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+/// The upstream client.
+pub type UpstreamClient = Client<HttpConnector, BoxBody>;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), plus the non-standard ones proxies also drop.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+fn full(b: impl Into<Bytes>) -> BoxBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
+}
+
+/// An error page naming the request id.
+pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let detail = detail
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let body = format!(
+        "<!doctype html>\n<html><head><title>{code} {reason}</title></head><body>\n<h1>{code} {reason}</h1>\n<p>{detail}</p>\n<p><small>request id {id} &middot; grove</small></p>\n</body></html>\n",
+        code = status.as_u16()
+    );
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert(X_REQUEST_ID.clone(), v);
+    }
+    r
+}
+
+/// Where a connection came in.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client.
+    pub peer: SocketAddr,
+    /// The listener's address.
+    pub local: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Handles one request.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> Response<BoxBody> {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(request_id);
+    let host = request_host(&req);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let table = shared.table();
+    let (res, upstream) = if ambiguous_framing(req.headers()) {
+        // Request smuggling: refuse, and close so no byte after it is read as a request.
+        let mut r = error_page(
+            StatusCode::BAD_REQUEST,
+            "a request may not carry both Content-Length and Transfer-Encoding",
+            &id,
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        (r, None)
+    } else {
+        route(&shared, &table, req, conn, &host, &id).await
+    };
+    let mut res = res;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    shared.access(
+        conn.peer,
+        &host,
+        &method,
+        &path,
+        res.status(),
+        res.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        started.elapsed(),
+        upstream.as_deref(),
+        &id,
+    );
+    res
+}
+
+/// Both framings at once, or several different lengths.
+fn ambiguous_framing(h: &HeaderMap) -> bool {
+    let te = h.contains_key(header::TRANSFER_ENCODING);
+    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    (te && first.is_some()) || lengths.any(|v| Some(v) != first)
+}
+
+fn request_host(req: &Request<Incoming>) -> String {
+    let raw = req
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    strip_port(&raw).to_ascii_lowercase()
+}
+
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split(']').next().map(|s| &h[..s.len() + 1]).unwrap_or(h);
+    }
+    h.rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(a, _)| a)
+        .unwrap_or(h)
+}
+
+async fn route(
+    shared: &Arc<Shared>,
+    table: &Table,
+    req: Request<Incoming>,
+    conn: Conn,
+    host: &str,
+    id: &str,
+) -> (Response<BoxBody>, Option<String>) {
+    if let Some(pool) = table.forwards.get(&conn.local) {
+        let pool = pool.clone();
+        let target = Target {
+            pool,
+            strip: None,
+            max_body: shared.limits.default_max_body,
+            websocket: true,
+        };
+        return proxy(shared, table, req, conn, target, id).await;
+    }
+    let path = req.uri().path().to_string();
+    let Some(r) = table.find(host, &path) else {
+        return (
+            error_page(StatusCode::NOT_FOUND, "no route for this host and path", id),
+            None,
+        );
+    };
+    match &r.action {
+        Action::Static(dir) => {
+            let rest = if r.prefix == "/" {
+                path.as_str()
+            } else {
+                &path[r.prefix.len()..]
+            };
+            let res = statics::serve(dir, rest, req.method(), req.headers()).await;
+            (res, Some("static".to_string()))
+        }
+        Action::Proxy(pool) => {
+            let target = Target {
+                pool: pool.clone(),
+                strip: (r.strip_prefix && r.prefix != "/").then(|| r.prefix.clone()),
+                max_body: r.max_body,
+                websocket: r.websocket,
+            };
+            proxy(shared, table, req, conn, target, id).await
+        }
+    }
+}
+
+struct Target {
+    pool: Arc<Pool>,
+    strip: Option<String>,
+    max_body: u64,
+    websocket: bool,
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+async fn proxy(
+    shared: &Arc<Shared>,
+    table: &Table,
+    mut req: Request<Incoming>,
+    conn: Conn,
+    target: Target,
+    id: &str,
+) -> (Response<BoxBody>, Option<String>) {
+    // Body size.
+    let declared: Option<u64> = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if declared.is_some_and(|n| n > target.max_body) {
+        return (
+            error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body is larger than this route allows ({} bytes)",
+                    target.max_body
+                ),
+                id,
+            ),
+            None,
+        );
+    }
+    let upgrade = is_upgrade(req.headers());
+    if upgrade && !target.websocket {
+        return (
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "upgrades are not allowed on this route",
+                id,
+            ),
+            None,
+        );
+    }
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let empty_body = declared == Some(0)
+        || (declared.is_none() && !parts.headers.contains_key(header::TRANSFER_ENCODING));
+    let body: Option<ReqBody> = if empty_body {
+        None
+    } else {
+        let limit = usize::try_from(target.max_body).unwrap_or(usize::MAX);
+        match buffer_body(Limited::new(body, limit)).await {
+            Ok(b) => Some(b),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return (
+                    error_page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the request body is too large for this route",
+                        id,
+                    ),
+                    None,
+                )
+            }
+            Err(e) => {
+                let mut r = error_page(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed request body: {e}"),
+                    id,
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return (r, None);
+            }
+        }
+    };
+    // Path and query, after stripping.
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    let pq = match &target.strip {
+        Some(prefix) => {
+            let rest = &pq[prefix.len().min(pq.len())..];
+            if rest.is_empty() || rest.starts_with('?') {
+                format!("/{rest}")
+            } else {
+                rest.to_string()
+            }
+        }
+        None => pq,
+    };
+    // Headers.
+    let mut headers = parts.headers.clone();
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut headers);
+    if upgrade {
+        if let Some(v) = upgrade_value {
+            headers.insert(header::UPGRADE, v);
+        }
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let trusted = table.trusted_proxies.contains(&conn.peer.ip());
+    let peer_ip = conn.peer.ip().to_string();
+    let xff = match (
+        trusted,
+        headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) => format!("{prev}, {peer_ip}"),
+        _ => peer_ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(conn.scheme),
+        );
+    }
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        if let Some(h) = &original_host {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+    }
+    if let Some(h) = &original_host {
+        headers.insert(header::HOST, h.clone());
+    }
+    if let Some(prefix) = &target.strip {
+        if let Ok(v) = HeaderValue::from_str(prefix) {
+            headers.insert(X_FORWARDED_PREFIX.clone(), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
+    }
+    let health = shared.health_fn();
+    let candidates = target.pool.candidates(&health);
+    if candidates.is_empty() {
+        return (
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{} has no running unit", target.pool.service),
+                id,
+            ),
+            None,
+        );
+    }
+    let buffered = !matches!(body, Some(ReqBody::Streaming(_)));
+    let retryable = idempotent(&parts.method) && buffered && !upgrade;
+    let attempts = if retryable {
+        candidates.len().min(3)
+    } else {
+        1
+    };
+    let mut body = body;
+    let mut last_err = String::new();
+    for backend in candidates.iter().take(attempts) {
+        if backend.https {
+            last_err = format!(
+                "{}: https upstreams need the TLS support of a later release",
+                backend.name
+            );
+            continue;
+        }
+        let uri: Uri = match format!("http://{}{}", backend.authority, pq).parse() {
+            Ok(u) => u,
+            Err(e) => {
+                return (
+                    error_page(
+                        StatusCode::BAD_REQUEST,
+                        &format!("bad request target: {e}"),
+                        id,
+                    ),
+                    None,
+                )
+            }
+        };
+        let this_body = match &body {
+            None => full(Bytes::new()),
+            Some(ReqBody::Whole(b)) => full(b.clone()),
+            Some(ReqBody::Streaming(_)) => match body.take() {
+                Some(ReqBody::Streaming(b)) => b,
+                _ => full(Bytes::new()),
+            },
+        };
+        let mut out = Request::new(this_body);
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = headers.clone();
+        backend.active.fetch_add(1, Ordering::Relaxed);
+        let sent =
+            tokio::time::timeout(shared.limits.upstream_response, shared.client.request(out)).await;
+        backend.active.fetch_sub(1, Ordering::Relaxed);
+        match sent {
+            Err(_) => {
+                return (
+                    error_page(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "{} did not answer within {} s",
+                            backend.name,
+                            shared.limits.upstream_response.as_secs()
+                        ),
+                        id,
+                    ),
+                    Some(backend.name.clone()),
+                );
+            }
+            Ok(Err(e)) => {
+                if e.is_connect() {
+                    backend.mark_down();
+                    last_err = format!("cannot connect to {} ({})", backend.name, root_cause(&e));
+                    continue;
+                }
+                let too_large = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<http_body_util::LengthLimitError>())
+                    .is_some()
+                    || root_cause(&e).contains("length limit exceeded");
+                if too_large {
+                    return (
+                        error_page(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "the request body is too large for this route",
+                            id,
+                        ),
+                        Some(backend.name.clone()),
+                    );
+                }
+                return (
+                    error_page(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("{} failed: {}", backend.name, root_cause(&e)),
+                        id,
+                    ),
+                    Some(backend.name.clone()),
+                );
+            }
+            Ok(Ok(mut res)) => {
+                if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_side) = client_upgrade {
+                        let upstream_side = hyper::upgrade::on(&mut res);
+                        tokio::spawn(tunnel(client_side, upstream_side, backend.clone()));
+                    }
+                    let (p, _) = res.into_parts();
+                    return (
+                        Response::from_parts(p, full(Bytes::new())),
+                        Some(backend.name.clone()),
+                    );
+                }
+                let (mut p, b) = res.into_parts();
+                strip_hop_by_hop(&mut p.headers);
+                // Speak the client's protocol version, whatever the upstream spoke.
+                p.version = parts.version;
+                let body = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+                return (Response::from_parts(p, body), Some(backend.name.clone()));
+            }
+        }
+    }
+    (
+        error_page(
+            StatusCode::BAD_GATEWAY,
+            &format!(
+                "no unit of {} could be reached: {last_err}",
+                target.pool.service
+            ),
+            id,
+        ),
+        None,
+    )
+}
+
+/// Bodies up to this size are read whole before anything is sent upstream, so a malformed or
+/// oversized body is refused without the upstream seeing any of it, and idempotent requests
+/// can be retried; larger ones stream.
+pub const BUFFER_BODY: usize = 1 << 20;
+
+enum ReqBody {
+    Whole(Bytes),
+    Streaming(BoxBody),
+}
+
+async fn buffer_body(mut body: Limited<Incoming>) -> Result<ReqBody, BoxError> {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(ReqBody::Whole(buf.freeze())),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+                if buf.len() > BUFFER_BODY {
+                    let rest = Prefixed {
+                        first: Some(buf.freeze()),
+                        rest: body,
+                    };
+                    return Ok(ReqBody::Streaming(rest.boxed()));
+                }
+            }
+        }
+    }
+}
+
+/// What was already read, then the rest of the body.
+struct Prefixed {
+    first: Option<Bytes>,
+    rest: Limited<Incoming>,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        if let Some(b) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b))));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string()
+}
+
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    backend: Arc<Backend>,
+) {
+    let (c, u) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        _ => return,
+    };
+    backend.active.fetch_add(1, Ordering::Relaxed);
+    let mut c = TokioIo::new(c);
+    let mut u = TokioIo::new(u);
+    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+    backend.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(strip_port("example.org:8080"), "example.org");
+        assert_eq!(strip_port("example.org"), "example.org");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_ne!(request_id(), request_id());
+    }
+}

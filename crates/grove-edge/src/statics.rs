@@ -1,0 +1,326 @@
+//! Static files: safe path resolution, content types, ETag / Last-Modified with conditional
+//! GET, single byte ranges, precompressed `.br` / `.gz` siblings, cache headers.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+
+use crate::proxy::BoxBody;
+
+/// Resolves the URL path `rest` (after the mount prefix, still percent-encoded) inside `root`.
+/// `None` for anything that could leave the root: `..` in any spelling, encoded slashes or
+/// backslashes, NUL, or a symlink whose target is outside.
+pub fn resolve(root: &Path, rest: &str) -> Option<PathBuf> {
+    let raw = rest.split('?').next().unwrap_or("");
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    if decoded.contains('\0') || decoded.contains('\\') {
+        return None;
+    }
+    let mut path = root.to_path_buf();
+    for c in Path::new(decoded.trim_start_matches('/')).components() {
+        match c {
+            Component::Normal(p) => path.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    let root_real = std::fs::canonicalize(root).ok()?;
+    let mut real = std::fs::canonicalize(&path).ok()?;
+    if !real.starts_with(&root_real) {
+        return None;
+    }
+    if real.is_dir() {
+        real = real.join("index.html");
+        let r = std::fs::canonicalize(&real).ok()?;
+        if !r.starts_with(&root_real) {
+            return None;
+        }
+        real = r;
+    }
+    Some(real)
+}
+
+fn etag(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("\"{:x}-{:x}\"", meta.len(), mtime)
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<BoxBody> {
+    let mut r = Response::new(full(Bytes::from(text.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn full(b: Bytes) -> BoxBody {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+/// Serves `rest` from `root` for a GET or HEAD with request headers `req`.
+pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) -> Response<BoxBody> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let Some(path) = resolve(root, rest) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let Ok(meta) = tokio::fs::metadata(&path).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if !meta.is_file() {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let content_type =
+        if mime.type_() == "text" || mime.subtype() == "javascript" || mime.subtype() == "json" {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_string()
+        };
+    // A precompressed sibling the client accepts, when it is at least as new.
+    let accept = req
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut file_path = path.clone();
+    let mut encoding = None;
+    let wants_range = req.contains_key(header::RANGE);
+    if !wants_range {
+        for (enc, ext) in [("br", "br"), ("gzip", "gz")] {
+            if !accepts(accept, enc) {
+                continue;
+            }
+            let mut sib = path.clone().into_os_string();
+            sib.push(format!(".{ext}"));
+            let sib = PathBuf::from(sib);
+            if let Ok(m) = tokio::fs::metadata(&sib).await {
+                let fresh = match (m.modified(), meta.modified()) {
+                    (Ok(a), Ok(b)) => a >= b,
+                    _ => true,
+                };
+                if m.is_file() && fresh {
+                    file_path = sib;
+                    encoding = Some(enc);
+                    break;
+                }
+            }
+        }
+    }
+    let tag = etag(&meta);
+    let tag = match encoding {
+        Some(e) => format!("{}-{e}\"", &tag[..tag.len() - 1]),
+        None => tag,
+    };
+    let modified = meta.modified().ok();
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Some(m) = modified {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(m)) {
+            headers.insert(header::LAST_MODIFIED, v);
+        }
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Some(e) = encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
+    }
+    // Conditional GET: If-None-Match wins over If-Modified-Since.
+    let not_modified =
+        if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+            inm.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == tag
+            })
+        } else if let (Some(ims), Some(m)) = (
+            req.get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| httpdate::parse_http_date(s).ok()),
+            modified,
+        ) {
+            // HTTP dates have whole seconds.
+            let secs = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            };
+            secs(m) <= secs(ims)
+        } else {
+            false
+        };
+    if not_modified {
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        for k in [
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CACHE_CONTROL,
+            header::VARY,
+        ] {
+            if let Some(v) = headers.get(&k) {
+                r.headers_mut().insert(k, v.clone());
+            }
+        }
+        return r;
+    }
+    let Ok(data) = tokio::fs::read(&file_path).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let len = data.len() as u64;
+    let mut status = StatusCode::OK;
+    let mut body = Bytes::from(data);
+    if let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        let if_range_ok = match req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+            None => true,
+            Some(v) => v == tag,
+        };
+        if if_range_ok {
+            match parse_range(range, len) {
+                Some((a, b)) => {
+                    status = StatusCode::PARTIAL_CONTENT;
+                    body = body.slice(a as usize..=b as usize);
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
+                        headers.insert(header::CONTENT_RANGE, v);
+                    }
+                }
+                None => {
+                    let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
+        headers.insert(header::CONTENT_LENGTH, v);
+    }
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        body
+    };
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+fn accepts(accept: &str, enc: &str) -> bool {
+    accept.split(',').any(|part| {
+        let mut it = part.split(';');
+        let name = it.next().unwrap_or("").trim();
+        let q_zero = it.any(|p| {
+            let p = p.trim();
+            p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+        });
+        name.eq_ignore_ascii_case(enc) && !q_zero
+    })
+}
+
+/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range within `len`; `None` when unsatisfiable or
+/// when several ranges are asked for.
+pub fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || len == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        return Some((len.saturating_sub(n), len - 1));
+    }
+    let start: u64 = a.parse().ok()?;
+    if start >= len {
+        return None;
+    }
+    let end = if b.is_empty() {
+        len - 1
+    } else {
+        b.parse::<u64>().ok()?.min(len - 1)
+    };
+    (end >= start).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("public");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        std::fs::write(root.join("sub/index.html"), "i").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link")).unwrap();
+        assert!(resolve(&root, "/a.txt").is_some());
+        assert!(resolve(&root, "/sub/").unwrap().ends_with("sub/index.html"));
+        for bad in [
+            "/../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/%2E%2E/secret.txt",
+            "/sub/..%2fsecret.txt",
+            "/..%5csecret.txt",
+            "/link",
+            "/a.txt%00",
+            "/nope",
+        ] {
+            assert!(resolve(&root, bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-4", 10), Some((0, 4)));
+        assert_eq!(parse_range("bytes=5-", 10), Some((5, 9)));
+        assert_eq!(parse_range("bytes=-3", 10), Some((7, 9)));
+        assert_eq!(parse_range("bytes=8-100", 10), Some((8, 9)));
+        assert_eq!(parse_range("bytes=10-", 10), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 10), None);
+        assert_eq!(parse_range("items=0-1", 10), None);
+        assert_eq!(parse_range("bytes=5-2", 10), None);
+    }
+
+    #[test]
+    fn accept_encoding() {
+        assert!(accepts("gzip, deflate, br", "br"));
+        assert!(!accepts("gzip;q=0, br", "gzip"));
+        assert!(!accepts("identity", "gzip"));
+    }
+}

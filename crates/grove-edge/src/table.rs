@@ -1,0 +1,390 @@
+//! The route table: built from a Plan, matched per request, swapped whole on reload.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grove_plan::{Plan, Target};
+
+/// How long an upstream that refused a connection is skipped.
+pub const PASSIVE_DOWN: Duration = Duration::from_secs(5);
+
+/// One place a request can be sent.
+#[derive(Debug)]
+pub struct Backend {
+    /// The unit name, or `host:port` of a remote upstream.
+    pub name: String,
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// `http` or `https`.
+    pub https: bool,
+    /// Requests in flight (least-connections).
+    pub active: AtomicUsize,
+    /// Skipped until this many ms after the table's epoch (passive health).
+    down_until_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Backend {
+    fn new(name: String, authority: String, https: bool, epoch: Instant) -> Backend {
+        Backend {
+            name,
+            authority,
+            https,
+            active: AtomicUsize::new(0),
+            down_until_ms: AtomicU64::new(0),
+            epoch,
+        }
+    }
+
+    /// Marks it refused: skipped for [`PASSIVE_DOWN`].
+    pub fn mark_down(&self) {
+        let until = self.epoch.elapsed() + PASSIVE_DOWN;
+        self.down_until_ms
+            .store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether passive health lets it be tried now.
+    pub fn passively_up(&self) -> bool {
+        (self.epoch.elapsed().as_millis() as u64) >= self.down_until_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// In turn.
+    RoundRobin,
+    /// The one with the fewest requests in flight.
+    LeastConnections,
+}
+
+/// The backends of a route.
+#[derive(Debug)]
+pub struct Pool {
+    /// The service it belongs to.
+    pub service: String,
+    /// Its backends.
+    pub backends: Vec<Arc<Backend>>,
+    next: AtomicUsize,
+    /// Policy.
+    pub balance: Balance,
+}
+
+impl Pool {
+    /// Backends in the order to try them: healthy (by `health`) and passively up first, in
+    /// the policy's order; the others after, as a last resort.
+    pub fn candidates(&self, health: &dyn Fn(&str) -> Option<bool>) -> Vec<Arc<Backend>> {
+        let n = self.backends.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut order: Vec<Arc<Backend>> = (0..n)
+            .map(|i| self.backends[(start + i) % n].clone())
+            .collect();
+        if self.balance == Balance::LeastConnections {
+            order.sort_by_key(|b| b.active.load(Ordering::Relaxed));
+        }
+        let good = |b: &Arc<Backend>| health(&b.name) != Some(false) && b.passively_up();
+        let (mut first, rest): (Vec<_>, Vec<_>) = order.into_iter().partition(good);
+        first.extend(rest);
+        first
+    }
+}
+
+/// Host part of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Any host.
+    Any,
+    /// Exactly this host (lowercase, no port).
+    Exact(String),
+    /// `*.example.org`: stored as `.example.org`.
+    Wildcard(String),
+}
+
+impl HostMatch {
+    fn parse(h: Option<&str>) -> HostMatch {
+        match h {
+            None => HostMatch::Any,
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                match h.strip_prefix('*') {
+                    Some(rest) => HostMatch::Wildcard(rest.to_string()),
+                    None => HostMatch::Exact(h),
+                }
+            }
+        }
+    }
+
+    /// 0 no match; higher is more specific.
+    fn rank(&self, host: &str) -> usize {
+        match self {
+            HostMatch::Any => 1,
+            HostMatch::Exact(h) => {
+                if h == host {
+                    1_000_000
+                } else {
+                    0
+                }
+            }
+            HostMatch::Wildcard(suffix) => {
+                if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                    1000 + suffix.len()
+                } else {
+                    0
+                }
+            }
+        }
+    }
+}
+
+/// What a route does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Proxy to a pool.
+    Proxy(Arc<Pool>),
+    /// Serve files from a folder.
+    Static(PathBuf),
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Host part.
+    pub host: HostMatch,
+    /// Path prefix (`/` or `/x` without trailing slash).
+    pub prefix: String,
+    /// Remove the prefix before proxying (and send `X-Forwarded-Prefix`).
+    pub strip_prefix: bool,
+    /// Largest request body.
+    pub max_body: u64,
+    /// Whether `Upgrade` requests are passed.
+    pub websocket: bool,
+    /// Where it goes.
+    pub action: Action,
+}
+
+/// The routes of one listener set, plus the forwards.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Routes for the main listeners.
+    pub routes: Vec<Route>,
+    /// Whole-port forwards: listener address -> pool.
+    pub forwards: HashMap<SocketAddr, Arc<Pool>>,
+    /// Peers whose `X-Forwarded-For` is trusted.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Whether `path` is under `prefix` (`/TR` covers `/TR`, `/TR/`, `/TR/x`, not `/TRx`).
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
+    }
+}
+
+impl Table {
+    /// Builds the table for `plan`; `balance` applies to every pool.
+    pub fn from_plan(plan: &Plan, balance: Balance) -> Table {
+        let epoch = Instant::now();
+        let unit_backend = |name: &str| -> Option<Arc<Backend>> {
+            let u = plan.units.get(name)?;
+            let port = u.port?;
+            let ip = if u.bind.is_unspecified() {
+                match u.bind {
+                    IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::V6(_) => IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+                }
+            } else {
+                u.bind
+            };
+            Some(Arc::new(Backend::new(
+                name.to_string(),
+                SocketAddr::new(ip, port).to_string(),
+                false,
+                epoch,
+            )))
+        };
+        let pool = |service: &str, target: &Target| -> Arc<Pool> {
+            let backends = match target {
+                Target::Units(units) => units.iter().filter_map(|u| unit_backend(u)).collect(),
+                Target::Remote(ups) => ups
+                    .iter()
+                    .map(|u| {
+                        Arc::new(Backend::new(
+                            format!("{}:{}", u.host, u.port),
+                            format!("{}:{}", u.host, u.port),
+                            u.scheme == grove_plan::Scheme::Https,
+                            epoch,
+                        ))
+                    })
+                    .collect(),
+            };
+            Arc::new(Pool {
+                service: service.to_string(),
+                backends,
+                next: AtomicUsize::new(0),
+                balance,
+            })
+        };
+        let mut routes: Vec<Route> = plan
+            .routes
+            .iter()
+            .map(|r| Route {
+                host: HostMatch::parse(r.host.as_deref()),
+                prefix: r.prefix.clone(),
+                strip_prefix: r.strip_prefix,
+                max_body: r.max_body,
+                websocket: r.websocket,
+                action: Action::Proxy(pool(&r.service, &r.target)),
+            })
+            .collect();
+        for m in &plan.edge.static_mounts {
+            let dir = if m.dir.is_absolute() {
+                m.dir.clone()
+            } else {
+                plan.root.join(&m.dir)
+            };
+            routes.push(Route {
+                host: HostMatch::Any,
+                prefix: m.prefix.clone(),
+                strip_prefix: true,
+                max_body: 0,
+                websocket: false,
+                action: Action::Static(dir),
+            });
+        }
+        let forwards = plan
+            .edge
+            .forward
+            .iter()
+            .map(|f| (f.listen.addr, pool(&f.service, &f.target)))
+            .collect();
+        Table {
+            routes,
+            forwards,
+            trusted_proxies: plan.edge.trusted_proxies.clone(),
+        }
+    }
+
+    /// The route for `host` (lowercase, no port) and `path`: the most specific host, then the
+    /// longest prefix; a static mount wins a tie.
+    pub fn find(&self, host: &str, path: &str) -> Option<&Route> {
+        let mut best: Option<(&Route, (usize, usize, bool))> = None;
+        for r in &self.routes {
+            let rank = r.host.rank(host);
+            if rank == 0 || !prefix_matches(&r.prefix, path) {
+                continue;
+            }
+            let key = (rank, r.prefix.len(), matches!(r.action, Action::Static(_)));
+            if best.as_ref().is_none_or(|(_, k)| key > *k) {
+                best = Some((r, key));
+            }
+        }
+        best.map(|(r, _)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<&str>, prefix: &str) -> Route {
+        Route {
+            host: HostMatch::parse(host),
+            prefix: prefix.to_string(),
+            strip_prefix: false,
+            max_body: 0,
+            websocket: true,
+            action: Action::Static(PathBuf::from(format!("{host:?}{prefix}"))),
+        }
+    }
+
+    fn dir(r: Option<&Route>) -> String {
+        match r.map(|r| &r.action) {
+            Some(Action::Static(p)) => p.display().to_string(),
+            _ => "none".into(),
+        }
+    }
+
+    #[test]
+    fn host_then_longest_prefix() {
+        let t = Table {
+            routes: vec![
+                route(None, "/"),
+                route(None, "/api"),
+                route(Some("*.example.org"), "/"),
+                route(Some("shop.example.org"), "/"),
+                route(Some("shop.example.org"), "/TR"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(dir(t.find("other.net", "/x")), "None/");
+        assert_eq!(dir(t.find("other.net", "/api/v1")), "None/api");
+        assert_eq!(dir(t.find("other.net", "/apix")), "None/");
+        assert_eq!(
+            dir(t.find("a.example.org", "/")),
+            "Some(\"*.example.org\")/"
+        );
+        assert_eq!(dir(t.find("example.org", "/")), "None/");
+        assert_eq!(
+            dir(t.find("shop.example.org", "/TR/x")),
+            "Some(\"shop.example.org\")/TR"
+        );
+        assert_eq!(
+            dir(t.find("shop.example.org", "/TRY")),
+            "Some(\"shop.example.org\")/"
+        );
+        // A path the exact host does not cover falls through to the catch-all host.
+        let t2 = Table {
+            routes: vec![route(None, "/"), route(Some("a.org"), "/only")],
+            ..Default::default()
+        };
+        assert_eq!(dir(t2.find("a.org", "/else")), "None/");
+        assert!(Table::default().find("x", "/").is_none());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/TR", "/TR"));
+        assert!(prefix_matches("/TR", "/TR/a"));
+        assert!(!prefix_matches("/TR", "/TRY"));
+        assert!(!prefix_matches("/TR", "/"));
+    }
+
+    #[test]
+    fn candidates_prefer_healthy_then_rotate() {
+        let epoch = Instant::now();
+        let b = |n: &str| Arc::new(Backend::new(n.into(), n.into(), false, epoch));
+        let pool = Pool {
+            service: "web".into(),
+            backends: vec![b("a"), b("b"), b("c")],
+            next: AtomicUsize::new(0),
+            balance: Balance::RoundRobin,
+        };
+        let health = |n: &str| Some(n != "b");
+        let names = |v: Vec<Arc<Backend>>| v.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(pool.candidates(&health)), ["a", "c", "b"]);
+        assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
+        pool.backends[0].mark_down();
+        assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
+        assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
+        let lc = Pool {
+            balance: Balance::LeastConnections,
+            next: AtomicUsize::new(0),
+            service: "w".into(),
+            backends: vec![b("x"), b("y")],
+        };
+        lc.backends[0].active.store(3, Ordering::Relaxed);
+        assert_eq!(names(lc.candidates(&|_| None)), ["y", "x"]);
+    }
+}

@@ -1,0 +1,469 @@
+//! The edge end to end: the real binary proxies to a real upstream (a small standard-library
+//! Python app, `tests/fixtures/echo.py`) over loopback on ports the tests pick.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn echo_app() -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/echo.py");
+    p.display().to_string()
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}\n{}",
+                self.head,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `raw` (a whole request; `Connection: close` is the caller's job) and reads the reply
+/// to the end.
+fn send(port: u16, raw: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse(&buf)
+}
+
+fn parse(buf: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(buf);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return Reply {
+            status: 0,
+            head: text.into_owned(),
+            body: Vec::new(),
+        };
+    };
+    let head = text[..end].to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Reply { status, head, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+    out
+}
+
+fn get(port: u16, host: &str, path: &str, extra: &str) -> Reply {
+    send(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+fn stack(body: &str) -> (Stack, u16) {
+    let port = free_port();
+    let s = Stack::new("");
+    let text = body
+        .replace("EDGE_PORT", &port.to_string())
+        .replace("ECHO", &echo_app());
+    let full = format!("[stack]\nname = \"{}\"\n\n{text}", s.name);
+    std::fs::write(s.path().join("grove.toml"), full).unwrap();
+    s.up();
+    (s, port)
+}
+
+#[test]
+fn routes_by_host_wildcard_and_longest_prefix_with_strip() {
+    let (s, port) = stack(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+
+[services.main]
+command = "python3 ECHO"
+env = { NAME = "main" }
+health = { http = "/" }
+route = { prefix = "/" }
+
+[services.api]
+command = "python3 ECHO"
+env = { NAME = "api" }
+health = { http = "/" }
+route = { prefix = "/api" }
+
+[services.turkey]
+command = "python3 ECHO"
+env = { NAME = "turkey" }
+health = { http = "/" }
+route = { host = "shop.example.org", prefix = "/TR", strip_prefix = true }
+
+[services.tenants]
+command = "python3 ECHO"
+env = { NAME = "tenants" }
+health = { http = "/" }
+route = { host = "*.example.org" }
+"#,
+    );
+    let name = |host: &str, path: &str| get(port, host, path, "").json()["name"].clone();
+    assert_eq!(name("localhost", "/"), "main");
+    assert_eq!(name("localhost", "/api/users"), "api");
+    assert_eq!(name("localhost", "/apiary"), "main");
+    assert_eq!(name("a.example.org", "/"), "tenants");
+    assert_eq!(name("shop.example.org", "/TR/orders"), "turkey");
+    assert_eq!(name("SHOP.example.org:8080", "/TR"), "turkey");
+    let r = get(port, "shop.example.org", "/TR/orders?page=2", "").json();
+    assert_eq!(r["path"], "/orders?page=2");
+    assert_eq!(r["headers"]["x-forwarded-prefix"], "/TR");
+    assert_eq!(get(port, "shop.example.org", "/TR", "").json()["path"], "/");
+    // The access log has one line per request.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(s.path().join(".grove/logs/edge.access.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" shop.example.org GET /TR/orders 200 ") && l.contains(" turkey ")),
+        "{log}"
+    );
+}
+
+#[test]
+fn forwarded_headers_request_id_and_hop_by_hop() {
+    let fwd = free_port();
+    let (_s, port) = stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+forward = [{{ listen = "http://127.0.0.1:{fwd}", service = "app" }}]
+
+[services.app]
+command = "python3 ECHO"
+health = {{ http = "/" }}
+route = {{ prefix = "/only" }}
+"#
+    ));
+    // A forward sends a whole port to one service, whatever the path.
+    let r = get(fwd, "anything", "/not/routed", "");
+    assert_eq!(r.json()["path"], "/not/routed");
+    assert_eq!(get(port, "app.test", "/not/routed", "").status, 404);
+    let r = get(
+        port,
+        "app.test",
+        "/only",
+        "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nConnection: x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nX-Custom: kept\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let h = &r.json()["headers"];
+    // Untrusted peer: its X-Forwarded-For and -Proto are replaced, not appended.
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "app.test");
+    assert_eq!(h["host"], "app.test");
+    assert_eq!(h["x-custom"], "kept");
+    assert!(h.get("x-private").is_none(), "{h}");
+    assert!(h.get("keep-alive").is_none(), "{h}");
+    let id = h["x-request-id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 16);
+    assert_eq!(r.header("x-request-id").unwrap(), id);
+    // The upstream's own hop-by-hop headers do not reach the client.
+    assert!(r.header("x-upstream-hop").is_none(), "{}", r.head);
+    // An incoming request id is kept.
+    let r = get(port, "app.test", "/only", "X-Request-Id: abc-123\r\n");
+    assert_eq!(r.json()["headers"]["x-request-id"], "abc-123");
+    assert_eq!(r.header("x-request-id").unwrap(), "abc-123");
+}
+
+#[test]
+fn trusted_proxy_forwarded_for_is_appended() {
+    let (_s, port) = stack(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+trusted_proxies = ["127.0.0.1"]
+
+[services.app]
+command = "python3 ECHO"
+health = { http = "/" }
+route = {}
+"#,
+    );
+    let r = get(
+        port,
+        "x",
+        "/",
+        "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n",
+    );
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+}
+
+#[test]
+fn streaming_responses_and_upgrades_pass_through() {
+    let (_s, port) = stack(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+
+[services.app]
+command = "python3 ECHO"
+health = { http = "/" }
+route = {}
+"#,
+    );
+    // The first event arrives while the upstream is still sleeping before the second.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("data: first") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let first_at = t.elapsed();
+    assert!(!String::from_utf8_lossy(&got).contains("data: second"));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(String::from_utf8_lossy(&rest).contains("data: second"));
+    assert!(
+        t.elapsed() >= first_at + Duration::from_millis(500),
+        "{first_at:?} {:?}",
+        t.elapsed()
+    );
+    // A WebSocket handshake is tunnelled and bytes flow both ways.
+    let mut ws = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(ws.read(&mut b).unwrap(), 1);
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    for msg in [&b"hello through the edge"[..], b"and again"] {
+        ws.write_all(msg).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        ws.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+}
+
+#[test]
+fn static_files_conditional_range_precompressed_and_no_way_out() {
+    let port = free_port();
+    let s = Stack::new("");
+    let public = s.path().join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(public.join("app.js"), "console.log('hello from grove');\n").unwrap();
+    std::fs::write(public.join("app.js.gz"), b"\x1f\x8bfake-gzip").unwrap();
+    std::fs::write(public.join("index.html"), "<h1>home</h1>").unwrap();
+    std::fs::write(s.path().join("secret.txt"), "top secret").unwrap();
+    std::os::unix::fs::symlink(s.path().join("secret.txt"), public.join("escape")).unwrap();
+    std::fs::write(
+        s.path().join("grove.toml"),
+        format!(
+            "[stack]\nname = \"{}\"\n[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\nstatic = {{ \"/static\" = \"public/\" }}\n",
+            s.name
+        ),
+    )
+    .unwrap();
+    s.up();
+    let r = get(port, "x", "/static/app.js", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type").unwrap(),
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.text(), "console.log('hello from grove');\n");
+    let etag = r.header("etag").unwrap();
+    assert!(r.header("last-modified").is_some());
+    assert!(r.header("cache-control").unwrap().contains("max-age"));
+    let r = get(
+        port,
+        "x",
+        "/static/app.js",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let lm = get(port, "x", "/static/app.js", "")
+        .header("last-modified")
+        .unwrap();
+    assert_eq!(
+        get(
+            port,
+            "x",
+            "/static/app.js",
+            &format!("If-Modified-Since: {lm}\r\n")
+        )
+        .status,
+        304
+    );
+    let r = get(port, "x", "/static/app.js", "Range: bytes=0-6\r\n");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.text(), "console");
+    assert_eq!(r.header("content-range").unwrap(), "bytes 0-6/33");
+    assert_eq!(
+        get(port, "x", "/static/app.js", "Range: bytes=99-\r\n").status,
+        416
+    );
+    let r = get(port, "x", "/static/app.js", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.header("content-encoding").unwrap(), "gzip");
+    assert_eq!(r.body, b"\x1f\x8bfake-gzip");
+    assert_eq!(get(port, "x", "/static/", "").text(), "<h1>home</h1>");
+    for bad in [
+        "/static/../secret.txt",
+        "/static/%2e%2e/secret.txt",
+        "/static/%2E%2E%2Fsecret.txt",
+        "/static/..%2fsecret.txt",
+        "/static/..%5csecret.txt",
+        "/static/escape",
+        "/static/nope.txt",
+    ] {
+        let r = get(port, "x", bad, "");
+        assert!(matches!(r.status, 400 | 404), "{bad}: {}", r.status);
+        assert!(!r.text().contains("top secret"), "{bad}");
+    }
+    let r = send(port, b"POST /static/app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn bad_gateway_retry_limits_and_smuggling() {
+    let dead = free_port();
+    let live = free_port();
+    let (s, port) = stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+
+[services.app]
+command = "python3 ECHO"
+port = {live}
+health = {{ http = "/" }}
+route = {{ prefix = "/app", max_body = "1KB" }}
+
+[services.idem]
+upstreams = ["127.0.0.1:{dead}", "127.0.0.1:{live}"]
+route = {{ prefix = "/idem" }}
+
+[services.post]
+upstreams = ["127.0.0.1:{dead}", "127.0.0.1:{live}"]
+route = {{ prefix = "/post" }}
+
+[services.gone]
+upstreams = ["127.0.0.1:{dead}"]
+route = {{ prefix = "/gone" }}
+"#
+    ));
+    // Down upstream: a 502 page naming the request id.
+    let r = get(port, "x", "/gone", "");
+    assert_eq!(r.status, 502);
+    let id = r.header("x-request-id").unwrap();
+    assert!(r.text().contains(&id), "{}", r.text());
+    assert!(r.text().contains("cannot connect"), "{}", r.text());
+    // Idempotent: the refused upstream is skipped and the request retried.
+    assert_eq!(get(port, "x", "/idem", "").status, 200);
+    // Not idempotent: no retry.
+    let r = send(
+        port,
+        b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert_eq!(r.status, 502, "{}", r.head);
+    // Body limit: 413 before anything is forwarded.
+    let big = format!(
+        "POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n{}",
+        "a".repeat(2000)
+    );
+    assert_eq!(send(port, big.as_bytes()).status, 413);
+    let ok = format!(
+        "POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n{}",
+        "a".repeat(10)
+    );
+    assert_eq!(send(port, ok.as_bytes()).json()["body"], 10);
+    // Oversize header: 431.
+    let huge = format!(
+        "GET /app HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(100_000)
+    );
+    assert_eq!(send(port, huge.as_bytes()).status, 431);
+    // Content-Length with Transfer-Encoding: treated as chunked (RFC 9112 6.3) and the
+    // connection closed after it, so the bytes after the chunked body never become a request.
+    let r = send(port, b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /app/smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.json()["body"], 0);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "{}",
+        r.head
+    );
+    // Other smuggling attempts are refused and never forwarded.
+    for raw in [
+        "POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde",
+        "POST /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    ] {
+        let r = send(port, raw.as_bytes());
+        assert_eq!(r.status, 400, "{raw:?} -> {}", r.head);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let app_log = s.log("app");
+    assert!(!app_log.contains("smuggled"), "{app_log}");
+}
