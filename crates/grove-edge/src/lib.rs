@@ -16,6 +16,7 @@
 mod proxy;
 pub mod statics;
 pub mod table;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -30,6 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 pub use proxy::{error_page, strip_hop_by_hop, BoxBody, Conn};
 pub use table::{Balance, Table};
@@ -81,6 +83,15 @@ pub enum EdgeError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error("TLS for {listen}: {source}")]
+    Tls {
+        /// The listener.
+        listen: String,
+        /// Why.
+        #[source]
+        source: tls::TlsError,
     },
     /// The access log could not be opened.
     #[error("cannot open the access log {path}: {source}")]
@@ -162,9 +173,13 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Binds every http listener and forward of `plan` and starts serving; the access log goes
-    /// to `access_log`. https listeners are skipped with a warning until TLS support lands.
-    pub async fn start(plan: &Plan, access_log: &Path, limits: Limits) -> Result<Edge, EdgeError> {
+    /// Binds every listener and forward of `plan` and starts serving. `state` is the state
+    /// folder: the access log goes to `state/logs/edge.access.log`, the local CA lives in
+    /// `state/certs/`. `https://` listeners with `tls = "acme"` are skipped with a warning
+    /// until ACME support lands.
+    pub async fn start(plan: &Plan, state: &Path, limits: Limits) -> Result<Edge, EdgeError> {
+        let access_log = state.join("logs").join("edge.access.log");
+        let access_log = access_log.as_path();
         let table = Table::from_plan(plan, Balance::RoundRobin);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.upstream_connect));
@@ -194,26 +209,36 @@ impl Edge {
             limits,
             access: tx,
         });
-        let mut addrs: Vec<(SocketAddr, &'static str)> = Vec::new();
-        for l in &plan.edge.listen {
+        let mut addrs: Vec<(SocketAddr, Option<TlsAcceptor>)> = Vec::new();
+        let mut acceptor: Option<Option<TlsAcceptor>> = None;
+        let listens = plan
+            .edge
+            .listen
+            .iter()
+            .chain(plan.edge.forward.iter().map(|f| &f.listen));
+        for l in listens {
             match l.scheme {
-                Scheme::Http => addrs.push((l.addr, "http")),
-                Scheme::Https => tracing::warn!(
-                    "{l}: https listeners need grove's TLS support, which this build does not have yet; skipped"
-                ),
-            }
-        }
-        for f in &plan.edge.forward {
-            match f.listen.scheme {
-                Scheme::Http => addrs.push((f.listen.addr, "http")),
+                Scheme::Http => addrs.push((l.addr, None)),
                 Scheme::Https => {
-                    tracing::warn!("{}: https forwards need TLS support; skipped", f.listen)
+                    if acceptor.is_none() {
+                        acceptor =
+                            Some(tls_acceptor(plan, state).map_err(|source| EdgeError::Tls {
+                                listen: l.to_string(),
+                                source,
+                            })?);
+                    }
+                    match acceptor.clone().flatten() {
+                        Some(a) => addrs.push((l.addr, Some(a))),
+                        None => tracing::warn!(
+                            "{l}: tls = \"acme\" needs grove's ACME support, which this build does not have yet; skipped"
+                        ),
+                    }
                 }
             }
         }
         let sem = Arc::new(Semaphore::new(shared.limits.max_connections));
         let mut bound = Vec::new();
-        for (addr, scheme) in addrs {
+        for (addr, tls) in addrs {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| EdgeError::Bind { addr, source })?;
@@ -223,7 +248,7 @@ impl Edge {
                 listener,
                 local,
                 addr,
-                scheme,
+                tls,
                 shared.clone(),
                 sem.clone(),
             ));
@@ -255,11 +280,24 @@ impl Edge {
     }
 }
 
+fn tls_acceptor(plan: &Plan, state: &Path) -> Result<Option<TlsAcceptor>, tls::TlsError> {
+    let cfg = match &plan.edge.tls {
+        grove_plan::Tls::SelfSigned | grove_plan::Tls::Off => {
+            tls::self_signed(state, &plan.edge.hosts)?
+        }
+        grove_plan::Tls::Files { cert, key } => {
+            tls::from_files(&plan.root.join(cert), &plan.root.join(key))?
+        }
+        grove_plan::Tls::Acme => return Ok(None),
+    };
+    Ok(Some(TlsAcceptor::from(Arc::new(cfg))))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     local: SocketAddr,
     configured: SocketAddr,
-    scheme: &'static str,
+    tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     sem: Arc<Semaphore>,
 ) {
@@ -285,30 +323,52 @@ async fn accept_loop(
             } else {
                 local
             },
-            scheme,
+            scheme: if tls.is_some() { "https" } else { "http" },
         };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(shared.limits.header_read_timeout)
-                .max_buf_size(shared.limits.max_header_bytes.max(8192))
-                .max_headers(shared.limits.max_headers);
-            builder.http2().timer(TokioTimer::new());
-            let svc_shared = shared.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let s = svc_shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy::handle(s, req, conn).await) }
-            });
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("connection from {peer}: {e}");
+            match tls {
+                None => serve(stream, shared, conn).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        shared.limits.header_read_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await;
+                    match handshake {
+                        Ok(Ok(s)) => serve(s, shared, conn).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
+                    }
+                }
             }
             drop(permit);
         });
+    }
+}
+
+async fn serve<I>(io: I, shared: Arc<Shared>, conn: Conn)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_read_timeout)
+        .max_buf_size(shared.limits.max_header_bytes.max(8192))
+        .max_headers(shared.limits.max_headers);
+    builder.http2().timer(TokioTimer::new());
+    let svc_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let s = svc_shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(s, req, conn).await) }
+    });
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!("connection from {}: {e}", conn.peer);
     }
 }
 

@@ -132,6 +132,9 @@ enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Print where the local certificate authority of `tls = "self-signed"` is and how to
+    /// trust it (it is created when missing).
+    Trust,
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -254,6 +257,7 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             units.clone(),
         )),
         Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
+        Command::Trust => runtime::trust(&runtime_ctx(&cli, color)),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "grove", &mut std::io::stdout());

@@ -135,13 +135,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let edge = match grove_edge::Edge::start(
-        &plan,
-        &state.join("logs").join("edge.access.log"),
-        grove_edge::Limits::default(),
-    )
-    .await
-    {
+    let edge = match grove_edge::Edge::start(&plan, &state, grove_edge::Limits::default()).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("grove: {e}");
@@ -846,4 +840,28 @@ pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode>
     let err = c.exec();
     eprintln!("grove: cannot run `{program}`: {err}");
     Ok(ExitCode::from(127))
+}
+
+/// `grove trust`.
+pub fn trust(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let state = ctx.state_dir();
+    make_private_dir(&state)?;
+    let ca = grove_edge::tls::ensure_ca(&state)?;
+    let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
+    let p = ca.display();
+    println!("grove's local certificate authority (tls = \"self-signed\"): {p}");
+    println!();
+    println!("Trust it, for this machine only:");
+    println!("  curl:     curl --cacert {p} https://localhost:8443/");
+    println!("  Python:   REQUESTS_CA_BUNDLE={p} (requests), SSL_CERT_FILE={p} (ssl, httpx)");
+    println!("  Node:     NODE_EXTRA_CA_CERTS={p}");
+    println!("  Debian:   sudo cp {p} /usr/local/share/ca-certificates/grove-local.crt && sudo update-ca-certificates");
+    println!("  Firefox:  Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import");
+    println!("  Chromium: Settings > Privacy and security > Security > Manage certificates > Authorities > Import");
+    println!();
+    println!(
+        "Its key ({}) never leaves this folder; delete both files to start over.",
+        ca.with_file_name("ca.key").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,7 @@ fn version_and_help() {
         "restart",
         "reload",
         "exec",
+        "trust",
         "completions",
     ] {
         assert!(help.contains(cmd), "{help}");

@@ -467,3 +467,63 @@ route = {{ prefix = "/gone" }}
     let app_log = s.log("app");
     assert!(!app_log.contains("smuggled"), "{app_log}");
 }
+
+#[test]
+fn https_with_the_local_ca_over_h2_and_http1() {
+    let tls_port = free_port();
+    let (s, _port) = stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT", "https://127.0.0.1:{tls_port}"]
+hosts = ["shop.example.org"]
+tls = "self-signed"
+
+[services.app]
+command = "python3 ECHO"
+health = {{ http = "/" }}
+route = {{}}
+"#
+    ));
+    let ca = s.path().join(".grove/certs/ca.pem");
+    let curl = |extra: &[&str], host: &str| {
+        let url = format!("https://{host}:{tls_port}/hello");
+        let resolve = format!("shop.example.org:{tls_port}:127.0.0.1");
+        let mut args = vec![
+            "-sS",
+            "--max-time",
+            "10",
+            "--resolve",
+            &resolve,
+            "-w",
+            "\n%{http_version}",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let out = std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let ca_s = ca.display().to_string();
+    for host in ["localhost", "127.0.0.1", "shop.example.org"] {
+        let (code, out) = curl(&["--cacert", &ca_s], host);
+        assert_eq!(code, Some(0), "{host}: {out}");
+        let (json, version) = out.rsplit_once('\n').unwrap();
+        assert_eq!(version, "2", "{host}");
+        let v: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["headers"]["x-forwarded-proto"], "https");
+    }
+    let (code, out) = curl(&["--cacert", &ca_s, "--http1.1"], "localhost");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.ends_with("\n1.1"), "{out}");
+    // Without the CA the certificate is not trusted.
+    let (code, _) = curl(&[], "localhost");
+    assert_eq!(code, Some(60));
+    let out = s.run(&["trust"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("certs/ca.pem"));
+}
