@@ -138,6 +138,8 @@ PIN_CPU = os.environ["PIN_CPU"]
 POLL_CPU = os.environ["POLL_CPU"]
 CPUS = int(os.environ["CPUS"])
 PIN = ["taskset", "-c", PIN_CPU] if PIN_CPU else []
+# SIGTERM ends the run through the `finally` below, like Ctrl-C does.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 if POLL_CPU:
     # The measuring side stays off the supervisors' CPU.
     os.sched_setaffinity(0, {int(POLL_CPU)})
@@ -589,6 +591,9 @@ except BenchError as e:
 except subprocess.TimeoutExpired as e:
     print(f"bench: gave up: {e}", file=sys.stderr)
     sys.exit(1)
+except KeyboardInterrupt:
+    print("bench: interrupted; cleaning up", file=sys.stderr)
+    sys.exit(130)
 finally:
     cleanup()
 PY

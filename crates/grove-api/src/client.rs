@@ -82,6 +82,27 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        // `down` waits for every unit's grace period; everything else answers at once.
+        let limit = if path == "/v1/down" {
+            std::time::Duration::from_secs(600)
+        } else {
+            std::time::Duration::from_secs(15)
+        };
+        match tokio::time::timeout(limit, self.call_inner(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.transport(format!(
+                "no answer within {} s (is grove overloaded or stuck? its log is in logs/grove.log)",
+                limit.as_secs()
+            ))),
+        }
+    }
+
+    async fn call_inner<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
         let stream = match UnixStream::connect(&self.socket).await {
             Ok(s) => s,
             Err(e)

@@ -45,8 +45,9 @@ pub async fn serve(listener: UnixListener, ctx: Arc<ApiContext>) {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
+                // Out of descriptors, usually: say so once a second at most.
                 tracing::warn!("control socket accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
         };

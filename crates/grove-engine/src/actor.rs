@@ -989,7 +989,7 @@ async fn pump(
     log: Option<SharedLog>,
     lines: broadcast::Sender<LogLine>,
 ) {
-    let mut reader = BufReader::with_capacity(16 * 1024, pipe);
+    let mut reader = BufReader::with_capacity(4 * 1024, pipe);
     let mut buf = Vec::with_capacity(256);
     loop {
         buf.clear();

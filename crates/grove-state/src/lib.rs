@@ -109,6 +109,8 @@ impl Store {
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
+        // The store is small and written in short bursts: a 256 KiB page cache is plenty.
+        conn.pragma_update(None, "cache_size", -256).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(Store { conn, path: name })
     }

@@ -142,6 +142,17 @@ enum Command {
     },
 }
 
+/// Every unit holds a few descriptors (pipes, pid fd, log file) and the edge one per
+/// connection: raise the soft limit to the hard one, as most servers do.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     grove_config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (try 30s, 2m)"))
 }
@@ -160,6 +171,9 @@ fn main() -> ExitCode {
     if daemon {
         // Leave the terminal's session so its signals and hangup do not reach us.
         let _ = nix::unistd::setsid();
+    }
+    if matches!(cli.command, Command::Up { .. }) {
+        raise_open_files_limit();
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("GROVE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })

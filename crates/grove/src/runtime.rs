@@ -522,17 +522,21 @@ pub async fn reload(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 /// `grove down`.
 pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let client = ctx.client();
+    let daemon = client.get::<Status>("/v1/status").await.ok().map(|s| s.pid);
     match client
         .post::<_, Acted>("/v1/down", &serde_json::json!({}))
         .await
     {
         Ok(_) => {
-            // The daemon removes its socket as it exits; wait for that briefly.
-            for _ in 0..100 {
-                if !client.socket().exists() {
+            // Return only once grove itself is gone, so an `up` right after cannot race it.
+            for _ in 0..500 {
+                let alive = daemon.is_some_and(|p| {
+                    grove_supervisor::process::stat(p as i32).is_some_and(|s| !s.zombie)
+                });
+                if !alive && !client.socket().exists() {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             println!("stopped");
             Ok(ExitCode::SUCCESS)
