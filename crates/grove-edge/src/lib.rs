@@ -127,12 +127,12 @@ impl Shared {
         }
     }
 
-    fn health_fn(&self) -> impl Fn(&str) -> Option<bool> + '_ {
-        let snapshot: HashMap<String, bool> = match self.health.read() {
-            Ok(h) => h.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        move |name: &str| snapshot.get(name).copied()
+    /// Whether a unit can take requests, looked up under the read lock (no copy per request).
+    fn health_of(&self, name: &str) -> Option<bool> {
+        match self.health.read() {
+            Ok(h) => h.get(name).copied(),
+            Err(p) => p.into_inner().get(name).copied(),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

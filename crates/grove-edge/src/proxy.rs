@@ -403,8 +403,7 @@ async fn proxy(
     if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert(X_REQUEST_ID.clone(), v);
     }
-    let health = shared.health_fn();
-    let candidates = target.pool.candidates(&health);
+    let candidates = target.pool.candidates(&|name: &str| shared.health_of(name));
     if candidates.is_empty() {
         return (
             error_page(

@@ -86,7 +86,6 @@ impl Actor {
         store: Arc<Mutex<Store>>,
         events: broadcast::Sender<EventRecord>,
         lines: broadcast::Sender<LogLine>,
-        _requests: mpsc::UnboundedSender<Request>,
     ) -> Actor {
         let (internal, internal_rx) = mpsc::unbounded_channel();
         Actor {
@@ -270,8 +269,8 @@ impl Actor {
                     .units
                     .values()
                     .flat_map(|rt| [rt.unit.name.as_str(), rt.unit.service.as_str()])
-                    .min_by_key(|c| edit_distance(c, t))
-                    .filter(|c| edit_distance(c, t) <= 3);
+                    .min_by_key(|c| strsim::levenshtein(c, t))
+                    .filter(|c| strsim::levenshtein(c, t) <= 3);
                 return Err(TargetError::Unknown {
                     name: t.clone(),
                     hint: best
@@ -372,11 +371,7 @@ impl Actor {
                 .cmp(&order.get(b).copied().unwrap_or(usize::MAX))
         });
         report.kept = diff.keep.len();
-        let ports: IndexMap<String, u16> = plan
-            .units
-            .values()
-            .filter_map(|u| Some((u.name.clone(), u.port?)))
-            .collect();
+        let ports = plan.ports();
         if let Ok(store) = self.store.lock() {
             if let Err(e) = store
                 .set("ports", &ports)
@@ -423,7 +418,7 @@ impl Actor {
                             self.feed(name, Input::Start, now);
                             changed = true;
                         }
-                        Deps::Wait(_) => {}
+                        Deps::Wait => {}
                         Deps::Blocked(why) => {
                             if let Some(rt) = self.units.get_mut(name) {
                                 rt.start_pending = false;
@@ -494,7 +489,7 @@ impl Actor {
             if idle && matches!(state, State::Stopped | State::Completed) {
                 return Deps::Blocked(format!("{} is stopped", d.unit));
             }
-            return Deps::Wait(d.unit.clone());
+            return Deps::Wait;
         }
         Deps::Ready
     }
@@ -836,9 +831,7 @@ impl Actor {
         let usage = process::usage_by_group();
         let hz = process::ticks_per_second() as f64;
         let me = std::process::id();
-        let own_rss = process::stat(me as i32)
-            .map(|s| s.rss_pages * 4096)
-            .unwrap_or(0);
+        let own_rss = process::stat(me as i32).map(|s| s.rss_bytes()).unwrap_or(0);
         let mut units = Vec::new();
         for rt in self.units.values_mut() {
             let u = &rt.unit;
@@ -926,7 +919,7 @@ impl Actor {
 
 enum Deps {
     Ready,
-    Wait(#[allow(dead_code)] String),
+    Wait,
     Blocked(String),
 }
 
@@ -1097,18 +1090,4 @@ pub fn reap_leftovers(store: &Store) -> Vec<String> {
 
 fn nix_kill(pid: i32) -> std::io::Result<()> {
     process::signal_pid(pid, Signal::SIGKILL)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

@@ -76,12 +76,7 @@ pub fn start(store: Store) -> EngineHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let (events, _) = broadcast::channel(1024);
     let (lines, _) = broadcast::channel(4096);
-    let actor = actor::Actor::new(
-        Arc::new(Mutex::new(store)),
-        events.clone(),
-        lines.clone(),
-        tx.clone(),
-    );
+    let actor = actor::Actor::new(Arc::new(Mutex::new(store)), events.clone(), lines.clone());
     tokio::spawn(actor.run(rx));
     EngineHandle { tx, events, lines }
 }

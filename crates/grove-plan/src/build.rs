@@ -79,14 +79,7 @@ fn host_port(host: &str, port: u16) -> String {
 
 /// Builds the Plan for `stack`. With `previous`, units that still exist keep their automatic ports.
 pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> {
-    let ports: IndexMap<String, u16> = previous
-        .map(|p| {
-            p.units
-                .values()
-                .filter_map(|u| Some((u.name.clone(), u.port?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let ports = previous.map(Plan::ports).unwrap_or_default();
     build_with_ports(stack, &ports)
 }
 

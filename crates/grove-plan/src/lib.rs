@@ -290,6 +290,14 @@ impl Plan {
         plan
     }
 
+    /// Each unit's port, by unit name (what a later Plan keeps sticky).
+    pub fn ports(&self) -> IndexMap<String, u16> {
+        self.units
+            .values()
+            .filter_map(|u| Some((u.name.clone(), u.port?)))
+            .collect()
+    }
+
     /// Every secret value of at least 4 characters, longest first (for [`scrub`]).
     pub fn secret_values(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self

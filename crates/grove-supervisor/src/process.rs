@@ -88,27 +88,22 @@ pub fn parse_signal(name: &str) -> Option<Signal> {
 
 /// Sends `sig` to the process group `pgid`. A group that is already gone is not an error.
 pub fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
-    if pgid <= 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing pgid <= 1",
-        ));
-    }
-    match killpg(Pid::from_raw(pgid), sig) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
-    }
+    deliver(pgid, "pgid", |p| killpg(p, sig))
 }
 
 /// Sends `sig` to one process. A process that is already gone is not an error.
 pub fn signal_pid(pid: i32, sig: Signal) -> io::Result<()> {
-    if pid <= 1 {
+    deliver(pid, "pid", |p| kill(p, sig))
+}
+
+fn deliver(id: i32, what: &str, send: impl FnOnce(Pid) -> nix::Result<()>) -> io::Result<()> {
+    if id <= 1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "refusing pid <= 1",
+            format!("refusing {what} <= 1"),
         ));
     }
-    match kill(Pid::from_raw(pid), sig) {
+    match send(Pid::from_raw(id)) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
     }
@@ -131,6 +126,13 @@ pub struct ProcStat {
     pub rss_pages: u64,
     /// Exited but not yet reaped by its parent.
     pub zombie: bool,
+}
+
+impl ProcStat {
+    /// Resident memory in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.rss_pages * page_size()
+    }
 }
 
 /// Reads `/proc/PID/stat`; `None` when the process is gone or the file is odd.
@@ -180,13 +182,12 @@ pub struct Usage {
 
 /// Usage of every process group, from one scan of `/proc`.
 pub fn usage_by_group() -> HashMap<i32, Usage> {
-    let page = page_size();
     let mut out: HashMap<i32, Usage> = HashMap::new();
     for p in all_processes() {
         let u = out.entry(p.pgid).or_default();
         u.processes += 1;
         u.cpu_ticks += p.cpu_ticks;
-        u.rss_bytes += p.rss_pages * page;
+        u.rss_bytes += p.rss_bytes();
     }
     out
 }

@@ -52,14 +52,16 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `, environment NAME`, or nothing.
+fn environment_suffix(env: Option<&str>) -> String {
+    env.map(|e| format!(", environment {e}"))
+        .unwrap_or_default()
+}
+
 /// The Plan as `grove check` prints it.
 pub fn plan(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
-    let env = plan
-        .environment
-        .as_deref()
-        .map(|e| format!(", environment {e}"))
-        .unwrap_or_default();
+    let env = environment_suffix(plan.environment.as_deref());
     let _ = writeln!(
         out,
         "{} {}{env}: {} unit{} in {} level{}, {} route{}",
@@ -205,11 +207,7 @@ fn shell_join(argv: &[String]) -> String {
 /// `grove ps`.
 pub fn ps(s: &grove_engine::Status, color: bool) -> String {
     let mut out = String::new();
-    let env = s
-        .environment
-        .as_deref()
-        .map(|e| format!(", environment {e}"))
-        .unwrap_or_default();
+    let env = environment_suffix(s.environment.as_deref());
     let _ = writeln!(
         out,
         "{} {}{env}: grove pid {}, {} resident",

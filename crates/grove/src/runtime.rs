@@ -101,6 +101,20 @@ fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Res
     grove_plan::build_with_ports(stack, ports).map_err(|e| format!("grove: {e}"))
 }
 
+/// Whether a grove already answers on the socket (and says so).
+async fn already_running(client: &Client) -> bool {
+    match client.get::<Status>("/v1/status").await {
+        Ok(s) => {
+            eprintln!(
+                "grove: this stack is already running (grove pid {}); see `grove ps`, apply changes with `grove reload`",
+                s.pid
+            );
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 // ----- up --------------------------------------------------------------------------------------
 
 /// `grove up` in the foreground, or the detached daemon's body (`daemon_child`).
@@ -116,11 +130,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let state = loaded.state.clone();
     make_private_dir(&state)?;
     let socket = state.join("grove.sock");
-    if let Ok(s) = Client::new(&socket).get::<Status>("/v1/status").await {
-        eprintln!(
-            "grove: this stack is already running (grove pid {}); see `grove ps`, apply changes with `grove reload`",
-            s.pid
-        );
+    if already_running(&Client::new(&socket)).await {
         return Ok(ExitCode::from(1));
     }
     let _ = std::fs::remove_file(&socket);
@@ -152,12 +162,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let reload_env = plan.environment.clone();
     let reloader: grove_api::Reloader = Arc::new(move |current: &Plan| {
         let loaded = reload_ctx.load(reload_env.clone())?;
-        let ports: IndexMap<String, u16> = current
-            .units
-            .values()
-            .filter_map(|u| Some((u.name.clone(), u.port?)))
-            .collect();
-        build_plan(&loaded.stack, &ports)
+        build_plan(&loaded.stack, &current.ports())
     });
     let down = Arc::new(Notify::new());
     let edge_for_api = edge.clone();
@@ -321,11 +326,7 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
     make_private_dir(&state)?;
     let socket = state.join("grove.sock");
     let client = Client::new(&socket);
-    if let Ok(s) = client.get::<Status>("/v1/status").await {
-        eprintln!(
-            "grove: this stack is already running (grove pid {}); see `grove ps`, apply changes with `grove reload`",
-            s.pid
-        );
+    if already_running(&client).await {
         return Ok(ExitCode::from(1));
     }
     // Reap here rather than in the daemon, so the user sees what was left behind.
