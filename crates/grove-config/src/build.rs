@@ -33,7 +33,7 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 11] = [
+const EDGE_KEYS: [&str; 12] = [
     "listen",
     "hosts",
     "tls",
@@ -45,6 +45,16 @@ const EDGE_KEYS: [&str; 11] = [
     "trusted_proxies",
     "static",
     "forward",
+    "limits",
+];
+const LIMIT_KEYS: [&str; 7] = [
+    "client_header_timeout",
+    "client_body_timeout",
+    "max_header_bytes",
+    "max_headers",
+    "upstream_connect_timeout",
+    "upstream_response_timeout",
+    "max_connections",
 ];
 const SERVICE_KEYS: [&str; 20] = [
     "command",
@@ -78,7 +88,14 @@ const HEALTH_KEYS: [&str; 7] = [
     "start_period",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 5] = ["host", "prefix", "strip_prefix", "websocket", "max_body"];
+const ROUTE_KEYS: [&str; 6] = [
+    "host",
+    "prefix",
+    "strip_prefix",
+    "websocket",
+    "max_body",
+    "balance",
+];
 const DEPLOY_KEYS: [&str; 7] = [
     "repository",
     "ref",
@@ -771,6 +788,11 @@ impl<'a> Builder<'a> {
                         None,
                     ),
                 }
+            }
+        }
+        if let Some(e) = map.get("limits") {
+            if let Some(l) = self.limits(&e.node) {
+                edge.limits = l;
             }
         }
         if let Some(e) = map.get("static") {
@@ -1526,6 +1548,57 @@ impl<'a> Builder<'a> {
         })
     }
 
+    fn limits(&mut self, node: &Node) -> Option<EdgeLimits> {
+        let map = self.table(node, "edge.limits", &LIMIT_KEYS)?;
+        let mut l = EdgeLimits::default();
+        let durations = [
+            ("client_header_timeout", &mut l.client_header_timeout),
+            ("client_body_timeout", &mut l.client_body_timeout),
+            ("upstream_connect_timeout", &mut l.upstream_connect_timeout),
+            (
+                "upstream_response_timeout",
+                &mut l.upstream_response_timeout,
+            ),
+        ];
+        for (key, slot) in durations {
+            if let Some(e) = map.get(key) {
+                let path = join("edge.limits", key);
+                if let Some(d) = self.duration(&e.node, &path) {
+                    if d.is_zero() {
+                        self.err(&e.node.loc, &path, "must be more than 0", None);
+                    } else {
+                        *slot = d;
+                    }
+                }
+            }
+        }
+        let counts = [
+            ("max_header_bytes", &mut l.max_header_bytes, 1024, 1 << 20),
+            ("max_headers", &mut l.max_headers, 8, 1000),
+            ("max_connections", &mut l.max_connections, 1, 1_000_000),
+        ];
+        for (key, slot, lo, hi) in counts {
+            if let Some(e) = map.get(key) {
+                let path = join("edge.limits", key);
+                let n = match &e.node.kind {
+                    Kind::Int(n) => u64::try_from(*n).ok(),
+                    Kind::Str(s) if key == "max_header_bytes" => parse_size(s),
+                    _ => None,
+                };
+                match n {
+                    Some(n) if (lo..=hi).contains(&n) => *slot = n,
+                    _ => self.err(
+                        &e.node.loc,
+                        &path,
+                        format!("must be a whole number from {lo} to {hi}"),
+                        None,
+                    ),
+                }
+            }
+        }
+        Some(l)
+    }
+
     fn route(&mut self, service: &str, node: &Node, path: &str) -> Option<Route> {
         let map = self.table(node, path, &ROUTE_KEYS)?;
         let host = map
@@ -1585,12 +1658,26 @@ impl<'a> Builder<'a> {
             }
             None => 10_000_000,
         };
+        let balance = map
+            .get("balance")
+            .and_then(|e| {
+                self.enum_str(
+                    &e.node,
+                    &join(path, "balance"),
+                    &[
+                        ("round_robin", Balance::RoundRobin),
+                        ("least_conn", Balance::LeastConn),
+                    ],
+                )
+            })
+            .unwrap_or_default();
         Some(Route {
             host,
             prefix,
             strip_prefix,
             websocket,
             max_body,
+            balance,
         })
     }
 
@@ -2033,6 +2120,7 @@ fn default_edge() -> Edge {
         trusted_proxies: Vec::new(),
         static_mounts: Vec::new(),
         forward: Vec::new(),
+        limits: EdgeLimits::default(),
     }
 }
 

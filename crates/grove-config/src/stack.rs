@@ -145,6 +145,57 @@ pub struct Edge {
     pub static_mounts: Vec<StaticMount>,
     /// Port forwards.
     pub forward: Vec<Forward>,
+    /// Limits and timeouts (`[edge.limits]`).
+    pub limits: EdgeLimits,
+}
+
+/// `[edge.limits]`: the edge's limits and timeouts, named as nginx names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EdgeLimits {
+    /// A client must send its whole request head within this (slowloris); else the
+    /// connection is closed.
+    #[serde(with = "ms")]
+    pub client_header_timeout: Duration,
+    /// Longest wait between two reads of a request body; else 408.
+    #[serde(with = "ms")]
+    pub client_body_timeout: Duration,
+    /// Largest request head in bytes; larger gets 431.
+    pub max_header_bytes: u64,
+    /// Most request headers; more gets 431.
+    pub max_headers: u64,
+    /// Connecting to an upstream; else the next one, then 502.
+    #[serde(with = "ms")]
+    pub upstream_connect_timeout: Duration,
+    /// An upstream must start its response within this; else 504.
+    #[serde(with = "ms")]
+    pub upstream_response_timeout: Duration,
+    /// Open client connections; more wait in the accept queue.
+    pub max_connections: u64,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            client_header_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// How a route spreads requests over its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each in turn.
+    #[default]
+    RoundRobin,
+    /// The one with the fewest requests in flight.
+    LeastConn,
 }
 
 /// Let's Encrypt's production directory.
@@ -337,6 +388,8 @@ pub struct Route {
     pub websocket: bool,
     /// Largest request body, in bytes.
     pub max_body: u64,
+    /// How requests spread over the service's units.
+    pub balance: Balance,
 }
 
 /// An environment variable's value.

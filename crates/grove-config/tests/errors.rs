@@ -432,3 +432,19 @@ fn log_rotation_settings_are_checked() {
     );
     assert!(errors("[stack]\nname = \"t\"\nlog_max_size = \"1KB\"\nlog_keep = 100\n").is_empty());
 }
+
+#[test]
+fn bad_balance_and_edge_limits() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nroute = { balance = \"random\" }\n",
+        &["grove.toml:5:21: services.a.route.balance: `random` is not valid here"],
+    );
+    expect(
+        "[edge.limits]\nclient_header_timeout = \"0s\"\nmax_headers = 2\nmax_body = 5\n",
+        &[
+            "grove.toml:4:25: edge.limits.client_header_timeout: must be more than 0",
+            "grove.toml:5:15: edge.limits.max_headers: must be a whole number from 8 to 1000",
+            "grove.toml:6:1: edge.limits.max_body: unknown key `max_body`",
+        ],
+    );
+}

@@ -15,6 +15,7 @@
 
 mod proxy;
 pub mod statics;
+pub mod stats;
 pub mod table;
 pub mod tls;
 
@@ -45,28 +46,35 @@ pub struct Limits {
     pub max_headers: usize,
     /// A client must send its whole request head within this (slowloris).
     pub header_read_timeout: Duration,
+    /// Longest wait between two reads of a request body; else 408.
+    pub body_read_timeout: Duration,
     /// Connecting to an upstream.
     pub upstream_connect: Duration,
     /// An upstream must start its response within this; else 504.
     pub upstream_response: Duration,
     /// Open client connections per edge; more wait in the accept queue.
     pub max_connections: usize,
-    /// Body limit for forwards (routes carry their own `max_body`).
-    pub default_max_body: u64,
     /// Idle upstream connections kept per host.
     pub pool_idle_per_host: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        Limits::from(&grove_plan::EdgeLimits::default())
+    }
+}
+
+impl From<&grove_plan::EdgeLimits> for Limits {
+    fn from(l: &grove_plan::EdgeLimits) -> Self {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         Limits {
-            max_header_bytes: 64 * 1024,
-            max_headers: 100,
-            header_read_timeout: Duration::from_secs(10),
-            upstream_connect: Duration::from_secs(5),
-            upstream_response: Duration::from_secs(60),
-            max_connections: 10_000,
-            default_max_body: 10_000_000,
+            max_header_bytes: n(l.max_header_bytes),
+            max_headers: n(l.max_headers),
+            header_read_timeout: l.client_header_timeout,
+            body_read_timeout: l.client_body_timeout,
+            upstream_connect: l.upstream_connect_timeout,
+            upstream_response: l.upstream_response_timeout,
+            max_connections: n(l.max_connections),
             pool_idle_per_host: 64,
         }
     }
@@ -111,6 +119,7 @@ pub struct Shared {
     client: proxy::UpstreamClient,
     limits: Limits,
     access: mpsc::UnboundedSender<String>,
+    stats: stats::Registry,
 }
 
 impl std::fmt::Debug for Shared {
@@ -180,7 +189,8 @@ impl Edge {
     pub async fn start(plan: &Plan, state: &Path, limits: Limits) -> Result<Edge, EdgeError> {
         let access_log = state.join("logs").join("edge.access.log");
         let access_log = access_log.as_path();
-        let table = Table::from_plan(plan, Balance::RoundRobin);
+        let stats = stats::Registry::default();
+        let table = Table::from_plan(plan, &stats);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.upstream_connect));
         connector.set_nodelay(true);
@@ -208,6 +218,7 @@ impl Edge {
             client,
             limits,
             access: tx,
+            stats,
         });
         let mut addrs: Vec<(SocketAddr, Option<TlsAcceptor>)> = Vec::new();
         let mut acceptor: Option<Option<TlsAcceptor>> = None;
@@ -263,11 +274,17 @@ impl Edge {
 
     /// Swaps in the route table of `plan` (atomically; requests in flight keep the old one).
     pub fn update(&self, plan: &Plan) {
-        let t = Arc::new(Table::from_plan(plan, Balance::RoundRobin));
+        let t = Arc::new(Table::from_plan(plan, &self.shared.stats));
         match self.shared.table.write() {
             Ok(mut g) => *g = t,
             Err(p) => *p.into_inner() = t,
         }
+    }
+
+    /// What each route has served so far, by route key (`host/prefix`, `*/prefix` for any
+    /// host, `:port` for a whole-port forward).
+    pub fn route_stats(&self) -> std::collections::BTreeMap<String, stats::RouteSnapshot> {
+        self.shared.stats.snapshot()
     }
 
     /// Tells the edge whether a unit can take requests. Units never mentioned count as up.

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
+use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
 use crate::{statics, Shared};
 
@@ -106,7 +107,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let table = shared.table();
-    let (res, upstream) = if ambiguous_framing(req.headers()) {
+    let (res, upstream, stats) = if ambiguous_framing(req.headers()) {
         // Request smuggling: refuse, and close so no byte after it is read as a request.
         let mut r = error_page(
             StatusCode::BAD_REQUEST,
@@ -115,7 +116,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
         );
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        (r, None)
+        (r, None, None)
     } else {
         route(&shared, &table, req, conn, &host, &id).await
     };
@@ -123,17 +124,23 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    let bytes: Option<u64> = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let took = started.elapsed();
+    if let Some(s) = stats {
+        s.record(res.status().as_u16(), bytes.unwrap_or(0), took);
+    }
     shared.access(
         conn.peer,
         &host,
         &method,
         &path,
         res.status(),
-        res.headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()),
-        started.elapsed(),
+        bytes,
+        took,
         upstream.as_deref(),
         &id,
     );
@@ -180,25 +187,20 @@ async fn route(
     conn: Conn,
     host: &str,
     id: &str,
-) -> (Response<BoxBody>, Option<String>) {
-    if let Some(pool) = table.forwards.get(&conn.local) {
-        let pool = pool.clone();
-        let target = Target {
-            pool,
-            strip: None,
-            max_body: shared.limits.default_max_body,
-            websocket: true,
-        };
-        return proxy(shared, table, req, conn, target, id).await;
-    }
+) -> (Response<BoxBody>, Option<String>, Option<Arc<RouteStats>>) {
     let path = req.uri().path().to_string();
-    let Some(r) = table.find(host, &path) else {
+    let found = match table.forwards.get(&conn.local) {
+        Some(r) => Some(r),
+        None => table.find(host, &path),
+    };
+    let Some(r) = found else {
         return (
             error_page(StatusCode::NOT_FOUND, "no route for this host and path", id),
             None,
+            None,
         );
     };
-    match &r.action {
+    let (res, upstream) = match &r.action {
         Action::Static(dir) => {
             let rest = if r.prefix == "/" {
                 path.as_str()
@@ -217,7 +219,8 @@ async fn route(
             };
             proxy(shared, table, req, conn, target, id).await
         }
-    }
+    };
+    (res, upstream, Some(r.stats.clone()))
 }
 
 struct Target {
@@ -309,8 +312,19 @@ async fn proxy(
         None
     } else {
         let limit = usize::try_from(target.max_body).unwrap_or(usize::MAX);
-        match buffer_body(Limited::new(body, limit)).await {
+        let body = ReadTimeout::new(Limited::new(body, limit), shared.limits.body_read_timeout);
+        match buffer_body(body).await {
             Ok(b) => Some(b),
+            Err(e) if e.is::<BodyTimeout>() => {
+                let mut r = error_page(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                    id,
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return (r, None);
+            }
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
@@ -482,6 +496,20 @@ async fn proxy(
                     last_err = format!("cannot connect to {} ({})", backend.name, root_cause(&e));
                     continue;
                 }
+                let timed_out = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<BodyTimeout>())
+                    .is_some()
+                    || root_cause(&e).contains(BODY_TIMEOUT);
+                if timed_out {
+                    return (
+                        error_page(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "the request body did not arrive in time",
+                            id,
+                        ),
+                        Some(backend.name.clone()),
+                    );
+                }
                 let too_large = std::error::Error::source(&e)
                     .and_then(|s| s.downcast_ref::<http_body_util::LengthLimitError>())
                     .is_some()
@@ -549,7 +577,68 @@ enum ReqBody {
     Streaming(BoxBody),
 }
 
-async fn buffer_body(mut body: Limited<Incoming>) -> Result<ReqBody, BoxError> {
+type InBody = ReadTimeout<Limited<Incoming>>;
+
+const BODY_TIMEOUT: &str = "the client stopped sending its request body";
+
+/// The client went quiet in the middle of its request body.
+#[derive(Debug, thiserror::Error)]
+#[error("{BODY_TIMEOUT}")]
+struct BodyTimeout;
+
+/// A body whose next frame must arrive within `limit` of the previous one.
+struct ReadTimeout<B> {
+    inner: B,
+    limit: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> ReadTimeout<B> {
+    fn new(inner: B, limit: std::time::Duration) -> Self {
+        ReadTimeout {
+            inner,
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl<B> hyper::body::Body for ReadTimeout<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                let next = tokio::time::Instant::now() + this.limit;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(f)
+            }
+            Poll::Pending => match std::future::Future::poll(this.sleep.as_mut(), cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn buffer_body(mut body: InBody) -> Result<ReqBody, BoxError> {
     let mut buf = bytes::BytesMut::new();
     loop {
         match body.frame().await {
@@ -574,7 +663,7 @@ async fn buffer_body(mut body: Limited<Incoming>) -> Result<ReqBody, BoxError> {
 /// What was already read, then the rest of the body.
 struct Prefixed {
     first: Option<Bytes>,
-    rest: Limited<Incoming>,
+    rest: InBody,
 }
 
 impl hyper::body::Body for Prefixed {

@@ -7,10 +7,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use grove_plan::Balance;
 use grove_plan::{Plan, Target};
+
+use crate::stats::{Registry, RouteStats};
 
 /// How long an upstream that refused a connection is skipped.
 pub const PASSIVE_DOWN: Duration = Duration::from_secs(5);
+
+/// Body limit of a whole-port forward (the same as a route's default `max_body`).
+pub const FORWARD_MAX_BODY: u64 = 10_000_000;
 
 /// One place a request can be sent.
 #[derive(Debug)]
@@ -53,15 +59,6 @@ impl Backend {
     }
 }
 
-/// Load-balancing policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
-    /// In turn.
-    RoundRobin,
-    /// The one with the fewest requests in flight.
-    LeastConnections,
-}
-
 /// The backends of a route.
 #[derive(Debug)]
 pub struct Pool {
@@ -86,7 +83,7 @@ impl Pool {
         let mut order: Vec<Arc<Backend>> = (0..n)
             .map(|i| self.backends[(start + i) % n].clone())
             .collect();
-        if self.balance == Balance::LeastConnections {
+        if self.balance == Balance::LeastConn {
             order.sort_by_key(|b| b.active.load(Ordering::Relaxed));
         }
         let good = |b: &Arc<Backend>| health(&b.name) != Some(false) && b.passively_up();
@@ -167,6 +164,8 @@ pub struct Route {
     pub websocket: bool,
     /// Where it goes.
     pub action: Action,
+    /// Its counters (shared with the same route of earlier tables).
+    pub stats: Arc<RouteStats>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -174,8 +173,8 @@ pub struct Route {
 pub struct Table {
     /// Routes for the main listeners.
     pub routes: Vec<Route>,
-    /// Whole-port forwards: listener address -> pool.
-    pub forwards: HashMap<SocketAddr, Arc<Pool>>,
+    /// Whole-port forwards: listener address -> a route to the service.
+    pub forwards: HashMap<SocketAddr, Route>,
     /// Peers whose `X-Forwarded-For` is trusted.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -192,8 +191,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl Table {
-    /// Builds the table for `plan`; `balance` applies to every pool.
-    pub fn from_plan(plan: &Plan, balance: Balance) -> Table {
+    /// Builds the table for `plan`, taking each route's counters from `stats`.
+    pub fn from_plan(plan: &Plan, stats: &Registry) -> Table {
         let epoch = Instant::now();
         let unit_backend = |name: &str| -> Option<Arc<Backend>> {
             let u = plan.units.get(name)?;
@@ -213,7 +212,7 @@ impl Table {
                 epoch,
             )))
         };
-        let pool = |service: &str, target: &Target| -> Arc<Pool> {
+        let pool = |service: &str, target: &Target, balance: Balance| -> Arc<Pool> {
             let backends = match target {
                 Target::Units(units) => units.iter().filter_map(|u| unit_backend(u)).collect(),
                 Target::Remote(ups) => ups
@@ -244,7 +243,8 @@ impl Table {
                 strip_prefix: r.strip_prefix,
                 max_body: r.max_body,
                 websocket: r.websocket,
-                action: Action::Proxy(pool(&r.service, &r.target)),
+                action: Action::Proxy(pool(&r.service, &r.target, r.balance)),
+                stats: stats.get(&r.key()),
             })
             .collect();
         for m in &plan.edge.static_mounts {
@@ -260,13 +260,25 @@ impl Table {
                 max_body: 0,
                 websocket: false,
                 action: Action::Static(dir),
+                stats: stats.get(&format!("*{}", m.prefix)),
             });
         }
         let forwards = plan
             .edge
             .forward
             .iter()
-            .map(|f| (f.listen.addr, pool(&f.service, &f.target)))
+            .map(|f| {
+                let route = Route {
+                    host: HostMatch::Any,
+                    prefix: "/".to_string(),
+                    strip_prefix: false,
+                    max_body: FORWARD_MAX_BODY,
+                    websocket: true,
+                    action: Action::Proxy(pool(&f.service, &f.target, Balance::RoundRobin)),
+                    stats: stats.get(&format!(":{}", f.listen.addr.port())),
+                };
+                (f.listen.addr, route)
+            })
             .collect();
         Table {
             routes,
@@ -305,6 +317,7 @@ mod tests {
             max_body: 0,
             websocket: true,
             action: Action::Static(PathBuf::from(format!("{host:?}{prefix}"))),
+            stats: Arc::default(),
         }
     }
 
@@ -379,7 +392,7 @@ mod tests {
         assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
         assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
         let lc = Pool {
-            balance: Balance::LeastConnections,
+            balance: Balance::LeastConn,
             next: AtomicUsize::new(0),
             service: "w".into(),
             backends: vec![b("x"), b("y")],

@@ -377,6 +377,7 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
                 strip_prefix: route.strip_prefix,
                 websocket: route.websocket,
                 max_body: route.max_body,
+                balance: route.balance,
                 service: svc.name.clone(),
                 instance: inst.map(|i| i.name.clone()),
                 target: target(svc, inst, &units),
@@ -420,6 +421,7 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
             trusted_proxies: stack.edge.trusted_proxies.clone(),
             static_mounts: stack.edge.static_mounts.clone(),
             forward,
+            limits: stack.edge.limits.clone(),
         },
     })
 }

@@ -23,8 +23,8 @@ use serde::Serialize;
 pub use build::{build, build_with_ports, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    Condition, Listen, LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls,
-    Upstream,
+    Balance, Condition, EdgeLimits, Listen, LogRotation, Recipe, RestartPolicy, Scheme,
+    ServiceKind, StaticMount, Tls, Upstream,
 };
 
 /// Everything grove will run and route, fully resolved.
@@ -187,6 +187,8 @@ pub struct Route {
     pub websocket: bool,
     /// Largest request body, bytes.
     pub max_body: u64,
+    /// How requests spread over the units.
+    pub balance: Balance,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.
@@ -237,6 +239,8 @@ pub struct Edge {
     pub static_mounts: Vec<StaticMount>,
     /// Whole-port forwards.
     pub forward: Vec<Forward>,
+    /// Limits and timeouts.
+    pub limits: EdgeLimits,
 }
 
 /// A whole-port forward.

@@ -145,13 +145,16 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let edge = match grove_edge::Edge::start(&plan, &state, grove_edge::Limits::default()).await {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("grove: {e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
+    let edge =
+        match grove_edge::Edge::start(&plan, &state, grove_edge::Limits::from(&plan.edge.limits))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("grove: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
     let engine = grove_engine::start(store);
     tokio::spawn(feed_health(engine.clone(), edge.clone()));
     let listener = tokio::net::UnixListener::bind(&socket)

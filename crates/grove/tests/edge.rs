@@ -282,27 +282,23 @@ route = {}
         "{first_at:?} {:?}",
         t.elapsed()
     );
-    // A WebSocket handshake is tunnelled and bytes flow both ways.
-    let mut ws = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        assert_eq!(ws.read(&mut b).unwrap(), 1);
-        head.push(b[0]);
+    // A real WebSocket client: the handshake is tunnelled and messages flow both ways.
+    let (mut ws, resp) = tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap();
+    assert_eq!(resp.status(), 101);
+    for msg in ["hello through the edge", "and again"] {
+        ws.send(tungstenite::Message::text(msg)).unwrap();
+        assert_eq!(ws.read().unwrap(), tungstenite::Message::text(msg));
     }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(
-        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
-        "{head}"
-    );
-    for msg in [&b"hello through the edge"[..], b"and again"] {
-        ws.write_all(msg).unwrap();
-        let mut back = vec![0u8; msg.len()];
-        ws.read_exact(&mut back).unwrap();
-        assert_eq!(back, msg);
+    let big = vec![7u8; 200_000];
+    ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap().into_data().as_ref(), &big[..]);
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => break,
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
 }
 
@@ -526,4 +522,196 @@ route = {{}}
     let out = s.run(&["trust"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("certs/ca.pem"));
+}
+
+#[test]
+fn stack_file_limits_cut_off_slow_clients_and_least_conn_balances() {
+    let (_s, port) = stack(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+
+[edge.limits]
+client_header_timeout = "500ms"
+client_body_timeout = "500ms"
+
+[services.app]
+command = "python3 ECHO"
+replicas = 2
+env = { NAME = "${PORT}" }
+health = { http = "/" }
+route = { balance = "least_conn" }
+"#,
+    );
+    // Slowloris: a head trickled in one header line at a time is cut off after 500 ms, even
+    // though bytes keep arriving.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let t = Instant::now();
+    let mut writer = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for i in 0..30 {
+            std::thread::sleep(Duration::from_millis(100));
+            if writer
+                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2500),
+        "cut off after {took:?}"
+    );
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+    trickle.join().unwrap();
+    // A body that stops arriving: 408 once the body timeout passes.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let r = parse(&got);
+    assert_eq!(r.status, 408, "{}", r.head);
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+    // Least connections: while one replica is busy with a slow request, the others all go to
+    // the idle one (round robin would alternate).
+    let slow = std::thread::spawn(move || get(port, "x", "/slow", "").json()["name"].clone());
+    std::thread::sleep(Duration::from_millis(400));
+    let names: Vec<Value> = (0..6)
+        .map(|_| get(port, "x", "/", "").json()["name"].clone())
+        .collect();
+    let busy = slow.join().unwrap();
+    assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
+    assert_ne!(names[0], busy, "{names:?} vs {busy}");
+}
+
+#[test]
+fn reload_under_load_drops_no_request() {
+    let (s, port) = stack(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:EDGE_PORT"]
+
+[services.app]
+command = "python3 ECHO"
+replicas = 2
+health = { http = "/" }
+route = {}
+"#,
+    );
+    let base = std::fs::read_to_string(s.path().join("grove.toml")).unwrap();
+    // A bounded loop of requests over keep-alive connections in two threads, while the route
+    // table is swapped again and again.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = |stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        std::thread::spawn(move || {
+            let mut ok = 0u32;
+            let mut failures = Vec::new();
+            let mut conn: Option<TcpStream> = None;
+            for i in 0..20_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if conn.is_none() {
+                    match TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(c) => {
+                            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                            conn = Some(c);
+                        }
+                        Err(e) => {
+                            failures.push(format!("request {i}: connect: {e}"));
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                match keepalive_get(c, &format!("/n{i}")) {
+                    Some(200) => ok += 1,
+                    other => {
+                        failures.push(format!("request {i}: {other:?}"));
+                        conn = None;
+                    }
+                }
+            }
+            (ok, failures)
+        })
+    };
+    let workers: Vec<_> = (0..2).map(|_| load(stop.clone())).collect();
+    let extra = format!(
+        "\n[services.other]\ncommand = \"python3 {}\"\nenv = {{ NAME = \"other\" }}\nhealth = {{ http = \"/\" }}\nroute = {{ prefix = \"/other\" }}\n",
+        echo_app()
+    );
+    for round in 0..4 {
+        std::thread::sleep(Duration::from_millis(300));
+        let text = if round % 2 == 0 {
+            format!("{base}{extra}")
+        } else {
+            base.clone()
+        };
+        std::fs::write(s.path().join("grove.toml"), text).unwrap();
+        let out = s.run(&["reload"]);
+        assert!(out.status.success(), "{}", text_of(&out));
+        // The new table is in place: /other goes to its own service only while it exists.
+        let want = if round % 2 == 0 { "other" } else { "" };
+        s.wait_for("the route table to swap", 10, |_| {
+            let r = get(port, "x", "/other", "");
+            r.status == 200 && r.json()["name"] == want
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failures) = w.join().unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        total += ok;
+    }
+    assert!(total > 100, "only {total} requests in the run");
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    format!("{}{}", text(&o.stdout), text(&o.stderr))
+}
+
+/// One GET over an open keep-alive connection; the status, or None when the connection broke.
+fn keepalive_get(c: &mut TcpStream, path: &str) -> Option<u16> {
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        let n = c.read(&mut b).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&b[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return head.split_whitespace().nth(1)?.parse().ok();
+            }
+        }
+    }
 }
