@@ -157,20 +157,36 @@ impl Shared {
         upstream: Option<&str>,
         id: &str,
     ) {
-        let line = format!(
-            "{} {} {} {} {} {} {} {:.3}ms {} {}\n",
+        use std::fmt::Write as _;
+        let mut line = String::with_capacity(160);
+        let micros = took.as_micros();
+        let _ = writeln!(
+            line,
+            "{} {} {} {} {} {} {} {}.{:03}ms {} {}",
             humantime::format_rfc3339_millis(std::time::SystemTime::now()),
             peer.ip(),
             if host.is_empty() { "-" } else { host },
             method,
             path,
             status.as_u16(),
-            bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
-            took.as_secs_f64() * 1000.0,
+            OrDash(bytes),
+            micros / 1000,
+            micros % 1000,
             upstream.unwrap_or("-"),
             id
         );
         let _ = self.access.send(line);
+    }
+}
+
+struct OrDash(Option<u64>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("-"),
+        }
     }
 }
 

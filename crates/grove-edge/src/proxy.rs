@@ -305,7 +305,7 @@ async fn proxy(
         );
     }
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let empty_body = declared == Some(0)
         || (declared.is_none() && !parts.headers.contains_key(header::TRANSFER_ENCODING));
     let body: Option<ReqBody> = if empty_body {
@@ -368,7 +368,7 @@ async fn proxy(
         None => pq,
     };
     // Headers.
-    let mut headers = parts.headers.clone();
+    let mut headers = std::mem::take(&mut parts.headers);
     let upgrade_value = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
     if upgrade {
@@ -395,7 +395,7 @@ async fn proxy(
             HeaderValue::from_static(conn.scheme),
         );
     }
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+    let original_host = headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
             .authority()
@@ -437,7 +437,8 @@ async fn proxy(
     };
     let mut body = body;
     let mut last_err = String::new();
-    for backend in candidates.iter().take(attempts) {
+    let mut headers = Some(headers);
+    for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
         if backend.https {
             last_err = format!(
                 "{}: https upstreams need the TLS support of a later release",
@@ -470,7 +471,12 @@ async fn proxy(
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
-        *out.headers_mut() = headers.clone();
+        // The last attempt takes the headers; earlier ones copy them.
+        *out.headers_mut() = if attempt + 1 == attempts {
+            headers.take().unwrap_or_default()
+        } else {
+            headers.clone().unwrap_or_default()
+        };
         backend.active.fetch_add(1, Ordering::Relaxed);
         let sent =
             tokio::time::timeout(shared.limits.upstream_response, shared.client.request(out)).await;

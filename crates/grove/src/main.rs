@@ -291,9 +291,12 @@ fn runtime_ctx(cli: &Cli, color: bool) -> runtime::Ctx {
 
 /// The runtime for commands that do I/O: two workers are plenty, and worker threads live as
 /// long as the process (the parent-death signal of units depends on that).
+/// One worker per CPU this process may run on (taskset and cgroup limits count), so a grove
+/// pinned to one core does not pay for threads that can only take turns.
 fn tokio_rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cpus.clamp(1, 16))
         .enable_all()
         .build()
         .context("cannot start the async runtime")
