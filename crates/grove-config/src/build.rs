@@ -668,25 +668,26 @@ impl<'a> Builder<'a> {
         if let Some(e) = map.get("tls") {
             match &e.node.kind {
                 Kind::Table(_) => {
-                    if let Some(t) = self.table(&e.node, "edge.tls", &["cert", "key"]) {
-                        let cert = t
-                            .get("cert")
-                            .and_then(|c| self.path(&c.node, "edge.tls.cert"));
-                        let key = t
-                            .get("key")
-                            .and_then(|k| self.path(&k.node, "edge.tls.key"));
-                        match (cert, key) {
-                            (Some(cert), Some(key)) => edge.tls = Tls::Files { cert, key },
-                            _ => self.err(
-                                &e.node.loc,
-                                "edge.tls",
-                                "certificate files need both `cert` and `key`",
-                                Some(
-                                    "tls = { cert = \"certs/site.pem\", key = \"certs/site.key\" }"
-                                        .to_string(),
-                                ),
-                            ),
+                    if let Some(pair) = self.cert_files(&e.node, "edge.tls") {
+                        edge.tls = Tls::Files { certs: vec![pair] };
+                    }
+                }
+                Kind::Array(items) => {
+                    let mut certs = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(pair) = self.cert_files(item, &format!("edge.tls[{i}]")) {
+                            certs.push(pair);
                         }
+                    }
+                    if items.is_empty() {
+                        self.err(
+                            &e.node.loc,
+                            "edge.tls",
+                            "an empty list of certificates",
+                            Some("tls = [{ cert = \"a.pem\", key = \"a.key\" }]".to_string()),
+                        );
+                    } else if certs.len() == items.len() {
+                        edge.tls = Tls::Files { certs };
                     }
                 }
                 _ => {
@@ -1546,6 +1547,30 @@ impl<'a> Builder<'a> {
             retries,
             start_period,
         })
+    }
+
+    fn cert_files(&mut self, node: &Node, path: &str) -> Option<CertFiles> {
+        let t = self.table(node, path, &["cert", "key"])?;
+        let cert = t
+            .get("cert")
+            .and_then(|c| self.path(&c.node, &join(path, "cert")));
+        let key = t
+            .get("key")
+            .and_then(|k| self.path(&k.node, &join(path, "key")));
+        match (cert, key) {
+            (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
+            _ => {
+                self.err(
+                    &node.loc,
+                    path,
+                    "certificate files need both `cert` and `key`",
+                    Some(
+                        "tls = { cert = \"certs/site.pem\", key = \"certs/site.key\" }".to_string(),
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn limits(&mut self, node: &Node) -> Option<EdgeLimits> {

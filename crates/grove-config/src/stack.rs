@@ -93,13 +93,21 @@ pub enum Tls {
     SelfSigned,
     /// ACME (Let's Encrypt or another directory).
     Acme,
-    /// Certificate and key files.
+    /// Certificate and key files; with several, SNI picks the one whose names match and the
+    /// first is the default.
     Files {
-        /// PEM certificate chain.
-        cert: PathBuf,
-        /// PEM private key.
-        key: PathBuf,
+        /// The pairs, in file order.
+        certs: Vec<CertFiles>,
     },
+}
+
+/// One certificate chain and its key, PEM files (relative to the stack root unless absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// A static file mount.

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acme;
 mod proxy;
 pub mod statics;
 pub mod stats;
@@ -112,9 +113,21 @@ pub enum EdgeError {
     },
 }
 
+/// Something the edge wants in the stack's event log (certificates issued, renewed, failed or
+/// reloaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeEvent {
+    /// Short kind: `cert-issued`, `cert-renewed`, `cert-failed`, `cert-reloaded`.
+    pub kind: String,
+    /// One sentence.
+    pub message: String,
+}
+
 /// State shared by every connection.
 pub struct Shared {
     table: RwLock<Arc<Table>>,
+    certs: Arc<tls::CertStore>,
+    acme_tokens: acme::Tokens,
     health: RwLock<HashMap<String, bool>>,
     client: proxy::UpstreamClient,
     limits: Limits,
@@ -195,6 +208,7 @@ impl std::fmt::Display for OrDash {
 pub struct Edge {
     shared: Arc<Shared>,
     bound: Vec<SocketAddr>,
+    events: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<EdgeEvent>>>>,
 }
 
 impl Edge {
@@ -206,6 +220,7 @@ impl Edge {
         let access_log = state.join("logs").join("edge.access.log");
         let access_log = access_log.as_path();
         let stats = stats::Registry::default();
+        let certs = Arc::new(tls::CertStore::default());
         let table = Table::from_plan(plan, &stats);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.upstream_connect));
@@ -228,8 +243,11 @@ impl Edge {
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(access_writer(file, rx));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             table: RwLock::new(Arc::new(table)),
+            certs: certs.clone(),
+            acme_tokens: acme::Tokens::default(),
             health: RwLock::new(HashMap::new()),
             client,
             limits,
@@ -237,30 +255,25 @@ impl Edge {
             stats,
         });
         let mut addrs: Vec<(SocketAddr, Option<TlsAcceptor>)> = Vec::new();
-        let mut acceptor: Option<Option<TlsAcceptor>> = None;
-        let listens = plan
+        let listens: Vec<&grove_plan::Listen> = plan
             .edge
             .listen
             .iter()
-            .chain(plan.edge.forward.iter().map(|f| &f.listen));
+            .chain(plan.edge.forward.iter().map(|f| &f.listen))
+            .collect();
+        let acceptor = match listens.iter().find(|l| l.scheme == Scheme::Https) {
+            Some(first) => Some(
+                setup_tls(plan, state, &shared, events_tx).map_err(|source| EdgeError::Tls {
+                    listen: first.to_string(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         for l in listens {
             match l.scheme {
                 Scheme::Http => addrs.push((l.addr, None)),
-                Scheme::Https => {
-                    if acceptor.is_none() {
-                        acceptor =
-                            Some(tls_acceptor(plan, state).map_err(|source| EdgeError::Tls {
-                                listen: l.to_string(),
-                                source,
-                            })?);
-                    }
-                    match acceptor.clone().flatten() {
-                        Some(a) => addrs.push((l.addr, Some(a))),
-                        None => tracing::warn!(
-                            "{l}: tls = \"acme\" needs grove's ACME support, which this build does not have yet; skipped"
-                        ),
-                    }
-                }
+                Scheme::Https => addrs.push((l.addr, acceptor.clone())),
             }
         }
         let sem = Arc::new(Semaphore::new(shared.limits.max_connections));
@@ -280,7 +293,25 @@ impl Edge {
                 sem.clone(),
             ));
         }
-        Ok(Edge { shared, bound })
+        Ok(Edge {
+            shared,
+            bound,
+            events: Arc::new(std::sync::Mutex::new(Some(events_rx))),
+        })
+    }
+
+    /// The edge's events (certificates); the first caller gets the receiver, which holds
+    /// everything sent since the start.
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<EdgeEvent>> {
+        match self.events.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
+    /// The certificates being served.
+    pub fn certificates(&self) -> Vec<tls::CertInfo> {
+        self.shared.certs.list()
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -313,17 +344,109 @@ impl Edge {
     }
 }
 
-fn tls_acceptor(plan: &Plan, state: &Path) -> Result<Option<TlsAcceptor>, tls::TlsError> {
-    let cfg = match &plan.edge.tls {
+/// Loads the certificates `plan` asks for into the store, starts whatever keeps them fresh
+/// (file watching, ACME), and returns the acceptor all `https://` listeners share.
+fn setup_tls(
+    plan: &Plan,
+    state: &Path,
+    shared: &Arc<Shared>,
+    events: mpsc::UnboundedSender<EdgeEvent>,
+) -> Result<TlsAcceptor, tls::TlsError> {
+    let store = &shared.certs;
+    let acme = plan.edge.tls == grove_plan::Tls::Acme;
+    match &plan.edge.tls {
         grove_plan::Tls::SelfSigned | grove_plan::Tls::Off => {
-            tls::self_signed(state, &plan.edge.hosts)?
+            store.set("self-signed", tls::self_signed(state, &plan.edge.hosts)?);
         }
-        grove_plan::Tls::Files { cert, key } => {
-            tls::from_files(&plan.root.join(cert), &plan.root.join(key))?
+        grove_plan::Tls::Files { certs } => {
+            let mut watched = Vec::new();
+            for pair in certs {
+                let (cert, key) = (plan.root.join(&pair.cert), plan.root.join(&pair.key));
+                let slot = cert.display().to_string();
+                store.set(&slot, tls::load_files(&cert, &key)?);
+                watched.push((slot, cert, key));
+            }
+            tokio::spawn(watch_files(store.clone(), watched, events));
         }
-        grove_plan::Tls::Acme => return Ok(None),
-    };
-    Ok(Some(TlsAcceptor::from(Arc::new(cfg))))
+        grove_plan::Tls::Acme => {
+            let settings = acme::AcmeSettings {
+                directory: plan.edge.acme_directory.clone(),
+                ca: plan.edge.acme_ca.as_ref().map(|p| plan.root.join(p)),
+                email: plan.edge.acme_email.clone(),
+                hosts: plan.edge.hosts.clone(),
+                dir: state.join("certs").join("acme"),
+            };
+            acme::load_cached(&settings, store);
+            // Until a host's certificate is issued, the local CA's stands in (last, so an
+            // issued one always wins).
+            store.set(tls::FALLBACK, tls::self_signed(state, &plan.edge.hosts)?);
+            tokio::spawn(acme::manage(
+                settings,
+                store.clone(),
+                shared.acme_tokens.clone(),
+                events,
+            ));
+        }
+    }
+    Ok(TlsAcceptor::from(Arc::new(tls::server_config(
+        store.clone(),
+        acme,
+    )?)))
+}
+
+/// How often certificate files are checked for changes.
+pub const FILE_CHECK: Duration = Duration::from_secs(2);
+
+fn stamp(paths: &[&Path]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+/// Reloads certificate files when they change; a bad new pair is reported and the old one
+/// keeps serving.
+async fn watch_files(
+    store: Arc<tls::CertStore>,
+    files: Vec<(String, std::path::PathBuf, std::path::PathBuf)>,
+    events: mpsc::UnboundedSender<EdgeEvent>,
+) {
+    let mut seen: Vec<_> = files.iter().map(|(_, c, k)| stamp(&[c, k])).collect();
+    loop {
+        tokio::time::sleep(FILE_CHECK).await;
+        for (i, (slot, cert, key)) in files.iter().enumerate() {
+            let now = stamp(&[cert, key]);
+            if now == seen[i] {
+                continue;
+            }
+            seen[i] = now;
+            let (kind, message) = match tls::load_files(cert, key) {
+                Ok(l) => {
+                    let m = format!(
+                        "reloaded {} ({}), valid until {}",
+                        cert.display(),
+                        l.info.names.join(", "),
+                        tls::date(l.info.not_after)
+                    );
+                    store.set(slot, l);
+                    ("cert-reloaded", m)
+                }
+                Err(e) => (
+                    "cert-failed",
+                    format!("{e}; the previous certificate keeps serving"),
+                ),
+            };
+            tracing::info!("{message}");
+            let _ = events.send(EdgeEvent {
+                kind: kind.into(),
+                message,
+            });
+        }
+    }
 }
 
 async fn accept_loop(
@@ -369,6 +492,8 @@ async fn accept_loop(
                     )
                     .await;
                     match handshake {
+                        // A TLS-ALPN-01 validation only needs the handshake.
+                        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
                         Ok(Ok(s)) => serve(s, shared, conn).await,
                         Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),

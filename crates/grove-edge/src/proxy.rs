@@ -117,10 +117,18 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         (r, None, None)
+    } else if let Some(r) = before_routing(&shared, &table, &req, conn, &host) {
+        (r, None, None)
     } else {
         route(&shared, &table, req, conn, &host, &id).await
     };
     let mut res = res;
+    if table.hsts && conn.scheme == "https" {
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
@@ -145,6 +153,62 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
         &id,
     );
     res
+}
+
+/// The path prefix of ACME HTTP-01 challenges.
+pub const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
+/// What the edge answers itself on plain HTTP: ACME HTTP-01 challenges it is waiting for, and
+/// the 308 to HTTPS for hosts it has a certificate for.
+fn before_routing(
+    shared: &Shared,
+    table: &Table,
+    req: &Request<Incoming>,
+    conn: Conn,
+    host: &str,
+) -> Option<Response<BoxBody>> {
+    if conn.scheme != "http" || table.forwards.contains_key(&conn.local) {
+        return None;
+    }
+    let path = req.uri().path();
+    if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
+        let answer = match shared.acme_tokens.read() {
+            Ok(t) => t.get(token).cloned(),
+            Err(p) => p.into_inner().get(token).cloned(),
+        };
+        // A token grove is not waiting for goes to the routes (an app may answer its own).
+        let answer = answer?;
+        let mut r = Response::new(full(answer));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return Some(r);
+    }
+    let port = table.redirect_to?;
+    if host.is_empty()
+        || !shared
+            .certs
+            .covers(host.trim_start_matches('[').trim_end_matches(']'))
+    {
+        return None;
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{port}{pq}")
+    };
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Some(r)
 }
 
 /// Both framings at once, or several different lengths.

@@ -177,6 +177,11 @@ pub struct Table {
     pub forwards: HashMap<SocketAddr, Route>,
     /// Peers whose `X-Forwarded-For` is trusted.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Port of the first `https://` listener when plain HTTP requests for hosts with a
+    /// certificate are redirected there (308).
+    pub redirect_to: Option<u16>,
+    /// Send `Strict-Transport-Security` on HTTPS answers.
+    pub hsts: bool,
 }
 
 /// Whether `path` is under `prefix` (`/TR` covers `/TR`, `/TR/`, `/TR/x`, not `/TRx`).
@@ -280,10 +285,18 @@ impl Table {
                 (f.listen.addr, route)
             })
             .collect();
+        let https_port = plan
+            .edge
+            .listen
+            .iter()
+            .find(|l| l.scheme == grove_plan::Scheme::Https)
+            .map(|l| l.addr.port());
         Table {
             routes,
             forwards,
             trusted_proxies: plan.edge.trusted_proxies.clone(),
+            redirect_to: https_port.filter(|_| plan.edge.redirect_https),
+            hsts: plan.edge.hsts && https_port.is_some(),
         }
     }
 

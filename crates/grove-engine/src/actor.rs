@@ -227,6 +227,13 @@ impl Actor {
                 self.shutdown.push(tx);
                 self.begin_shutdown();
             }
+            Request::Record {
+                unit,
+                kind,
+                message,
+            } => {
+                self.emit(unit.as_deref(), &kind, &message);
+            }
         }
     }
 

@@ -60,6 +60,11 @@ pub(crate) enum Request {
         oneshot::Sender<Result<Vec<String>, TargetError>>,
     ),
     Shutdown(oneshot::Sender<()>),
+    Record {
+        unit: Option<String>,
+        kind: String,
+        message: String,
+    },
 }
 
 /// A cheap, cloneable handle on the running engine.
@@ -132,6 +137,16 @@ impl EngineHandle {
     /// the engine has ended.
     pub async fn shutdown(&self) -> Result<(), Gone> {
         self.ask(Request::Shutdown).await
+    }
+
+    /// Records an event from another part of grove (the edge's certificates, say) in the same
+    /// log as the units' events; secrets are scrubbed from the message as for any event.
+    pub fn record(&self, unit: Option<&str>, kind: &str, message: &str) {
+        let _ = self.tx.send(Request::Record {
+            unit: unit.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        });
     }
 
     /// Events as they are recorded.

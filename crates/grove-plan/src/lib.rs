@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use build::{build, build_with_ports, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    Balance, Condition, EdgeLimits, Listen, LogRotation, Recipe, RestartPolicy, Scheme,
+    Balance, CertFiles, Condition, EdgeLimits, Listen, LogRotation, Recipe, RestartPolicy, Scheme,
     ServiceKind, StaticMount, Tls, Upstream,
 };
 

@@ -135,6 +135,13 @@ enum Command {
     /// Print where the local certificate authority of `tls = "self-signed"` is and how to
     /// trust it (it is created when missing).
     Trust,
+    /// List the edge's certificates (files, ACME-issued, the local CA) with their names and
+    /// expiry; exits 1 when one is expired, unreadable or does not match its key.
+    Certs {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -272,6 +279,7 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         )),
         Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
         Command::Trust => runtime::trust(&runtime_ctx(&cli, color)),
+        Command::Certs { json } => runtime::certs(&runtime_ctx(&cli, color), *json),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "grove", &mut std::io::stdout());

@@ -78,7 +78,14 @@ pub fn plan(plan: &Plan, color: bool) -> String {
         Tls::Off => "off".to_string(),
         Tls::SelfSigned => "self-signed".to_string(),
         Tls::Acme => format!("acme ({})", plan.edge.acme_directory),
-        Tls::Files { cert, .. } => format!("files ({})", cert.display()),
+        Tls::Files { certs } => format!(
+            "files ({})",
+            certs
+                .iter()
+                .map(|c| c.cert.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     if !plan.edge.listen.is_empty() || !plan.edge.forward.is_empty() {
         let listen: Vec<String> = plan.edge.listen.iter().map(|l| l.to_string()).collect();

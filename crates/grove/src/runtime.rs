@@ -157,6 +157,14 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
         };
     let engine = grove_engine::start(store);
     tokio::spawn(feed_health(engine.clone(), edge.clone()));
+    if let Some(mut edge_events) = edge.take_events() {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            while let Some(e) = edge_events.recv().await {
+                engine.record(None, &e.kind, &e.message);
+            }
+        });
+    }
     let listener = tokio::net::UnixListener::bind(&socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -872,4 +880,113 @@ pub fn trust(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         ca.with_file_name("ca.key").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `grove certs`: the certificates the stack file points at, read from disk, so it works
+/// whether or not the stack runs.
+pub fn certs(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
+    use grove_edge::tls;
+    let loaded = match ctx.load(ctx.env.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let stack = &loaded.stack;
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut bad = false;
+    let mut row = |info: Result<tls::CertInfo, String>, what: String| match info {
+        Ok(i) => rows.push(serde_json::json!({
+            "names": i.names, "source": i.source, "issuer": i.issuer,
+            "not_after": tls::date(i.not_after), "not_after_unix": i.not_after,
+            "path": i.path.map(|p| p.display().to_string()), "problem": null,
+        })),
+        Err(problem) => {
+            bad = bad || !problem.starts_with("not issued");
+            rows.push(serde_json::json!({
+                "names": [], "source": what, "issuer": null, "not_after": null,
+                "not_after_unix": null, "path": null, "problem": problem,
+            }))
+        }
+    };
+    match &stack.edge.tls {
+        grove_config::Tls::Off => {}
+        grove_config::Tls::SelfSigned => {
+            let ca = tls::ca_path(&loaded.state);
+            let info = std::fs::read(&ca)
+                .map_err(|_| {
+                    "not issued yet: the local CA is created by `grove up` or `grove trust`"
+                        .to_string()
+                })
+                .and_then(|pem| {
+                    let mut i = tls::describe_pem(&pem, "self-signed CA")
+                        .map_err(|e| format!("{}: {e}", ca.display()))?;
+                    i.path = Some(ca.clone());
+                    Ok(i)
+                });
+            row(info, "self-signed CA".into());
+        }
+        grove_config::Tls::Files { certs } => {
+            for c in certs {
+                let info = tls::load_files(&stack.root.join(&c.cert), &stack.root.join(&c.key))
+                    .map(|l| l.info)
+                    .map_err(|e| e.to_string());
+                row(info, "files".into());
+            }
+        }
+        grove_config::Tls::Acme => {
+            let dir = loaded.state.join("certs").join("acme");
+            for host in &stack.edge.hosts {
+                let path = grove_edge::acme::cert_path(&dir, host);
+                let info = if path.exists() {
+                    tls::load_files(&path, &path.with_file_name("key.pem"))
+                        .map(|mut l| {
+                            l.info.source = "acme".into();
+                            l.info
+                        })
+                        .map_err(|e| e.to_string())
+                } else {
+                    Err(format!("not issued yet for {host}"))
+                };
+                row(info, "acme".into());
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        println!("no certificates: the edge has no https:// listener");
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        println!(
+            "{:<40} {:<15} {:<22} {:>6}  FILE",
+            "NAMES", "SOURCE", "EXPIRES", "DAYS"
+        );
+        for r in &rows {
+            let names: Vec<&str> = r["names"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            match r["problem"].as_str() {
+                Some(p) => println!("{:<40} {:<15} {p}", "-", r["source"].as_str().unwrap_or("")),
+                None => println!(
+                    "{:<40} {:<15} {:<22} {:>6}  {}",
+                    names.join(","),
+                    r["source"].as_str().unwrap_or(""),
+                    r["not_after"].as_str().unwrap_or(""),
+                    (r["not_after_unix"].as_i64().unwrap_or(0) - now) / 86_400,
+                    r["path"].as_str().unwrap_or("-"),
+                ),
+            }
+        }
+    }
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

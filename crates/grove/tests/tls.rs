@@ -1,0 +1,468 @@
+//! TLS end to end: certificate files chosen by SNI and reloaded when they change, the HTTP to
+//! HTTPS redirect and HSTS, clear errors for bad files, and ACME against Debian's pebble
+//! (issuance, a failing challenge, renewal).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn echo_app() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/echo.py")
+        .display()
+        .to_string()
+}
+
+/// A CA and a way to sign leaves with it.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "grove test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// (cert PEM, key PEM) for `names`; `days` = (not before, not after) from now, in days.
+    fn leaf(&self, names: &[&str], days: Option<(i64, i64)>) -> (String, String) {
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        if let Some((from, to)) = days {
+            let now = time::OffsetDateTime::now_utc();
+            p.not_before = now + time::Duration::days(from);
+            p.not_after = now + time::Duration::days(to);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// curl over HTTPS to `host` resolved to loopback; (exit code, body, response headers).
+fn curl(port: u16, host: &str, path: &str, ca: &Path) -> (Option<i32>, String, String) {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-D",
+            "-",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &ca.display().to_string(),
+            &format!("https://{host}:{port}{path}"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        out.status.code(),
+        body.to_string(),
+        format!("{head}\n{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn kinds(s: &Stack) -> Vec<(String, String)> {
+    s.events()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn certificate_files_sni_reload_redirect_and_hsts() {
+    let s = Stack::new("");
+    let ca = Ca::new();
+    let dir = s.path();
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    for (name, host) in [("a", "a.test"), ("b", "b.test")] {
+        let (c, k) = ca.leaf(&[host], None);
+        std::fs::write(dir.join(format!("{name}.pem")), c).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), k).unwrap();
+    }
+    let (http, https) = (free_port(), free_port());
+    std::fs::write(
+        dir.join("grove.toml"),
+        format!(
+            r#"[stack]
+name = "{name}"
+
+[edge]
+listen = ["http://127.0.0.1:{http}", "https://127.0.0.1:{https}"]
+tls = [{{ cert = "a.pem", key = "a.key" }}, {{ cert = "b.pem", key = "b.key" }}]
+hsts = true
+
+[services.app]
+command = "python3 {echo}"
+health = {{ http = "/" }}
+route = {{}}
+"#,
+            name = s.name,
+            echo = echo_app()
+        ),
+    )
+    .unwrap();
+    let up = s.up();
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let ca_path = dir.join("ca.pem");
+    // SNI: each host gets its own certificate (curl checks the name against the CA's leaf).
+    for host in ["a.test", "b.test"] {
+        let (code, body, head) = curl(https, host, "/x", &ca_path);
+        assert_eq!(code, Some(0), "{host}: {head}");
+        assert!(body.contains("\"path\": \"/x\""), "{body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("strict-transport-security: max-age=31536000"),
+            "{head}"
+        );
+    }
+    // Plain HTTP for a host with a certificate: 308 to the HTTPS listener, path and query kept.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "-H",
+            "Host: a.test",
+        ])
+        .arg(format!("http://127.0.0.1:{http}/p/q?x=1"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        format!("308 https://a.test:{https}/p/q?x=1")
+    );
+    // A host without one is served over HTTP as before.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: plain.test",
+        ])
+        .arg(format!("http://127.0.0.1:{http}/"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "200");
+    // The certificate file changes: the new one (which also names a2.test) is served without a
+    // restart, and the change is an event.
+    let (c, k) = ca.leaf(&["a.test", "a2.test"], None);
+    std::fs::write(dir.join("a.key"), k).unwrap();
+    std::fs::write(dir.join("a.pem"), c).unwrap();
+    wait_until("the reloaded certificate", 15, || {
+        curl(https, "a2.test", "/", &ca_path).0 == Some(0)
+    });
+    assert!(kinds(&s)
+        .iter()
+        .any(|(k, m)| k == "cert-reloaded" && m.contains("a2.test")));
+    // A mismatched pair is refused with a clear event; the previous certificate keeps serving.
+    let (_, other_key) = ca.leaf(&["x.test"], None);
+    std::fs::write(dir.join("a.key"), other_key).unwrap();
+    wait_until("the refusal", 15, || {
+        kinds(&s)
+            .iter()
+            .any(|(k, m)| k == "cert-failed" && m.contains("does not belong"))
+    });
+    assert_eq!(curl(https, "a2.test", "/", &ca_path).0, Some(0));
+    // `grove certs` reads the files as they are now: the mismatched pair is named, exit 1.
+    let out = s.run(&["certs"]);
+    assert_eq!(out.status.code(), Some(1));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("b.test") && listing.contains("files"),
+        "{listing}"
+    );
+    assert!(listing.contains("does not belong"), "{listing}");
+}
+
+#[test]
+fn expired_or_mismatched_certificate_files_stop_up_with_a_clear_error() {
+    let ca = Ca::new();
+    for (case, want) in [("expired", "expired on"), ("mismatched", "does not belong")] {
+        let s = Stack::new("");
+        let dir = s.path();
+        let (c, k) = if case == "expired" {
+            ca.leaf(&["a.test"], Some((-100, -10)))
+        } else {
+            (ca.leaf(&["a.test"], None).0, ca.leaf(&["b.test"], None).1)
+        };
+        std::fs::write(dir.join("a.pem"), c).unwrap();
+        std::fs::write(dir.join("a.key"), k).unwrap();
+        std::fs::write(
+            dir.join("grove.toml"),
+            format!(
+                "[stack]\nname = \"{}\"\n[edge]\nlisten = [\"https://127.0.0.1:{}\"]\ntls = {{ cert = \"a.pem\", key = \"a.key\" }}\n",
+                s.name,
+                free_port()
+            ),
+        )
+        .unwrap();
+        let out = s.run(&["up", "-d", "--wait-timeout", "20s"]);
+        assert!(!out.status.success(), "{case}");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(all.contains(want) && all.contains("a.pem"), "{case}: {all}");
+        let out = s.run(&["certs"]);
+        assert_eq!(out.status.code(), Some(1), "{case}");
+        assert!(
+            text(&out.stdout).contains(want),
+            "{case}: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+/// Debian's pebble and its DNS stand-in, on ports of their own, killed on drop.
+struct Pebble {
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+    directory: String,
+    mgmt: u16,
+    dns_mgmt: u16,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Pebble {
+    /// Starts pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`, with
+    /// every name resolving to 127.0.0.1.
+    fn start(http_port: u16, tls_port: u16) -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new();
+        let (c, k) = ca.leaf(&["localhost", "127.0.0.1"], None);
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), c).unwrap();
+        std::fs::write(dir.path().join("key.pem"), k).unwrap();
+        let (listen, mgmt, dns, dns_mgmt) = (free_port(), free_port(), free_port(), free_port());
+        std::fs::write(
+            dir.path().join("pebble.json"),
+            format!(
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
+"certificate": "{d}/cert.pem", "privateKey": "{d}/key.pem", "httpPort": {http_port}, "tlsPort": {tls_port},
+"ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let dns_srv = Command::new("pebble-challtestsrv")
+            .args([
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{dns_mgmt}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv (Debian package pebble; scripts/test installs it)");
+        let pebble = Command::new("pebble")
+            .args([
+                "-config",
+                &dir.path().join("pebble.json").display().to_string(),
+                "-dnsserver",
+                &format!("127.0.0.1:{dns}"),
+            ])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble (Debian package pebble; scripts/test installs it)");
+        let p = Pebble {
+            children: vec![dns_srv, pebble],
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            dir,
+            mgmt,
+            dns_mgmt,
+        };
+        let ca = p.dir.path().join("ca.pem");
+        wait_until("pebble", 20, || {
+            Command::new("curl")
+                .args(["-sf", "--cacert", &ca.display().to_string(), &p.directory])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        p
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The root pebble issues under (it changes with every pebble start).
+    fn issuing_root(&self) -> std::path::PathBuf {
+        let out = Command::new("curl")
+            .args(["-sfk", &format!("https://127.0.0.1:{}/roots/0", self.mgmt)])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let path = self.dir.path().join("root.pem");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+
+    /// Makes `host` resolve to an address nothing listens on, so its challenge fails.
+    fn break_dns(&self, host: &str) {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-d",
+                &format!(r#"{{"host":"{host}.","addresses":["127.0.0.2"]}}"#),
+                &format!("http://127.0.0.1:{}/add-a", self.dns_mgmt),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+}
+
+#[test]
+fn acme_issues_renews_and_reports_a_failing_challenge_against_pebble() {
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https);
+    pebble.break_dns("broken.test");
+    let s = Stack::new("");
+    let write = |hosts: &str| {
+        std::fs::write(
+            s.path().join("grove.toml"),
+            format!(
+                r#"[stack]
+name = "{name}"
+
+[edge]
+listen = ["http://127.0.0.1:{http}", "https://127.0.0.1:{https}"]
+hosts = [{hosts}]
+tls = "acme"
+acme_email = "ops@example.org"
+acme_directory = "{dir}"
+acme_ca = "{ca}"
+
+[services.app]
+command = "python3 {echo}"
+health = {{ http = "/" }}
+route = {{}}
+"#,
+                name = s.name,
+                dir = pebble.directory,
+                ca = pebble.ca().display(),
+                echo = echo_app()
+            ),
+        )
+        .unwrap();
+    };
+    write(r#""acme.test", "broken.test""#);
+    let up = s.up();
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    wait_until("the certificate for acme.test", 60, || {
+        kinds(&s)
+            .iter()
+            .any(|(k, m)| k == "cert-issued" && m.contains("acme.test"))
+    });
+    let root = pebble.issuing_root();
+    let (code, body, head) = curl(https, "acme.test", "/hi", &root);
+    assert_eq!(code, Some(0), "{head}");
+    assert!(body.contains("\"path\": \"/hi\""), "{body}");
+    // The challenge for broken.test cannot be reached: a failure naming the host, retried.
+    wait_until("the failure for broken.test", 60, || {
+        kinds(&s)
+            .iter()
+            .any(|(k, m)| k == "cert-failed" && m.contains("broken.test") && m.contains("retrying"))
+    });
+    // `grove certs` lists the issued certificate and the one still missing.
+    let out = s.run(&["certs", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["names"][0], "acme.test", "{rows}");
+    assert_eq!(rows[0]["source"], "acme");
+    assert!(rows[1]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("not issued yet for broken.test"));
+    // Keys and the account are private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["acme.test/key.pem", "account.json"] {
+        let p = s.path().join(".grove/certs/acme").join(f);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // Renewal: down, age the stored certificate past two thirds of its life, up again.
+    assert!(s.run(&["down"]).status.success());
+    let ca = Ca::new();
+    let (c, k) = ca.leaf(&["acme.test"], Some((-80, 10)));
+    let d = s.path().join(".grove/certs/acme/acme.test");
+    std::fs::write(d.join("cert.pem"), c).unwrap();
+    std::fs::write(d.join("key.pem"), k).unwrap();
+    write(r#""acme.test""#);
+    let up = s.up();
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    wait_until("the renewal", 60, || {
+        kinds(&s)
+            .iter()
+            .any(|(k, m)| k == "cert-renewed" && m.contains("acme.test"))
+    });
+    assert_eq!(curl(https, "acme.test", "/", &root).0, Some(0));
+}
