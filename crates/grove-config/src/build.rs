@@ -33,8 +33,9 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 12] = [
+const EDGE_KEYS: [&str; 13] = [
     "listen",
+    "upstream_ca",
     "hosts",
     "tls",
     "acme_email",
@@ -768,6 +769,9 @@ impl<'a> Builder<'a> {
         }
         if let Some(e) = map.get("acme_ca") {
             edge.acme_ca = self.path(&e.node, "edge.acme_ca");
+        }
+        if let Some(e) = map.get("upstream_ca") {
+            edge.upstream_ca = self.path(&e.node, "edge.upstream_ca");
         }
         if let Some(e) = map.get("hsts") {
             edge.hsts = self.bool(&e.node, "edge.hsts").unwrap_or(false);
@@ -2140,6 +2144,7 @@ fn default_edge() -> Edge {
         acme_email: None,
         acme_directory: ACME_PRODUCTION.to_string(),
         acme_ca: None,
+        upstream_ca: None,
         hsts: false,
         redirect_https: true,
         trusted_proxies: Vec::new(),

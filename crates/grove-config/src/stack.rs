@@ -143,6 +143,8 @@ pub struct Edge {
     pub acme_directory: String,
     /// CA bundle for a private ACME directory.
     pub acme_ca: Option<PathBuf>,
+    /// CA bundle trusted, besides the system roots, for `https://` upstreams.
+    pub upstream_ca: Option<PathBuf>,
     /// Send HSTS.
     pub hsts: bool,
     /// Redirect HTTP to HTTPS for hosts with TLS.

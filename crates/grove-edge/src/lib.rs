@@ -225,6 +225,18 @@ impl Edge {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.upstream_connect));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let upstream_ca = plan.edge.upstream_ca.as_ref().map(|p| plan.root.join(p));
+        let tls_client =
+            tls::client_config(upstream_ca.as_deref()).map_err(|source| EdgeError::Tls {
+                listen: "https upstreams".into(),
+                source,
+            })?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_client)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(limits.pool_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))

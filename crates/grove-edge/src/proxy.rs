@@ -25,8 +25,9 @@ use crate::{statics, Shared};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The one body type of the edge.
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-/// The upstream client.
-pub type UpstreamClient = Client<HttpConnector, BoxBody>;
+/// The upstream client (plain HTTP, or HTTPS verified against the system roots and
+/// `[edge] upstream_ca`).
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, BoxBody>;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -503,14 +504,8 @@ async fn proxy(
     let mut last_err = String::new();
     let mut headers = Some(headers);
     for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
-        if backend.https {
-            last_err = format!(
-                "{}: https upstreams need the TLS support of a later release",
-                backend.name
-            );
-            continue;
-        }
-        let uri: Uri = match format!("http://{}{}", backend.authority, pq).parse() {
+        let scheme = if backend.https { "https" } else { "http" };
+        let uri: Uri = match format!("{scheme}://{}{}", backend.authority, pq).parse() {
             Ok(u) => u,
             Err(e) => {
                 return (

@@ -439,6 +439,37 @@ pub fn self_signed(state: &Path, hosts: &[String]) -> Result<Loaded, TlsError> {
     )
 }
 
+/// The client side, for `https://` upstreams: the system's roots plus `extra_ca` (a PEM
+/// bundle), TLS 1.2 and 1.3.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for c in native.certs {
+        let _ = roots.add(c);
+    }
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path).map_err(io(path))?;
+        let mut n = 0;
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            let c = c.map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?;
+            roots
+                .add(c)
+                .map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(TlsError::Invalid(format!(
+                "{}: no certificate in it",
+                path.display()
+            )));
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid(e.to_string()))
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// Writes a private file (mode 0600), creating its folder (mode 0700).
 pub fn write_secret(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     if let Some(dir) = path.parent() {

@@ -620,23 +620,24 @@ impl Actor {
                 let start_ticks = process::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
                 rt.proc = Some(Proc { pid, started: now });
                 let unit: Arc<str> = Arc::from(name);
+                let mut pumps = Vec::new();
                 if let Some(out) = child.stdout.take() {
-                    tokio::spawn(pump(
+                    pumps.push(tokio::spawn(pump(
                         out,
                         "out",
                         unit.clone(),
                         rt.log.clone(),
                         self.lines.clone(),
-                    ));
+                    )));
                 }
                 if let Some(err) = child.stderr.take() {
-                    tokio::spawn(pump(
+                    pumps.push(tokio::spawn(pump(
                         err,
                         "err",
                         unit.clone(),
                         rt.log.clone(),
                         self.lines.clone(),
-                    ));
+                    )));
                 }
                 let tx = self.internal.clone();
                 let unit_name = name.to_string();
@@ -653,6 +654,12 @@ impl Actor {
                     };
                     // Whatever the main process left in its group goes with it.
                     let _ = process::signal_group(pid, Signal::SIGKILL);
+                    // Its last words reach the log before the line saying it exited (the pipes
+                    // close as soon as the group is gone; a stray holder does not delay us long).
+                    for p in pumps {
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_millis(100), p).await;
+                    }
                     let _ = tx.send(Internal::Exited {
                         unit: unit_name,
                         gen,

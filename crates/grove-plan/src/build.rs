@@ -416,6 +416,7 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
             acme_email: stack.edge.acme_email.clone(),
             acme_directory: stack.edge.acme_directory.clone(),
             acme_ca: stack.edge.acme_ca.clone(),
+            upstream_ca: stack.edge.upstream_ca.clone(),
             hsts: stack.edge.hsts,
             redirect_https: stack.edge.redirect_https,
             trusted_proxies: stack.edge.trusted_proxies.clone(),

@@ -229,6 +229,8 @@ pub struct Edge {
     pub acme_directory: String,
     /// CA bundle for the ACME directory.
     pub acme_ca: Option<PathBuf>,
+    /// CA bundle for `https://` upstreams (besides the system roots).
+    pub upstream_ca: Option<PathBuf>,
     /// HSTS.
     pub hsts: bool,
     /// HTTP -> HTTPS redirect.

@@ -466,3 +466,66 @@ route = {{}}
     });
     assert_eq!(curl(https, "acme.test", "/", &root).0, Some(0));
 }
+
+#[test]
+fn https_upstreams_are_verified_against_the_configured_ca() {
+    let ca = Ca::new();
+    let s = Stack::new("");
+    let dir = s.path();
+    let (c, k) = ca.leaf(&["127.0.0.1"], None);
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.join("up.pem"), c).unwrap();
+    std::fs::write(dir.join("up.key"), k).unwrap();
+    let (edge, up) = (free_port(), free_port());
+    std::fs::write(
+        dir.join("grove.toml"),
+        format!(
+            r#"[stack]
+name = "{name}"
+
+[edge]
+listen = ["http://127.0.0.1:{edge}"]
+upstream_ca = "ca.pem"
+
+[services.secure]
+command = "python3 {echo}"
+port = {up}
+env = {{ NAME = "secure", TLS_CERT = "{d}/up.pem", TLS_KEY = "{d}/up.key" }}
+
+[services.remote]
+upstreams = ["https://127.0.0.1:{up}"]
+route = {{ prefix = "/r" }}
+"#,
+            name = s.name,
+            echo = echo_app(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    s.up();
+    let get = |port: u16| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}/r/x"))
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    wait_until("the https upstream", 20, || get(edge).ends_with("\n200"));
+    assert!(get(edge).contains("\"name\": \"secure\""));
+    // Another edge that does not trust that CA refuses the upstream: 502 naming the cause.
+    let other = Stack::new("");
+    let edge2 = free_port();
+    std::fs::write(
+        other.path().join("grove.toml"),
+        format!(
+            "[stack]\nname = \"{}\"\n[edge]\nlisten = [\"http://127.0.0.1:{edge2}\"]\n[services.remote]\nupstreams = [\"https://127.0.0.1:{up}\"]\nroute = {{ prefix = \"/r\" }}\n",
+            other.name
+        ),
+    )
+    .unwrap();
+    other.up();
+    let answer = get(edge2);
+    assert!(answer.ends_with("\n502"), "{answer}");
+    assert!(answer.to_lowercase().contains("certificate"), "{answer}");
+}
