@@ -33,8 +33,9 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 13] = [
+const EDGE_KEYS: [&str; 14] = [
     "listen",
+    "acme_challenge",
     "upstream_ca",
     "hosts",
     "tls",
@@ -769,6 +770,18 @@ impl<'a> Builder<'a> {
         }
         if let Some(e) = map.get("acme_ca") {
             edge.acme_ca = self.path(&e.node, "edge.acme_ca");
+        }
+        if let Some(e) = map.get("acme_challenge") {
+            if let Some(c) = self.enum_str(
+                &e.node,
+                "edge.acme_challenge",
+                &[
+                    ("http-01", AcmeChallenge::Http01),
+                    ("tls-alpn-01", AcmeChallenge::TlsAlpn01),
+                ],
+            ) {
+                edge.acme_challenge = c;
+            }
         }
         if let Some(e) = map.get("upstream_ca") {
             edge.upstream_ca = self.path(&e.node, "edge.upstream_ca");
@@ -2144,6 +2157,7 @@ fn default_edge() -> Edge {
         acme_email: None,
         acme_directory: ACME_PRODUCTION.to_string(),
         acme_ca: None,
+        acme_challenge: AcmeChallenge::Http01,
         upstream_ca: None,
         hsts: false,
         redirect_https: true,

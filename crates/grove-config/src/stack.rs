@@ -143,6 +143,8 @@ pub struct Edge {
     pub acme_directory: String,
     /// CA bundle for a private ACME directory.
     pub acme_ca: Option<PathBuf>,
+    /// Which ACME challenge to answer first.
+    pub acme_challenge: AcmeChallenge,
     /// CA bundle trusted, besides the system roots, for `https://` upstreams.
     pub upstream_ca: Option<PathBuf>,
     /// Send HSTS.
@@ -195,6 +197,17 @@ impl Default for EdgeLimits {
             max_connections: 10_000,
         }
     }
+}
+
+/// The ACME challenge the edge answers (the other one is used when the CA does not offer it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcmeChallenge {
+    /// HTTP-01 on the edge's `http://` listener (port 80 in production).
+    #[default]
+    Http01,
+    /// TLS-ALPN-01 on its `https://` listener (port 443 in production).
+    TlsAlpn01,
 }
 
 /// How a route spreads requests over its units.

@@ -36,6 +36,8 @@ pub struct AcmeSettings {
     pub hosts: Vec<String>,
     /// `<state>/certs/acme`.
     pub dir: PathBuf,
+    /// The challenge answered when the CA offers it.
+    pub prefer_alpn: bool,
 }
 
 /// HTTP-01 answers: token -> key authorization.
@@ -238,15 +240,13 @@ async fn issue(
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
-        let has_http = authz
-            .challenges
-            .iter()
-            .any(|c| c.r#type == ChallengeType::Http01);
-        let kind = if has_http {
-            ChallengeType::Http01
+        let offers = |t: ChallengeType| authz.challenges.iter().any(|c| c.r#type == t);
+        let (first, second) = if settings.prefer_alpn {
+            (ChallengeType::TlsAlpn01, ChallengeType::Http01)
         } else {
-            ChallengeType::TlsAlpn01
+            (ChallengeType::Http01, ChallengeType::TlsAlpn01)
         };
+        let kind = if offers(first.clone()) { first } else { second };
         let Some(mut challenge) = authz.challenge(kind.clone()) else {
             return Err(AcmeError::Other(format!(
                 "the CA offers neither HTTP-01 nor TLS-ALPN-01 for {host}"
@@ -329,12 +329,18 @@ fn alpn_certificate(
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    let loaded = tls::load_pem(
-        cert.pem().as_bytes(),
-        key.serialize_pem().as_bytes(),
-        "acme",
-    )?;
-    Ok(loaded.key)
+    // Not through tls::load_pem: its consistency check parses the certificate with webpki,
+    // which refuses the critical acmeIdentifier extension this certificate must carry.
+    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| AcmeError::Other(e.to_string()))?;
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| AcmeError::Other(e.to_string()))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
 }
 
 #[cfg(test)]

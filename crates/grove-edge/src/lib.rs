@@ -387,6 +387,7 @@ fn setup_tls(
                 email: plan.edge.acme_email.clone(),
                 hosts: plan.edge.hosts.clone(),
                 dir: state.join("certs").join("acme"),
+                prefer_alpn: plan.edge.acme_challenge == grove_plan::AcmeChallenge::TlsAlpn01,
             };
             acme::load_cached(&settings, store);
             // Until a host's certificate is issued, the local CA's stands in (last, so an

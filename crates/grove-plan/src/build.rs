@@ -417,6 +417,7 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
             acme_directory: stack.edge.acme_directory.clone(),
             acme_ca: stack.edge.acme_ca.clone(),
             upstream_ca: stack.edge.upstream_ca.clone(),
+            acme_challenge: stack.edge.acme_challenge,
             hsts: stack.edge.hsts,
             redirect_https: stack.edge.redirect_https,
             trusted_proxies: stack.edge.trusted_proxies.clone(),

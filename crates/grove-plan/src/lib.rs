@@ -23,8 +23,8 @@ use serde::Serialize;
 pub use build::{build, build_with_ports, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    Balance, CertFiles, Condition, EdgeLimits, Listen, LogRotation, Recipe, RestartPolicy, Scheme,
-    ServiceKind, StaticMount, Tls, Upstream,
+    AcmeChallenge, Balance, CertFiles, Condition, EdgeLimits, Listen, LogRotation, Recipe,
+    RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
 };
 
 /// Everything grove will run and route, fully resolved.
@@ -229,6 +229,8 @@ pub struct Edge {
     pub acme_directory: String,
     /// CA bundle for the ACME directory.
     pub acme_ca: Option<PathBuf>,
+    /// Which ACME challenge to answer first.
+    pub acme_challenge: AcmeChallenge,
     /// CA bundle for `https://` upstreams (besides the system roots).
     pub upstream_ca: Option<PathBuf>,
     /// HSTS.

@@ -529,3 +529,54 @@ route = {{ prefix = "/r" }}
     assert!(answer.ends_with("\n502"), "{answer}");
     assert!(answer.to_lowercase().contains("certificate"), "{answer}");
 }
+
+#[test]
+fn acme_over_tls_alpn_with_only_an_https_listener() {
+    let https = free_port();
+    // No HTTP listener at all: pebble's HTTP-01 port points at nothing.
+    let pebble = Pebble::start(free_port(), https);
+    let s = Stack::new("");
+    std::fs::write(
+        s.path().join("grove.toml"),
+        format!(
+            r#"[stack]
+name = "{name}"
+
+[edge]
+listen = ["https://127.0.0.1:{https}"]
+hosts = ["alpn.test"]
+tls = "acme"
+acme_challenge = "tls-alpn-01"
+acme_email = "ops@example.org"
+acme_directory = "{dir}"
+acme_ca = "{ca}"
+
+[services.app]
+command = "python3 {echo}"
+health = {{ http = "/" }}
+route = {{}}
+"#,
+            name = s.name,
+            dir = pebble.directory,
+            ca = pebble.ca().display(),
+            echo = echo_app()
+        ),
+    )
+    .unwrap();
+    s.up();
+    let start = Instant::now();
+    while !kinds(&s)
+        .iter()
+        .any(|(k, m)| k == "cert-issued" && m.contains("alpn.test"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no certificate; events: {:#?}",
+            kinds(&s)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body, head) = curl(https, "alpn.test", "/alpn", &pebble.issuing_root());
+    assert_eq!(code, Some(0), "{head}");
+    assert!(body.contains("\"path\": \"/alpn\""), "{body}");
+}
