@@ -12,21 +12,6 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn echo_app() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/echo.py")
-        .display()
-        .to_string()
-}
-
 /// A CA and a way to sign leaves with it.
 struct Ca {
     cert: rcgen::Certificate,
@@ -380,22 +365,17 @@ impl Pebble {
     }
 }
 
-#[test]
-fn acme_issues_renews_and_reports_a_failing_challenge_against_pebble() {
-    let (http, https) = (free_port(), free_port());
-    let pebble = Pebble::start(http, https);
-    pebble.break_dns("broken.test");
-    let s = Stack::new("");
-    let write = |hosts: &str| {
-        std::fs::write(
-            s.path().join("grove.toml"),
-            format!(
-                r#"[stack]
+/// Writes an ACME stack: `edge` is the `[edge]` lines before the ACME keys (listen, hosts,
+/// acme_challenge); an echo app serves every path.
+fn write_acme_stack(s: &Stack, pebble: &Pebble, edge: &str) {
+    std::fs::write(
+        s.path().join("grove.toml"),
+        format!(
+            r#"[stack]
 name = "{name}"
 
 [edge]
-listen = ["http://127.0.0.1:{http}", "https://127.0.0.1:{https}"]
-hosts = [{hosts}]
+{edge}
 tls = "acme"
 acme_email = "ops@example.org"
 acme_directory = "{dir}"
@@ -406,13 +386,29 @@ command = "python3 {echo}"
 health = {{ http = "/" }}
 route = {{}}
 "#,
-                name = s.name,
-                dir = pebble.directory,
-                ca = pebble.ca().display(),
-                echo = echo_app()
+            name = s.name,
+            dir = pebble.directory,
+            ca = pebble.ca().display(),
+            echo = echo_app()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn acme_issues_renews_and_reports_a_failing_challenge_against_pebble() {
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(http, https);
+    pebble.break_dns("broken.test");
+    let s = Stack::new("");
+    let write = |hosts: &str| {
+        write_acme_stack(
+            &s,
+            &pebble,
+            &format!(
+                "listen = [\"http://127.0.0.1:{http}\", \"https://127.0.0.1:{https}\"]\nhosts = [{hosts}]"
             ),
         )
-        .unwrap();
     };
     write(r#""acme.test", "broken.test""#);
     let up = s.up();
@@ -536,33 +532,13 @@ fn acme_over_tls_alpn_with_only_an_https_listener() {
     // No HTTP listener at all: pebble's HTTP-01 port points at nothing.
     let pebble = Pebble::start(free_port(), https);
     let s = Stack::new("");
-    std::fs::write(
-        s.path().join("grove.toml"),
-        format!(
-            r#"[stack]
-name = "{name}"
-
-[edge]
-listen = ["https://127.0.0.1:{https}"]
-hosts = ["alpn.test"]
-tls = "acme"
-acme_challenge = "tls-alpn-01"
-acme_email = "ops@example.org"
-acme_directory = "{dir}"
-acme_ca = "{ca}"
-
-[services.app]
-command = "python3 {echo}"
-health = {{ http = "/" }}
-route = {{}}
-"#,
-            name = s.name,
-            dir = pebble.directory,
-            ca = pebble.ca().display(),
-            echo = echo_app()
+    write_acme_stack(
+        &s,
+        &pebble,
+        &format!(
+            "listen = [\"https://127.0.0.1:{https}\"]\nhosts = [\"alpn.test\"]\nacme_challenge = \"tls-alpn-01\""
         ),
-    )
-    .unwrap();
+    );
     s.up();
     let start = Instant::now();
     while !kinds(&s)

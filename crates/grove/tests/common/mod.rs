@@ -201,3 +201,20 @@ impl Drop for Stack {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The edge tests' upstream: `tests/fixtures/echo.py`.
+pub fn echo_app() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/echo.py")
+        .display()
+        .to_string()
+}
