@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Benchmark: HTTPS termination, grove's edge against nginx (OpenSSL) in front of the same
+# upstream, in one run. A benchmark, not a test: it prints numbers and exits 0.
+#
+#   cargo build --release -p grove && bench/tls/run.sh
+#
+# Environment: GROVE_BIN (default target/release/grove), DURATION (10 s), WARMUP (2 s),
+# CONNS (50).
+#
+# Both proxies use the same ECDSA P-256 certificate (made with openssl in a temporary
+# folder), TLS 1.3, and are pinned to CPU 0; the upstream (a private nginx answering 60 bytes)
+# and wrk share CPU 1. Two loads per proxy:
+#   keep-alive   wrk over 50 kept-alive HTTPS connections: req/s, p99, CPU per request
+#   handshakes   wrk with `Connection: close`: every request is a new TLS handshake, so
+#                req/s is handshakes per second; CPU per handshake
+# CPU is utime+stime of the proxy's process tree from /proc over the run.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+GROVE_BIN="${GROVE_BIN:-$REPO_ROOT/target/release/grove}"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+CONNS="${CONNS:-50}"
+
+die() { echo "bench: $*" >&2; exit 1; }
+for v in DURATION WARMUP CONNS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
+done
+[[ -x "$GROVE_BIN" ]] || die "grove binary not found at $GROVE_BIN; build it: cargo build --release -p grove"
+for tool in wrk nginx openssl taskset python3 curl; do
+    command -v "$tool" >/dev/null || die "missing $tool; install with: sudo apt-get install -y wrk nginx-light openssl curl"
+done
+NGINX="$(command -v nginx)"
+(($(nproc) >= 2)) || die "needs 2 CPUs"
+
+WORK="$(mktemp -d /tmp/grove-bench-tls.XXXXXX)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_https() { # port seconds
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do
+        curl -sk -o /dev/null "https://127.0.0.1:$1/" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+tree_ticks() {
+    python3 - "$1" <<'PY'
+import os, sys
+root = int(sys.argv[1]); kids = {}; total = 0
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        st = open(f"/proc/{d}/stat").read()
+    except OSError:
+        continue
+    rest = st[st.rindex(")") + 2:].split()
+    t = int(rest[11]) + int(rest[12])
+    if int(d) == root:
+        total += t
+    kids.setdefault(int(rest[1]), []).append((int(d), t))
+todo = [root]
+while todo:
+    for c, t in kids.get(todo.pop(), []):
+        total += t
+        todo.append(c)
+print(total)
+PY
+}
+HZ="$(getconf CLK_TCK)"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+
+UP_PORT="$(free_port)"
+BODY="$(printf 'x%.0s' $(seq 1 59))"
+mkdir -p "$WORK/upstream/logs"
+cat >"$WORK/upstream/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/upstream/logs/error.log;
+pid $WORK/upstream/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 "$BODY\n"; } }
+}
+CONF
+taskset -c 1 "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+
+start_nginx() {
+    mkdir -p "$WORK/nginx/logs"
+    cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+error_log $WORK/nginx/logs/error.log;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log $WORK/nginx/logs/access.log;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$1 ssl;
+        http2 on;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+CONF
+    # nginx 1.22 has no `http2 on;`: fall back to the listen flag.
+    if ! "$NGINX" -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >/dev/null 2>&1; then
+        sed -i 's/ ssl;$/ ssl http2;/; /http2 on;/d' "$WORK/nginx/nginx.conf"
+    fi
+    taskset -c 0 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+    PROXY_PID=$!
+}
+
+start_grove() {
+    mkdir -p "$WORK/grove"
+    cp "$REPO_ROOT/bench/tls/grove.toml" "$WORK/grove/grove.toml"
+    BENCH_PORT="$1" BENCH_UPSTREAM="127.0.0.1:$UP_PORT" BENCH_CERT="$WORK/cert.pem" BENCH_KEY="$WORK/key.pem" \
+        taskset -c 0 "$GROVE_BIN" up -f "$WORK/grove/grove.toml" >"$WORK/grove/up.log" 2>&1 &
+    PROXY_PID=$!
+}
+
+measure() { # name port mode -> "rps p99ms cpu_us"
+    local extra=()
+    [[ "$3" == handshakes ]] && extra=(-H "Connection: close")
+    ((WARMUP > 0)) && taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${extra[@]}" "https://127.0.0.1:$2/" >/dev/null
+    local before after out
+    before="$(tree_ticks "$PROXY_PID")"
+    out="$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${extra[@]}" "https://127.0.0.1:$2/")"
+    after="$(tree_ticks "$PROXY_PID")"
+    python3 - "$out" "$((after - before))" "$HZ" <<'PY'
+import re, sys
+out, ticks, hz = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+n = float(re.search(r"(\d+) requests in", out).group(1))
+m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)", out, re.M)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+print("%.0f %.2f %.1f" % (rps, p99, ticks / hz / max(n, 1) * 1e6))
+PY
+}
+
+declare -A R
+for name in nginx grove; do
+    port="$(free_port)"
+    "start_$name" "$port"
+    PIDS+=("$PROXY_PID")
+    wait_https "$port" 20 || die "$name did not start on port $port"
+    [[ "$(curl -sk "https://127.0.0.1:$port/")" == "$BODY" ]] || die "$name does not answer the upstream's body"
+    R[$name.keepalive]="$(measure "$name" "$port" keepalive)"
+    R[$name.handshakes]="$(measure "$name" "$port" handshakes)"
+    kill "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+done
+
+echo
+echo "TLS benchmark: ${DURATION}s per load, $CONNS connections, ECDSA P-256, 60-byte body; proxy on CPU 0, wrk + upstream on CPU 1"
+echo "$("$NGINX" -v 2>&1 | sed 's/.*: //') with $(openssl version | awk '{print $1, $2}'); grove with rustls (ring)"
+printf '%-8s %-11s %10s %8s %12s %10s %10s\n' proxy load req/s p99_ms cpu_us/req rps/nginx cpu/nginx
+for load in keepalive handshakes; do
+    for name in nginx grove; do
+        read -r rps p99 cpu <<<"${R[$name.$load]}"
+        read -r nrps _ ncpu <<<"${R[nginx.$load]}"
+        printf '%-8s %-11s %10s %8s %12s %10s %10s\n' "$name" "$load" "$rps" "$p99" "$cpu" \
+            "$(python3 -c "print('%.2f' % ($rps / $nrps))")" "$(python3 -c "print('%.2f' % ($cpu / $ncpu))")"
+    done
+done
+echo
+echo "goal for grove: rps/nginx >= 1.00 on both loads"
