@@ -561,11 +561,7 @@ async fn proxy(
                     last_err = format!("cannot connect to {} ({})", backend.name, root_cause(&e));
                     continue;
                 }
-                let timed_out = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<BodyTimeout>())
-                    .is_some()
-                    || root_cause(&e).contains(BODY_TIMEOUT);
-                if timed_out {
+                if caused_by::<BodyTimeout>(&e, BODY_TIMEOUT) {
                     return (
                         error_page(
                             StatusCode::REQUEST_TIMEOUT,
@@ -575,11 +571,7 @@ async fn proxy(
                         Some(backend.name.clone()),
                     );
                 }
-                let too_large = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<http_body_util::LengthLimitError>())
-                    .is_some()
-                    || root_cause(&e).contains("length limit exceeded");
-                if too_large {
+                if caused_by::<http_body_util::LengthLimitError>(&e, "length limit exceeded") {
                     return (
                         error_page(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -746,6 +738,22 @@ impl hyper::body::Body for Prefixed {
     }
 }
 
+/// Whether a `T` is anywhere in `e`'s chain of sources (or, when a layer hid the type, the
+/// innermost message is `T`'s `text`).
+fn caused_by<T: std::error::Error + 'static>(
+    e: &(dyn std::error::Error + 'static),
+    text: &str,
+) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    root_cause(e).contains(text)
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: &(dyn std::error::Error + 'static) = e;
     while let Some(s) = cur.source() {
@@ -788,6 +796,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] BoxError);
+
+    #[test]
+    fn causes_are_found_anywhere_in_the_chain() {
+        let nested = Outer(Box::new(Outer(Box::new(BodyTimeout))));
+        assert!(caused_by::<BodyTimeout>(&nested, "never matches"));
+        let other = Outer(Box::new(Outer(Box::new(std::io::Error::other("x")))));
+        assert!(!caused_by::<BodyTimeout>(&other, "never matches"));
+        assert!(caused_by::<BodyTimeout>(&other, "x"));
     }
 
     #[test]
