@@ -1698,7 +1698,7 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
-            None => 10_000_000,
+            None => DEFAULT_MAX_BODY,
         };
         let balance = map
             .get("balance")

@@ -161,6 +161,10 @@ pub struct Edge {
     pub limits: EdgeLimits,
 }
 
+/// A route's `max_body` when it sets none (10 MB, nginx's `client_max_body_size` is 1 MB;
+/// uploads in the seeds are larger).
+pub const DEFAULT_MAX_BODY: u64 = 10_000_000;
+
 /// `[edge.limits]`: the edge's limits and timeouts, named as nginx names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EdgeLimits {

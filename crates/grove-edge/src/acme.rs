@@ -48,11 +48,6 @@ pub fn slot(host: &str) -> String {
     format!("acme:{host}")
 }
 
-/// Where a host's issued certificate is kept (`key.pem` beside it).
-pub fn cert_path(dir: &Path, host: &str) -> PathBuf {
-    host_dir(dir, host).join("cert.pem")
-}
-
 fn host_dir(dir: &Path, host: &str) -> PathBuf {
     dir.join(host.replace('*', "_wildcard"))
 }
@@ -61,16 +56,21 @@ fn host_dir(dir: &Path, host: &str) -> PathBuf {
 /// out, to be issued again).
 pub fn load_cached(settings: &AcmeSettings, store: &CertStore) {
     for host in &settings.hosts {
-        let d = host_dir(&settings.dir, host);
-        match tls::load_files(&d.join("cert.pem"), &d.join("key.pem")) {
-            Ok(mut l) => {
-                l.info.source = "acme".into();
-                store.set(&slot(host), l);
-            }
+        match load_host(&settings.dir, host) {
+            Ok(l) => store.set(&slot(host), l),
             Err(TlsError::Io { .. }) => {}
             Err(e) => tracing::warn!("ACME certificate for {host} on disk: {e}"),
         }
     }
+}
+
+/// A host's certificate as issued earlier, from `dir` (`<state>/certs/acme`); a missing file
+/// is [`TlsError::Io`].
+pub fn load_host(dir: &Path, host: &str) -> Result<Loaded, TlsError> {
+    let d = host_dir(dir, host);
+    let mut l = tls::load_files(&d.join("cert.pem"), &d.join("key.pem"))?;
+    l.info.source = "acme".into();
+    Ok(l)
 }
 
 /// Whether a certificate is due: none, or past two thirds of its lifetime.
@@ -82,13 +82,6 @@ pub fn due(cert: Option<&Loaded>, now: i64) -> bool {
             now >= from + (to - from) * 2 / 3
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Keeps every host's certificate issued and renewed, for as long as the edge runs.
@@ -104,7 +97,7 @@ pub async fn manage(
         let mut next = CHECK_EVERY;
         for host in &settings.hosts {
             let current = store.get(&slot(host));
-            if !due(current.as_ref(), now()) {
+            if !due(current.as_ref(), tls::unix_now()) {
                 continue;
             }
             let renewing = current.is_some();

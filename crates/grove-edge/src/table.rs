@@ -15,9 +15,6 @@ use crate::stats::{Registry, RouteStats};
 /// How long an upstream that refused a connection is skipped.
 pub const PASSIVE_DOWN: Duration = Duration::from_secs(5);
 
-/// Body limit of a whole-port forward (the same as a route's default `max_body`).
-pub const FORWARD_MAX_BODY: u64 = 10_000_000;
-
 /// One place a request can be sent.
 #[derive(Debug)]
 pub struct Backend {
@@ -277,7 +274,7 @@ impl Table {
                     host: HostMatch::Any,
                     prefix: "/".to_string(),
                     strip_prefix: false,
-                    max_body: FORWARD_MAX_BODY,
+                    max_body: grove_plan::DEFAULT_MAX_BODY,
                     websocket: true,
                     action: Action::Proxy(pool(&f.service, &f.target, Balance::RoundRobin)),
                     stats: stats.get(&format!(":{}", f.listen.addr.port())),

@@ -191,7 +191,8 @@ pub fn describe_pem(pem: &[u8], source: &str) -> Result<CertInfo, TlsError> {
     describe(&der, source)
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -24,7 +24,7 @@ pub use build::{build, build_with_ports, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
     AcmeChallenge, Balance, CertFiles, Condition, EdgeLimits, Listen, LogRotation, Recipe,
-    RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
+    RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream, DEFAULT_MAX_BODY,
 };
 
 /// Everything grove will run and route, fully resolved.

@@ -938,16 +938,10 @@ pub fn certs(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
         grove_config::Tls::Acme => {
             let dir = loaded.state.join("certs").join("acme");
             for host in &stack.edge.hosts {
-                let path = grove_edge::acme::cert_path(&dir, host);
-                let info = if path.exists() {
-                    tls::load_files(&path, &path.with_file_name("key.pem"))
-                        .map(|mut l| {
-                            l.info.source = "acme".into();
-                            l.info
-                        })
-                        .map_err(|e| e.to_string())
-                } else {
-                    Err(format!("not issued yet for {host}"))
+                let info = match grove_edge::acme::load_host(&dir, host) {
+                    Ok(l) => Ok(l.info),
+                    Err(tls::TlsError::Io { .. }) => Err(format!("not issued yet for {host}")),
+                    Err(e) => Err(e.to_string()),
                 };
                 row(info, "acme".into());
             }
@@ -958,10 +952,7 @@ pub fn certs(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     } else if rows.is_empty() {
         println!("no certificates: the edge has no https:// listener");
     } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = tls::unix_now();
         println!(
             "{:<40} {:<15} {:<22} {:>6}  FILE",
             "NAMES", "SOURCE", "EXPIRES", "DAYS"
