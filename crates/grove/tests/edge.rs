@@ -103,8 +103,7 @@ fn stack(body: &str) -> (Stack, u16) {
     let text = body
         .replace("EDGE_PORT", &port.to_string())
         .replace("ECHO", &echo_app());
-    let full = format!("[stack]\nname = \"{}\"\n\n{text}", s.name);
-    std::fs::write(s.path().join("grove.toml"), full).unwrap();
+    s.write_stack(&text);
     s.up();
     (s, port)
 }
@@ -300,14 +299,9 @@ fn static_files_conditional_range_precompressed_and_no_way_out() {
     std::fs::write(public.join("index.html"), "<h1>home</h1>").unwrap();
     std::fs::write(s.path().join("secret.txt"), "top secret").unwrap();
     std::os::unix::fs::symlink(s.path().join("secret.txt"), public.join("escape")).unwrap();
-    std::fs::write(
-        s.path().join("grove.toml"),
-        format!(
-            "[stack]\nname = \"{}\"\n[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\nstatic = {{ \"/static\" = \"public/\" }}\n",
-            s.name
-        ),
-    )
-    .unwrap();
+    s.write_stack(&format!(
+        "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\nstatic = {{ \"/static\" = \"public/\" }}\n"
+    ));
     s.up();
     let r = get(port, "x", "/static/app.js", "");
     assert_eq!(r.status, 200);

@@ -108,13 +108,8 @@ fn certificate_files_sni_reload_redirect_and_hsts() {
         std::fs::write(dir.join(format!("{name}.key")), k).unwrap();
     }
     let (http, https) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("grove.toml"),
-        format!(
-            r#"[stack]
-name = "{name}"
-
-[edge]
+    s.write_stack(&format!(
+        r#"[edge]
 listen = ["http://127.0.0.1:{http}", "https://127.0.0.1:{https}"]
 tls = [{{ cert = "a.pem", key = "a.key" }}, {{ cert = "b.pem", key = "b.key" }}]
 hsts = true
@@ -124,11 +119,8 @@ command = "python3 {echo}"
 health = {{ http = "/" }}
 route = {{}}
 "#,
-            name = s.name,
-            echo = echo_app()
-        ),
-    )
-    .unwrap();
+        echo = echo_app()
+    ));
     let up = s.up();
     assert!(up.status.success(), "{}", text(&up.stderr));
     let ca_path = dir.join("ca.pem");
@@ -220,15 +212,10 @@ fn expired_or_mismatched_certificate_files_stop_up_with_a_clear_error() {
         };
         std::fs::write(dir.join("a.pem"), c).unwrap();
         std::fs::write(dir.join("a.key"), k).unwrap();
-        std::fs::write(
-            dir.join("grove.toml"),
-            format!(
-                "[stack]\nname = \"{}\"\n[edge]\nlisten = [\"https://127.0.0.1:{}\"]\ntls = {{ cert = \"a.pem\", key = \"a.key\" }}\n",
-                s.name,
-                free_port()
-            ),
-        )
-        .unwrap();
+        s.write_stack(&format!(
+            "[edge]\nlisten = [\"https://127.0.0.1:{}\"]\ntls = {{ cert = \"a.pem\", key = \"a.key\" }}\n",
+            free_port()
+        ));
         let out = s.run(&["up", "-d", "--wait-timeout", "20s"]);
         assert!(!out.status.success(), "{case}");
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -368,13 +355,8 @@ impl Pebble {
 /// Writes an ACME stack: `edge` is the `[edge]` lines before the ACME keys (listen, hosts,
 /// acme_challenge); an echo app serves every path.
 fn write_acme_stack(s: &Stack, pebble: &Pebble, edge: &str) {
-    std::fs::write(
-        s.path().join("grove.toml"),
-        format!(
-            r#"[stack]
-name = "{name}"
-
-[edge]
+    s.write_stack(&format!(
+        r#"[edge]
 {edge}
 tls = "acme"
 acme_email = "ops@example.org"
@@ -386,13 +368,10 @@ command = "python3 {echo}"
 health = {{ http = "/" }}
 route = {{}}
 "#,
-            name = s.name,
-            dir = pebble.directory,
-            ca = pebble.ca().display(),
-            echo = echo_app()
-        ),
-    )
-    .unwrap();
+        dir = pebble.directory,
+        ca = pebble.ca().display(),
+        echo = echo_app()
+    ));
 }
 
 #[test]
@@ -473,13 +452,8 @@ fn https_upstreams_are_verified_against_the_configured_ca() {
     std::fs::write(dir.join("up.pem"), c).unwrap();
     std::fs::write(dir.join("up.key"), k).unwrap();
     let (edge, up) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("grove.toml"),
-        format!(
-            r#"[stack]
-name = "{name}"
-
-[edge]
+    s.write_stack(&format!(
+        r#"[edge]
 listen = ["http://127.0.0.1:{edge}"]
 upstream_ca = "ca.pem"
 
@@ -492,12 +466,9 @@ env = {{ NAME = "secure", TLS_CERT = "{d}/up.pem", TLS_KEY = "{d}/up.key" }}
 upstreams = ["https://127.0.0.1:{up}"]
 route = {{ prefix = "/r" }}
 "#,
-            name = s.name,
-            echo = echo_app(),
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+        echo = echo_app(),
+        d = dir.display()
+    ));
     s.up();
     let get = |port: u16| {
         let out = Command::new("curl")
@@ -512,14 +483,9 @@ route = {{ prefix = "/r" }}
     // Another edge that does not trust that CA refuses the upstream: 502 naming the cause.
     let other = Stack::new("");
     let edge2 = free_port();
-    std::fs::write(
-        other.path().join("grove.toml"),
-        format!(
-            "[stack]\nname = \"{}\"\n[edge]\nlisten = [\"http://127.0.0.1:{edge2}\"]\n[services.remote]\nupstreams = [\"https://127.0.0.1:{up}\"]\nroute = {{ prefix = \"/r\" }}\n",
-            other.name
-        ),
-    )
-    .unwrap();
+    other.write_stack(&format!(
+        "[edge]\nlisten = [\"http://127.0.0.1:{edge2}\"]\n[services.remote]\nupstreams = [\"https://127.0.0.1:{up}\"]\nroute = {{ prefix = \"/r\" }}\n"
+    ));
     other.up();
     let answer = get(edge2);
     assert!(answer.ends_with("\n502"), "{answer}");

@@ -45,6 +45,13 @@ impl Stack {
         std::fs::write(self.dir.path().join("grove.toml"), text).unwrap();
     }
 
+    /// Writes `body` as the whole stack file after this stack's `[stack]` header (no default
+    /// `[edge]`, unlike `write`).
+    pub fn write_stack(&self, body: &str) {
+        let text = format!("[stack]\nname = \"{}\"\n\n{body}", self.name);
+        std::fs::write(self.dir.path().join("grove.toml"), text).unwrap();
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
