@@ -27,107 +27,10 @@ WARMUP="${WARMUP:-2}"
 CONNS="${CONNS:-50}"
 PROXIES="${PROXIES:-nginx haproxy caddy grove}"
 
-die() { echo "bench: $*" >&2; exit 1; }
-for v in DURATION WARMUP CONNS; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
-done
-[[ -x "$GROVE_BIN" ]] || die "grove binary not found at $GROVE_BIN; build it: cargo build --release -p grove (or set GROVE_BIN)"
-
-missing=()
-for tool in wrk:wrk nginx:nginx-light haproxy:haproxy caddy:caddy taskset:util-linux python3:python3; do
-    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
-done
-if ((${#missing[@]})); then
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        echo "bench: installing ${missing[*]}..." >&2
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null 2>&1; apt-get install -y -q "${missing[@]}" >/dev/null; } \
-            || die "apt-get install ${missing[*]} failed"
-    else
-        die "missing: ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}"
-    fi
-fi
-NGINX="$(command -v nginx)"
-CPUS="$(nproc)"
-((CPUS >= 2)) || die "needs 2 CPUs (proxy on CPU 0, load and upstream on CPU 1)"
-
-WORK="$(mktemp -d /tmp/grove-bench-proxy.XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.3
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port seconds
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        if curl -s -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    return 1
-}
-
-# utime+stime in clock ticks of a pid and all its descendants.
-tree_ticks() {
-    python3 - "$1" <<'PY'
-import os, sys
-root = int(sys.argv[1])
-kids = {}
-for d in os.listdir("/proc"):
-    if not d.isdigit():
-        continue
-    try:
-        st = open(f"/proc/{d}/stat").read()
-    except OSError:
-        continue
-    rest = st[st.rindex(")") + 2:].split()
-    kids.setdefault(int(rest[1]), []).append((int(d), int(rest[11]) + int(rest[12])))
-total, todo = 0, [root]
-try:
-    st = open(f"/proc/{root}/stat").read()
-    rest = st[st.rindex(")") + 2:].split()
-    total = int(rest[11]) + int(rest[12])
-except OSError:
-    pass
-while todo:
-    p = todo.pop()
-    for c, t in kids.get(p, []):
-        total += t
-        todo.append(c)
-print(total)
-PY
-}
-HZ="$(getconf CLK_TCK)"
-
-# The upstream: a private nginx on CPU 1 answering 60 bytes.
-UP_PORT="$(free_port)"
-BODY="$(printf 'x%.0s' $(seq 1 59))"
-mkdir -p "$WORK/upstream/logs"
-cat >"$WORK/upstream/nginx.conf" <<EOF
-worker_processes 1;
-error_log $WORK/upstream/logs/error.log;
-pid $WORK/upstream/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { default_type text/plain; return 200 "$BODY\n"; }
-    }
-}
-EOF
-taskset -c 1 "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
-wait_port "$UP_PORT" 10 || die "the upstream nginx did not start (see $WORK/upstream/logs)"
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
+need wrk:wrk nginx:nginx-light haproxy:haproxy caddy:caddy taskset:util-linux python3:python3 curl:curl
+start_upstream
 
 start_nginx() { # port
     mkdir -p "$WORK/nginx/logs"
@@ -211,7 +114,7 @@ for name in $PROXIES; do
     port="$(free_port)"
     "start_$name" "$port"
     PIDS+=("$PROXY_PID")
-    wait_port "$port" 20 || die "$name did not start on port $port"
+    wait_url "http://127.0.0.1:$port/" 20 || die "$name did not start on port $port"
     # Same answer as the upstream?
     got="$(curl -s "http://127.0.0.1:$port/")"
     [[ "$got" == "$BODY" ]] || die "$name answered '$got', not the upstream's body"

@@ -22,82 +22,15 @@ DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 CONNS="${CONNS:-50}"
 
-die() { echo "bench: $*" >&2; exit 1; }
-for v in DURATION WARMUP CONNS; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
-done
-[[ -x "$GROVE_BIN" ]] || die "grove binary not found at $GROVE_BIN; build it: cargo build --release -p grove"
-for tool in wrk nginx openssl taskset python3 curl; do
-    command -v "$tool" >/dev/null || die "missing $tool; install with: sudo apt-get install -y wrk nginx-light openssl curl"
-done
-NGINX="$(command -v nginx)"
-(($(nproc) >= 2)) || die "needs 2 CPUs"
-
-WORK="$(mktemp -d /tmp/grove-bench-tls.XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.3
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_https() { # port seconds
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        curl -sk -o /dev/null "https://127.0.0.1:$1/" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-tree_ticks() {
-    python3 - "$1" <<'PY'
-import os, sys
-root = int(sys.argv[1]); kids = {}; total = 0
-for d in os.listdir("/proc"):
-    if not d.isdigit():
-        continue
-    try:
-        st = open(f"/proc/{d}/stat").read()
-    except OSError:
-        continue
-    rest = st[st.rindex(")") + 2:].split()
-    t = int(rest[11]) + int(rest[12])
-    if int(d) == root:
-        total += t
-    kids.setdefault(int(rest[1]), []).append((int(d), t))
-todo = [root]
-while todo:
-    for c, t in kids.get(todo.pop(), []):
-        total += t
-        todo.append(c)
-print(total)
-PY
-}
-HZ="$(getconf CLK_TCK)"
+# shellcheck source=bench/lib.sh
+source "$REPO_ROOT/bench/lib.sh"
+need wrk:wrk nginx:nginx-light openssl:openssl taskset:util-linux python3:python3 curl:curl
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
     -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
-UP_PORT="$(free_port)"
-BODY="$(printf 'x%.0s' $(seq 1 59))"
-mkdir -p "$WORK/upstream/logs"
-cat >"$WORK/upstream/nginx.conf" <<CONF
-worker_processes 1;
-error_log $WORK/upstream/logs/error.log;
-pid $WORK/upstream/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 "$BODY\n"; } }
-}
-CONF
-taskset -c 1 "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+start_upstream
 
 start_nginx() {
     mkdir -p "$WORK/nginx/logs"
@@ -167,7 +100,7 @@ for name in nginx grove; do
     port="$(free_port)"
     "start_$name" "$port"
     PIDS+=("$PROXY_PID")
-    wait_https "$port" 20 || die "$name did not start on port $port"
+    wait_url "https://127.0.0.1:$port/" 20 || die "$name did not start on port $port"
     [[ "$(curl -sk "https://127.0.0.1:$port/")" == "$BODY" ]] || die "$name does not answer the upstream's body"
     R[$name.keepalive]="$(measure "$name" "$port" keepalive)"
     R[$name.handshakes]="$(measure "$name" "$port" handshakes)"
