@@ -58,7 +58,7 @@ const LIMIT_KEYS: [&str; 7] = [
     "upstream_response_timeout",
     "max_connections",
 ];
-const SERVICE_KEYS: [&str; 20] = [
+const SERVICE_KEYS: [&str; 21] = [
     "command",
     "recipe",
     "upstreams",
@@ -79,6 +79,7 @@ const SERVICE_KEYS: [&str; 20] = [
     "description",
     "secret",
     "databases",
+    "persistence",
 ];
 const HEALTH_KEYS: [&str; 7] = [
     "http",
@@ -133,6 +134,14 @@ fn valid_name(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(f) if f.is_ascii_alphabetic())
         && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A database name that needs no quoting anywhere: a letter, then letters, digits, `_`.
+pub fn valid_database(s: &str) -> bool {
+    let mut c = s.chars();
+    s.len() <= 63
+        && matches!(c.next(), Some(f) if f.is_ascii_alphabetic())
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -1296,6 +1305,11 @@ impl<'a> Builder<'a> {
             }
         }
 
+        // Recipes default to their server's clean and quick shutdown, with time to finish it.
+        let (default_signal, default_grace) = match &source {
+            Some(Source::Recipe(r)) => (r.stop_signal(), Duration::from_secs(30)),
+            _ => ("SIGTERM", Duration::from_secs(10)),
+        };
         let stop_signal = match map.get("stop_signal") {
             Some(e) => match self.string(&e.node, &p("stop_signal")) {
                 Some(s) => match parse_signal(&s) {
@@ -1307,17 +1321,17 @@ impl<'a> Builder<'a> {
                             format!("`{s}` is not a stop signal"),
                             Some(format!("valid: {}", one_of(&SIGNALS))),
                         );
-                        "SIGTERM".to_string()
+                        default_signal.to_string()
                     }
                 },
-                None => "SIGTERM".to_string(),
+                None => default_signal.to_string(),
             },
-            None => "SIGTERM".to_string(),
+            None => default_signal.to_string(),
         };
         let stop_grace = map
             .get("stop_grace")
             .and_then(|e| self.duration(&e.node, &p("stop_grace")))
-            .unwrap_or(Duration::from_secs(10));
+            .unwrap_or(default_grace);
 
         let route = map
             .get("route")
@@ -1333,18 +1347,46 @@ impl<'a> Builder<'a> {
         if let Some(e) = map.get("description") {
             self.string(&e.node, &p("description"));
         }
-        for k in ["secret", "databases"] {
-            if let Some(e) = map.get(k) {
-                if !matches!(source, Some(Source::Recipe(_))) {
-                    self.err(
-                        &e.key_loc,
-                        &p(k),
-                        format!("`{k}` applies to recipe services only"),
-                        None,
-                    );
-                } else if k == "databases" {
-                    self.string(&e.node, &p(k));
-                } else {
+        let mut recipe_options = RecipeOptions::default();
+        let recipe = match &source {
+            Some(Source::Recipe(r)) => Some(*r),
+            _ => None,
+        };
+        for k in ["secret", "databases", "persistence"] {
+            let Some(e) = map.get(k) else { continue };
+            let Some(r) = recipe else {
+                self.err(
+                    &e.key_loc,
+                    &p(k),
+                    format!("`{k}` applies to recipe services only"),
+                    None,
+                );
+                continue;
+            };
+            match k {
+                "databases" if !r.has_databases() => self.err(
+                    &e.key_loc,
+                    &p(k),
+                    format!("the `{}` recipe has no named databases", r.name()),
+                    Some("`databases` applies to postgres, rabbitmq and mongodb".to_string()),
+                ),
+                "databases" => {
+                    if let Some(d) = self.databases(&e.node, &p(k)) {
+                        recipe_options.databases = d;
+                    }
+                }
+                "persistence" if r != Recipe::Redis => self.err(
+                    &e.key_loc,
+                    &p(k),
+                    "`persistence` applies to the redis recipe only",
+                    Some("the other recipes always keep their data".to_string()),
+                ),
+                "persistence" => {
+                    if let Some(b) = self.bool(&e.node, &p(k)) {
+                        recipe_options.persistence = b;
+                    }
+                }
+                _ => {
                     self.bool(&e.node, &p(k));
                 }
             }
@@ -1421,7 +1463,41 @@ impl<'a> Builder<'a> {
             stop_signal,
             stop_grace,
             route,
+            recipe: recipe_options,
         })
+    }
+
+    /// `databases = "per-instance"` or `["name", ...]`.
+    fn databases(&mut self, node: &Node, path: &str) -> Option<Databases> {
+        let help = "\"per-instance\", or an array of names made of letters, digits and `_`";
+        if let Kind::Str(_) = node.kind {
+            let s = self.string(node, path)?;
+            if s == "per-instance" {
+                return Some(Databases::PerInstance);
+            }
+            self.err(
+                &node.loc,
+                path,
+                format!("`{s}` is not valid here"),
+                Some(format!("valid: {help}")),
+            );
+            return None;
+        }
+        let names = self.strings(node, path)?;
+        let mut out = Vec::new();
+        for (i, (n, loc)) in names.into_iter().enumerate() {
+            if !valid_database(&n) {
+                self.err(
+                    &loc,
+                    &format!("{path}[{i}]"),
+                    format!("`{n}` is not a database name grove creates"),
+                    Some(format!("valid: {help}, at most 63 characters")),
+                );
+            } else {
+                out.push(n);
+            }
+        }
+        Some(Databases::Named(out))
     }
 
     fn command(&mut self, node: &Node, path: &str, service: &str) -> Option<Vec<Template>> {

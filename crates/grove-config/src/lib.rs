@@ -22,7 +22,7 @@ mod source;
 mod stack;
 mod units;
 
-pub use build::is_secret_name;
+pub use build::{is_secret_name, valid_database};
 pub use error::{suggest, ConfigError, ConfigErrors, Warning};
 pub use interp::{interpolate, InterpError, Part, ServiceAttr, Template};
 pub use load::{load, load_str, LoadOptions, Loaded};

@@ -262,6 +262,37 @@ impl Recipe {
         }
     }
 
+    /// The name as written in a stack file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Postgres => "postgres",
+            Recipe::Redis => "redis",
+            Recipe::Rabbitmq => "rabbitmq",
+            Recipe::Memcached => "memcached",
+            Recipe::Mongodb => "mongodb",
+        }
+    }
+
+    /// The stop signal that shuts the server down cleanly and quickly (PostgreSQL's fast
+    /// shutdown is SIGINT; the others save and exit on SIGTERM).
+    pub fn stop_signal(self) -> &'static str {
+        match self {
+            Recipe::Postgres => "SIGINT",
+            _ => "SIGTERM",
+        }
+    }
+
+    /// Whether the server has named databases (PostgreSQL databases, RabbitMQ virtual hosts,
+    /// MongoDB databases) that `databases` can ask for.
+    pub fn has_databases(self) -> bool {
+        matches!(self, Recipe::Postgres | Recipe::Rabbitmq | Recipe::Mongodb)
+    }
+
+    /// Whether grove generates a password for the server (the ones with authentication).
+    pub fn has_password(self) -> bool {
+        matches!(self, Recipe::Postgres | Recipe::Redis | Recipe::Rabbitmq)
+    }
+
     /// The URL scheme dependents see in `${svc.url}`.
     pub fn url_scheme(self) -> &'static str {
         match self {
@@ -270,6 +301,38 @@ impl Recipe {
             Recipe::Rabbitmq => "amqp",
             Recipe::Memcached => "memcached",
             Recipe::Mongodb => "mongodb",
+        }
+    }
+}
+
+/// Which databases a recipe creates besides its default one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Databases {
+    /// Only the ones dependents ask for by appending `/NAME` to `${svc.url}`.
+    #[default]
+    Asked,
+    /// These, plus the ones dependents ask for.
+    Named(Vec<String>),
+    /// One role and one database per instance, both named after the instance; a
+    /// per-instance dependent's `${svc.url}` logs in as its instance and names its database.
+    PerInstance,
+}
+
+/// Settings of a recipe service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipeOptions {
+    /// Databases (or RabbitMQ virtual hosts) to create.
+    pub databases: Databases,
+    /// Redis: keep data on disk (RDB snapshots and a save on stop).
+    pub persistence: bool,
+}
+
+impl Default for RecipeOptions {
+    fn default() -> Self {
+        RecipeOptions {
+            databases: Databases::Asked,
+            persistence: true,
         }
     }
 }
@@ -462,6 +525,8 @@ pub struct Service {
     pub stop_grace: Duration,
     /// Edge route.
     pub route: Option<Route>,
+    /// Recipe settings (defaults for other services).
+    pub recipe: RecipeOptions,
 }
 
 /// `[instances.NAME]`.

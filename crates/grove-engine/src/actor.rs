@@ -66,6 +66,9 @@ struct Rt {
     /// Once stopped, drop the unit (reload removed it).
     remove_when_stopped: bool,
     cpu_sample: Option<(Instant, u64)>,
+    /// A recipe server whose roles and databases are being created: dependents that wait
+    /// for `healthy` wait for this too.
+    provisioning: bool,
 }
 
 pub(crate) struct Actor {
@@ -336,9 +339,13 @@ impl Actor {
                 r.reasons.iter().map(|s| s.to_string()).collect(),
             ));
         }
+        let mut reprovision = Vec::new();
         for name in &diff.update {
             if let (Some(rt), Some(unit)) = (self.units.get_mut(name), plan.units.get(name)) {
                 rt.machine.update(Settings::from_unit(unit));
+                if rt.unit.run != unit.run && rt.proc.is_some() {
+                    reprovision.push(name.clone());
+                }
                 rt.unit = unit.clone();
                 report.updated.push(name.clone());
             }
@@ -363,6 +370,7 @@ impl Actor {
                 restart_with: None,
                 remove_when_stopped: false,
                 cpu_sample: None,
+                provisioning: false,
             };
             self.units.insert(name.clone(), rt);
             report.added.push(name.clone());
@@ -389,6 +397,11 @@ impl Actor {
             }
         }
         self.plan = Some(plan);
+        // A running recipe given new roles or databases: probe it again with the new spec;
+        // its dependents that wait for `healthy` wait until they exist.
+        for name in reprovision {
+            self.start_probe(&name);
+        }
         if first {
             let env = self
                 .plan
@@ -480,7 +493,7 @@ impl Actor {
             let ok = match d.condition {
                 Condition::Started => dep.proc.is_some() || matches!(state, State::Completed),
                 Condition::Healthy => {
-                    matches!(state, State::Healthy)
+                    (matches!(state, State::Healthy) && !dep.provisioning)
                         || (!probed && matches!(state, State::Running))
                         || (dep.unit.kind == ServiceKind::Task && matches!(state, State::Completed))
                 }
@@ -538,8 +551,7 @@ impl Actor {
                 let probe = self
                     .units
                     .get(name)
-                    .and_then(|rt| rt.unit.health.as_ref())
-                    .map(|h| probe::describe(&h.check))
+                    .and_then(|rt| self.describe_probe(&rt.unit))
                     .unwrap_or_default();
                 ("healthy", format!("healthy ({probe})"))
             }
@@ -580,6 +592,7 @@ impl Actor {
             return;
         };
         let root = plan.root.clone();
+        let stack = plan.stack.clone();
         let logs_dir = state_dir(plan).join("logs");
         let rotation = plan.logs;
         let Some(rt) = self.units.get_mut(name) else {
@@ -609,10 +622,7 @@ impl Actor {
                 let program = argv.first().map(String::as_str).unwrap_or("");
                 format!("cannot run `{program}` in {}: {e}", cwd.display())
             }),
-            Run::Recipe { recipe } => Err(format!(
-                "the `{}` recipe needs grove's backing-service support, which this build does not have yet",
-                format!("{recipe:?}").to_lowercase()
-            )),
+            Run::Recipe { .. } => spawn_recipe(&stack, &root, &rt.unit, &cwd),
         };
         match result {
             Ok(mut child) => {
@@ -666,24 +676,7 @@ impl Actor {
                         status,
                     });
                 });
-                if let Some(h) = rt.unit.health.clone() {
-                    let ctx_cwd = cwd.clone();
-                    let env: Vec<(String, String)> = rt
-                        .unit
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.value.clone()))
-                        .collect();
-                    let task = tokio::spawn(probe_loop(
-                        name.to_string(),
-                        gen,
-                        h,
-                        ctx_cwd,
-                        env,
-                        self.internal.clone(),
-                    ));
-                    rt.probe = Some(task.abort_handle());
-                }
+                rt.provisioning = false;
                 if let Ok(store) = self.store.lock() {
                     if let Err(e) = store.record_process(&ProcessRecord {
                         unit: name.to_string(),
@@ -693,6 +686,7 @@ impl Actor {
                         tracing::warn!("cannot record pid {pid} of {name}: {e}");
                     }
                 }
+                self.start_probe(name);
                 self.feed(name, Input::Spawned, now);
             }
             Err(msg) => {
@@ -700,6 +694,54 @@ impl Actor {
                 self.feed(name, Input::SpawnFailed, now);
             }
         }
+    }
+
+    /// The unit's probe in words: `http GET 127.0.0.1:8000/health`, `pg_isready 127.0.0.1:5432`.
+    fn describe_probe(&self, unit: &Unit) -> Option<String> {
+        let h = unit.health.as_ref()?;
+        let plan = self.plan.as_ref()?;
+        Some(
+            match grove_recipes::Server::of(&plan.stack, &plan.root, unit) {
+                Some(s) if h.check == grove_plan::ProbeCheck::Recipe => grove_recipes::describe(&s),
+                _ => probe::describe(&h.check),
+            },
+        )
+    }
+
+    /// Starts (or restarts) the probe loop of a running unit, with its current definition.
+    fn start_probe(&mut self, name: &str) {
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let root = plan.root.clone();
+        let stack = plan.stack.clone();
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        if let Some(p) = rt.probe.take() {
+            p.abort();
+        }
+        let Some(h) = rt.unit.health.clone() else {
+            return;
+        };
+        let server = grove_recipes::Server::of(&stack, &root, &rt.unit);
+        rt.provisioning = server.is_some();
+        let env: Vec<(String, String)> = rt
+            .unit
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        let task = tokio::spawn(probe_loop(
+            name.to_string(),
+            rt.gen,
+            h,
+            server,
+            root.join(&rt.unit.cwd),
+            env,
+            self.internal.clone(),
+        ));
+        rt.probe = Some(task.abort_handle());
     }
 
     fn kill(&mut self, name: &str, now: Instant) {
@@ -793,6 +835,9 @@ impl Actor {
                     return;
                 }
                 let ok = result.is_ok();
+                if ok {
+                    rt.provisioning = false;
+                }
                 if let Err(e) = result {
                     rt.last_probe_error = Some(e);
                 }
@@ -847,7 +892,12 @@ impl Actor {
         let me = std::process::id();
         let own_rss = process::stat(me as i32).map(|s| s.rss_bytes()).unwrap_or(0);
         let mut units = Vec::new();
-        for rt in self.units.values_mut() {
+        let probes: Vec<Option<String>> = self
+            .units
+            .values()
+            .map(|rt| self.describe_probe(&rt.unit))
+            .collect();
+        for (rt, probe_text) in self.units.values_mut().zip(probes) {
             let u = &rt.unit;
             let state_name = if rt.blocked.is_some() {
                 "blocked".to_string()
@@ -904,10 +954,7 @@ impl Actor {
                 state: state_name,
                 health,
                 reason: reason.map(|r| grove_plan::scrub(&r, &self.secrets)),
-                probe: u
-                    .health
-                    .as_ref()
-                    .map(|h| grove_plan::scrub(&probe::describe(&h.check), &self.secrets)),
+                probe: probe_text.map(|p| grove_plan::scrub(&p, &self.secrets)),
                 pid,
                 port: u.port,
                 restarts: rt.machine.restarts(),
@@ -935,6 +982,33 @@ enum Deps {
     Ready,
     Wait,
     Blocked(String),
+}
+
+/// Starts a recipe unit: grove itself (`grove __recipe`) prepares the data folder and then
+/// replaces itself with the server, so the unit's pid is the server's.
+fn spawn_recipe(
+    stack: &str,
+    root: &std::path::Path,
+    unit: &Unit,
+    cwd: &std::path::Path,
+) -> Result<tokio::process::Child, String> {
+    let Some(server) = grove_recipes::Server::of(stack, root, unit) else {
+        return Err(format!("the recipe unit {} has no port", unit.name));
+    };
+    grove_recipes::preflight(server.recipe).map_err(|e| e.to_string())?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find grove's own binary: {e}"))?;
+    let job = serde_json::to_string(&server.job()).map_err(|e| e.to_string())?;
+    let argv = vec![exe.display().to_string(), "__recipe".to_string()];
+    let mut env = spawn_env(unit);
+    env.push((grove_recipes::JOB_VAR, &job));
+    process::spawn(&SpawnSpec {
+        argv: &argv,
+        cwd,
+        env,
+        capture: true,
+    })
+    .map_err(|e| format!("cannot start the {} recipe: {e}", server.recipe.name()))
 }
 
 /// The unit's variables, plus `PYTHONUNBUFFERED=1` unless the unit sets it, so a Python
@@ -1035,6 +1109,7 @@ async fn probe_loop(
     unit: String,
     gen: u64,
     h: grove_plan::Probe,
+    server: Option<grove_recipes::Server>,
     cwd: PathBuf,
     env: Vec<(String, String)>,
     tx: mpsc::UnboundedSender<Internal>,
@@ -1047,10 +1122,16 @@ async fn probe_loop(
         env: env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
     };
     let mut seen_healthy = false;
+    let mut provisioned = false;
     let mut last_report = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(if seen_healthy { interval } else { fast }).await;
-        let result = probe::run(&h.check, timeout, &ctx).await;
+        let result = match &server {
+            // A recipe's own readiness check, which also creates its roles and databases the
+            // first time it passes (bounded inside).
+            Some(s) => grove_recipes::check(s, &mut provisioned).await,
+            None => probe::run(&h.check, timeout, &ctx).await,
+        };
         let ok = result.is_ok();
         let report = ok || seen_healthy || last_report.elapsed() >= interval;
         if ok {

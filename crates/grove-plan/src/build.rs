@@ -1,18 +1,23 @@
 //! Stack -> Plan: expansion, ports, references, dependencies, levels and routes.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use grove_config::{
-    normalize_prefix, Check, Instance, Part, PortSpec, Service, ServiceAttr, Source, Stack,
-    Template,
+    normalize_prefix, valid_database, Check, Databases, Instance, Part, PortSpec, Recipe, Service,
+    ServiceAttr, Source, Stack, Template,
 };
 use indexmap::IndexMap;
 
 use crate::{
-    Dependency, Edge, EnvVar, Forward, Plan, Probe, ProbeCheck, Restart, Route, Run, Target, Unit,
+    Credentials, Database, Dependency, Edge, EnvVar, Forward, Plan, Probe, ProbeCheck, RecipeSpec,
+    Restart, Route, Run, Target, Unit,
 };
+
+/// The administrator account of every recipe server.
+pub const ADMIN_USER: &str = "grove";
 
 /// A stack that validates but cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +25,9 @@ pub enum PlanError {
     /// Too many automatic ports for the range.
     #[error("the port range {0}-{1} has no free port left for unit `{2}`; widen [stack] ports")]
     PortsExhausted(u16, u16, String),
+    /// A generated password the caller did not supply (see [`credentials_needed`]).
+    #[error("no password was supplied for `{0}`")]
+    MissingCredential(String),
     /// A reference that cannot be resolved for a unit.
     #[error("unit `{unit}`: {message}")]
     Reference {
@@ -77,15 +85,83 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// Builds the Plan for `stack`. With `previous`, units that still exist keep their automatic ports.
-pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> {
-    let ports = previous.map(Plan::ports).unwrap_or_default();
-    build_with_ports(stack, &ports)
+/// What a Plan is built from besides the Stack: state the running stack keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Ports to keep: a unit named here keeps that automatic port when it is still in range
+    /// and free (the running stack's ports, remembered across restarts of grove).
+    pub ports: IndexMap<String, u16>,
+    /// Generated passwords by the names [`credentials_needed`] gives.
+    pub credentials: BTreeMap<String, String>,
 }
 
-/// Builds the Plan for `stack`; a unit named in `sticky` keeps that automatic port when it is
-/// still in range and free (the running stack's ports, remembered across restarts of grove).
-pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result<Plan, PlanError> {
+/// The password placeholder of a Plan built without its credentials (`grove check`): such a
+/// Plan is for showing, and shows passwords masked anyway.
+const UNSET_PASSWORD: &str = "not-generated-yet";
+
+/// Builds the Plan for `stack`. With `previous`, units that still exist keep their automatic
+/// ports and recipes keep their passwords; passwords nobody has yet are placeholders, so use
+/// [`build_with`] for a Plan that will run.
+pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+    let mut inputs = Inputs {
+        ports: previous.map(Plan::ports).unwrap_or_default(),
+        credentials: previous.map(Plan::credentials).unwrap_or_default(),
+    };
+    for name in credentials_needed(stack) {
+        inputs
+            .credentials
+            .entry(name)
+            .or_insert_with(|| UNSET_PASSWORD.to_string());
+    }
+    build_with(stack, &inputs)
+}
+
+/// The names of the passwords a Plan of `stack` needs: one per recipe unit with
+/// authentication (`db`, `db@turkey`), and one per instance role (`db.turkey`) of a recipe
+/// with `databases = "per-instance"`.
+pub fn credentials_needed(stack: &Stack) -> Vec<String> {
+    let mut out = Vec::new();
+    for svc in stack.services.values() {
+        let Source::Recipe(r) = svc.source else {
+            continue;
+        };
+        if !r.has_password() {
+            continue;
+        }
+        for unit in recipe_units(stack, svc) {
+            if svc.recipe.databases == Databases::PerInstance {
+                for i in stack.instances.keys() {
+                    out.push(role_key(&unit, i));
+                }
+            }
+            out.push(unit);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn recipe_units(stack: &Stack, svc: &Service) -> Vec<String> {
+    let instances: Vec<Option<&str>> = if svc.for_each_instance {
+        stack.instances.keys().map(|k| Some(k.as_str())).collect()
+    } else {
+        vec![None]
+    };
+    instances
+        .into_iter()
+        .flat_map(|i| (1..=svc.replicas).map(move |r| unit_name(&svc.name, i, r, svc.replicas)))
+        .collect()
+}
+
+fn role_key(unit: &str, instance: &str) -> String {
+    format!("{unit}.{instance}")
+}
+
+/// Builds the Plan for `stack` from `inputs`.
+pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
+    let sticky = &inputs.ports;
+    let credentials = &inputs.credentials;
+    let asked: RefCell<Vec<Asked>> = RefCell::new(Vec::new());
     // 1. Expand services into unit slots.
     let mut slots: Vec<Slot<'_>> = Vec::new();
     for svc in stack.services.values() {
@@ -175,6 +251,8 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
             bind: svc.bind,
             instance: s.instance,
             ports: &ports,
+            credentials,
+            asked: &asked,
         };
         let run = match &svc.source {
             Source::Command(argv) => Run::Command {
@@ -183,7 +261,10 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
                     .map(|t| ctx.render(t))
                     .collect::<Result<_, _>>()?,
             },
-            Source::Recipe(r) => Run::Recipe { recipe: *r },
+            Source::Recipe(r) => Run::Recipe {
+                recipe: *r,
+                spec: recipe_spec(stack, svc, *r, &s.name, credentials)?,
+            },
             Source::Upstreams(_) => continue,
         };
         let cwd = match &svc.cwd {
@@ -285,6 +366,40 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
         );
     }
 
+    // 3b. Databases the dependents asked for by appending `/NAME` to a recipe's URL; every
+    // variable that carries a generated password is secret.
+    for a in asked.take() {
+        if let Some(Unit {
+            run: Run::Recipe { spec, .. },
+            ..
+        }) = units.get_mut(&a.server)
+        {
+            let db = Database {
+                name: a.database,
+                owner: a.owner,
+                private: false,
+            };
+            if !spec.databases.iter().any(|d| d.name == db.name) {
+                spec.databases.push(db);
+            }
+        }
+    }
+    let mut passwords: Vec<String> = Vec::new();
+    for u in units.values_mut() {
+        if let Run::Recipe { spec, .. } = &mut u.run {
+            spec.databases.sort();
+            passwords.extend(spec.passwords().map(str::to_string));
+        }
+    }
+    passwords.retain(|p| p.len() >= 4);
+    for u in units.values_mut() {
+        for v in u.env.values_mut() {
+            if passwords.iter().any(|p| v.value.contains(p.as_str())) {
+                v.secret = true;
+            }
+        }
+    }
+
     // 4. Dependencies between units: same instance when both are per instance, else all units.
     let names: Vec<String> = units.keys().cloned().collect();
     for name in &names {
@@ -361,6 +476,8 @@ pub fn build_with_ports(stack: &Stack, sticky: &IndexMap<String, u16>) -> Result
                 bind: svc.bind,
                 instance: inst,
                 ports: &ports,
+                credentials,
+                asked: &asked,
             };
             let host = match &route.host {
                 Some(t) => Some(ctx.render(t)?).filter(|h| !h.is_empty()),
@@ -445,6 +562,88 @@ fn target(svc: &Service, inst: Option<&Instance>, units: &IndexMap<String, Unit>
     }
 }
 
+/// A recipe unit's spec before its dependents' requests are added: data folder, accounts,
+/// and the databases the stack file names.
+fn recipe_spec(
+    stack: &Stack,
+    svc: &Service,
+    recipe: Recipe,
+    unit: &str,
+    credentials: &BTreeMap<String, String>,
+) -> Result<RecipeSpec, PlanError> {
+    let password = |key: &str| -> Result<String, PlanError> {
+        if !recipe.has_password() {
+            return Ok(String::new());
+        }
+        credentials
+            .get(key)
+            .cloned()
+            .ok_or_else(|| PlanError::MissingCredential(key.to_string()))
+    };
+    let mut roles = Vec::new();
+    let mut databases = Vec::new();
+    match &svc.recipe.databases {
+        Databases::Asked => {}
+        Databases::Named(names) => {
+            for n in names {
+                databases.push(Database {
+                    name: n.clone(),
+                    owner: ADMIN_USER.to_string(),
+                    private: false,
+                });
+            }
+        }
+        Databases::PerInstance => {
+            for i in stack.instances.keys() {
+                if recipe.has_password() {
+                    roles.push(Credentials {
+                        user: i.clone(),
+                        password: password(&role_key(unit, i))?,
+                    });
+                }
+                databases.push(Database {
+                    name: i.clone(),
+                    owner: if recipe.has_password() {
+                        i.clone()
+                    } else {
+                        ADMIN_USER.to_string()
+                    },
+                    private: true,
+                });
+            }
+        }
+    }
+    // PostgreSQL connects to the database named after the user when a URL names none.
+    if recipe == Recipe::Postgres {
+        databases.push(Database {
+            name: ADMIN_USER.to_string(),
+            owner: ADMIN_USER.to_string(),
+            private: false,
+        });
+    }
+    Ok(RecipeSpec {
+        data_dir: stack.state_dir.join("data").join(unit),
+        admin: Credentials {
+            user: if recipe.has_password() {
+                ADMIN_USER.to_string()
+            } else {
+                String::new()
+            },
+            password: password(unit)?,
+        },
+        roles,
+        databases,
+        persistence: svc.recipe.persistence,
+    })
+}
+
+/// A database a dependent asked for by appending `/NAME` to a recipe's URL.
+struct Asked {
+    server: String,
+    database: String,
+    owner: String,
+}
+
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -457,6 +656,8 @@ struct Ctx<'a> {
     bind: IpAddr,
     instance: Option<&'a Instance>,
     ports: &'a BTreeMap<String, u16>,
+    credentials: &'a BTreeMap<String, String>,
+    asked: &'a RefCell<Vec<Asked>>,
 }
 
 impl Ctx<'_> {
@@ -467,8 +668,74 @@ impl Ctx<'_> {
         }
     }
 
+    /// Renders a template; a recipe URL followed by `/NAME` asks that recipe for database NAME.
     fn render(&self, t: &Template) -> Result<String, PlanError> {
+        for (i, part) in t.parts.iter().enumerate() {
+            let Part::Service(name, ServiceAttr::Url) = part else {
+                continue;
+            };
+            let Some(svc) = self.stack.services.get(name) else {
+                continue;
+            };
+            let Source::Recipe(r) = svc.source else {
+                continue;
+            };
+            if !r.has_databases() {
+                continue;
+            }
+            let rest = Template {
+                parts: t.parts[i + 1..].to_vec(),
+            };
+            let tail = rest.render(|p| self.part(p))?;
+            let Some(path) = tail.strip_prefix('/') else {
+                continue;
+            };
+            let db: String = path
+                .chars()
+                .take_while(|c| !matches!(c, '/' | '?' | '#') && !c.is_whitespace())
+                .collect();
+            if db.is_empty() {
+                continue;
+            }
+            let server = self.server_unit(name, svc)?;
+            let per_instance = svc.recipe.databases == Databases::PerInstance;
+            if per_instance && self.instance.is_some() {
+                return Err(self.err(format!(
+                    "`${{{name}.url}}` already names this instance's database (`{name}` has databases = \"per-instance\"); drop the `/{db}`"
+                )));
+            }
+            if !valid_database(&db) {
+                return Err(self.err(format!(
+                    "`/{db}` after `${{{name}.url}}` is not a database name grove can create (a letter, then letters, digits and `_`)"
+                )));
+            }
+            self.asked.borrow_mut().push(Asked {
+                server,
+                database: db,
+                owner: ADMIN_USER.to_string(),
+            });
+        }
         t.render(|p| self.part(p))
+    }
+
+    /// The unit of service `name` this unit talks to (its own instance's, for per-instance
+    /// services).
+    fn server_unit(&self, name: &str, svc: &Service) -> Result<String, PlanError> {
+        let inst = if svc.for_each_instance {
+            Some(
+                self.instance
+                    .ok_or_else(|| {
+                        self.err(format!(
+                            "`{name}` runs per instance; refer to it from a per-instance service"
+                        ))
+                    })?
+                    .name
+                    .as_str(),
+            )
+        } else {
+            None
+        };
+        Ok(unit_name(name, inst, 1, svc.replicas))
     }
 
     fn part(&self, p: &Part) -> Result<String, PlanError> {
@@ -515,21 +782,7 @@ impl Ctx<'_> {
                 ServiceAttr::Port => first.port.to_string(),
             });
         }
-        let inst = if svc.for_each_instance {
-            Some(
-                self.instance
-                    .ok_or_else(|| {
-                        self.err(format!(
-                            "`{name}` runs per instance; refer to it from a per-instance service"
-                        ))
-                    })?
-                    .name
-                    .as_str(),
-            )
-        } else {
-            None
-        };
-        let target = unit_name(name, inst, 1, svc.replicas);
+        let target = self.server_unit(name, svc)?;
         let port = self
             .ports
             .get(&target)
@@ -539,13 +792,45 @@ impl Ctx<'_> {
         Ok(match attr {
             ServiceAttr::Host => host,
             ServiceAttr::Port => port.to_string(),
-            ServiceAttr::Url => {
-                let scheme = match &svc.source {
-                    Source::Recipe(r) => r.url_scheme(),
-                    _ => "http",
-                };
-                format!("{scheme}://{}", host_port(&host, port))
+            ServiceAttr::Url => match &svc.source {
+                Source::Recipe(r) => self.recipe_url(*r, svc, &target, &host_port(&host, port))?,
+                _ => format!("http://{}", host_port(&host, port)),
+            },
+        })
+    }
+
+    /// A recipe's URL as this unit sees it: the administrator's, or with
+    /// `databases = "per-instance"` the instance's role and database.
+    fn recipe_url(
+        &self,
+        r: Recipe,
+        svc: &Service,
+        server: &str,
+        addr: &str,
+    ) -> Result<String, PlanError> {
+        let scheme = r.url_scheme();
+        let instance = self
+            .instance
+            .filter(|_| svc.recipe.databases == Databases::PerInstance)
+            .map(|i| i.name.as_str());
+        let (user, key) = match instance {
+            Some(i) => (i.to_string(), role_key(server, i)),
+            None => (ADMIN_USER.to_string(), server.to_string()),
+        };
+        let password = || {
+            self.credentials
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| PlanError::MissingCredential(key.clone()))
+        };
+        let path = instance.map(|i| format!("/{i}")).unwrap_or_default();
+        Ok(match r {
+            Recipe::Postgres | Recipe::Rabbitmq => {
+                format!("{scheme}://{user}:{}@{addr}{path}", password()?)
             }
+            Recipe::Redis => format!("{scheme}://:{}@{addr}", password()?),
+            Recipe::Mongodb => format!("{scheme}://{addr}{path}"),
+            Recipe::Memcached => format!("{scheme}://{addr}"),
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{Plan, Unit};
+use crate::{Plan, Run, Unit};
 
 /// A unit that must restart, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,7 +23,7 @@ pub struct PlanDiff {
     /// Units to stop and start again.
     pub restart: Vec<Restarted>,
     /// Units whose supervision settings changed (restart policy, stop signal, grace,
-    /// dependencies); applied without a restart.
+    /// dependencies) or recipes given new roles or databases; applied without a restart.
     pub update: Vec<String>,
     /// Units left alone.
     pub keep: Vec<String>,
@@ -53,7 +53,7 @@ impl PlanDiff {
 
 fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     let mut r = Vec::new();
-    if a.run != b.run {
+    if server_part(&a.run) != server_part(&b.run) {
         r.push("command");
     }
     if a.env != b.env {
@@ -77,6 +77,18 @@ fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     r
 }
 
+/// What a running unit cannot take without a restart: a recipe's new roles and databases
+/// are created in the running server (an update), anything else about a run is a restart.
+fn server_part(run: &Run) -> Run {
+    match run {
+        Run::Recipe { recipe, spec } => Run::Recipe {
+            recipe: *recipe,
+            spec: spec.server_part(),
+        },
+        other => other.clone(),
+    }
+}
+
 pub(crate) fn diff(old: &Plan, new: &Plan) -> PlanDiff {
     let mut d = PlanDiff::default();
     for (name, nu) in &new.units {
@@ -89,7 +101,8 @@ pub(crate) fn diff(old: &Plan, new: &Plan) -> PlanDiff {
                         unit: name.clone(),
                         reasons,
                     });
-                } else if ou.restart != nu.restart
+                } else if ou.run != nu.run
+                    || ou.restart != nu.restart
                     || ou.stop_signal != nu.stop_signal
                     || ou.stop_grace_ms != nu.stop_grace_ms
                     || ou.depends_on != nu.depends_on

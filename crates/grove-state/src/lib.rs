@@ -3,12 +3,16 @@
 //! Owns `.grove/state.db` (SQLite, WAL): the event log that `grove events` reads, the record of
 //! every process grove started (so the next start can reap what a killed grove left behind),
 //! and small key/value settings such as the running stack's environment and port assignment.
+//! Beside the database, [`credentials`] keeps the passwords generated for recipes in
+//! `.grove/secrets/`.
 //! Later it also holds metric samples and releases.
 //!
 //! It must not know about processes, the Plan, HTTP or TOML: callers hand it plain records.
 //! Several processes may open the same file (the daemon writes, the CLI reads).
 
 #![forbid(unsafe_code)]
+
+pub mod credentials;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -164,7 +164,30 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     grove_config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration (try 30s, 2m)"))
 }
 
+/// `grove __recipe` (not a user command): the process of a recipe unit. It prepares the
+/// server's data folder and replaces itself with the server; it returns only on failure,
+/// whose message goes to the unit's log.
+fn recipe_child() -> ExitCode {
+    let job = match std::env::var(grove_recipes::JOB_VAR)
+        .map_err(|e| e.to_string())
+        .and_then(|j| serde_json::from_str::<grove_recipes::Job>(&j).map_err(|e| e.to_string()))
+    {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("grove: __recipe is started by grove for recipe units ({e})");
+            return ExitCode::from(2);
+        }
+    };
+    let e = grove_recipes::launch::run(&job);
+    eprintln!("grove: the {} recipe cannot start: {e}", job.recipe);
+    // 78 (EX_CONFIG): a setup problem, not a crash of the server.
+    ExitCode::from(78)
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__recipe") {
+        return recipe_child();
+    }
     let cli = Cli::parse();
     let color =
         !cli.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();

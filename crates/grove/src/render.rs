@@ -134,13 +134,15 @@ pub fn plan(plan: &Plan, color: bool) -> String {
                 };
                 let runs = match &u.run {
                     Run::Command { argv } => shell_join(argv),
-                    Run::Recipe { recipe } => format!(
-                        "recipe {}",
-                        serde_json::to_value(recipe)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    ),
+                    Run::Recipe { recipe, spec } => {
+                        let dbs: Vec<&str> =
+                            spec.databases.iter().map(|d| d.name.as_str()).collect();
+                        if dbs.is_empty() {
+                            format!("recipe {}", recipe.name())
+                        } else {
+                            format!("recipe {} (databases: {})", recipe.name(), dbs.join(", "))
+                        }
+                    }
                 };
                 rows.push(vec![
                     u.level.to_string(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::Context;
 use grove_api::{Acted, Client, ClientError, Targets};
 use grove_engine::{ApplyReport, Status};
-use grove_plan::Plan;
+use grove_plan::{Plan, Run};
 use grove_state::Store;
 use indexmap::IndexMap;
 use tokio::sync::Notify;
@@ -97,8 +97,40 @@ fn sticky_ports(store: &Store) -> IndexMap<String, u16> {
         .unwrap_or_default()
 }
 
+/// The Plan that will run: sticky ports, and the recipes' passwords from `.grove/secrets/`
+/// (generated there, 0600, the first time).
 fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
-    grove_plan::build_with_ports(stack, ports).map_err(|e| format!("grove: {e}"))
+    let needed = grove_plan::credentials_needed(stack);
+    let dir = stack.root.join(&stack.state_dir).join("secrets");
+    let credentials = grove_state::credentials::load(&dir, &needed, true)
+        .map_err(|e| format!("grove: cannot keep the recipes' passwords: {e}"))?;
+    let inputs = grove_plan::Inputs {
+        ports: ports.clone(),
+        credentials,
+    };
+    grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
+}
+
+/// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
+fn recipes_installed(plan: &Plan) -> Result<(), String> {
+    let mut seen = Vec::new();
+    let mut errors = Vec::new();
+    for u in plan.units.values() {
+        if let Run::Recipe { recipe, .. } = &u.run {
+            if seen.contains(recipe) {
+                continue;
+            }
+            seen.push(*recipe);
+            if let Err(e) = grove_recipes::preflight(*recipe) {
+                errors.push(format!("grove: service `{}`: {e}", u.service));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 /// Whether a grove already answers on the socket (and says so).
@@ -138,7 +170,9 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     for line in grove_engine::reap_leftovers(&store) {
         eprintln!("grove: {line}");
     }
-    let plan = match build_plan(&loaded.stack, &sticky_ports(&store)) {
+    let plan = match build_plan(&loaded.stack, &sticky_ports(&store))
+        .and_then(|p| recipes_installed(&p).map(|_| p))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -173,7 +207,9 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let reload_env = plan.environment.clone();
     let reloader: grove_api::Reloader = Arc::new(move |current: &Plan| {
         let loaded = reload_ctx.load(reload_env.clone())?;
-        build_plan(&loaded.stack, &current.ports())
+        let plan = build_plan(&loaded.stack, &current.ports())?;
+        recipes_installed(&plan)?;
+        Ok(plan)
     });
     let down = Arc::new(Notify::new());
     let edge_for_api = edge.clone();

@@ -1,0 +1,337 @@
+//! Inside the unit's process (`grove __recipe`): prepare the data folder, then replace this
+//! process with the server, in the foreground, on the job's address and port, logging to
+//! stdout/stderr (which grove already captures into the unit's log).
+//!
+//! PostgreSQL refuses to run as root; when grove runs as root it runs PostgreSQL as the
+//! `postgres` system user that Debian's package creates, owning only the data folder.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use grove_plan::Recipe;
+use nix::unistd::{Uid, User};
+
+use crate::find::binary;
+use crate::{rabbit, Job, RecipeError};
+
+/// Prepares and starts the job's server; returns only when that failed.
+pub fn run(job: &Job) -> RecipeError {
+    let result = match Recipe::parse(&job.recipe) {
+        Some(Recipe::Postgres) => postgres(job),
+        Some(Recipe::Redis) => redis(job),
+        Some(Recipe::Memcached) => memcached(job),
+        Some(Recipe::Mongodb) => mongodb(job),
+        Some(Recipe::Rabbitmq) => rabbit::launch(job),
+        None => Err(RecipeError::Step(format!(
+            "unknown recipe `{}`",
+            job.recipe
+        ))),
+    };
+    match result {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// A folder only its owner may enter, created when missing.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), RecipeError> {
+    std::fs::create_dir_all(dir).map_err(RecipeError::io("cannot create", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(RecipeError::io("cannot restrict", dir))
+}
+
+/// Writes a file only its owner may read.
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), RecipeError> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(RecipeError::io("cannot write", path))?;
+    f.write_all(text.as_bytes())
+        .map_err(RecipeError::io("cannot write", path))
+}
+
+/// Replaces this process with `program args`, as `user` when given, without the job variable
+/// in its environment, keeping grove's parent-death signal (a change of user clears it).
+pub(crate) fn exec(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    user: Option<&User>,
+) -> Result<Infallible, RecipeError> {
+    let fail = |what: &str, e: nix::Error| RecipeError::Step(format!("{what}: {e}"));
+    let c =
+        |s: &str| CString::new(s).map_err(|_| RecipeError::Step(format!("a NUL byte in `{s}`")));
+    let mut argv = vec![c(&program.to_string_lossy())?];
+    for a in args {
+        argv.push(c(a)?);
+    }
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars() {
+        if k == crate::JOB_VAR || env.iter().any(|(ek, _)| *ek == k) {
+            continue;
+        }
+        envp.push(c(&format!("{k}={v}"))?);
+    }
+    for (k, v) in env {
+        envp.push(c(&format!("{k}={v}"))?);
+    }
+    let parent = nix::unistd::getppid();
+    if let Some(u) = user {
+        nix::unistd::setgroups(&[]).map_err(|e| fail("setgroups", e))?;
+        nix::unistd::setgid(u.gid).map_err(|e| fail("setgid", e))?;
+        nix::unistd::setuid(u.uid).map_err(|e| fail("setuid", e))?;
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| fail("prctl", e))?;
+        if nix::unistd::getppid() != parent {
+            return Err(RecipeError::Step(
+                "grove exited while the server started".into(),
+            ));
+        }
+    }
+    let e = nix::unistd::execve(&argv[0], &argv, &envp).unwrap_err();
+    Err(RecipeError::Step(format!(
+        "cannot run {}: {e}",
+        program.display()
+    )))
+}
+
+/// The system user a server runs as when grove is root and the server refuses root.
+fn system_user(name: &str, package: &str) -> Result<User, RecipeError> {
+    match User::from_name(name) {
+        Ok(Some(u)) => Ok(u),
+        _ => Err(RecipeError::Step(format!(
+            "this server refuses to run as root, and the `{name}` system user it would run as \
+             does not exist (the Debian package `{package}` creates it)"
+        ))),
+    }
+}
+
+/// Lets `user` reach `dir`: grove's own folders (the state folder and its `data`) get
+/// `o+x` (enter, not list); any other folder on the way that shuts the user out is an error
+/// saying which and how to open it.
+fn reachable_by(user: &User, dir: &Path, own: &[&Path]) -> Result<(), RecipeError> {
+    let mut ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for a in ancestors {
+        let Ok(m) = std::fs::metadata(a) else {
+            continue;
+        };
+        let mode = m.permissions().mode();
+        let ok = mode & 0o001 != 0
+            || (m.uid() == user.uid.as_raw() && mode & 0o100 != 0)
+            || (m.gid() == user.gid.as_raw() && mode & 0o010 != 0);
+        if ok {
+            continue;
+        }
+        if own.contains(&a) {
+            std::fs::set_permissions(a, std::fs::Permissions::from_mode((mode & 0o7777) | 0o001))
+                .map_err(RecipeError::io("cannot open", a))?;
+            continue;
+        }
+        return Err(RecipeError::Step(format!(
+            "PostgreSQL refuses to run as root, so grove runs it as the `{}` user, who cannot \
+             enter {}: allow it with `chmod o+x {}`, or run grove as an ordinary user",
+            user.name,
+            a.display(),
+            a.display()
+        )));
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, user: &User) -> Result<(), RecipeError> {
+    nix::unistd::chown(path, Some(user.uid), Some(user.gid))
+        .map_err(|e| RecipeError::Step(format!("cannot chown {}: {e}", path.display())))
+}
+
+/// Runs a preparation command to the end, its output into the unit's log.
+fn step(mut cmd: Command, what: &str) -> Result<(), RecipeError> {
+    let status = cmd
+        .status()
+        .map_err(|e| RecipeError::Step(format!("cannot run {what}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(RecipeError::Step(format!("{what} failed ({status})")))
+    }
+}
+
+fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
+    let server = binary(Recipe::Postgres, "postgres")?;
+    let initdb = binary(Recipe::Postgres, "initdb")?;
+    let dir = &job.data_dir;
+    let user = if Uid::effective().is_root() {
+        Some(system_user("postgres", "postgresql")?)
+    } else {
+        None
+    };
+    let data = dir.parent().unwrap_or(dir);
+    let state = data.parent().unwrap_or(data);
+    std::fs::create_dir_all(dir).map_err(RecipeError::io("cannot create", dir))?;
+    if let Some(u) = &user {
+        reachable_by(u, dir, &[state, data])?;
+        chown(dir, u)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(RecipeError::io("cannot restrict", dir))?;
+    if !dir.join("PG_VERSION").exists() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(RecipeError::io("cannot read", dir))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(RecipeError::Step(format!(
+                "{} is neither empty nor a PostgreSQL data folder; move it away and grove \
+                 creates a new cluster",
+                dir.display()
+            )));
+        }
+        let pwfile = data.join(format!(".{}.initdb", job.unit));
+        write_private(&pwfile, &format!("{}\n", job.password))?;
+        if let Some(u) = &user {
+            chown(&pwfile, u)?;
+        }
+        println!(
+            "grove: initialising a PostgreSQL cluster in {}",
+            dir.display()
+        );
+        let mut cmd = Command::new(&initdb);
+        cmd.arg("-D")
+            .arg(dir)
+            .arg(format!("--username={}", job.user))
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .args(["--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"])
+            .arg("--no-instructions")
+            .env("LC_ALL", "C");
+        if let Some(u) = &user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+        }
+        let result = step(cmd, "initdb");
+        let _ = std::fs::remove_file(&pwfile);
+        result?;
+    }
+    // Stale pid file of a server that was killed: PostgreSQL checks it itself and starts
+    // when that process is gone.
+    let args = vec![
+        "-D".to_string(),
+        dir.display().to_string(),
+        "-c".to_string(),
+        format!("listen_addresses={}", job.bind),
+        "-c".to_string(),
+        format!("port={}", job.port),
+        "-c".to_string(),
+        "unix_socket_directories=".to_string(),
+    ];
+    exec(
+        &server,
+        &args,
+        &[("LC_ALL".into(), "C".into())],
+        user.as_ref(),
+    )
+}
+
+/// Redis' configuration: the password lives in a 0600 file, never on the command line.
+pub(crate) fn redis_conf(job: &Job) -> String {
+    let mut c = String::new();
+    c.push_str("# written by grove at every start\n");
+    c.push_str(&format!("bind {}\nport {}\n", job.bind, job.port));
+    c.push_str("protected-mode yes\ndaemonize no\nsupervised no\nlogfile \"\"\n");
+    c.push_str(&format!("dir \"{}\"\n", job.data_dir.display()));
+    c.push_str("dbfilename dump.rdb\nappendonly no\n");
+    if job.persistence {
+        // Snapshots as Redis' defaults, and a final save when stopped with SIGTERM.
+        c.push_str("save 3600 1 300 100 60 10000\n");
+    } else {
+        c.push_str("save \"\"\n");
+    }
+    if !job.password.is_empty() {
+        c.push_str(&format!("requirepass {}\n", job.password));
+    }
+    c
+}
+
+fn redis(job: &Job) -> Result<Infallible, RecipeError> {
+    let server = binary(Recipe::Redis, "redis-server")?;
+    private_dir(&job.data_dir)?;
+    let conf = job.data_dir.join("redis.conf");
+    write_private(&conf, &redis_conf(job))?;
+    exec(&server, &[conf.display().to_string()], &[], None)
+}
+
+fn memcached(job: &Job) -> Result<Infallible, RecipeError> {
+    let server = binary(Recipe::Memcached, "memcached")?;
+    let mut args = vec![
+        "-l".to_string(),
+        job.bind.to_string(),
+        "-p".to_string(),
+        job.port.to_string(),
+        "-U".to_string(),
+        "0".to_string(),
+        "-m".to_string(),
+        "64".to_string(),
+    ];
+    if Uid::effective().is_root() {
+        // memcached refuses root unless told whom to run as; it keeps no files.
+        args.extend(["-u".to_string(), "root".to_string()]);
+    }
+    exec(&server, &args, &[], None)
+}
+
+fn mongodb(job: &Job) -> Result<Infallible, RecipeError> {
+    let server = binary(Recipe::Mongodb, "mongod")?;
+    private_dir(&job.data_dir)?;
+    let args = vec![
+        "--dbpath".to_string(),
+        job.data_dir.display().to_string(),
+        "--port".to_string(),
+        job.port.to_string(),
+        "--bind_ip".to_string(),
+        job.bind.to_string(),
+    ];
+    exec(&server, &args, &[], None)
+}
+
+/// The user a recipe's files belong to (for tests and messages).
+pub fn runs_as_root() -> bool {
+    Uid::effective().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn job(persistence: bool) -> Job {
+        Job {
+            recipe: "redis".into(),
+            stack: "s".into(),
+            unit: "cache".into(),
+            data_dir: PathBuf::from("/srv/app/.grove/data/cache"),
+            bind: "127.0.0.1".parse().unwrap(),
+            port: 26379,
+            user: "grove".into(),
+            password: "pw0123456789".into(),
+            persistence,
+        }
+    }
+
+    #[test]
+    fn redis_config_follows_persistence() {
+        let on = redis_conf(&job(true));
+        assert!(on.contains("port 26379\n"));
+        assert!(on.contains("bind 127.0.0.1\n"));
+        assert!(on.contains("dir \"/srv/app/.grove/data/cache\"\n"));
+        assert!(on.contains("save 3600 1"));
+        assert!(on.contains("requirepass pw0123456789\n"));
+        let off = redis_conf(&job(false));
+        assert!(off.contains("save \"\"\n"));
+    }
+}

@@ -1,0 +1,221 @@
+//! RabbitMQ: its own Erlang node name, AMQP port, distribution port, port mapper (`epmd`,
+//! run in the foreground inside the unit's process group on a private loopback port) and data
+//! folder, so it never meets a system RabbitMQ or another stack's. Users, virtual hosts and
+//! permissions are imported as definitions (`rabbitmqctl import_definitions`), with
+//! passwords stored only as RabbitMQ's salted SHA-256 hashes.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use grove_plan::Recipe;
+use serde::{Deserialize, Serialize};
+
+use crate::find::binary;
+use crate::launch::{exec, private_dir, write_private};
+use crate::{node_name, Job, RecipeError, Server};
+
+/// The extra ports a node uses, chosen at each start and kept in the data folder for the
+/// provisioning tools.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Ports {
+    epmd: u16,
+    dist: u16,
+}
+
+const PORTS_FILE: &str = "grove-ports.json";
+
+fn free_port() -> Result<u16, RecipeError> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| RecipeError::Step(format!("no free loopback port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| RecipeError::Step(format!("no free loopback port: {e}")))
+}
+
+/// The environment every RabbitMQ script gets: everything in the data folder.
+fn env(dir: &Path, ports: Ports) -> Vec<(String, String)> {
+    let d = |s: &str| dir.join(s).display().to_string();
+    vec![
+        ("HOME".into(), dir.display().to_string()),
+        ("ERL_EPMD_PORT".into(), ports.epmd.to_string()),
+        ("ERL_EPMD_ADDRESS".into(), "127.0.0.1".into()),
+        ("RABBITMQ_DIST_PORT".into(), ports.dist.to_string()),
+        ("RABBITMQ_MNESIA_BASE".into(), d("mnesia")),
+        ("RABBITMQ_LOG_BASE".into(), d("log")),
+        ("RABBITMQ_LOGS".into(), "-".into()),
+        ("RABBITMQ_CONFIG_FILE".into(), d("rabbitmq.conf")),
+        ("RABBITMQ_ADVANCED_CONFIG_FILE".into(), d("advanced.config")),
+        ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), d("enabled_plugins")),
+        ("RABBITMQ_CONF_ENV_FILE".into(), d("rabbitmq-env.conf")),
+        ("RABBITMQ_PID_FILE".into(), d("rabbitmq.pid")),
+    ]
+}
+
+pub(crate) fn conf(job: &Job) -> String {
+    let mut c = String::from("# written by grove at every start\n");
+    c.push_str(&format!(
+        "listeners.tcp.default = {}\n",
+        SocketAddr::new(job.bind, job.port)
+    ));
+    c.push_str("loopback_users = none\n");
+    c.push_str(&format!("default_user = {}\n", job.user));
+    c.push_str(&format!("default_pass = {}\n", job.password));
+    c.push_str("default_user_tags.administrator = true\n");
+    c.push_str("default_permissions.configure = .*\ndefault_permissions.read = .*\ndefault_permissions.write = .*\n");
+    c.push_str("log.console = true\nlog.console.level = info\nlog.file = false\n");
+    c
+}
+
+pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
+    let server = binary(Recipe::Rabbitmq, "rabbitmq-server")?;
+    let epmd = binary(Recipe::Rabbitmq, "epmd")?;
+    let dir = &job.data_dir;
+    private_dir(dir)?;
+    let cookie = dir.join(".erlang.cookie");
+    if !cookie.exists() {
+        let mut bytes = [0u8; 20];
+        getrandom::getrandom(&mut bytes).map_err(|e| RecipeError::Step(e.to_string()))?;
+        let text: String = bytes.iter().map(|b| char::from(b'A' + b % 26)).collect();
+        write_private(&cookie, &text)?;
+    }
+    write_private(&dir.join("rabbitmq.conf"), &conf(job))?;
+    write_private(&dir.join("enabled_plugins"), "[].\n")?;
+    write_private(&dir.join("rabbitmq-env.conf"), "")?;
+    let ports = Ports {
+        epmd: free_port()?,
+        dist: free_port()?,
+    };
+    let text = serde_json::to_string(&ports).map_err(|e| RecipeError::Step(e.to_string()))?;
+    write_private(&dir.join(PORTS_FILE), &text)?;
+    let env = env(dir, ports);
+    // Our own port mapper, in the foreground, in this process group: it goes when the unit
+    // goes (a daemonised one would outlive the stack).
+    let mut mapper = std::process::Command::new(&epmd);
+    mapper
+        .args(["-port", &ports.epmd.to_string()])
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .stdin(Stdio::null());
+    mapper
+        .spawn()
+        .map_err(|e| RecipeError::Step(format!("cannot run epmd: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, ports.epmd)).is_err() {
+        if Instant::now() > deadline {
+            return Err(RecipeError::Step("epmd did not start within 5 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut all = env;
+    all.push(("RABBITMQ_NODENAME".into(), node_name(&job.stack, &job.unit)));
+    exec(&server, &[], &all, None)
+}
+
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
+pub(crate) fn password_hash(password: &str, salt: [u8; 4]) -> String {
+    let mut input = salt.to_vec();
+    input.extend_from_slice(password.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+    let mut out = salt.to_vec();
+    out.extend_from_slice(digest.as_ref());
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+/// The definitions to import: the administrator on every virtual host, each role on its own.
+pub(crate) fn definitions(server: &Server) -> Result<serde_json::Value, String> {
+    let salt = || -> Result<[u8; 4], String> {
+        let mut s = [0u8; 4];
+        getrandom::getrandom(&mut s).map_err(|e| e.to_string())?;
+        Ok(s)
+    };
+    let admin = &server.spec.admin;
+    let mut users = vec![serde_json::json!({
+        "name": admin.user,
+        "password_hash": password_hash(&admin.password, salt()?),
+        "hashing_algorithm": "rabbit_password_hashing_sha256",
+        "tags": ["administrator"],
+    })];
+    for r in &server.spec.roles {
+        users.push(serde_json::json!({
+            "name": r.user,
+            "password_hash": password_hash(&r.password, salt()?),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": [],
+        }));
+    }
+    let mut vhosts = vec![serde_json::json!({"name": "/"})];
+    let all = |user: &str, vhost: &str| serde_json::json!({"user": user, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"});
+    let mut permissions = vec![all(&admin.user, "/")];
+    for d in &server.spec.databases {
+        vhosts.push(serde_json::json!({"name": d.name}));
+        permissions.push(all(&admin.user, &d.name));
+        if d.owner != admin.user {
+            permissions.push(all(&d.owner, &d.name));
+        }
+    }
+    Ok(serde_json::json!({
+        "users": users,
+        "vhosts": vhosts,
+        "permissions": permissions,
+    }))
+}
+
+pub(crate) async fn provision(server: &Server) -> Result<(), String> {
+    let ctl = binary(Recipe::Rabbitmq, "rabbitmqctl").map_err(|e| e.to_string())?;
+    let dir = &server.data_dir;
+    let ports: Ports = std::fs::read_to_string(dir.join(PORTS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| format!("no {PORTS_FILE} in {}", dir.display()))?;
+    let defs = definitions(server)?;
+    let file = dir.join("definitions.json");
+    write_private(&file, &defs.to_string()).map_err(|e| e.to_string())?;
+    let out = tokio::process::Command::new(ctl)
+        .args(["-q", "-n", &node_name(&server.stack, &server.unit)])
+        .arg("import_definitions")
+        .arg(&file)
+        .envs(env(dir, ports))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+    let _ = std::fs::remove_file(&file);
+    if out.status.success() {
+        Ok(())
+    } else {
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        Err(format!(
+            "importing users and virtual hosts failed: {}",
+            text.trim().lines().last().unwrap_or("rabbitmqctl failed")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_matches_rabbitmqs_scheme() {
+        // The hash is base64 of the salt followed by sha256(salt ++ password).
+        let h = password_hash("test12", [0x90, 0x8d, 0xc6, 0x0a]);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&h)
+            .unwrap();
+        assert_eq!(&raw[..4], &[0x90, 0x8d, 0xc6, 0x0a]);
+        assert_eq!(raw.len(), 36);
+        let mut input = vec![0x90, 0x8d, 0xc6, 0x0a];
+        input.extend_from_slice(b"test12");
+        assert_eq!(
+            &raw[4..],
+            ring::digest::digest(&ring::digest::SHA256, &input).as_ref()
+        );
+    }
+}
