@@ -102,6 +102,30 @@ fn unknown_recipe_lists_valid_ones() {
 }
 
 #[test]
+fn recipe_settings_are_checked() {
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\ndatabases = \"each\"\n",
+        &["grove.toml:5:13: services.db.databases: `each` is not valid here"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\ndatabases = [\"ok_1\", \"no-dash\"]\n",
+        &["grove.toml:5:22: services.db.databases[1]: `no-dash` is not a database name grove creates"],
+    );
+    expect(
+        "[services.c]\nrecipe = \"memcached\"\ndatabases = [\"a\"]\n",
+        &["grove.toml:5:1: services.c.databases: the `memcached` recipe has no named databases"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\npersistence = false\n",
+        &["grove.toml:5:1: services.db.persistence: `persistence` applies to the redis recipe only"],
+    );
+    expect(
+        "[services.web]\ncommand = \"x\"\ndatabases = \"per-instance\"\n",
+        &["grove.toml:5:1: services.web.databases: `databases` applies to recipe services only"],
+    );
+}
+
+#[test]
 fn unknown_dependency_lists_services() {
     let dir = common::Dir::new(&format!(
         "{HEAD}[services.web]\ncommand = \"x\"\ndepends_on = [\"dbb\"]\n[services.db]\nrecipe = \"redis\"\n"

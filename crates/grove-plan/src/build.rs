@@ -828,7 +828,7 @@ impl Ctx<'_> {
             Recipe::Postgres | Recipe::Rabbitmq => {
                 format!("{scheme}://{user}:{}@{addr}{path}", password()?)
             }
-            Recipe::Redis => format!("{scheme}://:{}@{addr}", password()?),
+            Recipe::Redis => format!("{scheme}://default:{}@{addr}", password()?),
             Recipe::Mongodb => format!("{scheme}://{addr}{path}"),
             Recipe::Memcached => format!("{scheme}://{addr}"),
         })

@@ -142,15 +142,29 @@ fn references_resolve_per_unit() {
     };
     assert_eq!(
         argv[2],
-        format!("postgresql://127.0.0.1:{db_port}/cts_turkey")
+        format!("postgresql://grove:not-generated-yet@127.0.0.1:{db_port}/cts_turkey")
     );
     assert_eq!(plan.units["migrate@turkey"].port, None);
+    let Run::Recipe { recipe, spec } = &plan.units["db"].run else {
+        panic!("a recipe")
+    };
+    assert_eq!(*recipe, grove_plan::Recipe::Postgres);
+    assert_eq!(spec.data_dir, PathBuf::from(".grove/data/db"));
+    // The databases the dependents asked for by URL path, and the administrator's own.
+    let names: Vec<(&str, &str)> = spec
+        .databases
+        .iter()
+        .map(|d| (d.name.as_str(), d.owner.as_str()))
+        .collect();
     assert_eq!(
-        plan.units["db"].run,
-        Run::Recipe {
-            recipe: grove_plan::Recipe::Postgres
-        }
+        names,
+        [
+            ("cts_iraq", "grove"),
+            ("cts_turkey", "grove"),
+            ("grove", "grove")
+        ]
     );
+    assert_eq!(plan.units["db"].stop_signal, "SIGINT");
     assert_eq!(
         plan.units["db"].health.as_ref().map(|h| &h.check),
         Some(&ProbeCheck::Recipe)
@@ -226,6 +240,154 @@ fn redaction_masks_secret_values_everywhere() {
         panic!()
     };
     assert_eq!(argv[4], "***");
+}
+
+fn plan_with_passwords(text: &str) -> Result<Plan, grove_plan::PlanError> {
+    let loaded = load_str(
+        Path::new("/nonexistent/grove.toml"),
+        text,
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let inputs = grove_plan::Inputs {
+        ports: Default::default(),
+        credentials: grove_plan::credentials_needed(&loaded.stack)
+            .into_iter()
+            .map(|k| {
+                let pw = format!("pw-for-{k}");
+                (k, pw)
+            })
+            .collect(),
+    };
+    grove_plan::build_with(&loaded.stack, &inputs)
+}
+
+const PER_INSTANCE: &str = r#"
+[stack]
+name = "cts"
+
+[services.db]
+recipe = "postgres"
+databases = "per-instance"
+
+[services.mq]
+recipe = "rabbitmq"
+
+[services.cache]
+recipe = "redis"
+
+[services.web]
+command = "serve"
+for_each_instance = true
+env = { DATABASE_URL = "${db.url}", BROKER = "${mq.url}/jobs", CACHE = "${cache.url}/1", PLAIN = "${db.host}" }
+
+[services.admin]
+command = "admin"
+env = { DATABASE_URL = "${db.url}/admin" }
+
+[instances.turkey]
+[instances.iraq]
+"#;
+
+#[test]
+fn recipes_get_passwords_roles_and_databases_per_instance() {
+    let loaded = load_str(
+        Path::new("/nonexistent/grove.toml"),
+        PER_INSTANCE,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        grove_plan::credentials_needed(&loaded.stack),
+        ["cache", "db", "db.iraq", "db.turkey", "mq"]
+    );
+    let plan = plan_with_passwords(PER_INSTANCE).unwrap();
+    let port = |u: &str| plan.units[u].port.unwrap();
+    let env = |u: &str, k: &str| plan.units[u].env[k].clone();
+    let url = env("web@turkey", "DATABASE_URL");
+    assert_eq!(
+        url.value,
+        format!(
+            "postgresql://turkey:pw-for-db.turkey@127.0.0.1:{}/turkey",
+            port("db")
+        )
+    );
+    assert!(url.secret, "a URL with a password is secret");
+    assert!(!env("web@turkey", "PLAIN").secret);
+    assert_eq!(
+        env("admin", "DATABASE_URL").value,
+        format!(
+            "postgresql://grove:pw-for-db@127.0.0.1:{}/admin",
+            port("db")
+        )
+    );
+    assert_eq!(
+        env("web@iraq", "BROKER").value,
+        format!("amqp://grove:pw-for-mq@127.0.0.1:{}/jobs", port("mq"))
+    );
+    assert_eq!(
+        env("web@iraq", "CACHE").value,
+        format!("redis://default:pw-for-cache@127.0.0.1:{}/1", port("cache"))
+    );
+    let Run::Recipe { spec, .. } = &plan.units["db"].run else {
+        panic!()
+    };
+    let roles: Vec<&str> = spec.roles.iter().map(|r| r.user.as_str()).collect();
+    assert_eq!(roles, ["turkey", "iraq"]);
+    let dbs: Vec<(&str, &str, bool)> = spec
+        .databases
+        .iter()
+        .map(|d| (d.name.as_str(), d.owner.as_str(), d.private))
+        .collect();
+    assert_eq!(
+        dbs,
+        [
+            ("admin", "grove", false),
+            ("grove", "grove", false),
+            ("iraq", "iraq", true),
+            ("turkey", "turkey", true)
+        ]
+    );
+    let Run::Recipe { spec, .. } = &plan.units["mq"].run else {
+        panic!()
+    };
+    assert_eq!(spec.databases.len(), 1);
+    assert_eq!(spec.databases[0].name, "jobs");
+    // Redaction hides every password, in the spec and in the variables.
+    let json = serde_json::to_string(&plan.redacted()).unwrap();
+    assert!(!json.contains("pw-for-"), "{json}");
+    assert_eq!(plan.credentials().len(), 5);
+}
+
+#[test]
+fn a_path_after_a_per_instance_url_and_a_bad_database_name_are_errors() {
+    let e = plan_with_passwords(&PER_INSTANCE.replace(
+        "DATABASE_URL = \"${db.url}\", BROKER",
+        "DATABASE_URL = \"${db.url}/x\", BROKER",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("already names this instance's database"),
+        "{e}"
+    );
+    let e = plan_with_passwords(&PER_INSTANCE.replace("${mq.url}/jobs", "${mq.url}/jobs-1"))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("`/jobs-1` after `${mq.url}` is not a database name grove can create"),
+        "{e}"
+    );
+}
+
+#[test]
+fn new_databases_update_a_recipe_without_restarting_it() {
+    let base = plan_with_passwords(PER_INSTANCE).unwrap();
+    let more = plan_with_passwords(&format!("{PER_INSTANCE}[instances.jordan]\n")).unwrap();
+    let d = Plan::diff(&base, &more);
+    assert!(d.update.contains(&"db".to_string()), "{d:?}");
+    assert!(d.restart.is_empty(), "{d:?}");
+    assert_eq!(d.add, ["web@jordan"]);
 }
 
 fn edit(text: &str, from: &str, to: &str) -> Plan {

@@ -65,7 +65,7 @@ fn extra_dirs(recipe: Recipe) -> Vec<PathBuf> {
                     Some((v, e.path().join("bin")))
                 })
                 .collect();
-            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            versions.sort_by_key(|v| std::cmp::Reverse(v.0));
             dirs.extend(versions.into_iter().map(|(_, p)| p));
         }
         // Debian's /usr/sbin/rabbitmq-server is a wrapper that switches to the rabbitmq user

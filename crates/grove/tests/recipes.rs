@@ -1,0 +1,412 @@
+//! Backing services for real: the real binary running Debian's PostgreSQL, Redis, Memcached
+//! and RabbitMQ in temp folders, checked with their own clients (`psql`, `redis-cli`,
+//! `rabbitmqctl`, memcached's text protocol). Each test's guard stops its stack and kills
+//! anything left carrying its `GROVE_STACK`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{alive, echo_app, free_port, text, Stack};
+
+/// A stack whose folder other users may enter: as root, PostgreSQL runs as `postgres`.
+fn open_stack(body: &str) -> Stack {
+    let s = Stack::new("");
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.write_stack(body);
+    s
+}
+
+fn up(s: &Stack, env: Option<&str>) {
+    let mut args = vec!["up", "-d", "--wait-timeout", "60s"];
+    if let Some(e) = env {
+        args.extend(["--env", e]);
+    }
+    let out = s.run(&args);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn secret(s: &Stack, name: &str) -> String {
+    let path = s.path().join(".grove/secrets").join(name);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} is not private", path.display());
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+fn port(s: &Stack, unit: &str) -> u16 {
+    s.unit(unit)["port"].as_u64().unwrap() as u16
+}
+
+/// `psql -Atc SQL` as `user` on database `db`; Ok(stdout) or Err(stderr).
+fn psql(port: u16, user: &str, password: &str, db: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-Atc",
+            sql,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-U", user, "-d", db])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(text(&out.stdout).trim().to_string())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, buf)
+}
+
+#[test]
+fn postgres_gives_each_instance_its_own_database_and_keeps_data() {
+    let edge = free_port();
+    let s = open_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{edge}"]
+
+[services.db]
+recipe = "postgres"
+databases = "per-instance"
+
+[instances.turkey]
+prefix = "/TR"
+[instances.iraq]
+prefix = "/IQ"
+
+[services.web]
+command = "python3 {app}"
+for_each_instance = true
+depends_on = {{ db = "healthy" }}
+route = {{ strip_prefix = true }}
+health = {{ http = "/", interval = "1s" }}
+env = {{ DATABASE_URL = "${{db.url}}" }}
+
+[services.reports]
+command = "sleep 600"
+depends_on = {{ db = "healthy" }}
+env = {{ REPORTS_DB = "${{db.url}}/reports" }}
+
+[environments.staging.services.reports]
+command = "sleep 601"
+"#,
+        app = echo_app()
+    ));
+    up(&s, Some("staging"));
+    let ps = s.ps();
+    assert_eq!(ps["environment"], "staging", "{ps}");
+    let ps_text = text(&s.run(&["ps"]).stdout);
+    assert!(ps_text.contains("environment staging"), "{ps_text}");
+
+    let db = port(&s, "db");
+    let admin = secret(&s, "db");
+    let turkey = secret(&s, "db.turkey");
+    let iraq = secret(&s, "db.iraq");
+    assert_ne!(turkey, iraq);
+    // The databases: one per instance owned by its role, plus the one `reports` asked for.
+    let dbs = psql(db, "grove", &admin, "postgres", "SELECT datname || ':' || pg_get_userbyid(datdba) FROM pg_database WHERE datname NOT LIKE 'template%' ORDER BY 1").unwrap();
+    assert_eq!(
+        dbs.lines().collect::<Vec<_>>(),
+        [
+            "grove:grove",
+            "iraq:iraq",
+            "postgres:grove",
+            "reports:grove",
+            "turkey:turkey"
+        ]
+    );
+    // Isolation: an instance reaches its own database and not another's.
+    psql(
+        db,
+        "turkey",
+        &turkey,
+        "turkey",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('kebab')",
+    )
+    .unwrap();
+    let denied = psql(db, "turkey", &turkey, "iraq", "SELECT 1").unwrap_err();
+    assert!(
+        denied.contains("permission denied for database \"iraq\""),
+        "{denied}"
+    );
+    assert!(psql(db, "iraq", &iraq, "turkey", "SELECT 1").is_err());
+    assert!(psql(db, "turkey", "wrong-password", "turkey", "SELECT 1").is_err());
+
+    // The unit's URL logs in as its instance; `grove exec` runs in that environment.
+    let out = s.run(&[
+        "exec",
+        "web@iraq",
+        "--",
+        "sh",
+        "-c",
+        "psql -X -Atc 'SELECT current_user, current_database()' \"$DATABASE_URL\"",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "iraq|iraq");
+    // Secrets stay out of ps and events.
+    let ps_json = text(&s.run(&["ps", "--json"]).stdout);
+    let events = text(&s.run(&["events", "-n", "1000"]).stdout);
+    for pw in [&admin, &turkey, &iraq] {
+        assert!(!ps_json.contains(pw.as_str()) && !events.contains(pw.as_str()));
+    }
+    let check = text(&s.run(&["check", "--env", "staging"]).stdout);
+    assert!(!check.contains(turkey.as_str()), "{check}");
+
+    // A reload that adds an instance creates its role, database and route; the others keep
+    // their processes.
+    let (code, _) = http_get(edge, "/JO/x");
+    assert_eq!(code, 404);
+    let before: Vec<i64> = ["db", "web@turkey", "web@iraq", "reports"]
+        .iter()
+        .map(|u| s.pid(u).unwrap())
+        .collect();
+    let file = s.path().join("grove.toml");
+    let mut body = std::fs::read_to_string(&file).unwrap();
+    body.push_str("\n[instances.jordan]\nprefix = \"/JO\"\n");
+    std::fs::write(&file, body).unwrap();
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("web@jordan healthy", 30, |s| {
+        s.unit("web@jordan")["health"] == "healthy"
+    });
+    let after: Vec<i64> = ["db", "web@turkey", "web@iraq", "reports"]
+        .iter()
+        .map(|u| s.pid(u).unwrap())
+        .collect();
+    assert_eq!(before, after, "untouched units were restarted");
+    let jordan = secret(&s, "db.jordan");
+    assert_eq!(
+        psql(db, "jordan", &jordan, "jordan", "SELECT current_database()").unwrap(),
+        "jordan"
+    );
+    let (code, body) = http_get(edge, "/JO/x");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"path\": \"/x\""), "{body}");
+
+    // Data survives down and up, with the same passwords.
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!before.iter().any(|p| alive(*p)), "a process outlived down");
+    up(&s, Some("staging"));
+    assert_eq!(
+        psql(
+            port(&s, "db"),
+            "turkey",
+            &turkey,
+            "turkey",
+            "SELECT v FROM t"
+        )
+        .unwrap(),
+        "kebab"
+    );
+    let log = s.log("db");
+    assert!(log.contains("database system is shut down"), "{log}");
+}
+
+fn memcached(port: u16, request: &str, until: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&out).contains(until) {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    text(&out)
+}
+
+fn redis_cli(s: &Stack, port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .env("REDISCLI_AUTH", secret(s, "cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn redis_and_memcached_answer_their_clients_and_two_stacks_do_not_clash() {
+    let body = r#"
+[services.cache]
+recipe = "redis"
+
+[services.mc]
+recipe = "memcached"
+
+[services.app]
+command = "sleep 600"
+depends_on = { cache = "healthy", mc = "healthy" }
+env = { REDIS_URL = "${cache.url}", MEMCACHED = "${mc.host}:${mc.port}" }
+"#;
+    let a = open_stack(body);
+    let b = open_stack(body);
+    up(&a, None);
+    up(&b, None);
+    let ports = |s: &Stack| (port(s, "cache"), port(s, "mc"));
+    let (ra, ma) = ports(&a);
+    let (rb, mb) = ports(&b);
+    assert!(ra != rb && ma != mb, "two stacks share a port");
+
+    // Redis wants its password; each stack has its own data.
+    let denied = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &ra.to_string(), "get", "k"])
+        .env_remove("REDISCLI_AUTH")
+        .output()
+        .unwrap();
+    assert!(
+        text(&denied.stdout).contains("NOAUTH"),
+        "{}",
+        text(&denied.stdout)
+    );
+    assert_eq!(redis_cli(&a, ra, &["set", "k", "from-a"]), "OK");
+    assert_eq!(redis_cli(&b, rb, &["get", "k"]), "");
+    // The app's URL carries the password (and is therefore secret).
+    let out = a.run(&[
+        "exec",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "redis-cli -u \"$REDIS_URL\" --no-auth-warning get k",
+    ]);
+    assert_eq!(text(&out.stdout).trim(), "from-a", "{}", text(&out.stderr));
+
+    // Memcached speaks its text protocol.
+    let stored = memcached(ma, "set greeting 0 0 5\r\nhello\r\n", "\r\n");
+    assert_eq!(stored.trim(), "STORED");
+    let got = memcached(ma, "get greeting\r\n", "END\r\n");
+    assert!(got.contains("VALUE greeting 0 5\r\nhello\r\n"), "{got}");
+    let other = memcached(mb, "get greeting\r\n", "END\r\n");
+    assert_eq!(other, "END\r\n");
+
+    // Redis saves on stop and loads on start.
+    let out = a.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        a.log("cache").contains("DB saved on disk"),
+        "{}",
+        a.log("cache")
+    );
+    up(&a, None);
+    assert_eq!(redis_cli(&a, port(&a, "cache"), &["get", "k"]), "from-a");
+}
+
+#[test]
+fn rabbitmq_runs_its_own_node_with_users_and_virtual_hosts() {
+    let s = open_stack(
+        r#"
+[services.mq]
+recipe = "rabbitmq"
+databases = ["jobs"]
+
+[services.worker]
+command = "sleep 600"
+depends_on = { mq = "healthy" }
+env = { BROKER_URL = "${mq.url}/events" }
+"#,
+    );
+    up(&s, None);
+    let data = s.path().join(".grove/data/mq");
+    let ports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("grove-ports.json")).unwrap())
+            .unwrap();
+    let ctl = |args: &[&str]| {
+        let out = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .args(["-q", "-n", &format!("grove-{}-mq@localhost", s.name)])
+            .args(args)
+            .env("HOME", &data)
+            .env("ERL_EPMD_PORT", ports["epmd"].to_string())
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+    };
+    let (ok, vhosts) = ctl(&["list_vhosts"]);
+    assert!(ok, "{vhosts}");
+    let mut names: Vec<&str> = vhosts.lines().skip(1).map(str::trim).collect();
+    names.sort();
+    assert_eq!(names, ["/", "events", "jobs"]);
+    let password = secret(&s, "mq");
+    let (ok, out) = ctl(&["authenticate_user", "grove", &password]);
+    assert!(ok, "{out}");
+    let (ok, _) = ctl(&["authenticate_user", "grove", "not-the-password"]);
+    assert!(!ok);
+    // The worker's URL names its virtual host; the password stays out of the Plan's output.
+    let env = text(
+        &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])
+            .stdout,
+    );
+    assert_eq!(
+        env.trim(),
+        format!(
+            "amqp://grove:{password}@127.0.0.1:{}/events",
+            port(&s, "mq")
+        )
+    );
+    let check = text(&s.run(&["check", "--json"]).stdout);
+    assert!(!check.contains(&password));
+    // It stops cleanly, port mapper included.
+    let pid = s.pid("mq").unwrap();
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!alive(pid));
+    assert!(s.processes().is_empty(), "left behind: {:?}", s.processes());
+}
+
+#[test]
+fn a_missing_server_binary_stops_up_before_anything_starts() {
+    let s = Stack::new(
+        r#"
+[services.app]
+command = "sleep 600"
+
+[services.docs]
+recipe = "mongodb"
+"#,
+    );
+    let out = s.run(&["up", "-d", "--wait-timeout", "10s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("service `docs`: the mongodb recipe needs `mongod`, which is not installed"),
+        "{err}"
+    );
+    assert!(err.contains("not packaged by Debian"), "{err}");
+    assert!(s.processes().is_empty());
+}
