@@ -329,12 +329,19 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                     start_period_ms: ms(h.start_period),
                 })
             }
+            // A recipe's own check; failures while the server boots (RabbitMQ's Erlang VM,
+            // PostgreSQL's recovery after a crash) do not count, so autoheal never kills a
+            // server that is still starting.
             None if matches!(svc.source, Source::Recipe(_)) => Some(Probe {
                 check: ProbeCheck::Recipe,
                 interval_ms: 2000,
-                timeout_ms: 2000,
+                timeout_ms: 5000,
                 retries: 3,
-                start_period_ms: 0,
+                start_period_ms: match svc.source {
+                    Source::Recipe(Recipe::Rabbitmq) => 180_000,
+                    Source::Recipe(Recipe::Postgres | Recipe::Mongodb) => 120_000,
+                    _ => 30_000,
+                },
             }),
             None => None,
         };

@@ -23,7 +23,7 @@ fn open_stack(body: &str) -> Stack {
 }
 
 fn up(s: &Stack, env: Option<&str>) {
-    let mut args = vec!["up", "-d", "--wait-timeout", "60s"];
+    let mut args = vec!["up", "-d", "--wait-timeout", "45s"];
     if let Some(e) = env {
         args.extend(["--env", e]);
     }
