@@ -835,13 +835,31 @@ impl Actor {
                     return;
                 }
                 let ok = result.is_ok();
+                let provisioned = ok && rt.provisioning;
                 if ok {
                     rt.provisioning = false;
                 }
                 if let Err(e) = result {
                     rt.last_probe_error = Some(e);
                 }
+                let created = match &rt.unit.run {
+                    Run::Recipe { spec, .. } if provisioned => Some(
+                        spec.databases
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    _ => None,
+                };
                 self.feed(&unit, Input::Probe(ok), now);
+                if let Some(names) = created.filter(|n| !n.is_empty()) {
+                    self.emit(
+                        Some(&unit),
+                        "provisioned",
+                        &format!("roles and databases in place: {names}"),
+                    );
+                }
             }
         }
     }

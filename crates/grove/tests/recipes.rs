@@ -205,6 +205,16 @@ command = "sleep 601"
         .map(|u| s.pid(u).unwrap())
         .collect();
     assert_eq!(before, after, "untouched units were restarted");
+    let events = text(&s.run(&["events", "db"]).stdout);
+    let last = events
+        .lines()
+        .rev()
+        .find(|l| l.contains("provisioned"))
+        .unwrap_or("");
+    assert!(
+        last.contains("roles and databases in place: grove, iraq, jordan, reports, turkey"),
+        "{events}"
+    );
     let jordan = secret(&s, "db.jordan");
     assert_eq!(
         psql(db, "jordan", &jordan, "jordan", "SELECT current_database()").unwrap(),
