@@ -58,7 +58,7 @@ const LIMIT_KEYS: [&str; 7] = [
     "upstream_response_timeout",
     "max_connections",
 ];
-const SERVICE_KEYS: [&str; 21] = [
+const SERVICE_KEYS: [&str; 22] = [
     "command",
     "recipe",
     "upstreams",
@@ -80,6 +80,7 @@ const SERVICE_KEYS: [&str; 21] = [
     "secret",
     "databases",
     "persistence",
+    "image",
 ];
 const HEALTH_KEYS: [&str; 7] = [
     "http",
@@ -1347,6 +1348,31 @@ impl<'a> Builder<'a> {
         if let Some(e) = map.get("description") {
             self.string(&e.node, &p("description"));
         }
+        let image = map.get("image").and_then(|e| {
+            if !matches!(source, Some(Source::Command(_))) {
+                self.err(
+                    &e.key_loc,
+                    &p("image"),
+                    "`image` applies to services that run a command",
+                    Some(
+                        "recipes export with their upstream images; remote upstreams need none"
+                            .to_string(),
+                    ),
+                );
+                return None;
+            }
+            let s = self.string(&e.node, &p("image"))?;
+            if s.is_empty() || s.chars().any(char::is_whitespace) {
+                self.err(
+                    &e.node.loc,
+                    &p("image"),
+                    format!("`{s}` is not a container image reference"),
+                    Some("for example ghcr.io/acme/cts:1.4 or cts-web:latest".to_string()),
+                );
+                return None;
+            }
+            Some(s)
+        });
         let mut recipe_options = RecipeOptions::default();
         let recipe = match &source {
             Some(Source::Recipe(r)) => Some(*r),
@@ -1464,6 +1490,7 @@ impl<'a> Builder<'a> {
             stop_grace,
             route,
             recipe: recipe_options,
+            image,
         })
     }
 

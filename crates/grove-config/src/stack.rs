@@ -527,6 +527,8 @@ pub struct Service {
     pub route: Option<Route>,
     /// Recipe settings (defaults for other services).
     pub recipe: RecipeOptions,
+    /// Container image for `grove export` (ignored when grove runs the stack).
+    pub image: Option<String>,
 }
 
 /// `[instances.NAME]`.

@@ -108,10 +108,9 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
         credentials: previous.map(Plan::credentials).unwrap_or_default(),
     };
     for name in credentials_needed(stack) {
-        inputs
-            .credentials
-            .entry(name)
-            .or_insert_with(|| UNSET_PASSWORD.to_string());
+        // Distinct per name, so a reader of the Plan can still tell them apart.
+        let placeholder = format!("{UNSET_PASSWORD}-{name}");
+        inputs.credentials.entry(name).or_insert(placeholder);
     }
     build_with(stack, &inputs)
 }
@@ -369,6 +368,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                 stop_grace_ms: ms(svc.stop_grace),
                 depends_on: Vec::new(),
                 level: 0,
+                image: svc.image.clone(),
             },
         );
     }

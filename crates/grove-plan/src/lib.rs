@@ -85,6 +85,9 @@ pub struct Unit {
     pub depends_on: Vec<Dependency>,
     /// Start level (0 = no dependencies).
     pub level: usize,
+    /// Container image for export (not used to run locally).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// What a unit runs.

@@ -142,7 +142,7 @@ fn references_resolve_per_unit() {
     };
     assert_eq!(
         argv[2],
-        format!("postgresql://grove:not-generated-yet@127.0.0.1:{db_port}/cts_turkey")
+        format!("postgresql://grove:not-generated-yet-db@127.0.0.1:{db_port}/cts_turkey")
     );
     assert_eq!(plan.units["migrate@turkey"].port, None);
     let Run::Recipe { recipe, spec } = &plan.units["db"].run else {

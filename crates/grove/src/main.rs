@@ -142,6 +142,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the stack as manifests for another engine: Kubernetes (one YAML document per
+    /// object) or docker compose. Secret values stay out unless --include-secrets.
+    Export {
+        /// Where the stack goes.
+        #[arg(value_enum)]
+        target: ExportTarget,
+        /// Output: `-` for stdout (default), a folder for kubernetes (one file per object),
+        /// a file for compose.
+        #[arg(short = 'o', long = "output", default_value = "-")]
+        output: PathBuf,
+        /// Write secret values (from .env and the recipes' generated passwords) into the
+        /// output instead of leaving them to be filled.
+        #[arg(long)]
+        include_secrets: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -182,6 +197,15 @@ fn recipe_child() -> ExitCode {
     eprintln!("grove: the {} recipe cannot start: {e}", job.recipe);
     // 78 (EX_CONFIG): a setup problem, not a crash of the server.
     ExitCode::from(78)
+}
+
+/// What `grove export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportTarget {
+    /// Kubernetes manifests (Deployments, StatefulSets, Jobs, Services, Ingresses, ...).
+    Kubernetes,
+    /// A docker compose file.
+    Compose,
 }
 
 fn main() -> ExitCode {
@@ -303,6 +327,16 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
         Command::Trust => runtime::trust(&runtime_ctx(&cli, color)),
         Command::Certs { json } => runtime::certs(&runtime_ctx(&cli, color), *json),
+        Command::Export {
+            target,
+            output,
+            include_secrets,
+        } => runtime::export(
+            &runtime_ctx(&cli, color),
+            *target == ExportTarget::Kubernetes,
+            output,
+            *include_secrets,
+        ),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "grove", &mut std::io::stdout());

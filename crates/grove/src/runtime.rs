@@ -111,6 +111,100 @@ fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Res
     grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
 }
 
+/// `grove export kubernetes|compose`: the Plan as manifests. Generated passwords are read
+/// from `.grove/secrets/` (and generated there first only with `--include-secrets`, so the
+/// values written are the ones kept).
+pub fn export(
+    ctx: &Ctx,
+    kubernetes: bool,
+    output: &Path,
+    include_secrets: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match ctx.load(ctx.env.clone()) {
+        Ok(l) => l,
+        Err(text) => {
+            eprintln!("{text}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let stack = &loaded.stack;
+    let needed = grove_plan::credentials_needed(stack);
+    let mut credentials =
+        grove_state::credentials::load(&loaded.state.join("secrets"), &needed, include_secrets)
+            .map_err(|e| anyhow::anyhow!("cannot read the recipes' passwords: {e}"))?;
+    for n in needed {
+        // Unknown passwords stay unknown: the output has empty Secrets anyway.
+        credentials
+            .entry(n.clone())
+            .or_insert_with(|| format!("unset-{n}"));
+    }
+    let inputs = grove_plan::Inputs {
+        ports: IndexMap::new(),
+        credentials,
+    };
+    let plan = match grove_plan::build_with(stack, &inputs) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("grove: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let opts = grove_export::Options { include_secrets };
+    let to_stdout = output.as_os_str() == "-";
+    if kubernetes {
+        let (header, docs) = match grove_export::kubernetes(&plan, &opts) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("grove: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if to_stdout {
+            print!("{}", grove_export::to_stream(&header, &docs));
+        } else {
+            std::fs::create_dir_all(output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
+            let width = docs.len().to_string().len();
+            for (i, d) in docs.iter().enumerate() {
+                let name = format!(
+                    "{:0width$}-{}.yaml",
+                    i + 1,
+                    d.id.replace('/', "-").to_lowercase()
+                );
+                let path = output.join(name);
+                let head = if i == 0 { header.as_slice() } else { &[] };
+                std::fs::write(
+                    &path,
+                    grove_export::to_stream(head, std::slice::from_ref(d)),
+                )
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            eprintln!("wrote {} manifests to {}", docs.len(), output.display());
+        }
+    } else {
+        let (header, body) = match grove_export::compose(&plan, &opts) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("grove: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let mut text = String::new();
+        for h in header {
+            text.push_str(&format!("# {h}\n"));
+        }
+        text.push_str(&body);
+        if to_stdout {
+            print!("{text}");
+        } else {
+            std::fs::write(output, text)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {}", output.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
 fn recipes_installed(plan: &Plan) -> Result<(), String> {
     let mut seen = Vec::new();

@@ -1,0 +1,1163 @@
+//! The Plan as Kubernetes objects (`k8s-openapi` types, API 1.32), mapped as
+//! `docs/export.md` says.
+
+use std::collections::BTreeMap;
+
+use grove_plan::{Condition, Plan, ProbeCheck, Recipe, RestartPolicy, Run, Target, Tls};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EndpointAddress, EndpointPort,
+    EndpointSubset, Endpoints, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
+    Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, ServiceAccount, ServicePort,
+    ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::model::{
+    dns_name, postgres_init_sql, postgres_init_vars, recipe_data_path, recipe_image, secs, Model,
+    PasswordRef, Var, Workload,
+};
+use crate::{yaml, Document, ExportError, Options};
+
+fn k8s_ref(name: &str) -> String {
+    format!("$({name})")
+}
+
+const WAIT_IMAGE: &str = "busybox:1.36";
+const KUBECTL_IMAGE: &str = "bitnami/kubectl:1.32";
+
+struct Out {
+    docs: Vec<Document>,
+    notes: Vec<String>,
+}
+
+impl Out {
+    fn push<T: serde::Serialize>(
+        &mut self,
+        id: String,
+        comment: Vec<String>,
+        obj: &T,
+    ) -> Result<(), ExportError> {
+        self.docs.push(Document {
+            comment,
+            yaml: yaml(obj)?,
+            id,
+        });
+        Ok(())
+    }
+}
+
+fn labels(stack: &str, service: &str, instance: Option<&str>) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert("app.kubernetes.io/part-of".into(), dns_name(stack));
+    l.insert("app.kubernetes.io/name".into(), dns_name(service));
+    l.insert("app.kubernetes.io/managed-by".into(), "grove".into());
+    if let Some(i) = instance {
+        l.insert("grove.dev/instance".into(), dns_name(i));
+    }
+    l
+}
+
+fn selector(stack: &str, service: &str, instance: Option<&str>) -> BTreeMap<String, String> {
+    let mut l = labels(stack, service, instance);
+    l.remove("app.kubernetes.io/managed-by");
+    l
+}
+
+fn meta(name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+fn source(w: &Workload<'_>) -> String {
+    match w.instance {
+        Some(i) => format!("service {}, instance {i}", w.service),
+        None => format!("service {}", w.service),
+    }
+}
+
+fn secret_env(var: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: var.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..Default::default()
+    }
+}
+
+/// A Secret whose values are written only when asked; otherwise empty, with the command that
+/// fills it in the comment.
+fn secret_object(
+    out: &mut Out,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    values: &BTreeMap<String, String>,
+    opts: &Options,
+    what: String,
+) -> Result<(), ExportError> {
+    let data: BTreeMap<String, String> = values
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if opts.include_secrets {
+                    v.clone()
+                } else {
+                    String::new()
+                },
+            )
+        })
+        .collect();
+    let mut comment = vec![what];
+    if !opts.include_secrets {
+        let args: Vec<String> = values
+            .keys()
+            .map(|k| format!("--from-literal={k}=..."))
+            .collect();
+        comment.push("values left empty; fill them with:".into());
+        comment.push(format!(
+            "  kubectl create secret generic {name} {} --dry-run=client -o yaml | kubectl apply -f -",
+            args.join(" ")
+        ));
+    }
+    out.push(
+        format!("Secret/{name}"),
+        comment,
+        &Secret {
+            metadata: meta(name, labels),
+            string_data: Some(data),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// Init containers that hold a pod until its dependencies are there.
+fn waits(m: &Model<'_>, w: &Workload<'_>, waiter: &mut bool) -> Vec<Container> {
+    let mut out = Vec::new();
+    for (dw, cond) in m.deps(w) {
+        let task = crate::model::is_task(dw.unit);
+        if task || cond == Condition::Completed {
+            *waiter = true;
+            out.push(Container {
+                name: dns_name(&format!("wait-{}", dw.name)),
+                image: Some(KUBECTL_IMAGE.into()),
+                command: Some(vec![
+                    "kubectl".into(),
+                    "wait".into(),
+                    "--for=condition=complete".into(),
+                    format!("job/{}", dw.name),
+                    "--timeout=-1s".into(),
+                ]),
+                ..Default::default()
+            });
+            continue;
+        }
+        if let Some(p) = dw.port {
+            out.push(Container {
+                name: dns_name(&format!("wait-{}", dw.name)),
+                image: Some(WAIT_IMAGE.into()),
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!(
+                        "until nc -z {n} {p}; do echo waiting for {n}; sleep 2; done",
+                        n = dw.name
+                    ),
+                ]),
+                ..Default::default()
+            });
+        }
+        if needs_init_job(dw) {
+            *waiter = true;
+            out.push(Container {
+                name: dns_name(&format!("wait-{}-init", dw.name)),
+                image: Some(KUBECTL_IMAGE.into()),
+                command: Some(vec![
+                    "kubectl".into(),
+                    "wait".into(),
+                    "--for=condition=complete".into(),
+                    format!("job/{}-init", dw.name),
+                    "--timeout=-1s".into(),
+                ]),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+fn needs_init_job(w: &Workload<'_>) -> bool {
+    match w.recipe {
+        Some((Recipe::Postgres, spec)) => {
+            spec.databases.iter().any(|d| d.name != spec.admin.user) || !spec.roles.is_empty()
+        }
+        Some((Recipe::Rabbitmq, spec)) => !spec.databases.is_empty(),
+        _ => false,
+    }
+}
+
+fn probe(check: Probe, h: &grove_plan::Probe) -> Probe {
+    Probe {
+        period_seconds: Some(secs(h.interval_ms, 1)),
+        timeout_seconds: Some(secs(h.timeout_ms, 1)),
+        failure_threshold: Some(i32::try_from(h.retries.max(1)).unwrap_or(3)),
+        ..check
+    }
+}
+
+/// readiness, liveness and (with a start period) startup probes of an app container.
+fn app_probes(m: &Model<'_>, w: &Workload<'_>) -> (Option<Probe>, Option<Probe>, Option<Probe>) {
+    let Some(h) = &w.unit.health else {
+        return (None, None, None);
+    };
+    let port = w.port.map(|p| IntOrString::Int(i32::from(p)));
+    let check = match (&h.check, port) {
+        (ProbeCheck::Http { path, .. }, Some(port)) => Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        (ProbeCheck::Tcp { .. }, Some(port)) => Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        (ProbeCheck::Exec { argv }, _) => Probe {
+            exec: Some(ExecAction {
+                command: Some(argv.iter().map(|a| m.rewrite(w, a)).collect()),
+            }),
+            ..Default::default()
+        },
+        _ => return (None, None, None),
+    };
+    let p = probe(check, h);
+    let startup = (h.start_period_ms > 0).then(|| Probe {
+        failure_threshold: Some(
+            i32::try_from(h.start_period_ms.div_ceil(h.interval_ms.max(1000)).max(1)).unwrap_or(30),
+        ),
+        ..p.clone()
+    });
+    (Some(p.clone()), Some(p), startup)
+}
+
+fn lifecycle(signal: &str) -> Option<Lifecycle> {
+    if signal == "SIGTERM" {
+        return None;
+    }
+    // Kubernetes always sends SIGTERM; the unit's own stop signal goes first from preStop.
+    let sig = signal.trim_start_matches("SIG");
+    Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sh".into(), "-c".into(), format!("kill -{sig} 1")]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The Kubernetes manifests of a Plan.
+pub fn kubernetes(
+    plan: &Plan,
+    opts: &Options,
+) -> Result<(Vec<String>, Vec<Document>), ExportError> {
+    let m = Model::new(plan)?;
+    let mut out = Out {
+        docs: Vec::new(),
+        notes: Vec::new(),
+    };
+    let stack = &plan.stack;
+    let mut waiter = false;
+    let waiter_name = dns_name(&format!("{stack}-waiter"));
+
+    // Recipes.
+    for w in m.workloads.iter().filter(|w| w.recipe.is_some()) {
+        recipe(&m, w, opts, &mut out)?;
+    }
+    // Apps and tasks.
+    for w in m.workloads.iter().filter(|w| w.recipe.is_none()) {
+        app(&m, w, opts, &mut out, &mut waiter, &waiter_name)?;
+    }
+    // Routes.
+    edge(&m, &mut out)?;
+    if waiter {
+        let l = labels(stack, "waiter", None);
+        out.push(
+            format!("ServiceAccount/{waiter_name}"),
+            vec![
+                "lets init containers wait for Jobs (tasks, recipe init) with kubectl wait".into(),
+            ],
+            &ServiceAccount {
+                metadata: meta(&waiter_name, l.clone()),
+                ..Default::default()
+            },
+        )?;
+        out.push(
+            format!("Role/{waiter_name}"),
+            vec!["read access to Jobs for the waiting init containers".into()],
+            &Role {
+                metadata: meta(&waiter_name, l.clone()),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["batch".into()]),
+                    resources: Some(vec!["jobs".into()]),
+                    verbs: vec!["get".into(), "list".into(), "watch".into()],
+                    ..Default::default()
+                }]),
+            },
+        )?;
+        out.push(
+            format!("RoleBinding/{waiter_name}"),
+            vec!["binds the waiter account to its role".into()],
+            &RoleBinding {
+                metadata: meta(&waiter_name, l),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: waiter_name.clone(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: waiter_name.clone(),
+                    ..Default::default()
+                }]),
+            },
+        )?;
+    }
+    let mut header = vec![format!(
+        "grove export kubernetes: stack {stack}{}",
+        plan.environment
+            .as_ref()
+            .map(|e| format!(", environment {e}"))
+            .unwrap_or_default()
+    )];
+    header.push("apply with: kubectl apply -f <this file or folder>".into());
+    header.extend(out.notes.iter().map(|n| format!("note: {n}")));
+    Ok((header, out.docs))
+}
+
+fn recipe(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    opts: &Options,
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let Some((r, spec)) = w.recipe else {
+        return Ok(());
+    };
+    let stack = &m.plan.stack;
+    let l = labels(stack, w.service, w.instance);
+    let sel = selector(stack, w.service, w.instance);
+    let port = w.port.unwrap_or(0);
+    let passwords = m.recipe_passwords(w);
+    let admin_ref = passwords.iter().find(|p| p.key == "password");
+    if !passwords.is_empty() {
+        let values: BTreeMap<String, String> = passwords
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        secret_object(
+            out,
+            &format!("{}-credentials", w.name),
+            l.clone(),
+            &values,
+            opts,
+            format!(
+                "{}: the {} recipe's generated passwords",
+                source(w),
+                r.name()
+            ),
+        )?;
+    }
+    out.push(
+        format!("Service/{}", w.name),
+        vec![format!(
+            "{}: headless Service of the {} recipe",
+            source(w),
+            r.name()
+        )],
+        &Service {
+            metadata: meta(&w.name, l.clone()),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                selector: Some(sel.clone()),
+                ports: Some(vec![ServicePort {
+                    name: Some(r.name().into()),
+                    port: i32::from(port),
+                    target_port: Some(IntOrString::Int(i32::from(port))),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    let mut env = Vec::new();
+    let mut args: Option<Vec<String>> = None;
+    let pw_env = |var: &str| admin_ref.map(|p| secret_env(var, &p.secret, &p.key));
+    let check = match r {
+        Recipe::Postgres => {
+            env.push(plain_env("POSTGRES_USER", &spec.admin.user));
+            env.extend(pw_env("POSTGRES_PASSWORD"));
+            env.push(plain_env("POSTGRES_DB", &spec.admin.user));
+            env.push(plain_env("PGDATA", "/var/lib/postgresql/data/pgdata"));
+            Probe {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "pg_isready".into(),
+                        "-U".into(),
+                        spec.admin.user.clone(),
+                    ]),
+                }),
+                ..Default::default()
+            }
+        }
+        Recipe::Redis => {
+            env.extend(pw_env("REDIS_PASSWORD"));
+            let mut a = vec!["redis-server".to_string()];
+            if admin_ref.is_some() {
+                a.extend(["--requirepass".into(), "$(REDIS_PASSWORD)".into()]);
+            }
+            if !spec.persistence {
+                a.extend(["--save".into(), String::new()]);
+            }
+            args = Some(a);
+            tcp_check(port)
+        }
+        Recipe::Rabbitmq => {
+            env.push(plain_env("RABBITMQ_DEFAULT_USER", &spec.admin.user));
+            env.extend(pw_env("RABBITMQ_DEFAULT_PASS"));
+            tcp_check(port)
+        }
+        Recipe::Memcached | Recipe::Mongodb => tcp_check(port),
+    };
+    let h = w.unit.health.clone().unwrap_or(grove_plan::Probe {
+        check: ProbeCheck::Recipe,
+        interval_ms: 2000,
+        timeout_ms: 5000,
+        retries: 3,
+        start_period_ms: 60_000,
+    });
+    let readiness = probe(check, &h);
+    let data = recipe_data_path(r);
+    let container = Container {
+        name: dns_name(r.name()),
+        image: Some(recipe_image(r).into()),
+        args,
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![ContainerPort {
+            container_port: i32::from(port),
+            name: Some(dns_name(r.name()).chars().take(15).collect()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(readiness.clone()),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(secs(h.start_period_ms, 0)),
+            ..readiness
+        }),
+        lifecycle: lifecycle(&w.unit.stop_signal),
+        volume_mounts: data.map(|p| {
+            vec![VolumeMount {
+                name: "data".into(),
+                mount_path: p.into(),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    out.push(
+        format!("StatefulSet/{}", w.name),
+        vec![format!(
+            "{}: the {} recipe on the upstream image {}",
+            source(w),
+            r.name(),
+            recipe_image(r)
+        )],
+        &StatefulSet {
+            metadata: meta(&w.name, l.clone()),
+            spec: Some(StatefulSetSpec {
+                service_name: Some(w.name.clone()),
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(sel.clone()),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(l.clone()),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![container],
+                        termination_grace_period_seconds: Some(i64::from(secs(
+                            w.unit.stop_grace_ms,
+                            1,
+                        ))),
+                        ..Default::default()
+                    }),
+                },
+                volume_claim_templates: data.map(|_| {
+                    vec![PersistentVolumeClaim {
+                        metadata: ObjectMeta {
+                            name: Some("data".into()),
+                            ..Default::default()
+                        },
+                        spec: Some(PersistentVolumeClaimSpec {
+                            access_modes: Some(vec!["ReadWriteOnce".into()]),
+                            resources: Some(VolumeResourceRequirements {
+                                requests: Some(BTreeMap::from([(
+                                    "storage".to_string(),
+                                    Quantity("10Gi".into()),
+                                )])),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    if needs_init_job(w) {
+        init_job(m, w, r, spec, &passwords, out)?;
+    }
+    Ok(())
+}
+
+fn tcp_check(port: u16) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(i32::from(port)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A Job that creates the recipe's roles and databases (PostgreSQL) or virtual hosts
+/// (RabbitMQ, through its management API) once the server answers.
+fn init_job(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    r: Recipe,
+    spec: &grove_plan::RecipeSpec,
+    passwords: &[PasswordRef],
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let l = labels(&m.plan.stack, w.service, w.instance);
+    let name = format!("{}-init", w.name);
+    let port = w.port.unwrap_or(0);
+    let mut env: Vec<EnvVar> = passwords
+        .iter()
+        .map(|p| secret_env(&p.var, &p.secret, &p.key))
+        .collect();
+    let (image, script) = match r {
+        Recipe::Postgres => {
+            let admin = passwords.iter().find(|p| p.key == "password");
+            if let Some(a) = admin {
+                env.push(secret_env("PGPASSWORD", &a.secret, &a.key));
+            }
+            let vars = postgres_init_vars(spec, passwords, |v| format!("${v}"));
+            (
+                recipe_image(r),
+                format!(
+                    "until pg_isready -h {h} -p {port} -U {u}; do sleep 2; done\npsql -h {h} -p {port} -U {u} -d postgres -v ON_ERROR_STOP=1 {vars} <<'SQL'\n{sql}SQL\n",
+                    h = w.name,
+                    u = spec.admin.user,
+                    vars = vars.join(" "),
+                    sql = postgres_init_sql(spec),
+                ),
+            )
+        }
+        _ => {
+            let admin = passwords
+                .iter()
+                .find(|p| p.key == "password")
+                .map(|p| p.var.clone())
+                .unwrap_or_default();
+            let mut s = format!(
+                "until curl -fsS -u {u}:\"${admin}\" http://{h}:15672/api/overview >/dev/null; do sleep 2; done\n",
+                u = spec.admin.user,
+                h = w.name
+            );
+            for d in &spec.databases {
+                s.push_str(&format!(
+                    "curl -fsS -u {u}:\"${admin}\" -X PUT http://{h}:15672/api/vhosts/{v}\ncurl -fsS -u {u}:\"${admin}\" -X PUT -H 'content-type: application/json' -d '{{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}}' http://{h}:15672/api/permissions/{v}/{u}\n",
+                    u = spec.admin.user,
+                    h = w.name,
+                    v = d.name
+                ));
+            }
+            ("curlimages/curl:8.10.1", s)
+        }
+    };
+    out.push(
+        format!("Job/{name}"),
+        vec![format!(
+            "{}: creates the {} recipe's roles and databases (grove does this on start)",
+            source(w),
+            r.name()
+        )],
+        &Job {
+            metadata: meta(&name, l.clone()),
+            spec: Some(JobSpec {
+                backoff_limit: Some(10),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(l),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        restart_policy: Some("OnFailure".into()),
+                        containers: vec![Container {
+                            name: "init".into(),
+                            image: Some(image.into()),
+                            command: Some(vec!["sh".into(), "-c".into(), script]),
+                            env: (!env.is_empty()).then_some(env),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+fn app(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    opts: &Options,
+    out: &mut Out,
+    waiter: &mut bool,
+    waiter_name: &str,
+) -> Result<(), ExportError> {
+    let stack = &m.plan.stack;
+    let l = labels(stack, w.service, w.instance);
+    let sel = selector(stack, w.service, w.instance);
+    let Run::Command { argv } = &w.unit.run else {
+        return Ok(());
+    };
+    // Variables: plain ones in a ConfigMap, user secrets in a Secret, values around recipe
+    // passwords composed from the recipe's Secret.
+    let mut plain = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    let mut env = Vec::new();
+    let mut refs: Vec<PasswordRef> = Vec::new();
+    let mut composed = Vec::new();
+    for (k, v) in &w.unit.env {
+        match m.var(w, k, &v.value, v.secret, k8s_ref) {
+            Var::Plain(s) => {
+                plain.insert(k.clone(), s);
+            }
+            Var::Secret(s) => {
+                secrets.insert(k.clone(), s);
+            }
+            Var::Composed { template, refs: r } => {
+                refs.extend(r);
+                composed.push(plain_env(k, &template));
+            }
+        }
+    }
+    let secret_name = format!("{}-secrets", w.name);
+    for k in secrets.keys() {
+        env.push(secret_env(k, &secret_name, k));
+    }
+    let (argv, arg_refs): (Vec<String>, Vec<Vec<PasswordRef>>) = argv
+        .iter()
+        .map(|a| m.passwords_to_refs(&m.rewrite(w, a), k8s_ref))
+        .unzip();
+    refs.extend(arg_refs.into_iter().flatten());
+    refs.sort();
+    refs.dedup();
+    // Password variables first: later values refer to them as $(NAME).
+    let mut all_env: Vec<EnvVar> = refs
+        .iter()
+        .map(|r| secret_env(&r.var, &r.secret, &r.key))
+        .collect();
+    all_env.extend(env);
+    all_env.extend(composed);
+    let config_name = format!("{}-env", w.name);
+    out.push(
+        format!("ConfigMap/{config_name}"),
+        vec![format!("{}: plain environment variables", source(w))],
+        &ConfigMap {
+            metadata: meta(&config_name, l.clone()),
+            data: Some(plain),
+            ..Default::default()
+        },
+    )?;
+    if !secrets.is_empty() {
+        secret_object(
+            out,
+            &secret_name,
+            l.clone(),
+            &secrets,
+            opts,
+            format!("{}: secret environment variables", source(w)),
+        )?;
+    }
+    let mut uses_waiter = false;
+    let init = waits(m, w, &mut uses_waiter);
+    *waiter |= uses_waiter;
+    let (readiness, liveness, startup) = app_probes(m, w);
+    let container = Container {
+        name: dns_name(w.service),
+        image: w.unit.image.clone(),
+        command: Some(argv),
+        working_dir: None,
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: config_name.clone(),
+                optional: None,
+            }),
+            ..Default::default()
+        }]),
+        env: (!all_env.is_empty()).then_some(all_env),
+        ports: w.port.filter(|_| !crate::model::is_task(w.unit)).map(|p| {
+            vec![ContainerPort {
+                container_port: i32::from(p),
+                name: Some("http".into()),
+                ..Default::default()
+            }]
+        }),
+        readiness_probe: readiness,
+        liveness_probe: liveness,
+        startup_probe: startup,
+        lifecycle: lifecycle(&w.unit.stop_signal),
+        ..Default::default()
+    };
+    let pod = |restart: Option<String>| PodSpec {
+        init_containers: (!init.is_empty()).then(|| init.clone()),
+        containers: vec![container.clone()],
+        restart_policy: restart,
+        service_account_name: uses_waiter.then(|| waiter_name.to_string()),
+        termination_grace_period_seconds: Some(i64::from(secs(w.unit.stop_grace_ms, 1))),
+        ..Default::default()
+    };
+    let template = |restart: Option<String>| PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(l.clone()),
+            ..Default::default()
+        }),
+        spec: Some(pod(restart)),
+    };
+    if crate::model::is_task(w.unit) {
+        let policy = match w.unit.restart.policy {
+            RestartPolicy::Never => "Never",
+            _ => "OnFailure",
+        };
+        let backoff = if w.unit.restart.policy == RestartPolicy::Never {
+            0
+        } else {
+            i32::try_from(w.unit.restart.max_restarts).unwrap_or(6)
+        };
+        out.push(
+            format!("Job/{}", w.name),
+            vec![format!("{}: task (runs to completion)", source(w))],
+            &Job {
+                metadata: meta(&w.name, l.clone()),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(backoff),
+                    template: template(Some(policy.into())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+        return Ok(());
+    }
+    if w.unit.restart.policy != RestartPolicy::Always {
+        out.notes.push(format!(
+            "{} has restart = {:?}; a Deployment always restarts its pods",
+            w.name, w.unit.restart.policy
+        ));
+    }
+    out.push(
+        format!("Deployment/{}", w.name),
+        vec![format!("{}: {} replica(s)", source(w), w.replicas)],
+        &Deployment {
+            metadata: meta(&w.name, l.clone()),
+            spec: Some(DeploymentSpec {
+                replicas: Some(i32::try_from(w.replicas).unwrap_or(1)),
+                selector: LabelSelector {
+                    match_labels: Some(sel.clone()),
+                    ..Default::default()
+                },
+                template: template(None),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    if let Some(p) = w.port {
+        out.push(
+            format!("Service/{}", w.name),
+            vec![format!("{}: ClusterIP on its port", source(w))],
+            &Service {
+                metadata: meta(&w.name, l),
+                spec: Some(ServiceSpec {
+                    selector: Some(sel),
+                    ports: Some(vec![ServicePort {
+                        name: Some("http".into()),
+                        port: i32::from(p),
+                        target_port: Some(IntOrString::Int(i32::from(p))),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Routes -> Ingress; remote upstreams -> Services without selector; forwards ->
+/// LoadBalancer Services; static mounts -> a volume and a note.
+fn edge(m: &Model<'_>, out: &mut Out) -> Result<(), ExportError> {
+    let plan = m.plan;
+    let stack = &plan.stack;
+    for (i, r) in plan.routes.iter().enumerate() {
+        let backend_name;
+        let backend_port;
+        match &r.target {
+            Target::Units(units) => {
+                let Some(w) = units.first().and_then(|u| m.workload_of(u)) else {
+                    continue;
+                };
+                let Some(p) = w.port else { continue };
+                backend_name = w.name.clone();
+                backend_port = p;
+            }
+            Target::Remote(ups) => {
+                let Some(first) = ups.first() else { continue };
+                let name = dns_name(&format!("{}-remote", r.service));
+                backend_name = name.clone();
+                backend_port = first.port;
+                remote_service(stack, &r.service, &name, ups, out)?;
+            }
+        }
+        let name = dns_name(&format!(
+            "{stack}-{}-{}",
+            r.service,
+            r.instance.clone().unwrap_or_else(|| i.to_string())
+        ));
+        let mut ann = BTreeMap::new();
+        let (path, path_type) = if r.strip_prefix && r.prefix != "/" {
+            ann.insert(
+                "nginx.ingress.kubernetes.io/rewrite-target".to_string(),
+                "/$2".to_string(),
+            );
+            ann.insert(
+                "nginx.ingress.kubernetes.io/use-regex".into(),
+                "true".into(),
+            );
+            ann.insert(
+                "nginx.ingress.kubernetes.io/x-forwarded-prefix".into(),
+                r.prefix.clone(),
+            );
+            (
+                format!("{}(/|$)(.*)", r.prefix),
+                "ImplementationSpecific".to_string(),
+            )
+        } else {
+            (r.prefix.clone(), "Prefix".to_string())
+        };
+        ann.insert(
+            "nginx.ingress.kubernetes.io/proxy-body-size".into(),
+            format!("{}", r.max_body),
+        );
+        if r.websocket {
+            // ingress-nginx passes WebSocket upgrades; long-lived ones need long timeouts.
+            ann.insert(
+                "nginx.ingress.kubernetes.io/proxy-read-timeout".into(),
+                "3600".into(),
+            );
+            ann.insert(
+                "nginx.ingress.kubernetes.io/proxy-send-timeout".into(),
+                "3600".into(),
+            );
+        }
+        let hosts: Vec<String> = match &r.host {
+            Some(h) => vec![h.clone()],
+            None => plan.edge.hosts.clone(),
+        };
+        let tls = match &plan.edge.tls {
+            Tls::Off => None,
+            Tls::Acme => {
+                ann.insert(
+                    "cert-manager.io/cluster-issuer".into(),
+                    "letsencrypt".into(),
+                );
+                Some(())
+            }
+            _ => Some(()),
+        }
+        .filter(|_| !hosts.is_empty())
+        .map(|_| {
+            vec![IngressTLS {
+                hosts: Some(hosts.clone()),
+                secret_name: Some(dns_name(&format!("{stack}-tls"))),
+            }]
+        });
+        let http = HTTPIngressRuleValue {
+            paths: vec![HTTPIngressPath {
+                path: Some(path),
+                path_type,
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend {
+                        name: backend_name,
+                        port: Some(ServiceBackendPort {
+                            number: Some(i32::from(backend_port)),
+                            ..Default::default()
+                        }),
+                    }),
+                    ..Default::default()
+                },
+            }],
+        };
+        let rules: Vec<IngressRule> = match &r.host {
+            Some(h) => vec![IngressRule {
+                host: Some(h.clone()),
+                http: Some(http),
+            }],
+            None if !plan.edge.hosts.is_empty() => plan
+                .edge
+                .hosts
+                .iter()
+                .map(|h| IngressRule {
+                    host: Some(h.clone()),
+                    http: Some(http.clone()),
+                })
+                .collect(),
+            None => vec![IngressRule {
+                host: None,
+                http: Some(http),
+            }],
+        };
+        let mut comment = vec![format!(
+            "route {} -> service {}{}",
+            r.key(),
+            r.service,
+            r.instance
+                .as_ref()
+                .map(|i| format!(", instance {i}"))
+                .unwrap_or_default()
+        )];
+        if r.strip_prefix {
+            comment.push(
+                "strip_prefix: ingress-nginx rewrites the path and sets X-Forwarded-Prefix".into(),
+            );
+        }
+        if matches!(plan.edge.tls, Tls::SelfSigned | Tls::Files { .. }) {
+            comment.push(format!(
+                "TLS: create the Secret {stack}-tls from your certificate (kubectl create secret tls)"
+            ));
+        }
+        out.push(
+            format!("Ingress/{name}"),
+            comment,
+            &Ingress {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(labels(stack, &r.service, r.instance.as_deref())),
+                    annotations: Some(ann),
+                    ..Default::default()
+                },
+                spec: Some(IngressSpec {
+                    ingress_class_name: Some("nginx".into()),
+                    rules: Some(rules),
+                    tls,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    for f in &plan.edge.forward {
+        let Target::Units(units) = &f.target else {
+            continue;
+        };
+        let Some(w) = units.first().and_then(|u| m.workload_of(u)) else {
+            continue;
+        };
+        let Some(p) = w.port else { continue };
+        let port = f.listen.addr.port();
+        let name = dns_name(&format!("{}-port-{port}", w.name));
+        out.push(
+            format!("Service/{name}"),
+            vec![format!(
+                "listener {} -> service {}: a LoadBalancer Service (Ingress carries HTTP(S) on 80/443 only)",
+                f.listen, f.service
+            )],
+            &Service {
+                metadata: meta(&name, labels(stack, &f.service, None)),
+                spec: Some(ServiceSpec {
+                    type_: Some("LoadBalancer".into()),
+                    selector: Some(selector(stack, w.service, w.instance)),
+                    ports: Some(vec![ServicePort {
+                        port: i32::from(port),
+                        target_port: Some(IntOrString::Int(i32::from(p))),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    for (i, s) in plan.edge.static_mounts.iter().enumerate() {
+        let name = dns_name(&format!("{stack}-static-{i}"));
+        out.notes.push(format!(
+            "the edge served {} from {}; in Kubernetes serve it from the volume {name} (copy the files in) with a web server or from object storage",
+            s.prefix,
+            s.dir.display()
+        ));
+        out.push(
+            format!("PersistentVolumeClaim/{name}"),
+            vec![format!(
+                "static mount {} (was {}): a volume for the files the edge served",
+                s.prefix,
+                s.dir.display()
+            )],
+            &PersistentVolumeClaim {
+                metadata: meta(&name, labels(stack, "static", None)),
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteMany".into()]),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            Quantity("1Gi".into()),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A remote upstream: an ExternalName Service for a host name, or a Service without selector
+/// and its Endpoints for IP addresses.
+fn remote_service(
+    stack: &str,
+    service: &str,
+    name: &str,
+    ups: &[grove_plan::Upstream],
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    if out.docs.iter().any(|d| d.id == format!("Service/{name}")) {
+        return Ok(());
+    }
+    let Some(first) = ups.first() else {
+        return Ok(());
+    };
+    let l = labels(stack, service, None);
+    let port = i32::from(first.port);
+    let ip = first.host.parse::<std::net::IpAddr>().is_ok();
+    if !ip {
+        return out.push(
+            format!("Service/{name}"),
+            vec![format!(
+                "service {service}: remote upstream {first} (ExternalName)"
+            )],
+            &Service {
+                metadata: meta(name, l),
+                spec: Some(ServiceSpec {
+                    type_: Some("ExternalName".into()),
+                    external_name: Some(first.host.clone()),
+                    ports: Some(vec![ServicePort {
+                        port,
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+    }
+    out.push(
+        format!("Service/{name}"),
+        vec![format!(
+            "service {service}: remote upstreams, no selector (see its Endpoints)"
+        )],
+        &Service {
+            metadata: meta(name, l.clone()),
+            spec: Some(ServiceSpec {
+                ports: Some(vec![ServicePort {
+                    port,
+                    target_port: Some(IntOrString::Int(port)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    let addresses: Vec<EndpointAddress> = ups
+        .iter()
+        .filter(|u| u.host.parse::<std::net::IpAddr>().is_ok() && u.port == first.port)
+        .map(|u| EndpointAddress {
+            ip: u.host.clone(),
+            ..Default::default()
+        })
+        .collect();
+    out.push(
+        format!("Endpoints/{name}"),
+        vec![format!(
+            "service {service}: the remote upstreams' addresses"
+        )],
+        &Endpoints {
+            metadata: meta(name, l),
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(addresses),
+                ports: Some(vec![EndpointPort {
+                    port,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+        },
+    )
+}

@@ -1,0 +1,456 @@
+//! What both exports share: units grouped into workloads (a service, or one instance of a
+//! per-instance service, with its replicas), names valid in both worlds, the rewrite of local
+//! addresses to in-cluster ones, and the classification of each variable (plain, a user
+//! secret, or a value composed around a recipe's password).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use grove_plan::{Condition, Credentials, Plan, Recipe, RecipeSpec, Run, ServiceKind, Unit};
+use indexmap::IndexMap;
+
+use crate::ExportError;
+
+/// A Deployment / StatefulSet / Job, or a compose service.
+#[derive(Debug, Clone)]
+pub(crate) struct Workload<'a> {
+    /// DNS-1123 name: `web`, `web-turkey`.
+    pub name: String,
+    pub service: &'a str,
+    pub instance: Option<&'a str>,
+    /// The first replica (every replica runs the same definition).
+    pub unit: &'a Unit,
+    pub replicas: u32,
+    /// The port inside the cluster (a recipe's standard port; else the unit's).
+    pub port: Option<u16>,
+    pub recipe: Option<(Recipe, &'a RecipeSpec)>,
+}
+
+/// A variable as exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Var {
+    /// A plain value (ConfigMap, or literal in compose).
+    Plain(String),
+    /// A user secret: its value (kept out of the output unless asked).
+    Secret(String),
+    /// A value built around recipe passwords: `$(NAME)` (Kubernetes) / `${NAME}` (compose)
+    /// stand where each password was. `refs` are the password variables it needs.
+    Composed {
+        template: String,
+        refs: Vec<PasswordRef>,
+    },
+}
+
+/// A recipe password as a variable: where it lives and under which name the app sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PasswordRef {
+    /// `GROVE_DB_PASSWORD`, `GROVE_DB_TURKEY_PASSWORD`.
+    pub var: String,
+    /// The recipe workload's credentials Secret: `db-credentials`.
+    pub secret: String,
+    /// Its key: `password`, `password-turkey`.
+    pub key: String,
+    /// The value (written only with `include_secrets`).
+    pub value: String,
+}
+
+/// Lower-case letters, digits and `-`, starting and ending alphanumeric, at most 63.
+pub(crate) fn dns_name(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    let mut out: String = out.chars().take(63).collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        "x".to_string()
+    } else {
+        out
+    }
+}
+
+/// An environment variable name: `GROVE_DB_TURKEY_PASSWORD`.
+fn var_name(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// The standard port of a recipe's upstream image.
+pub(crate) fn recipe_port(r: Recipe) -> u16 {
+    match r {
+        Recipe::Postgres => 5432,
+        Recipe::Redis => 6379,
+        Recipe::Rabbitmq => 5672,
+        Recipe::Memcached => 11211,
+        Recipe::Mongodb => 27017,
+    }
+}
+
+/// The upstream image of a recipe.
+pub(crate) fn recipe_image(r: Recipe) -> &'static str {
+    match r {
+        Recipe::Postgres => "postgres:15",
+        Recipe::Redis => "redis:7",
+        Recipe::Rabbitmq => "rabbitmq:3.13-management",
+        Recipe::Memcached => "memcached:1.6",
+        Recipe::Mongodb => "mongo:7",
+    }
+}
+
+/// Where a recipe image keeps its data.
+pub(crate) fn recipe_data_path(r: Recipe) -> Option<&'static str> {
+    match r {
+        Recipe::Postgres => Some("/var/lib/postgresql/data"),
+        Recipe::Redis => Some("/data"),
+        Recipe::Rabbitmq => Some("/var/lib/rabbitmq"),
+        Recipe::Mongodb => Some("/data/db"),
+        Recipe::Memcached => None,
+    }
+}
+
+fn client_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v) if v.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V6(v) if v.is_unspecified() => Ipv6Addr::LOCALHOST.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The Plan seen as workloads, with what the rewrites need.
+#[derive(Debug)]
+pub(crate) struct Model<'a> {
+    pub plan: &'a Plan,
+    pub workloads: Vec<Workload<'a>>,
+    /// `127.0.0.1:23456` -> `db:5432`, longest key first.
+    addresses: Vec<(String, String)>,
+    /// Recipe passwords -> their variable.
+    passwords: Vec<(String, PasswordRef)>,
+}
+
+impl<'a> Model<'a> {
+    pub(crate) fn new(plan: &'a Plan) -> Result<Model<'a>, ExportError> {
+        let missing: Vec<String> = {
+            let mut m: Vec<String> = plan
+                .units
+                .values()
+                .filter(|u| matches!(u.run, Run::Command { .. }) && u.image.is_none())
+                .map(|u| u.service.clone())
+                .collect();
+            m.dedup();
+            m
+        };
+        if !missing.is_empty() {
+            return Err(ExportError::MissingImages(missing));
+        }
+        let mut groups: IndexMap<(String, Option<String>), Vec<&'a Unit>> = IndexMap::new();
+        for u in plan.units.values() {
+            groups
+                .entry((u.service.clone(), u.instance.clone()))
+                .or_default()
+                .push(u);
+        }
+        let mut workloads = Vec::new();
+        let mut addresses = Vec::new();
+        let mut passwords = Vec::new();
+        for ((service, instance), units) in &groups {
+            let Some(first) = units.first() else { continue };
+            let name = match instance {
+                Some(i) => dns_name(&format!("{service}-{i}")),
+                None => dns_name(service),
+            };
+            let recipe = match &first.run {
+                Run::Recipe { recipe, spec } => Some((*recipe, spec)),
+                Run::Command { .. } => None,
+            };
+            let port = match recipe {
+                Some((r, _)) => Some(recipe_port(r)),
+                None => first.port,
+            };
+            if let Some(p) = port {
+                for u in units {
+                    if let Some(local) = u.port {
+                        addresses.push((
+                            host_port(&client_host(u.bind), local),
+                            format!("{name}:{p}"),
+                        ));
+                    }
+                }
+            }
+            if let Some((_, spec)) = recipe {
+                let secret = format!("{name}-credentials");
+                let mut add = |c: &Credentials, key: String, var: String| {
+                    if !c.password.is_empty() {
+                        passwords.push((
+                            c.password.clone(),
+                            PasswordRef {
+                                var,
+                                secret: secret.clone(),
+                                key,
+                                value: c.password.clone(),
+                            },
+                        ));
+                    }
+                };
+                add(
+                    &spec.admin,
+                    "password".into(),
+                    var_name(&["grove", &name, "password"]),
+                );
+                for r in &spec.roles {
+                    add(
+                        r,
+                        format!("password-{}", dns_name(&r.user)),
+                        var_name(&["grove", &name, &r.user, "password"]),
+                    );
+                }
+            }
+            workloads.push(Workload {
+                name,
+                service: &first.service,
+                instance: first.instance.as_deref(),
+                unit: first,
+                replicas: u32::try_from(units.len()).unwrap_or(1),
+                port,
+                recipe,
+            });
+        }
+        addresses.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        passwords.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        Ok(Model {
+            plan,
+            workloads,
+            addresses,
+            passwords,
+        })
+    }
+
+    /// Local addresses become in-cluster ones; the workload's own address becomes `0.0.0.0`
+    /// (a container must listen on every interface to be reached).
+    pub(crate) fn rewrite(&self, w: &Workload<'_>, text: &str) -> String {
+        let mut out = text.to_string();
+        if let (Some(local), Some(p)) = (w.unit.port, w.port) {
+            let own = host_port(&client_host(w.unit.bind), local);
+            out = replace_addr(&out, &own, &format!("0.0.0.0:{p}"));
+        }
+        for (from, to) in &self.addresses {
+            out = replace_addr(&out, from, to);
+        }
+        out
+    }
+
+    /// A variable of a workload, rewritten and classified. `style` turns a password variable
+    /// name into its reference: `$(NAME)` for Kubernetes, `${NAME}` for compose.
+    pub(crate) fn var(
+        &self,
+        w: &Workload<'_>,
+        key: &str,
+        value: &str,
+        secret: bool,
+        style: fn(&str) -> String,
+    ) -> Var {
+        if key == "HOST" {
+            return Var::Plain("0.0.0.0".into());
+        }
+        if key == "GROVE_UNIT" {
+            return Var::Plain(w.name.clone());
+        }
+        if key == "PORT" {
+            if let Some(p) = w.port {
+                return Var::Plain(p.to_string());
+            }
+        }
+        let rewritten = self.rewrite(w, value);
+        let (template, refs) = self.passwords_to_refs(&rewritten, style);
+        if !refs.is_empty() {
+            Var::Composed { template, refs }
+        } else if secret {
+            Var::Secret(value.to_string())
+        } else {
+            Var::Plain(rewritten)
+        }
+    }
+
+    /// Replaces each recipe password in `text` by its variable reference.
+    pub(crate) fn passwords_to_refs(
+        &self,
+        text: &str,
+        style: fn(&str) -> String,
+    ) -> (String, Vec<PasswordRef>) {
+        let mut out = text.to_string();
+        let mut refs = Vec::new();
+        for (pw, r) in &self.passwords {
+            if pw.len() >= 4 && out.contains(pw.as_str()) {
+                out = out.replace(pw.as_str(), &style(&r.var));
+                refs.push(r.clone());
+            }
+        }
+        refs.sort();
+        refs.dedup();
+        (out, refs)
+    }
+
+    /// The workload a dependency names (a unit of the Plan).
+    pub(crate) fn workload_of(&self, unit: &str) -> Option<&Workload<'a>> {
+        let u = self.plan.units.get(unit)?;
+        self.workloads
+            .iter()
+            .find(|w| w.service == u.service && w.instance == u.instance.as_deref())
+    }
+
+    /// A workload's dependencies, one per workload, with the strongest condition.
+    pub(crate) fn deps(&self, w: &Workload<'_>) -> Vec<(&Workload<'a>, Condition)> {
+        let mut out: Vec<(&Workload<'a>, Condition)> = Vec::new();
+        for d in &w.unit.depends_on {
+            let Some(dw) = self.workload_of(&d.unit) else {
+                continue;
+            };
+            match out.iter_mut().find(|(x, _)| x.name == dw.name) {
+                Some(_) => {}
+                None => out.push((dw, d.condition)),
+            }
+        }
+        out
+    }
+
+    /// The password variables of one recipe workload.
+    pub(crate) fn recipe_passwords(&self, w: &Workload<'_>) -> Vec<PasswordRef> {
+        let secret = format!("{}-credentials", w.name);
+        let mut v: Vec<PasswordRef> = self
+            .passwords
+            .iter()
+            .filter(|(_, r)| r.secret == secret)
+            .map(|(_, r)| r.clone())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Replaces `from` where it is a whole address (not followed by another digit).
+fn replace_addr(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let after = &rest[i + from.len()..];
+        out.push_str(&rest[..i]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Seconds, rounded up, at least `min`.
+pub(crate) fn secs(ms: u64, min: u64) -> i32 {
+    i32::try_from(ms.div_ceil(1000).max(min)).unwrap_or(i32::MAX)
+}
+
+/// The SQL that creates a PostgreSQL recipe's roles and databases in a fresh cluster,
+/// reading each role's password from a psql variable (`-v pw_turkey=...`).
+pub(crate) fn postgres_init_sql(spec: &RecipeSpec) -> String {
+    let mut sql = String::new();
+    for r in &spec.roles {
+        let var = format!("pw_{}", var_name(&[&r.user]).to_lowercase());
+        sql.push_str(&format!(
+            "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '{u}', :'{var}') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{u}')\\gexec\n",
+            u = r.user
+        ));
+    }
+    for d in &spec.databases {
+        sql.push_str(&format!(
+            "SELECT format('CREATE DATABASE %I OWNER %I', '{n}', '{o}') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{n}')\\gexec\n",
+            n = d.name,
+            o = d.owner
+        ));
+        if d.private {
+            sql.push_str(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE \"{n}\" FROM PUBLIC;\nGRANT CONNECT, TEMPORARY ON DATABASE \"{n}\" TO \"{o}\";\n",
+                n = d.name,
+                o = d.owner
+            ));
+        }
+    }
+    sql
+}
+
+/// The psql variables `postgres_init_sql` reads, as `-v name="$(VAR)"` arguments built by
+/// `style`.
+pub(crate) fn postgres_init_vars(
+    spec: &RecipeSpec,
+    refs: &[PasswordRef],
+    style: fn(&str) -> String,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &spec.roles {
+        let var = format!("pw_{}", var_name(&[&r.user]).to_lowercase());
+        if let Some(p) = refs
+            .iter()
+            .find(|p| p.key == format!("password-{}", dns_name(&r.user)))
+        {
+            out.push(format!("-v {var}=\"{}\"", style(&p.var)));
+        }
+    }
+    out
+}
+
+/// Whether a unit runs to completion.
+pub(crate) fn is_task(u: &Unit) -> bool {
+    u.kind == ServiceKind::Task
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses() {
+        assert_eq!(dns_name("web@Turkey#2"), "web-turkey-2");
+        assert_eq!(dns_name("__"), "x");
+        assert_eq!(
+            replace_addr(
+                "a 127.0.0.1:2000 b 127.0.0.1:20001",
+                "127.0.0.1:2000",
+                "db:5432"
+            ),
+            "a db:5432 b 127.0.0.1:20001"
+        );
+        assert_eq!(
+            var_name(&["grove", "db-x", "password"]),
+            "GROVE_DB_X_PASSWORD"
+        );
+        assert_eq!(secs(1500, 1), 2);
+        assert_eq!(secs(0, 1), 1);
+    }
+}

@@ -1,0 +1,300 @@
+//! `grove export`: every example in every environment exports to Kubernetes manifests that
+//! pass `kubernetes-validate --strict` (Kubernetes 1.32 schemas) and to a compose file that
+//! passes the Compose Specification's schema (`check-jsonschema`); secrets stay out unless
+//! asked for; a service without an image is refused. The validators come from PyPI into
+//! `.venv` (scripts/test installs them).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{text, Stack};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A validator from PATH or the workspace's `.venv`.
+fn tool(name: &str) -> PathBuf {
+    let venv = workspace().join(".venv/bin").join(name);
+    if venv.exists() {
+        return venv;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is missing: scripts/test installs it into .venv from examples/requirements.txt")
+        })
+}
+
+/// Values the examples' environments require, all of them secret-looking, so the test can
+/// check none reaches an export.
+const SECRETS: [(&str, &str); 5] = [
+    ("DJANGO_SECRET_KEY", "django-secret-Zq81xW"),
+    ("CANOPSIS_SECRET_KEY", "canopsis-secret-Pm20tR"),
+    (
+        "CANOPY_DATABASE_URL",
+        "postgresql://canopy:db-secret-Lk55bN@10.0.0.9/canopy",
+    ),
+    ("SECRET_EMAIL_USER", "mail-user-secret-Uu19qA"),
+    ("SECRET_EMAIL_USER_PSWD", "mail-pass-secret-Yy62kD"),
+];
+
+fn grove(dir: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_grove"));
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("GROVE_ENV")
+        .env("NO_COLOR", "1")
+        .env("ACME_EMAIL", "ops@example.org");
+    for (k, v) in SECRETS {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn environments(file: &Path) -> Vec<Option<String>> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut envs: Vec<Option<String>> = vec![None];
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("[environments.") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            if !envs.contains(&Some(name.clone())) {
+                envs.push(Some(name));
+            }
+        }
+    }
+    envs
+}
+
+#[test]
+fn every_example_in_every_environment_exports_valid_manifests() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut k8s_files = Vec::new();
+    let mut compose_files = Vec::new();
+    let examples = workspace().join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("grove.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "{names:?}");
+    for name in &names {
+        let dir = examples.join(name);
+        for env in environments(&dir.join("grove.toml")) {
+            let mut args = vec![];
+            if let Some(e) = &env {
+                args.extend(["--env", e.as_str()]);
+            }
+            let label = format!("{name}-{}", env.as_deref().unwrap_or("base"));
+            let check = grove(&dir, &[&args[..], &["check"]].concat());
+            assert!(
+                check.status.success(),
+                "check {label}: {}",
+                text(&check.stderr)
+            );
+            let k = grove(&dir, &[&args[..], &["export", "kubernetes"]].concat());
+            assert!(k.status.success(), "export {label}: {}", text(&k.stderr));
+            let c = grove(&dir, &[&args[..], &["export", "compose"]].concat());
+            assert!(c.status.success(), "compose {label}: {}", text(&c.stderr));
+            for (out, kind) in [(&k, "k8s"), (&c, "compose")] {
+                let body = text(&out.stdout);
+                for (_, secret) in SECRETS {
+                    assert!(
+                        !body.contains(secret),
+                        "{label} {kind} leaks a secret:\n{body}"
+                    );
+                }
+                assert!(body.contains(&format!("stack {}", body_stack(&body))));
+            }
+            let kf = out_dir.path().join(format!("{label}.yaml"));
+            std::fs::write(&kf, &k.stdout).unwrap();
+            k8s_files.push(kf);
+            let cf = out_dir.path().join(format!("{label}.compose.yaml"));
+            std::fs::write(&cf, &c.stdout).unwrap();
+            compose_files.push(cf);
+        }
+    }
+    let v = Command::new(tool("kubernetes-validate"))
+        .args(["--strict", "-k", "1.32.0", "--quiet"])
+        .args(&k8s_files)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "kubernetes-validate:\n{}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+    let v = Command::new(tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .args(&compose_files)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "check-jsonschema:\n{}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}
+
+/// The stack named in an export's header line.
+fn body_stack(body: &str) -> String {
+    body.lines()
+        .next()
+        .and_then(|l| l.split("stack ").nth(1))
+        .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
+const STACK: &str = r#"
+[services.db]
+recipe = "postgres"
+databases = "per-instance"
+
+[services.web]
+command = "gunicorn app:wsgi --bind 127.0.0.1:${PORT}"
+image = "registry.example.org/app:1"
+for_each_instance = true
+depends_on = { db = "healthy", migrate = "completed" }
+health = { http = "/healthz" }
+route = { strip_prefix = true }
+env = { DATABASE_URL = "${db.url}", API_TOKEN = { value = "${API_TOKEN}", secret = true } }
+
+[services.migrate]
+command = "python manage.py migrate"
+image = "registry.example.org/app:1"
+kind = "task"
+for_each_instance = true
+depends_on = { db = "healthy" }
+env = { DATABASE_URL = "${db.url}" }
+
+[instances.turkey]
+prefix = "/TR"
+"#;
+
+#[test]
+fn secrets_reach_the_output_only_when_asked() {
+    let s = Stack::new("");
+    s.write_stack(STACK);
+    std::fs::write(s.path().join(".env"), "API_TOKEN=token-from-dotenv-991\n").unwrap();
+    let plain = s.run(&["export", "kubernetes"]);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let body = text(&plain.stdout);
+    assert!(!body.contains("token-from-dotenv-991"), "{body}");
+    // The Secrets are there, empty, with the command that fills them.
+    assert!(body.contains("kind: Secret"), "{body}");
+    assert!(
+        body.contains(
+            "kubectl create secret generic web-turkey-secrets --from-literal=API_TOKEN=..."
+        ),
+        "{body}"
+    );
+    // In-cluster addresses: the URL points at the recipe's Service, its password at the
+    // recipe's Secret; the app listens on every interface.
+    assert!(
+        body.contains("value: postgresql://turkey:$(GROVE_DB_TURKEY_PASSWORD)@db:5432/turkey"),
+        "{body}"
+    );
+    assert!(body.contains("- 0.0.0.0:"), "{body}");
+    assert!(
+        body.contains("kubectl wait --for=condition=complete")
+            || body.contains("- --for=condition=complete"),
+        "{body}"
+    );
+    assert!(
+        body.contains("nginx.ingress.kubernetes.io/x-forwarded-prefix: /TR"),
+        "{body}"
+    );
+    // No password was generated just to export.
+    assert!(!s.path().join(".grove/secrets/db").exists());
+
+    let with = s.run(&["export", "kubernetes", "--include-secrets"]);
+    assert!(with.status.success(), "{}", text(&with.stderr));
+    let body = text(&with.stdout);
+    assert!(body.contains("API_TOKEN: token-from-dotenv-991"), "{body}");
+    let generated = std::fs::read_to_string(s.path().join(".grove/secrets/db.turkey")).unwrap();
+    assert!(
+        body.contains(&format!("password-turkey: {}", generated.trim())),
+        "{body}"
+    );
+
+    let compose = text(&s.run(&["export", "compose"]).stdout);
+    assert!(!compose.contains("token-from-dotenv-991"));
+    assert!(compose.contains("API_TOKEN: ${API_TOKEN}"), "{compose}");
+    assert!(
+        compose.contains("condition: service_completed_successfully"),
+        "{compose}"
+    );
+    assert!(compose.contains("condition: service_healthy"), "{compose}");
+    let compose = text(&s.run(&["export", "compose", "--include-secrets"]).stdout);
+    assert!(
+        compose.contains("API_TOKEN: token-from-dotenv-991"),
+        "{compose}"
+    );
+}
+
+#[test]
+fn a_folder_gets_one_file_per_object() {
+    let s = Stack::new("");
+    s.write_stack(STACK);
+    let out = s.run(&["export", "kubernetes", "-o", "k8s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut files: Vec<String> = std::fs::read_dir(s.path().join("k8s"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(
+        files.contains(&"01-secret-db-credentials.yaml".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("-deployment-web-turkey.yaml")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("-job-migrate-turkey.yaml")),
+        "{files:?}"
+    );
+    let first = std::fs::read_to_string(s.path().join("k8s").join(&files[0])).unwrap();
+    assert!(
+        first.starts_with("# grove export kubernetes: stack"),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_service_without_an_image_is_named() {
+    let s = Stack::new("");
+    s.write_stack(
+        "[services.a]\ncommand = \"x\"\n[services.b]\ncommand = \"y\"\nimage = \"b:1\"\n[services.c]\ncommand = \"z\"\n",
+    );
+    for target in ["kubernetes", "compose"] {
+        let out = s.run(&["export", target]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            text(&out.stderr).trim(),
+            "grove: every service that runs a command needs `image = \"...\"` to be exported; missing for: a, c"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
