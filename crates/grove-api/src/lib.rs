@@ -11,6 +11,17 @@
 //! | POST | `/v1/start`, `/v1/stop`, `/v1/restart` | body `{"targets": [...]}`; the units acted on |
 //! | POST | `/v1/reload` | re-read the stack file and apply the difference ([`grove_engine::ApplyReport`]) |
 //! | POST | `/v1/down` | stop everything; answers once every process is gone |
+//! | GET | `/metrics` | Prometheus text: host, units, routes |
+//! | GET | `/v1/units`, `/v1/now` | unit states; everything measured now (JSON) |
+//! | GET | `/v1/series`, `/v1/metrics?series=S&since=SECONDS` | stored series and their points |
+//! | GET | `/v1/events?limit=N`, `/v1/events/stream` | the event log; new events as server-sent events |
+//! | GET | `/v1/logs?unit=U&lines=N`, `/v1/logs/stream?unit=U` | a unit's log tail; then new lines as server-sent events (secrets masked) |
+//! | GET | `/` | the dashboard (admin listener) |
+//!
+//! The same API is served on the admin listener (`[admin] listen`, off by default) where every
+//! request needs the token of `.grove/admin.token`: `Authorization: Bearer <token>`, or the
+//! cookie that `/?token=<token>` sets for the dashboard (whose changes also carry an
+//! `X-Grove` header a cross-site form cannot send).
 //!
 //! It must not know how a stack file is read (the daemon passes a reload function) nor how
 //! units run (it asks the engine).
@@ -18,10 +29,11 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod dashboard;
 mod server;
 
 pub use client::{Client, ClientError};
-pub use server::{serve, ApiContext, Reloader};
+pub use server::{exposition, serve, serve_admin, unit_metrics, ApiContext, Observe, Reloader};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,20 +1,31 @@
-//! The server side: one hyper HTTP/1.1 connection per accepted Unix-socket client.
+//! The server side: one hyper HTTP/1.1 connection per accepted client, on the Unix socket
+//! (trusted by its file mode) or on the admin listener (every request needs the token).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use grove_engine::EngineHandle;
+use grove_metrics::{Exposition, HostSample, RouteMetric, UnitMetric};
 use grove_plan::Plan;
+use grove_state::Store;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::net::UnixListener;
-use tokio::sync::Notify;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, Notify};
 
 use crate::{Acted, ApiError, Targets};
+
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Re-reads the stack file into a new Plan (given the running one, for sticky ports), or says
 /// why it cannot, as the text a user should see.
@@ -31,6 +42,65 @@ pub struct ApiContext {
     /// Called with each Plan after the engine has applied it (the daemon swaps the edge's
     /// route table here).
     pub applied: Arc<dyn Fn(&Plan) + Send + Sync>,
+    /// What the API observes: metrics, samples, logs.
+    pub observe: Observe,
+}
+
+/// The observability side of the API.
+#[derive(Clone)]
+pub struct Observe {
+    /// The state store (events, samples).
+    pub store: Arc<Mutex<Store>>,
+    /// The edge's route counters, now.
+    pub routes: Arc<dyn Fn() -> Vec<RouteMetric> + Send + Sync>,
+    /// The host, as last sampled.
+    pub host: Arc<Mutex<HostSample>>,
+    /// The units' log folder.
+    pub logs_dir: PathBuf,
+    /// The admin listener's token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Observe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observe").finish_non_exhaustive()
+    }
+}
+
+/// The units as metrics, from a status answer.
+pub fn unit_metrics(s: &grove_engine::Status) -> Vec<UnitMetric> {
+    s.units
+        .iter()
+        .map(|u| UnitMetric {
+            name: u.name.clone(),
+            service: u.service.clone(),
+            instance: u.instance.clone(),
+            state: u.state.clone(),
+            healthy: u.health.as_deref().and_then(|h| match h {
+                "healthy" => Some(true),
+                "unhealthy" | "starting" => Some(false),
+                _ => None,
+            }),
+            restarts: u.restarts,
+            cpu_percent: u.cpu_percent.unwrap_or(0.0),
+            rss_bytes: u.rss_bytes.unwrap_or(0),
+            open_fds: u.open_fds.unwrap_or(0),
+            uptime_seconds: u.uptime_ms.unwrap_or(0) as f64 / 1000.0,
+        })
+        .collect()
+}
+
+/// Everything measured now (units and routes fresh, the host as last sampled).
+pub async fn exposition(engine: &EngineHandle, observe: &Observe) -> Option<Exposition> {
+    let status = engine.status().await.ok()?;
+    let host = observe.host.lock().map(|h| h.clone()).unwrap_or_default();
+    Some(Exposition {
+        stack: status.stack.clone(),
+        ts_ms: grove_metrics::now_ms(),
+        host,
+        units: unit_metrics(&status),
+        routes: (observe.routes)(),
+    })
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -39,7 +109,7 @@ impl std::fmt::Debug for ApiContext {
     }
 }
 
-/// Serves the API on `listener` until the task is dropped.
+/// Serves the API on `listener` (the Unix socket: trusted) until the task is dropped.
 pub async fn serve(listener: UnixListener, ctx: Arc<ApiContext>) {
     loop {
         let stream = match listener.accept().await {
@@ -47,29 +117,192 @@ pub async fn serve(listener: UnixListener, ctx: Arc<ApiContext>) {
             Err(e) => {
                 // Out of descriptors, usually: say so once a second at most.
                 tracing::warn!("control socket accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("control connection: {e}");
-            }
-        });
+        connection(TokioIo::new(stream), ctx.clone(), true);
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+/// Serves the API, `/metrics` and the dashboard on the admin listener: every request needs
+/// the token.
+pub async fn serve_admin(listener: TcpListener, ctx: Arc<ApiContext>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("admin listener accept: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        connection(TokioIo::new(stream), ctx.clone(), false);
+    }
+}
+
+fn connection<I>(io: I, ctx: Arc<ApiContext>, trusted: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(handle(&ctx, req, trusted).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .await
+        {
+            tracing::debug!("control connection: {e}");
+        }
+    });
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A query parameter, percent-decoded.
+fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn cookie_token(req: &Request<Incoming>) -> Option<String> {
+    req.headers().get_all(COOKIE).iter().find_map(|v| {
+        v.to_str().ok()?.split(';').find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == "grove_token").then(|| v.to_string())
+        })
+    })
+}
+
+enum Auth {
+    Ok,
+    /// `/?token=...`: set the cookie and go to the dashboard.
+    Login,
+    Refused,
+}
+
+fn authorize(ctx: &ApiContext, req: &Request<Incoming>) -> Auth {
+    let token = &ctx.observe.token;
+    if token.is_empty() {
+        return Auth::Refused;
+    }
+    let bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if bearer.is_some_and(|b| same(b, token)) {
+        return Auth::Ok;
+    }
+    if req.method() == Method::GET {
+        if let Some(q) = query(req, "token") {
+            if same(&q, token) {
+                return Auth::Login;
+            }
+        }
+    }
+    if cookie_token(req).is_some_and(|c| same(&c, token)) {
+        // A cookie is sent by the browser on any request to this origin: changes also need
+        // a header that a cross-site form cannot add.
+        if req.method() == Method::GET || req.headers().contains_key("x-grove") {
+            return Auth::Ok;
+        }
+    }
+    Auth::Refused
+}
+
+async fn handle(ctx: &ApiContext, req: Request<Incoming>, trusted: bool) -> Response<Body> {
+    if !trusted {
+        match authorize(ctx, &req) {
+            Auth::Ok => {}
+            Auth::Login => {
+                let mut res = Response::new(full(Bytes::new()));
+                *res.status_mut() = StatusCode::SEE_OTHER;
+                res.headers_mut()
+                    .insert(LOCATION, HeaderValue::from_static("/"));
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "grove_token={}; HttpOnly; SameSite=Strict; Path=/",
+                    ctx.observe.token
+                )) {
+                    res.headers_mut().insert(SET_COOKIE, v);
+                }
+                return res;
+            }
+            Auth::Refused => {
+                let mut res = error(
+                    StatusCode::UNAUTHORIZED,
+                    "this needs the admin token: `Authorization: Bearer <token>` (the token is in .grove/admin.token), or open /?token=<token> once in a browser",
+                );
+                res.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"grove\""),
+                );
+                return res;
+            }
+        }
+    }
+    let path = req.uri().path().to_string();
+    if req.method() == Method::GET {
+        if let Some(res) = crate::dashboard::asset(&path) {
+            return res;
+        }
+    }
+    route(ctx, req).await
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).boxed()
+}
+
+/// A streamed body fed by a channel (server-sent events).
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn sse(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+    let mut res = Response::new(BodyExt::boxed(ChannelBody(rx)));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn sse_event(data: &impl Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("data: {json}\n\n"))
+}
+
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut res = Response::new(Full::new(Bytes::from(body)));
+    let mut res = Response::new(full(Bytes::from(body)));
     *res.status_mut() = status;
     res.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -78,18 +311,161 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     res
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     json(status, &ApiError { error: msg.into() })
 }
 
-fn gone() -> Response<Full<Bytes>> {
+fn gone() -> Response<Body> {
     error(StatusCode::SERVICE_UNAVAILABLE, "grove is shutting down")
 }
 
-async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     match (method, path.as_str()) {
+        (Method::GET, "/metrics") => match exposition(&ctx.engine, &ctx.observe).await {
+            Some(e) => {
+                let mut res = Response::new(full(Bytes::from(e.prometheus())));
+                res.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                res
+            }
+            None => gone(),
+        },
+        (Method::GET, "/v1/units") => match ctx.engine.status().await {
+            Ok(s) => json(StatusCode::OK, &s.units),
+            Err(_) => gone(),
+        },
+        (Method::GET, "/v1/now") => match exposition(&ctx.engine, &ctx.observe).await {
+            Some(e) => json(StatusCode::OK, &e),
+            None => gone(),
+        },
+        (Method::GET, "/v1/series") => {
+            let list = ctx.observe.store.lock().ok().and_then(|s| s.series().ok());
+            json(StatusCode::OK, &list.unwrap_or_default())
+        }
+        (Method::GET, "/v1/metrics") => {
+            let Some(series) = query(&req, "series") else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "name a series: /v1/metrics?series=host.cpu&since=3600",
+                );
+            };
+            let since: i64 = query(&req, "since")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3600)
+                .clamp(1, 30 * 24 * 3600);
+            let now = grove_metrics::now_ms();
+            let points = ctx
+                .observe
+                .store
+                .lock()
+                .ok()
+                .and_then(|s| s.sample_range(&series, now - since * 1000, now, now).ok())
+                .unwrap_or_default();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"series": series, "points": points}),
+            )
+        }
+        (Method::GET, "/v1/events") => {
+            let n: usize = query(&req, "limit")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(100)
+                .min(10_000);
+            let events = ctx
+                .observe
+                .store
+                .lock()
+                .ok()
+                .and_then(|s| s.last_events(n, &[]).ok())
+                .unwrap_or_default();
+            json(StatusCode::OK, &events)
+        }
+        (Method::GET, "/v1/events/stream") => {
+            let mut events = ctx.engine.subscribe_events();
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move {
+                if tx
+                    .send(Bytes::from_static(b": grove events\n\n"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                loop {
+                    let next = tokio::time::timeout(Duration::from_secs(15), events.recv()).await;
+                    let chunk = match next {
+                        Ok(Ok(e)) => sse_event(&e),
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                        Ok(Err(_)) => return,
+                        // Keep-alive: proxies and browsers drop silent streams.
+                        Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                    };
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            sse(rx)
+        }
+        (Method::GET, "/v1/logs" | "/v1/logs/stream") => {
+            let Some(unit) = query(&req, "unit") else {
+                return error(StatusCode::BAD_REQUEST, "name a unit: /v1/logs?unit=web");
+            };
+            let Ok(plan) = ctx.engine.plan().await else {
+                return gone();
+            };
+            if !plan.units.contains_key(&unit) {
+                return error(StatusCode::NOT_FOUND, format!("no unit named `{unit}`"));
+            }
+            let secrets = plan.secret_values();
+            let n: usize = query(&req, "lines")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(100)
+                .min(5000);
+            let file = ctx.observe.logs_dir.join(format!("{unit}.log"));
+            let tail: Vec<String> = grove_supervisor::logs::tail(&file, n)
+                .unwrap_or_default()
+                .iter()
+                .map(|l| grove_plan::scrub(l, &secrets))
+                .collect();
+            if path == "/v1/logs" {
+                return json(StatusCode::OK, &tail);
+            }
+            let mut lines = ctx.engine.subscribe_lines();
+            let (tx, rx) = mpsc::channel(256);
+            tokio::spawn(async move {
+                for l in tail {
+                    if tx
+                        .send(sse_event(&serde_json::json!({"line": l})))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                loop {
+                    let next = tokio::time::timeout(Duration::from_secs(15), lines.recv()).await;
+                    let chunk = match next {
+                        Ok(Ok(l)) if *l.unit == *unit => {
+                            let text = grove_plan::scrub(&l.text, &secrets);
+                            sse_event(&serde_json::json!({"stream": l.stream, "text": text}))
+                        }
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                        Ok(Err(_)) => return,
+                        Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                    };
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            sse(rx)
+        }
         (Method::GET, "/v1/status") => match ctx.engine.status().await {
             Ok(s) => json(StatusCode::OK, &s),
             Err(_) => gone(),
@@ -145,7 +521,7 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Full<Bytes>
 
 async fn body_json<T: for<'de> serde::Deserialize<'de>>(
     req: Request<Incoming>,
-) -> Result<T, Response<Full<Bytes>>> {
+) -> Result<T, Response<Body>> {
     let bytes = Limited::new(req.into_body(), 1 << 20)
         .collect()
         .await

@@ -17,14 +17,16 @@ use crate::units::{parse_duration, parse_signal, parse_size, SIGNALS};
 
 type Map = IndexMap<String, Entry>;
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "stack",
     "edge",
     "services",
     "instances",
     "environments",
     "deploy",
+    "admin",
 ];
+const ADMIN_KEYS: [&str; 2] = ["listen", "sample_interval"];
 const STACK_KEYS: [&str; 6] = [
     "name",
     "ports",
@@ -472,6 +474,10 @@ impl<'a> Builder<'a> {
             None => Some(default_edge()),
         };
         let deploy = top.get("deploy").and_then(|e| self.deploy(&e.node));
+        let admin = match top.get("admin") {
+            Some(e) => self.admin(&e.node)?,
+            None => Admin::default(),
+        };
         let edge = edge?;
         self.cross_check(&services, &instances, &edge, top);
         let name = name?;
@@ -490,7 +496,45 @@ impl<'a> Builder<'a> {
             services,
             instances,
             deploy,
+            admin,
         })
+    }
+
+    /// `[admin]`: the admin listener (off unless `listen` is given) and metric sampling.
+    fn admin(&mut self, node: &Node) -> Option<Admin> {
+        let map = self.table(node, "admin", &ADMIN_KEYS)?;
+        let mut admin = Admin::default();
+        if let Some(e) = map.get("listen") {
+            let s = self.string(&e.node, "admin.listen")?;
+            match s.parse::<SocketAddr>() {
+                Ok(a) => admin.listen = Some(a),
+                Err(_) => {
+                    self.err(
+                        &e.node.loc,
+                        "admin.listen",
+                        format!("`{s}` is not an address and port"),
+                        Some(
+                            "for example 127.0.0.1:9090 (loopback unless you mean it)".to_string(),
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        if let Some(e) = map.get("sample_interval") {
+            let d = self.duration(&e.node, "admin.sample_interval")?;
+            if d < Duration::from_millis(200) || d > Duration::from_secs(3600) {
+                self.err(
+                    &e.node.loc,
+                    "admin.sample_interval",
+                    "the sample interval must be between 200ms and 1h",
+                    Some("10s is the default".to_string()),
+                );
+                return None;
+            }
+            admin.sample_interval = d;
+        }
+        Some(admin)
     }
 
     fn stack_section(&mut self, node: &Node) -> Option<String> {

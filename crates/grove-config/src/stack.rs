@@ -34,6 +34,27 @@ pub struct Stack {
     pub instances: IndexMap<String, Instance>,
     /// How to deploy, when configured.
     pub deploy: Option<Deploy>,
+    /// The admin listener and metrics sampling.
+    pub admin: Admin,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Admin {
+    /// The admin listener (API, `/metrics`, dashboard); off when `None`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// How often host, unit and route metrics are sampled.
+    #[serde(with = "ms")]
+    pub sample_interval: Duration,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: None,
+            sample_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Size-based rotation of log files: `[stack] log_max_size` and `log_keep`.

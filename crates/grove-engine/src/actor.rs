@@ -905,7 +905,12 @@ impl Actor {
     }
 
     fn status(&mut self, now: Instant) -> Status {
-        let usage = process::usage_by_group();
+        let leaders: std::collections::HashSet<i32> = self
+            .units
+            .values()
+            .filter_map(|rt| rt.proc.as_ref().map(|p| p.pid))
+            .collect();
+        let usage = process::usage_by_group(&leaders);
         let hz = process::ticks_per_second() as f64;
         let me = std::process::id();
         let own_rss = process::stat(me as i32).map(|s| s.rss_bytes()).unwrap_or(0);
@@ -938,7 +943,7 @@ impl Actor {
                 State::Starting | State::Unhealthy => rt.last_probe_error.clone(),
                 _ => None,
             });
-            let (pid, uptime_ms, cpu_percent, rss_bytes, processes) = match &rt.proc {
+            let (pid, uptime_ms, cpu_percent, rss_bytes, processes, open_fds) = match &rt.proc {
                 Some(p) => {
                     let use_ = usage.get(&p.pid).copied().unwrap_or_default();
                     let elapsed = now.saturating_duration_since(p.started);
@@ -956,9 +961,10 @@ impl Actor {
                         Some((cpu * 10.0).round() / 10.0),
                         Some(use_.rss_bytes),
                         use_.processes,
+                        Some(use_.open_fds),
                     )
                 }
-                None => (None, None, None, None, 0),
+                None => (None, None, None, None, 0, None),
             };
             units.push(UnitStatus {
                 name: u.name.clone(),
@@ -980,6 +986,7 @@ impl Actor {
                 cpu_percent,
                 rss_bytes,
                 processes,
+                open_fds,
             });
         }
         Status {

@@ -54,6 +54,9 @@ pub struct UnitStatus {
     pub rss_bytes: Option<u64>,
     /// Processes in its group.
     pub processes: u32,
+    /// Open file descriptors of its group.
+    #[serde(default)]
+    pub open_fds: Option<u32>,
 }
 
 impl UnitStatus {

@@ -549,6 +549,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             forward,
             limits: stack.edge.limits.clone(),
         },
+        admin: stack.admin.clone(),
     })
 }
 

@@ -23,8 +23,9 @@ use serde::Serialize;
 pub use build::{build, build_with, credentials_needed, Inputs, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    AcmeChallenge, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen, LogRotation,
-    Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream, DEFAULT_MAX_BODY,
+    AcmeChallenge, Admin, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen,
+    LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
+    DEFAULT_MAX_BODY,
 };
 
 /// Everything grove will run and route, fully resolved.
@@ -48,6 +49,8 @@ pub struct Plan {
     pub routes: Vec<Route>,
     /// Edge settings.
     pub edge: Edge,
+    /// Admin listener, sampling, notifications.
+    pub admin: Admin,
 }
 
 /// One process (or backing server) grove supervises.

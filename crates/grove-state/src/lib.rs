@@ -94,7 +94,23 @@ CREATE TABLE IF NOT EXISTS meta(
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS samples(
+    series TEXT NOT NULL,
+    res INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL,
+    n INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY(series, res, ts_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS samples_age ON samples(res, ts_ms);
 ";
+
+/// Raw samples are kept this long (milliseconds): one day.
+pub const RAW_KEPT_MS: i64 = 24 * 3600 * 1000;
+/// One-minute averages are kept this long: 30 days.
+pub const MINUTE_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+/// At most this many series are stored per sample (the rest are dropped).
+pub const MAX_SERIES: usize = 2000;
 
 /// Events kept; older ones are pruned as new ones arrive.
 pub const EVENTS_KEPT: i64 = 100_000;
@@ -279,6 +295,102 @@ impl Store {
     }
 }
 
+/// Metric samples: raw points (resolution 0) for a day, one-minute averages (resolution
+/// 60 000) for 30 days, so the table stays bounded whatever the uptime.
+impl Store {
+    /// Records one sample of every series at `ts_ms`, folds it into the minute averages, and
+    /// prunes what is past retention.
+    pub fn record_samples(
+        &mut self,
+        ts_ms: i64,
+        samples: &[(String, f64)],
+    ) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let minute = ts_ms - ts_ms.rem_euclid(60_000);
+        {
+            let mut raw = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO samples(series, res, ts_ms, value, n) VALUES (?1, 0, ?2, ?3, 1)",
+                )
+                .map_err(|e| StateError::Sqlite { path: self.path.clone(), source: e })?;
+            let mut avg = tx
+                .prepare_cached(
+                    "INSERT INTO samples(series, res, ts_ms, value, n) VALUES (?1, 60000, ?2, ?3, 1)
+                     ON CONFLICT(series, res, ts_ms) DO UPDATE
+                     SET value = (value * n + excluded.value) / (n + 1), n = n + 1",
+                )
+                .map_err(|e| StateError::Sqlite { path: self.path.clone(), source: e })?;
+            for (series, value) in samples.iter().take(MAX_SERIES) {
+                if !value.is_finite() {
+                    continue;
+                }
+                raw.execute(params![series, ts_ms, value])
+                    .map_err(|e| StateError::Sqlite {
+                        path: self.path.clone(),
+                        source: e,
+                    })?;
+                avg.execute(params![series, minute, value])
+                    .map_err(|e| StateError::Sqlite {
+                        path: self.path.clone(),
+                        source: e,
+                    })?;
+            }
+            tx.execute(
+                "DELETE FROM samples WHERE (res = 0 AND ts_ms < ?1) OR (res = 60000 AND ts_ms < ?2)",
+                params![ts_ms - RAW_KEPT_MS, ts_ms - MINUTE_KEPT_MS],
+            )
+            .map_err(|e| StateError::Sqlite { path: self.path.clone(), source: e })?;
+        }
+        tx.commit().map_err(|e| StateError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+
+    /// The points of `series` in `[from_ms, to_ms]`: raw ones when the range starts within
+    /// the raw retention, else minute averages.
+    pub fn sample_range(
+        &self,
+        series: &str,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, StateError> {
+        let res = if from_ms >= now_ms - RAW_KEPT_MS {
+            0
+        } else {
+            60_000
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT ts_ms, value FROM samples WHERE series = ?1 AND res = ?2 AND ts_ms BETWEEN ?3 AND ?4 ORDER BY ts_ms LIMIT 20000",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![series, res, from_ms, to_ms], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every series name with a recent raw point.
+    pub fn series(&self) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT series FROM samples WHERE res = 0 ORDER BY series")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
 fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
     Ok(EventRecord {
         id: r.get(0)?,
@@ -300,6 +412,37 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_averaged_per_minute_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.db")).unwrap();
+        let t0 = 1_700_000_040_000; // a minute boundary
+        for (i, v) in [1.0, 2.0, 3.0].iter().enumerate() {
+            s.record_samples(t0 + i as i64 * 10_000, &[("host.cpu".into(), *v)])
+                .unwrap();
+        }
+        let raw = s
+            .sample_range("host.cpu", t0, t0 + 60_000, t0 + 60_000)
+            .unwrap();
+        assert_eq!(raw, vec![(t0, 1.0), (t0 + 10_000, 2.0), (t0 + 20_000, 3.0)]);
+        let old = s
+            .sample_range("host.cpu", t0 - RAW_KEPT_MS, t0 + 60_000, t0 + RAW_KEPT_MS)
+            .unwrap();
+        assert_eq!(old, vec![(t0, 2.0)]);
+        assert_eq!(s.series().unwrap(), vec!["host.cpu".to_string()]);
+        // A day later the raw points are gone, the minute average stays.
+        s.record_samples(t0 + RAW_KEPT_MS + 30_000, &[("host.cpu".into(), 9.0)])
+            .unwrap();
+        let raw = s
+            .sample_range("host.cpu", t0, t0 + 60_000, t0 + 60_000)
+            .unwrap();
+        assert!(raw.is_empty());
+        let kept = s
+            .sample_range("host.cpu", t0 - 1, t0 + 1, t0 + RAW_KEPT_MS * 2)
+            .unwrap();
+        assert_eq!(kept, vec![(t0, 2.0)]);
+    }
 
     #[test]
     fn events_round_trip_and_filter() {

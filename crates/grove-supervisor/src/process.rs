@@ -178,16 +178,27 @@ pub struct Usage {
     pub cpu_ticks: u64,
     /// Resident memory in bytes.
     pub rss_bytes: u64,
+    /// Open file descriptors (of the members grove may read).
+    pub open_fds: u32,
 }
 
-/// Usage of every process group, from one scan of `/proc`.
-pub fn usage_by_group() -> HashMap<i32, Usage> {
+/// Usage of the process groups led by `leaders`, from one scan of `/proc`.
+pub fn usage_by_group(leaders: &std::collections::HashSet<i32>) -> HashMap<i32, Usage> {
     let mut out: HashMap<i32, Usage> = HashMap::new();
     for p in all_processes() {
+        if !leaders.contains(&p.pgid) {
+            continue;
+        }
         let u = out.entry(p.pgid).or_default();
         u.processes += 1;
         u.cpu_ticks += p.cpu_ticks;
         u.rss_bytes += p.rss_bytes();
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", p.pid))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        u.open_fds = u
+            .open_fds
+            .saturating_add(u32::try_from(fds).unwrap_or(u32::MAX));
     }
     out
 }

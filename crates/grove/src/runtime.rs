@@ -205,6 +205,77 @@ pub fn export(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The admin token: `.grove/admin.token` (0600), generated the first time.
+fn admin_token(state: &Path) -> anyhow::Result<String> {
+    let names = vec!["admin.token".to_string()];
+    let mut found = grove_state::credentials::load(state, &names, true)
+        .map_err(|e| anyhow::anyhow!("cannot keep the admin token: {e}"))?;
+    found
+        .remove("admin.token")
+        .ok_or_else(|| anyhow::anyhow!("cannot keep the admin token"))
+}
+
+/// The edge's route counters as metrics.
+fn route_metrics(edge: &grove_edge::Edge) -> Vec<grove_metrics::RouteMetric> {
+    edge.route_stats()
+        .into_iter()
+        .map(|(route, s)| grove_metrics::RouteMetric {
+            route,
+            requests: s.requests,
+            classes: [
+                s.status_1xx,
+                s.status_2xx,
+                s.status_3xx,
+                s.status_4xx,
+                s.status_5xx,
+            ],
+            bytes_out: s.bytes_out,
+            bounds: grove_edge::stats::BUCKETS.to_vec(),
+            buckets: s.latency_buckets,
+            latency_sum_seconds: s.latency_sum_seconds,
+        })
+        .collect()
+}
+
+/// Samples the host, the units and the routes every `interval` into the store (which keeps
+/// raw points for a day and minute averages for 30 days).
+async fn sample_metrics(
+    engine: grove_engine::EngineHandle,
+    observe: grove_api::Observe,
+    state: PathBuf,
+    interval: Duration,
+) {
+    let mut sampler = grove_metrics::HostSampler::new();
+    let mut prev: Option<grove_metrics::Exposition> = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let sample = sampler.sample(&state);
+        if let Ok(mut h) = observe.host.lock() {
+            *h = sample;
+        }
+        let Some(now) = grove_api::exposition(&engine, &observe).await else {
+            return;
+        };
+        let series = now.series(prev.as_ref());
+        let store = observe.store.clone();
+        let ts = now.ts_ms;
+        // SQLite writes off the async workers.
+        let written = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .map_err(|_| "state store lock poisoned".to_string())
+                .and_then(|mut s| s.record_samples(ts, &series).map_err(|e| e.to_string()))
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!("cannot store metric samples: {e}");
+        }
+        prev = Some(now);
+    }
+}
+
 /// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
 fn recipes_installed(plan: &Plan) -> Result<(), String> {
     let mut seen = Vec::new();
@@ -283,7 +354,38 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         };
+    // The admin listener binds before anything starts, so a taken port stops `up` cleanly.
+    let admin_listener = match plan.admin.listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("grove: cannot listen on {addr} for [admin] listen: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
+    };
+    let token = match admin_listener {
+        Some(_) => admin_token(&state)?,
+        None => String::new(),
+    };
+    let api_store = Arc::new(std::sync::Mutex::new(open_store(&state)?));
     let engine = grove_engine::start(store);
+    let host = Arc::new(std::sync::Mutex::new(grove_metrics::HostSample::default()));
+    let edge_for_metrics = edge.clone();
+    let observe = grove_api::Observe {
+        store: api_store.clone(),
+        routes: Arc::new(move || route_metrics(&edge_for_metrics)),
+        host: host.clone(),
+        logs_dir: state.join("logs"),
+        token,
+    };
+    tokio::spawn(sample_metrics(
+        engine.clone(),
+        observe.clone(),
+        state.clone(),
+        plan.admin.sample_interval,
+    ));
     tokio::spawn(feed_health(engine.clone(), edge.clone()));
     if let Some(mut edge_events) = edge.take_events() {
         let engine = engine.clone();
@@ -314,7 +416,14 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
         reload: reloader.clone(),
         down: down.clone(),
         applied: applied.clone(),
+        observe,
     });
+    if let Some(l) = admin_listener {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("admin listener on http://{addr}/ (token in .grove/admin.token)");
+        }
+        tokio::spawn(grove_api::serve_admin(l, api.clone()));
+    }
     let server = tokio::spawn(grove_api::serve(listener, api));
     let printer = if daemon_child {
         None
