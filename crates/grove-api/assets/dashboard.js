@@ -163,7 +163,7 @@ function followLog(unit) {
   logSource = new EventSource(`/v1/logs/stream?unit=${encodeURIComponent(unit)}&lines=200`);
   logSource.onmessage = (m) => {
     const l = JSON.parse(m.data);
-    pre.textContent += `${l.line ?? `${l.stream} ${l.text}`}\n`;
+    pre.textContent += `${l.line ?? `${new Date().toISOString()} ${l.stream} ${l.text}`}\n`;
     if (pre.textContent.length > 200000) pre.textContent = pre.textContent.slice(-150000);
     pre.scrollTop = pre.scrollHeight;
   };
@@ -173,7 +173,8 @@ $("#log-unit").addEventListener("change", (e) => followLog(e.target.value));
 (async function main() {
   try {
     const recent = await api("/v1/events?limit=50");
-    for (const e of recent) {
+    // The store answers oldest first; the feed shows the newest on top.
+    for (const e of recent.slice().reverse()) {
       const li = document.createElement("li");
       li.dataset.kind = e.kind;
       li.textContent = `${new Date(e.ts_ms).toLocaleTimeString()} ${e.unit || "grove"} ${e.kind}: ${e.message}`;

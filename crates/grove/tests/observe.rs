@@ -310,3 +310,67 @@ fn an_event_reaches_the_stream_within_a_second() {
         start.elapsed()
     );
 }
+
+#[test]
+fn the_dashboard_works_in_headless_chromium() {
+    let o = observed();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("tests/browser/dashboard.mjs");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: scripts/test installs it (npm ci in tests/browser)"
+    );
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    // A couple of samples for the chart.
+    let auth = format!("Authorization: Bearer {}\r\n", o.token);
+    o.s.wait_for("samples", 10, |_| {
+        let (_, r) = request(
+            o.admin,
+            "GET",
+            "/v1/metrics?series=host.cpu&since=60",
+            &auth,
+            "",
+        );
+        body(&r).matches("],[").count() >= 1
+    });
+    let url = format!("http://127.0.0.1:{}/?token={}", o.admin, o.token);
+    let out = Command::new("node")
+        .arg(&script)
+        .args([url.as_str(), "web"])
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["url"],
+        format!("http://127.0.0.1:{}/", o.admin),
+        "{report}"
+    );
+    assert_eq!(
+        report["units"],
+        serde_json::json!(["web", "talker"]),
+        "{report}"
+    );
+    assert_eq!(report["state"], "healthy", "{report}");
+    assert!(report["chartPoints"].as_u64().unwrap_or(0) >= 1, "{report}");
+    assert_eq!(report["lastAction"], "restart web", "{report}");
+    assert_ne!(report["pidAfter"], report["pidBefore"], "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "no screenshot");
+    // The restart really happened.
+    assert_eq!(
+        o.s.pid("web").map(|p| p.to_string()),
+        report["pidAfter"].as_str().map(String::from)
+    );
+}
