@@ -26,7 +26,14 @@ const TOP_KEYS: [&str; 7] = [
     "deploy",
     "admin",
 ];
-const ADMIN_KEYS: [&str; 2] = ["listen", "sample_interval"];
+const ADMIN_KEYS: [&str; 6] = [
+    "listen",
+    "sample_interval",
+    "webhook",
+    "amqp",
+    "amqp_exchange",
+    "notify",
+];
 const STACK_KEYS: [&str; 6] = [
     "name",
     "ports",
@@ -506,7 +513,12 @@ impl<'a> Builder<'a> {
         let mut admin = Admin::default();
         if let Some(e) = map.get("listen") {
             let s = self.string(&e.node, "admin.listen")?;
-            match s.parse::<SocketAddr>() {
+            // A bare port means loopback.
+            let parsed = s
+                .parse::<u16>()
+                .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+                .or_else(|_| s.parse::<SocketAddr>());
+            match parsed {
                 Ok(a) => admin.listen = Some(a),
                 Err(_) => {
                     self.err(
@@ -533,6 +545,40 @@ impl<'a> Builder<'a> {
                 return None;
             }
             admin.sample_interval = d;
+        }
+        if let Some(e) = map.get("webhook") {
+            let s = self.string(&e.node, "admin.webhook")?;
+            if !(s.starts_with("http://") || s.starts_with("https://")) {
+                self.err(
+                    &e.node.loc,
+                    "admin.webhook",
+                    format!("`{s}` is not an http:// or https:// URL"),
+                    None,
+                );
+                return None;
+            }
+            admin.webhook = Some(s);
+        }
+        if let Some(e) = map.get("amqp") {
+            // May name the stack's own broker: amqp = "${mq.url}".
+            let t = self.template(&e.node, "admin.amqp")?;
+            if t.uses_port() || t.uses_instance() {
+                self.err(
+                    &e.node.loc,
+                    "admin.amqp",
+                    "only ${SERVICE.url|host|port} references work here",
+                    Some("for example amqp = \"${mq.url}\" or an amqp:// URL".to_string()),
+                );
+                return None;
+            }
+            admin.amqp = Some(t);
+        }
+        if let Some(e) = map.get("amqp_exchange") {
+            admin.amqp_exchange = self.string(&e.node, "admin.amqp_exchange")?;
+        }
+        if let Some(e) = map.get("notify") {
+            let list = self.strings(&e.node, "admin.notify")?;
+            admin.notify = list.into_iter().map(|(s, _)| s).collect();
         }
         Some(admin)
     }

@@ -46,13 +46,35 @@ pub struct Admin {
     /// How often host, unit and route metrics are sampled.
     #[serde(with = "ms")]
     pub sample_interval: Duration,
+    /// A URL that receives a JSON POST for each notified event.
+    pub webhook: Option<String>,
+    /// An AMQP broker that receives each notified event (may be `${mq.url}`).
+    pub amqp: Option<Template>,
+    /// The topic exchange events are published to.
+    pub amqp_exchange: String,
+    /// The event kinds notified (`*` for all).
+    pub notify: Vec<String>,
 }
+
+/// The event kinds notified when `[admin] notify` is not given: the ones someone should see.
+pub const DEFAULT_NOTIFY: [&str; 6] = [
+    "unhealthy",
+    "healed",
+    "gave-up",
+    "blocked",
+    "spawn-failed",
+    "reaped",
+];
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             listen: None,
             sample_interval: Duration::from_secs(10),
+            webhook: None,
+            amqp: None,
+            amqp_exchange: "grove".to_string(),
+            notify: DEFAULT_NOTIFY.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

@@ -472,3 +472,23 @@ fn bad_balance_and_edge_limits() {
         ],
     );
 }
+
+#[test]
+fn admin_settings_are_checked() {
+    expect(
+        "[admin]\nlisten = \"everywhere\"\n",
+        &["grove.toml:4:10: admin.listen: `everywhere` is not an address and port"],
+    );
+    expect(
+        "[admin]\nsample_interval = \"10ms\"\n",
+        &["grove.toml:4:19: admin.sample_interval: the sample interval must be between 200ms and 1h"],
+    );
+    expect(
+        "[admin]\nwebhook = \"ftp://x\"\n",
+        &["grove.toml:4:11: admin.webhook: `ftp://x` is not an http:// or https:// URL"],
+    );
+    expect(
+        "[admin]\nlisen = 9090\n",
+        &["grove.toml:4:1: admin.lisen: unknown key `lisen`"],
+    );
+}

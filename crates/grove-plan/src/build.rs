@@ -12,8 +12,8 @@ use grove_config::{
 use indexmap::IndexMap;
 
 use crate::{
-    Credentials, Database, Dependency, Edge, EnvVar, Forward, Plan, Probe, ProbeCheck, RecipeSpec,
-    Restart, Route, Run, Target, Unit,
+    AdminSettings, Credentials, Database, Dependency, Edge, EnvVar, Forward, Plan, Probe,
+    ProbeCheck, RecipeSpec, Restart, Route, Run, Target, Unit,
 };
 
 /// The administrator account of every recipe server.
@@ -549,7 +549,29 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             forward,
             limits: stack.edge.limits.clone(),
         },
-        admin: stack.admin.clone(),
+        admin: AdminSettings {
+            listen: stack.admin.listen,
+            sample_interval_ms: ms(stack.admin.sample_interval),
+            webhook: stack.admin.webhook.clone(),
+            amqp: match &stack.admin.amqp {
+                Some(t) => Some(
+                    Ctx {
+                        stack,
+                        unit: "[admin]",
+                        port: None,
+                        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        instance: None,
+                        ports: &ports,
+                        credentials,
+                        asked: &asked,
+                    }
+                    .render(t)?,
+                ),
+                None => None,
+            },
+            amqp_exchange: stack.admin.amqp_exchange.clone(),
+            notify: stack.admin.notify.clone(),
+        },
     })
 }
 

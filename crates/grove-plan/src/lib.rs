@@ -50,7 +50,24 @@ pub struct Plan {
     /// Edge settings.
     pub edge: Edge,
     /// Admin listener, sampling, notifications.
-    pub admin: Admin,
+    pub admin: AdminSettings,
+}
+
+/// `[admin]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdminSettings {
+    /// The admin listener, if on.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Milliseconds between metric samples.
+    pub sample_interval_ms: u64,
+    /// Webhook URL for notified events.
+    pub webhook: Option<String>,
+    /// AMQP URL for notified events (may carry a recipe's password: secret).
+    pub amqp: Option<String>,
+    /// The topic exchange events are published to.
+    pub amqp_exchange: String,
+    /// Event kinds notified (`*` = all).
+    pub notify: Vec<String>,
 }
 
 /// One process (or backing server) grove supervises.
@@ -335,6 +352,9 @@ impl Plan {
         let secrets = self.secret_values();
         let scrub = |s: &str| scrub(s, &secrets);
         let mut plan = self.clone();
+        if let Some(a) = &mut plan.admin.amqp {
+            *a = scrub(a);
+        }
         for unit in plan.units.values_mut() {
             for var in unit.env.values_mut() {
                 if var.secret {

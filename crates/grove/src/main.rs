@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod notify;
 mod render;
 mod runtime;
 

@@ -384,8 +384,9 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
         engine.clone(),
         observe.clone(),
         state.clone(),
-        plan.admin.sample_interval,
+        Duration::from_millis(plan.admin.sample_interval_ms),
     ));
+    crate::notify::start(&plan.stack, &plan.admin, engine.subscribe_events());
     tokio::spawn(feed_health(engine.clone(), edge.clone()));
     if let Some(mut edge_events) = edge.take_events() {
         let engine = engine.clone();

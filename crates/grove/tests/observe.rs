@@ -374,3 +374,138 @@ fn the_dashboard_works_in_headless_chromium() {
         report["pidAfter"].as_str().map(String::from)
     );
 }
+
+const HOOK_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[2], "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn chosen_events_reach_a_webhook() {
+    let hook = free_port();
+    let s = Stack::new("");
+    let received = s.path().join("received.jsonl");
+    s.write_stack(&format!(
+        r#"[admin]
+webhook = "http://127.0.0.1:{hook}/hook"
+notify = ["stopped", "started"]
+
+[services.receiver]
+command = ["python3", "-c", {script:?}, "{hook}", "{file}"]
+health = {{ tcp = "127.0.0.1:{hook}" }}
+
+[services.worker]
+command = "sleep 600"
+depends_on = {{ receiver = "healthy" }}
+"#,
+        script = HOOK_SERVER,
+        file = received.display()
+    ));
+    s.up();
+    let out = s.run(&["stop", "worker"]);
+    assert!(out.status.success());
+    s.wait_for("the webhook got the stop", 10, |_| {
+        std::fs::read_to_string(&received).is_ok_and(|t| t.contains("\"kind\":\"stopped\""))
+    });
+    let text = std::fs::read_to_string(&received).unwrap();
+    let stopped: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "stopped")
+        .unwrap();
+    assert_eq!(stopped["unit"], "worker");
+    assert_eq!(stopped["stack"], s.name.as_str());
+    // Only the chosen kinds: no "healthy" events were sent.
+    assert!(!text.contains("\"kind\":\"healthy\""), "{text}");
+}
+
+const CONSUMER: &str = r#"
+import pika, sys
+url, exchange = sys.argv[1], sys.argv[2]
+conn = pika.BlockingConnection(pika.URLParameters(url))
+ch = conn.channel()
+ch.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
+q = ch.queue_declare(queue="", exclusive=True).method.queue
+ch.queue_bind(queue=q, exchange=exchange, routing_key="grove.#")
+print("ready", flush=True)
+for method, props, body in ch.consume(q, inactivity_timeout=20):
+    if method is None:
+        print("timeout", flush=True)
+        break
+    print(method.routing_key, props.content_type, body.decode(), flush=True)
+    if b'"kind":"stopped"' in body:
+        break
+conn.close()
+"#;
+
+#[test]
+fn events_are_published_to_the_stacks_rabbitmq() {
+    let s = Stack::new("");
+    s.write_stack(
+        r#"[admin]
+amqp = "${mq.url}"
+amqp_exchange = "grove.events"
+notify = ["*"]
+
+[services.mq]
+recipe = "rabbitmq"
+
+[services.worker]
+command = "sleep 600"
+depends_on = { mq = "healthy" }
+"#,
+    );
+    let out = s.run(&["up", "-d", "--wait-timeout", "45s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let password = std::fs::read_to_string(s.path().join(".grove/secrets/mq")).unwrap();
+    let port = s.unit("mq")["port"].as_u64().unwrap();
+    let url = format!("amqp://grove:{}@127.0.0.1:{port}/%2F", password.trim());
+    let mut consumer = Command::new(python())
+        .args(["-c", CONSUMER, &url, "grove.events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(consumer.stdout.take().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "{line}");
+    let out = s.run(&["stop", "worker"]);
+    assert!(out.status.success());
+    let mut got = String::new();
+    for _ in 0..50 {
+        line.clear();
+        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        got.push_str(&line);
+        if line.contains("\"kind\":\"stopped\"") || line.starts_with("timeout") {
+            break;
+        }
+    }
+    let _ = consumer.kill();
+    let _ = consumer.wait();
+    let stopped = got
+        .lines()
+        .find(|l| l.contains("\"kind\":\"stopped\""))
+        .unwrap_or_else(|| panic!("no stopped event published:\n{got}"));
+    assert!(
+        stopped.starts_with(&format!(
+            "grove.{}.worker.stopped application/json ",
+            s.name
+        )),
+        "{stopped}"
+    );
+    // The broker's password never shows in the Plan grove prints.
+    let plan = text(&s.run(&["check", "--json"]).stdout);
+    assert!(!plan.contains(password.trim()));
+}
