@@ -295,6 +295,39 @@ fn sse(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     res
 }
 
+/// A server-sent-event stream: `opening` first, then each broadcast item `map` keeps, with a
+/// keep-alive comment after 15 quiet seconds (proxies and browsers drop silent streams); it
+/// ends when the client goes or the sender closes.
+fn forward<T: Clone + Send + 'static>(
+    mut items: tokio::sync::broadcast::Receiver<T>,
+    opening: Vec<Bytes>,
+    map: impl Fn(T) -> Option<Bytes> + Send + 'static,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        for chunk in opening {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let chunk = match tokio::time::timeout(Duration::from_secs(15), items.recv()).await {
+                Ok(Ok(item)) => match map(item) {
+                    Some(c) => c,
+                    None => continue,
+                },
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(_)) => return,
+                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    sse(rx)
+}
+
 fn sse_event(data: &impl Serialize) -> Bytes {
     let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!("data: {json}\n\n"))
@@ -385,31 +418,9 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             json(StatusCode::OK, &events)
         }
         (Method::GET, "/v1/events/stream") => {
-            let mut events = ctx.engine.subscribe_events();
-            let (tx, rx) = mpsc::channel(64);
-            tokio::spawn(async move {
-                if tx
-                    .send(Bytes::from_static(b": grove events\n\n"))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                loop {
-                    let next = tokio::time::timeout(Duration::from_secs(15), events.recv()).await;
-                    let chunk = match next {
-                        Ok(Ok(e)) => sse_event(&e),
-                        Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
-                        Ok(Err(_)) => return,
-                        // Keep-alive: proxies and browsers drop silent streams.
-                        Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-                    };
-                    if tx.send(chunk).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            sse(rx)
+            let events = ctx.engine.subscribe_events();
+            let opening = vec![Bytes::from_static(b": grove events\n\n")];
+            forward(events, opening, |e| Some(sse_event(&e)))
         }
         (Method::GET, "/v1/logs" | "/v1/logs/stream") => {
             let Some(unit) = query(&req, "unit") else {
@@ -435,36 +446,16 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             if path == "/v1/logs" {
                 return json(StatusCode::OK, &tail);
             }
-            let mut lines = ctx.engine.subscribe_lines();
-            let (tx, rx) = mpsc::channel(256);
-            tokio::spawn(async move {
-                for l in tail {
-                    if tx
-                        .send(sse_event(&serde_json::json!({"line": l})))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                loop {
-                    let next = tokio::time::timeout(Duration::from_secs(15), lines.recv()).await;
-                    let chunk = match next {
-                        Ok(Ok(l)) if *l.unit == *unit => {
-                            let text = grove_plan::scrub(&l.text, &secrets);
-                            sse_event(&serde_json::json!({"stream": l.stream, "text": text}))
-                        }
-                        Ok(Ok(_)) => continue,
-                        Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
-                        Ok(Err(_)) => return,
-                        Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-                    };
-                    if tx.send(chunk).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            sse(rx)
+            let opening = tail
+                .iter()
+                .map(|l| sse_event(&serde_json::json!({"line": l})))
+                .collect();
+            forward(ctx.engine.subscribe_lines(), opening, move |l| {
+                (*l.unit == *unit).then(|| {
+                    let text = grove_plan::scrub(&l.text, &secrets);
+                    sse_event(&serde_json::json!({"stream": l.stream, "text": text}))
+                })
+            })
         }
         (Method::GET, "/v1/status") => match ctx.engine.status().await {
             Ok(s) => json(StatusCode::OK, &s),

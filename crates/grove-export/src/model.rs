@@ -3,9 +3,11 @@
 //! addresses to in-cluster ones, and the classification of each variable (plain, a user
 //! secret, or a value composed around a recipe's password).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use grove_plan::{
+    client_host, host_port, Condition, Credentials, Plan, Recipe, RecipeSpec, Run, ServiceKind,
+    Unit,
+};
 
-use grove_plan::{Condition, Credentials, Plan, Recipe, RecipeSpec, Run, ServiceKind, Unit};
 use indexmap::IndexMap;
 
 use crate::ExportError;
@@ -125,22 +127,6 @@ pub(crate) fn recipe_data_path(r: Recipe) -> Option<&'static str> {
         Recipe::Rabbitmq => Some("/var/lib/rabbitmq"),
         Recipe::Mongodb => Some("/data/db"),
         Recipe::Memcached => None,
-    }
-}
-
-fn client_host(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v) if v.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
-        IpAddr::V6(v) if v.is_unspecified() => Ipv6Addr::LOCALHOST.to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

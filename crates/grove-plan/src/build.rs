@@ -68,8 +68,9 @@ fn fnv(s: &str) -> u64 {
     h
 }
 
-/// The address a client uses to reach something bound to `ip`.
-fn client_host(ip: IpAddr) -> String {
+/// The address a client uses to reach something bound to `ip` (loopback for an unspecified
+/// address).
+pub fn client_host(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v) if v.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
         IpAddr::V6(v) if v.is_unspecified() => Ipv6Addr::LOCALHOST.to_string(),
@@ -77,7 +78,8 @@ fn client_host(ip: IpAddr) -> String {
     }
 }
 
-fn host_port(host: &str, port: u16) -> String {
+/// `host:port`, with brackets around an IPv6 host.
+pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub use build::{build, build_with, credentials_needed, Inputs, PlanError};
+pub use build::{build, build_with, client_host, credentials_needed, host_port, Inputs, PlanError};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
     AcmeChallenge, Admin, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen,

@@ -103,25 +103,12 @@ impl Server {
 
     /// The address clients dial (loopback for an unspecified bind address).
     pub fn client_addr(&self) -> String {
-        let host = match self.bind {
-            IpAddr::V4(v) if v.is_unspecified() => "127.0.0.1".to_string(),
-            IpAddr::V6(v) if v.is_unspecified() => "::1".to_string(),
-            other => other.to_string(),
-        };
-        if host.contains(':') {
-            format!("[{host}]:{}", self.port)
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        grove_plan::host_port(&self.client_host(), self.port)
     }
 
     /// The host part of [`Server::client_addr`].
     pub fn client_host(&self) -> String {
-        match self.bind {
-            IpAddr::V4(v) if v.is_unspecified() => "127.0.0.1".to_string(),
-            IpAddr::V6(v) if v.is_unspecified() => "::1".to_string(),
-            other => other.to_string(),
-        }
+        grove_plan::client_host(self.bind)
     }
 
     /// What `grove __recipe` needs to prepare and start it.
