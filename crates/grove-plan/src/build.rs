@@ -105,16 +105,23 @@ const UNSET_PASSWORD: &str = "not-generated-yet";
 /// ports and recipes keep their passwords; passwords nobody has yet are placeholders, so use
 /// [`build_with`] for a Plan that will run.
 pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> {
-    let mut inputs = Inputs {
+    let inputs = Inputs {
         ports: previous.map(Plan::ports).unwrap_or_default(),
         credentials: previous.map(Plan::credentials).unwrap_or_default(),
     };
-    for name in credentials_needed(stack) {
-        // Distinct per name, so a reader of the Plan can still tell them apart.
-        let placeholder = format!("{UNSET_PASSWORD}-{name}");
-        inputs.credentials.entry(name).or_insert(placeholder);
+    build_with(stack, &inputs.with_placeholders(stack))
+}
+
+impl Inputs {
+    /// Gives every password nobody has yet a placeholder, distinct per name so a reader of
+    /// the Plan can still tell them apart: for a Plan that is shown or exported, never run.
+    pub fn with_placeholders(mut self, stack: &Stack) -> Inputs {
+        for name in credentials_needed(stack) {
+            let placeholder = format!("{UNSET_PASSWORD}-{name}");
+            self.credentials.entry(name).or_insert(placeholder);
+        }
+        self
     }
-    build_with(stack, &inputs)
 }
 
 /// The names of the passwords a Plan of `stack` needs: one per recipe unit with

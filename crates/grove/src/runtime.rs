@@ -100,15 +100,25 @@ fn sticky_ports(store: &Store) -> IndexMap<String, u16> {
 /// The Plan that will run: sticky ports, and the recipes' passwords from `.grove/secrets/`
 /// (generated there, 0600, the first time).
 fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
+    let inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+    grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
+}
+
+/// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
+/// ones generated there when `generate` (else left out).
+fn plan_inputs(
+    stack: &grove_config::Stack,
+    ports: &IndexMap<String, u16>,
+    generate: bool,
+) -> Result<grove_plan::Inputs, String> {
     let needed = grove_plan::credentials_needed(stack);
     let dir = stack.root.join(&stack.state_dir).join("secrets");
-    let credentials = grove_state::credentials::load(&dir, &needed, true)
-        .map_err(|e| format!("grove: cannot keep the recipes' passwords: {e}"))?;
-    let inputs = grove_plan::Inputs {
+    let credentials = grove_state::credentials::load(&dir, &needed, generate)
+        .map_err(|e| format!("cannot keep the recipes' passwords: {e}"))?;
+    Ok(grove_plan::Inputs {
         ports: ports.clone(),
         credentials,
-    };
-    grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
+    })
 }
 
 /// `grove export kubernetes|compose`: the Plan as manifests. Generated passwords are read
@@ -128,20 +138,10 @@ pub fn export(
         }
     };
     let stack = &loaded.stack;
-    let needed = grove_plan::credentials_needed(stack);
-    let mut credentials =
-        grove_state::credentials::load(&loaded.state.join("secrets"), &needed, include_secrets)
-            .map_err(|e| anyhow::anyhow!("cannot read the recipes' passwords: {e}"))?;
-    for n in needed {
-        // Unknown passwords stay unknown: the output has empty Secrets anyway.
-        credentials
-            .entry(n.clone())
-            .or_insert_with(|| format!("unset-{n}"));
-    }
-    let inputs = grove_plan::Inputs {
-        ports: IndexMap::new(),
-        credentials,
-    };
+    // Unknown passwords stay unknown: the output has empty Secrets anyway.
+    let inputs = plan_inputs(stack, &IndexMap::new(), include_secrets)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_placeholders(stack);
     let plan = match grove_plan::build_with(stack, &inputs) {
         Ok(p) => p,
         Err(e) => {

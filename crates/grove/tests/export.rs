@@ -7,32 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{text, Stack};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// A validator from PATH or the workspace's `.venv`.
-fn tool(name: &str) -> PathBuf {
-    let venv = workspace().join(".venv/bin").join(name);
-    if venv.exists() {
-        return venv;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("`{name}` is missing: scripts/test installs it into .venv from examples/requirements.txt")
-        })
-}
+use common::{text, venv_tool, workspace, Stack};
 
 /// Values the examples' environments require, all of them secret-looking, so the test can
 /// check none reaches an export.
@@ -127,7 +105,7 @@ fn every_example_in_every_environment_exports_valid_manifests() {
             compose_files.push(cf);
         }
     }
-    let v = Command::new(tool("kubernetes-validate"))
+    let v = Command::new(venv_tool("kubernetes-validate"))
         .args(["--strict", "-k", "1.32.0", "--quiet"])
         .args(&k8s_files)
         .output()
@@ -138,7 +116,7 @@ fn every_example_in_every_environment_exports_valid_manifests() {
         text(&v.stdout),
         text(&v.stderr)
     );
-    let v = Command::new(tool("check-jsonschema"))
+    let v = Command::new(venv_tool("check-jsonschema"))
         .args(["--builtin-schema", "vendor.compose-spec"])
         .args(&compose_files)
         .output()

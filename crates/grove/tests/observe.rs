@@ -7,20 +7,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, text, Stack};
-
-fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
+use common::{free_port, text, venv_tool, workspace, Stack};
 
 /// One HTTP/1.1 request to the admin listener; (status, headers+body).
 fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
@@ -135,7 +125,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
     out["type:" + fam.name] = fam.type
 print(json.dumps(out))
 "#;
-    let mut child = Command::new(python())
+    let mut child = Command::new(venv_tool("python3"))
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -314,7 +304,7 @@ fn an_event_reaches_the_stream_within_a_second() {
 #[test]
 fn the_dashboard_works_in_headless_chromium() {
     let o = observed();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = workspace();
     let script = root.join("tests/browser/dashboard.mjs");
     assert!(
         root.join("tests/browser/node_modules/playwright-core")
@@ -469,7 +459,7 @@ depends_on = { mq = "healthy" }
     let password = std::fs::read_to_string(s.path().join(".grove/secrets/mq")).unwrap();
     let port = s.unit("mq")["port"].as_u64().unwrap();
     let url = format!("amqp://grove:{}@127.0.0.1:{port}/%2F", password.trim());
-    let mut consumer = Command::new(python())
+    let mut consumer = Command::new(venv_tool("python3"))
         .args(["-c", CONSUMER, &url, "grove.events"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

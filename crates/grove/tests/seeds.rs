@@ -9,18 +9,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{alive, free_port, text};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use common::{alive, free_port, text, workspace};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -109,27 +102,12 @@ impl Example {
             .find(|u| u["name"] == unit)
             .and_then(|u| u["pid"].as_i64())
     }
-
-    /// Live processes carrying this stack's name.
-    fn processes(&self) -> Vec<i32> {
-        let needle = format!("GROVE_STACK={}\0", self.name);
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&needle))
-                    && !common::is_zombie(*pid)
-            })
-            .collect()
-    }
 }
 
 impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.grove(&["down"]);
-        for pid in self.processes() {
+        for pid in common::stack_processes(&self.name) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
@@ -284,8 +262,8 @@ fn cts_three_instances_with_their_own_databases_and_a_fourth_by_reload() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!before.iter().any(|p| alive(*p)));
     assert!(
-        ex.processes().is_empty(),
+        common::stack_processes(&ex.name).is_empty(),
         "left behind: {:?}",
-        ex.processes()
+        common::stack_processes(&ex.name)
     );
 }

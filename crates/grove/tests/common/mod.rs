@@ -156,22 +156,51 @@ impl Stack {
 
     /// Pids of live processes carrying this stack's `GROVE_STACK`.
     pub fn processes(&self) -> Vec<i32> {
-        let needle = format!("GROVE_STACK={}\0", self.name);
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            // Zombies have an empty environ; only live processes count.
-            if String::from_utf8_lossy(&env).contains(&needle) && !is_zombie(pid) {
-                out.push(pid);
-            }
-        }
-        out
+        stack_processes(&self.name)
     }
+}
+
+/// Pids of live processes carrying `GROVE_STACK=<name>` (everything a stack started).
+pub fn stack_processes(name: &str) -> Vec<i32> {
+    let needle = format!("GROVE_STACK={name}\0");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        // Zombies have an empty environ; only live processes count.
+        if String::from_utf8_lossy(&env).contains(&needle) && !is_zombie(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The workspace root.
+pub fn workspace() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A tool from the workspace's `.venv` (scripts/test builds it from
+/// examples/requirements.txt), else from PATH.
+pub fn venv_tool(name: &str) -> std::path::PathBuf {
+    let venv = workspace().join(".venv/bin").join(name);
+    if venv.exists() {
+        return venv;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is missing: scripts/test installs it into .venv from examples/requirements.txt")
+        })
 }
 
 pub fn is_zombie(pid: i32) -> bool {
