@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use grove_config::{
     normalize_prefix, valid_database, Check, Databases, Instance, Part, PortSpec, Recipe, Service,
-    ServiceAttr, Source, Stack, Template,
+    ServiceAttr, Source, Stack, StaticMount, Template,
 };
 use indexmap::IndexMap;
 
@@ -95,6 +95,21 @@ pub struct Inputs {
     pub ports: IndexMap<String, u16>,
     /// Generated passwords by the names [`credentials_needed`] gives.
     pub credentials: BTreeMap<String, String>,
+    /// Ports no automatic assignment may take: those of a generation still serving while
+    /// the next one starts beside it (a deploy).
+    pub avoid: BTreeSet<u16>,
+    /// The release the application code runs from, if one is deployed.
+    pub release: Option<ReleaseInput>,
+}
+
+/// A deployed release: command units with a relative working folder, and static mounts with
+/// a relative folder, are taken from `dir` instead of the stack's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseInput {
+    /// Its id, given to the units as `GROVE_RELEASE`.
+    pub id: String,
+    /// Where the stack's folder is inside the release's checkout (absolute).
+    pub dir: PathBuf,
 }
 
 /// The password placeholder of a Plan built without its credentials (`grove check`): such a
@@ -108,6 +123,7 @@ pub fn build(stack: &Stack, previous: Option<&Plan>) -> Result<Plan, PlanError> 
     let inputs = Inputs {
         ports: previous.map(Plan::ports).unwrap_or_default(),
         credentials: previous.map(Plan::credentials).unwrap_or_default(),
+        ..Inputs::default()
     };
     build_with(stack, &inputs.with_placeholders(stack))
 }
@@ -195,7 +211,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
 
     // 2. Ports: fixed first, then automatic ones, stable per unit name.
     let (low, high) = stack.ports;
-    let mut taken: BTreeSet<u16> = BTreeSet::new();
+    let mut taken: BTreeSet<u16> = inputs.avoid.clone();
     for l in stack
         .edge
         .listen
@@ -279,6 +295,16 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             Some(t) => PathBuf::from(ctx.render(t)?),
             None => PathBuf::from("."),
         };
+        // Application code comes from the deployed release; backing servers and absolute
+        // folders stay where they are.
+        let release = match (&inputs.release, &run) {
+            (Some(r), Run::Command { .. }) if cwd.is_relative() => Some(r),
+            _ => None,
+        };
+        let cwd = match release {
+            Some(r) => r.dir.join(&cwd),
+            None => cwd,
+        };
         let mut env = IndexMap::new();
         for (k, v) in &svc.env {
             env.insert(
@@ -307,6 +333,9 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
         }
         if let Some(e) = &stack.environment {
             env.insert("GROVE_ENV".into(), plain(e.clone()));
+        }
+        if let Some(r) = release {
+            env.insert("GROVE_RELEASE".into(), plain(r.id.clone()));
         }
         let addr = port.map(|p| host_port(&client_host(svc.bind), p));
         let health = match &svc.health {
@@ -378,6 +407,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                 depends_on: Vec::new(),
                 level: 0,
                 image: svc.image.clone(),
+                release: release.map(|r| r.id.clone()),
             },
         );
     }
@@ -536,6 +566,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
     Ok(Plan {
         stack: stack.name.clone(),
         environment: stack.environment.clone(),
+        release: inputs.release.as_ref().map(|r| r.id.clone()),
         root: stack.root.clone(),
         state_dir: stack.state_dir.clone(),
         logs: stack.logs,
@@ -554,7 +585,18 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             hsts: stack.edge.hsts,
             redirect_https: stack.edge.redirect_https,
             trusted_proxies: stack.edge.trusted_proxies.clone(),
-            static_mounts: stack.edge.static_mounts.clone(),
+            static_mounts: stack
+                .edge
+                .static_mounts
+                .iter()
+                .map(|m| match &inputs.release {
+                    Some(r) if m.dir.is_relative() => StaticMount {
+                        prefix: m.prefix.clone(),
+                        dir: r.dir.join(&m.dir),
+                    },
+                    _ => m.clone(),
+                })
+                .collect(),
             forward,
             limits: stack.edge.limits.clone(),
         },

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub use build::{build, build_with, client_host, credentials_needed, host_port, Inputs, PlanError};
+pub use build::{
+    build, build_with, client_host, credentials_needed, host_port, Inputs, PlanError, ReleaseInput,
+};
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
     AcmeChallenge, Admin, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen,
@@ -35,6 +37,9 @@ pub struct Plan {
     pub stack: String,
     /// The environment overlay applied, if any.
     pub environment: Option<String>,
+    /// The deployed release the application code runs from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
     /// The stack file's folder.
     pub root: PathBuf,
     /// The state folder (relative to `root` unless absolute).
@@ -108,6 +113,9 @@ pub struct Unit {
     /// Container image for export (not used to run locally).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The release its code comes from (its folder is inside that release's checkout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// What a unit runs.

@@ -258,6 +258,7 @@ fn plan_with_passwords(text: &str) -> Result<Plan, grove_plan::PlanError> {
                 (k, pw)
             })
             .collect(),
+        ..Default::default()
     };
     grove_plan::build_with(&loaded.stack, &inputs)
 }
@@ -517,4 +518,110 @@ fn example_plans() {
         insta::assert_yaml_snapshot!("cts-dev", example("cts", Some("dev")));
         insta::assert_yaml_snapshot!("cts-staging", example("cts", Some("staging")));
     });
+}
+
+const RELEASED: &str = r#"
+[stack]
+name = "app"
+
+[edge]
+listen = ["http://127.0.0.1:8080"]
+static = { "/static" = "public/", "/media" = "/srv/media" }
+
+[services.db]
+recipe = "redis"
+
+[services.web]
+command = "python3 app.py ${PORT}"
+cwd = "app"
+route = { prefix = "/" }
+
+[services.tool]
+command = "true"
+cwd = "/opt/tool"
+kind = "task"
+"#;
+
+#[test]
+fn a_release_moves_application_code_and_static_files_but_not_servers() {
+    let loaded = load_str(
+        Path::new("/srv/app/grove.toml"),
+        RELEASED,
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let stack = &loaded.stack;
+    let before = grove_plan::build(stack, None).unwrap();
+    let inputs = grove_plan::Inputs {
+        ports: before.ports(),
+        release: Some(grove_plan::ReleaseInput {
+            id: "3-abc1234".into(),
+            dir: "/srv/app/.grove/releases/3-abc1234".into(),
+        }),
+        ..Default::default()
+    }
+    .with_placeholders(stack);
+    let after = grove_plan::build_with(stack, &inputs).unwrap();
+    let web = &after.units["web"];
+    assert_eq!(
+        web.cwd,
+        Path::new("/srv/app/.grove/releases/3-abc1234/app"),
+        "relative cwd is taken inside the release"
+    );
+    assert_eq!(web.release.as_deref(), Some("3-abc1234"));
+    assert_eq!(web.env["GROVE_RELEASE"].value, "3-abc1234");
+    assert_eq!(after.release.as_deref(), Some("3-abc1234"));
+    // An absolute folder and a backing server are not part of the release.
+    assert_eq!(after.units["tool"].cwd, Path::new("/opt/tool"));
+    assert_eq!(after.units["tool"].release, None);
+    assert_eq!(after.units["db"].release, None);
+    assert!(!after.units["db"].env.contains_key("GROVE_RELEASE"));
+    let mounts: Vec<_> = after
+        .edge
+        .static_mounts
+        .iter()
+        .map(|m| (m.prefix.as_str(), m.dir.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(
+        mounts,
+        vec![
+            (
+                "/static",
+                "/srv/app/.grove/releases/3-abc1234/public/".to_string()
+            ),
+            ("/media", "/srv/media".to_string()),
+        ]
+    );
+    // The diff restarts the application unit (its folder moved) and keeps the server.
+    let diff = Plan::diff(&before, &after);
+    assert!(diff
+        .restart
+        .iter()
+        .any(|r| r.unit == "web" && r.reasons.contains(&"cwd")));
+    assert!(diff.keep.contains(&"db".to_string()));
+}
+
+#[test]
+fn avoided_ports_are_never_assigned() {
+    let loaded = load_str(
+        Path::new("/srv/app/grove.toml"),
+        RELEASED,
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let stack = &loaded.stack;
+    let before = grove_plan::build(stack, None).unwrap();
+    let old = before.units["web"].port.unwrap();
+    let mut ports = before.ports();
+    ports.shift_remove("web");
+    let inputs = grove_plan::Inputs {
+        ports,
+        avoid: [old].into_iter().collect(),
+        ..Default::default()
+    }
+    .with_placeholders(stack);
+    let after = grove_plan::build_with(stack, &inputs).unwrap();
+    let new = after.units["web"].port.unwrap();
+    assert_ne!(new, old, "the serving generation's port is left to it");
+    assert_eq!(after.units["db"].port, before.units["db"].port);
 }

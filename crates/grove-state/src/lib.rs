@@ -5,7 +5,7 @@
 //! and small key/value settings such as the running stack's environment and port assignment.
 //! Beside the database, [`credentials`] keeps the passwords generated for recipes in
 //! `.grove/secrets/`.
-//! Later it also holds metric samples and releases.
+//! It also holds metric samples and, in [`releases`], the deployed releases.
 //!
 //! It must not know about processes, the Plan, HTTP or TOML: callers hand it plain records.
 //! Several processes may open the same file (the daemon writes, the CLI reads).
@@ -13,6 +13,9 @@
 #![forbid(unsafe_code)]
 
 pub mod credentials;
+mod releases;
+
+pub use releases::Release;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -132,6 +135,7 @@ impl Store {
         // The store is small and written in short bursts: a 256 KiB page cache is plenty.
         conn.pragma_update(None, "cache_size", -256).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        conn.execute_batch(releases::SCHEMA).map_err(wrap)?;
         Ok(Store { conn, path: name })
     }
 
