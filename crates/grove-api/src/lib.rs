@@ -33,7 +33,9 @@ mod dashboard;
 mod server;
 
 pub use client::{Client, ClientError};
-pub use server::{exposition, serve, serve_admin, unit_metrics, ApiContext, Observe, Reloader};
+pub use server::{
+    exposition, serve, serve_admin, unit_metrics, ApiContext, Deployer, Observe, Reloader,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,45 @@ use serde::{Deserialize, Serialize};
 pub struct Targets {
     /// Unit or service names.
     pub targets: Vec<String>,
+}
+
+/// Body of `POST /v1/deploy`: switch the running stack to a release already checked out
+/// and built.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// The release id.
+    pub release: String,
+    /// The stack's folder inside the release's checkout.
+    pub dir: std::path::PathBuf,
+    /// A rollback (to a release that was live before): its outcome is left as it is when the
+    /// switch fails.
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// Answer of `POST /v1/deploy`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployReport {
+    /// The release now live.
+    pub release: String,
+    /// Units started beside the old generation and switched to (`web@turkey`).
+    pub staged: Vec<String>,
+    /// Units that could not run beside their old generation (a fixed port) and were
+    /// restarted in place at the switch.
+    pub in_place: Vec<String>,
+    /// What the rest of the switch did.
+    pub applied: grove_engine::ApplyReport,
+    /// Each step, as one line.
+    pub steps: Vec<String>,
+}
+
+/// Body of `POST /v1/record`: an event from a command (a deploy's build step).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// Event kind: lowercase letters and dashes.
+    pub kind: String,
+    /// One sentence.
+    pub message: String,
 }
 
 /// Answer of start/stop/restart.

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, Notify};
 
-use crate::{Acted, ApiError, Targets};
+use crate::{Acted, ApiError, DeployReport, DeployRequest, Record, Targets};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -31,12 +31,27 @@ pub(crate) type Body = BoxBody<Bytes, Infallible>;
 /// why it cannot, as the text a user should see.
 pub type Reloader = Arc<dyn Fn(&Plan) -> Result<Plan, String> + Send + Sync>;
 
+/// Switches the running stack to a release (stage, health gate, switch, drain), or says which
+/// step failed and why.
+pub type Deployer = Arc<
+    dyn Fn(
+            DeployRequest,
+        )
+            -> Pin<Box<dyn std::future::Future<Output = Result<DeployReport, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What the server needs.
 pub struct ApiContext {
     /// The engine.
     pub engine: EngineHandle,
     /// How to reload.
     pub reload: Reloader,
+    /// How to deploy.
+    pub deploy: Deployer,
+    /// Held by every change of the running Plan (reload, deploy), so they never interleave.
+    pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Notified once a `down` request has stopped everything: the daemon should exit.
     pub down: Arc<Notify>,
     /// Called with each Plan after the engine has applied it (the daemon swaps the edge's
@@ -481,7 +496,36 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
                 Err(_) => gone(),
             }
         }
+        (Method::POST, "/v1/deploy") => {
+            let req: DeployRequest = match body_json(req).await {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
+            let _changing = ctx.changes.lock().await;
+            match (ctx.deploy)(req).await {
+                Ok(report) => json(StatusCode::OK, &report),
+                Err(text) => error(StatusCode::CONFLICT, text),
+            }
+        }
+        (Method::POST, "/v1/record") => {
+            let r: Record = match body_json(req).await {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
+            let kind_ok = !r.kind.is_empty()
+                && r.kind.len() <= 32
+                && r.kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+            if !kind_ok || r.message.len() > 4096 {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "kind must be 1-32 lowercase letters or dashes, message at most 4096 bytes",
+                );
+            }
+            ctx.engine.record(None, &r.kind, &r.message);
+            json(StatusCode::OK, &Acted { units: Vec::new() })
+        }
         (Method::POST, "/v1/reload") => {
+            let _changing = ctx.changes.lock().await;
             let Ok(current) = ctx.engine.plan().await else {
                 return gone();
             };
@@ -504,7 +548,7 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
         (
             _,
             "/v1/status" | "/v1/plan" | "/v1/start" | "/v1/stop" | "/v1/restart" | "/v1/reload"
-            | "/v1/down",
+            | "/v1/down" | "/v1/deploy" | "/v1/record",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"),
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }

@@ -43,7 +43,14 @@ type SharedLog = Arc<Mutex<LogFile>>;
 struct Proc {
     pid: i32,
     started: Instant,
+    start_ticks: u64,
 }
+
+/// The key suffix of a unit of the next generation, started beside the serving one by a
+/// deploy: `web@turkey~next`.
+pub const NEXT: &str = "~next";
+/// The key suffix of a unit of the previous generation while it drains: `web@turkey~old`.
+pub const OLD: &str = "~old";
 
 struct Rt {
     unit: Unit,
@@ -69,6 +76,8 @@ struct Rt {
     /// A recipe server whose roles and databases are being created: dependents that wait
     /// for `healthy` wait for this too.
     provisioning: bool,
+    /// A previous generation draining: stop it at this time.
+    stop_at: Option<Instant>,
 }
 
 pub(crate) struct Actor {
@@ -82,6 +91,9 @@ pub(crate) struct Actor {
     shutdown: Vec<oneshot::Sender<()>>,
     secrets: Vec<String>,
     seed: u64,
+    /// Spawn counter shared by every unit, so a report names exactly one process even after
+    /// its unit was renamed (a deploy's switch).
+    last_gen: u64,
 }
 
 impl Actor {
@@ -102,6 +114,7 @@ impl Actor {
             shutdown: Vec::new(),
             secrets: Vec::new(),
             seed: u64::from(std::process::id()) << 32 | 0x9e37,
+            last_gen: 0,
         }
     }
 
@@ -155,7 +168,7 @@ impl Actor {
     fn next_deadline(&self) -> Option<Instant> {
         self.units
             .values()
-            .flat_map(|rt| [rt.machine.deadline(), rt.kill_at])
+            .flat_map(|rt| [rt.machine.deadline(), rt.kill_at, rt.stop_at])
             .flatten()
             .min()
     }
@@ -174,8 +187,24 @@ impl Actor {
                 }
             }
             Request::Apply(plan, tx) => {
-                let report = self.apply(*plan, now);
+                let report = self.apply(*plan, now, None);
                 let _ = tx.send(report);
+            }
+            Request::Stage(plan, names, tx) => {
+                let _ = tx.send(self.stage(&plan, &names));
+            }
+            Request::Promote {
+                plan,
+                names,
+                drain,
+                reply,
+            } => {
+                let report = self.promote(*plan, &names, drain, now);
+                let _ = reply.send(report);
+            }
+            Request::Discard(names, tx) => {
+                self.discard(&names, now);
+                let _ = tx.send(());
             }
             Request::Start(targets, tx) => {
                 let r = self.resolve(&targets);
@@ -263,6 +292,9 @@ impl Actor {
                 out.push(t.clone());
             } else {
                 for (name, rt) in &self.units {
+                    if name.contains('~') {
+                        continue;
+                    }
                     if &rt.unit.service == t
                         || rt
                             .unit
@@ -295,7 +327,8 @@ impl Actor {
 
     // ----- apply ----------------------------------------------------------------------------
 
-    fn apply(&mut self, plan: Plan, now: Instant) -> ApplyReport {
+    /// Converges to `plan`. `event` names the event recorded (`reloaded` when `None`).
+    fn apply(&mut self, plan: Plan, now: Instant, event: Option<(&str, &str)>) -> ApplyReport {
         let mut report = ApplyReport::default();
         let first = self.plan.is_none();
         let diff = match &self.plan {
@@ -371,6 +404,7 @@ impl Actor {
                 remove_when_stopped: false,
                 cpu_sample: None,
                 provisioning: false,
+                stop_at: None,
             };
             self.units.insert(name.clone(), rt);
             report.added.push(name.clone());
@@ -412,9 +446,136 @@ impl Actor {
             let n = self.units.len();
             self.emit(None, "up", &format!("starting {n} units{env}"));
         } else {
-            self.emit(None, "reloaded", &format!("reloaded: {}", report.summary()));
+            let (kind, what) = event.unwrap_or(("reloaded", "reloaded"));
+            self.emit(None, kind, &format!("{what}: {}", report.summary()));
         }
         report
+    }
+
+    // ----- deploys: the next generation beside the serving one ------------------------------
+
+    fn fresh_rt(&mut self, unit: &Unit) -> Rt {
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        Rt {
+            unit: unit.clone(),
+            machine: UnitMachine::new(Settings::from_unit(unit), self.seed),
+            gen: 0,
+            proc: None,
+            probe: None,
+            log: None,
+            start_pending: true,
+            stop_pending: false,
+            blocked: None,
+            last_probe_error: None,
+            kill_at: None,
+            restart_with: None,
+            remove_when_stopped: false,
+            cpu_sample: None,
+            provisioning: false,
+            stop_at: None,
+        }
+    }
+
+    /// Starts `names` of `plan` as `NAME~next` beside the running units. They wait for their
+    /// dependencies as usual, preferring a dependency's own `~next` (a migration task run
+    /// for the new code). Returns the keys, or why nothing was staged.
+    fn stage(&mut self, plan: &Plan, names: &[String]) -> Result<Vec<String>, String> {
+        if self.shutting_down() {
+            return Err("the stack is stopping".into());
+        }
+        if let Some(k) = self.units.keys().find(|k| k.ends_with(NEXT)) {
+            return Err(format!("{k} is still staged from another deploy"));
+        }
+        let mut keys = Vec::new();
+        for name in names {
+            let Some(unit) = plan.units.get(name) else {
+                return Err(format!("the new Plan has no unit {name}"));
+            };
+            let rt = self.fresh_rt(unit);
+            let key = format!("{name}{NEXT}");
+            self.units.insert(key.clone(), rt);
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// The switch: each staged `NAME~next` becomes `NAME`, the unit it replaces becomes
+    /// `NAME~old` and is stopped once `drain` has passed, and the rest of `plan` is applied
+    /// as a reload would.
+    fn promote(
+        &mut self,
+        plan: Plan,
+        names: &[String],
+        drain: Duration,
+        now: Instant,
+    ) -> ApplyReport {
+        let mut running = match self.plan.clone() {
+            Some(p) => p,
+            None => plan.clone(),
+        };
+        for name in names {
+            let Some(mut next) = self.units.shift_remove(&format!("{name}{NEXT}")) else {
+                continue;
+            };
+            if let Some(mut old) = self.units.shift_remove(name) {
+                if old.proc.is_some() || old.restart_with.is_some() {
+                    let mut key = format!("{name}{OLD}");
+                    let mut n = 2;
+                    while self.units.contains_key(&key) {
+                        key = format!("{name}{OLD}{n}");
+                        n += 1;
+                    }
+                    old.start_pending = false;
+                    old.restart_with = None;
+                    old.remove_when_stopped = true;
+                    old.stop_at = Some(now + drain);
+                    if let (Ok(store), Some(p)) = (self.store.lock(), &old.proc) {
+                        let _ = store.forget_process(name);
+                        let _ = store.record_process(&ProcessRecord {
+                            unit: key.clone(),
+                            pid: p.pid,
+                            start_ticks: p.start_ticks,
+                        });
+                    }
+                    self.units.insert(key, old);
+                } else if let Some(p) = old.probe.take() {
+                    p.abort();
+                }
+            }
+            if let (Ok(store), Some(p)) = (self.store.lock(), &next.proc) {
+                let _ = store.forget_process(&format!("{name}{NEXT}"));
+                let _ = store.record_process(&ProcessRecord {
+                    unit: name.clone(),
+                    pid: p.pid,
+                    start_ticks: p.start_ticks,
+                });
+            }
+            if let Some(u) = plan.units.get(name) {
+                next.unit = u.clone();
+                running.units.insert(name.clone(), u.clone());
+            }
+            self.units.insert(name.clone(), next);
+            self.emit(Some(name), "switched", "now serving the new release");
+        }
+        self.plan = Some(running);
+        let what = match &plan.release {
+            Some(r) => format!("release {r} live"),
+            None => "switched".to_string(),
+        };
+        self.apply(plan, now, Some(("switched", &what)))
+    }
+
+    /// Stops and forgets staged units (a deploy that failed before its switch).
+    fn discard(&mut self, names: &[String], now: Instant) {
+        for name in names {
+            let key = format!("{name}{NEXT}");
+            if let Some(rt) = self.units.get_mut(&key) {
+                rt.start_pending = false;
+                rt.restart_with = None;
+                rt.remove_when_stopped = true;
+                self.feed(&key, Input::Stop, now);
+            }
+        }
     }
 
     // ----- scheduling -----------------------------------------------------------------------
@@ -481,9 +642,15 @@ impl Actor {
         let Some(rt) = self.units.get(name) else {
             return Deps::Ready;
         };
+        let staged = name.ends_with(NEXT);
         for d in &rt.unit.depends_on {
-            let Some(dep) = self.units.get(&d.unit) else {
-                continue;
+            let next = format!("{}{NEXT}", d.unit);
+            let dep = match self.units.get(&next) {
+                Some(dep) if staged => dep,
+                _ => match self.units.get(&d.unit) {
+                    Some(dep) => dep,
+                    None => continue,
+                },
             };
             if let Some(why) = &dep.blocked {
                 return Deps::Blocked(format!("{} is blocked ({why})", d.unit));
@@ -595,19 +762,33 @@ impl Actor {
         let stack = plan.stack.clone();
         let logs_dir = state_dir(plan).join("logs");
         let rotation = plan.logs;
+        // Both generations of a unit write the one log file of its name.
+        let label = match self.units.get(name) {
+            Some(rt) => rt.unit.name.clone(),
+            None => return,
+        };
+        let shared_log = self
+            .units
+            .iter()
+            .find(|(k, rt)| k.as_str() != name && rt.unit.name == label && rt.log.is_some())
+            .and_then(|(_, rt)| rt.log.clone());
+        self.last_gen += 1;
+        let gen = self.last_gen;
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
-        rt.gen += 1;
-        let gen = rt.gen;
+        rt.gen = gen;
+        if rt.log.is_none() {
+            rt.log = shared_log;
+        }
         if rt.log.is_none() {
             match LogFile::open(
-                &logs_dir.join(format!("{name}.log")),
+                &logs_dir.join(format!("{label}.log")),
                 rotation.max_size,
                 rotation.keep,
             ) {
                 Ok(f) => rt.log = Some(Arc::new(Mutex::new(f))),
-                Err(e) => tracing::warn!("cannot open the log of {name}: {e}"),
+                Err(e) => tracing::warn!("cannot open the log of {label}: {e}"),
             }
         }
         let cwd = root.join(&rt.unit.cwd);
@@ -628,8 +809,12 @@ impl Actor {
             Ok(mut child) => {
                 let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
                 let start_ticks = process::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
-                rt.proc = Some(Proc { pid, started: now });
-                let unit: Arc<str> = Arc::from(name);
+                rt.proc = Some(Proc {
+                    pid,
+                    started: now,
+                    start_ticks,
+                });
+                let unit: Arc<str> = Arc::from(label.as_str());
                 let mut pumps = Vec::new();
                 if let Some(out) = child.stdout.take() {
                     pumps.push(tokio::spawn(pump(
@@ -761,14 +946,22 @@ impl Actor {
     fn timers(&mut self, now: Instant) {
         let names: Vec<String> = self.units.keys().cloned().collect();
         for name in names {
-            let (kill_due, tick_due, grace) = match self.units.get(&name) {
+            let (kill_due, tick_due, grace, drained) = match self.units.get(&name) {
                 Some(rt) => (
                     rt.kill_at.is_some_and(|t| t <= now),
                     rt.machine.deadline().is_some_and(|t| t <= now),
                     rt.unit.stop_grace_ms,
+                    rt.stop_at.is_some_and(|t| t <= now),
                 ),
                 None => continue,
             };
+            if drained {
+                if let Some(rt) = self.units.get_mut(&name) {
+                    rt.stop_at = None;
+                }
+                self.emit(Some(&name), "drained", "drain time over: stopping it");
+                self.feed(&name, Input::Stop, now);
+            }
             if kill_due {
                 let pid = self.units.get_mut(&name).and_then(|rt| {
                     rt.kill_at = None;
@@ -791,15 +984,27 @@ impl Actor {
 
     // ----- reports from helpers -------------------------------------------------------------
 
+    /// The unit whose current process is spawn `gen` (reported under `unit`, its key then;
+    /// a deploy's switch may have renamed it since).
+    fn key_of(&self, unit: &str, gen: u64) -> Option<String> {
+        if self.units.get(unit).is_some_and(|rt| rt.gen == gen) {
+            return Some(unit.to_string());
+        }
+        self.units
+            .iter()
+            .find(|(_, rt)| rt.gen == gen)
+            .map(|(k, _)| k.clone())
+    }
+
     fn internal(&mut self, msg: Internal, now: Instant) {
         match msg {
             Internal::Exited { unit, gen, status } => {
+                let Some(unit) = self.key_of(&unit, gen) else {
+                    return;
+                };
                 let Some(rt) = self.units.get_mut(&unit) else {
                     return;
                 };
-                if rt.gen != gen {
-                    return;
-                }
                 rt.proc = None;
                 rt.kill_at = None;
                 rt.cpu_sample = None;
@@ -828,10 +1033,13 @@ impl Actor {
                 }
             }
             Internal::Probe { unit, gen, result } => {
+                let Some(unit) = self.key_of(&unit, gen) else {
+                    return;
+                };
                 let Some(rt) = self.units.get_mut(&unit) else {
                     return;
                 };
-                if rt.gen != gen || rt.proc.is_none() {
+                if rt.proc.is_none() {
                     return;
                 }
                 let ok = result.is_ok();
@@ -920,7 +1128,7 @@ impl Actor {
             .values()
             .map(|rt| self.describe_probe(&rt.unit))
             .collect();
-        for (rt, probe_text) in self.units.values_mut().zip(probes) {
+        for ((key, rt), probe_text) in self.units.iter_mut().zip(probes) {
             let u = &rt.unit;
             let state_name = if rt.blocked.is_some() {
                 "blocked".to_string()
@@ -967,7 +1175,8 @@ impl Actor {
                 None => (None, None, None, None, 0, None),
             };
             units.push(UnitStatus {
-                name: u.name.clone(),
+                name: key.clone(),
+                release: u.release.clone(),
                 service: u.service.clone(),
                 instance: u.instance.clone(),
                 kind: match u.kind {

@@ -2,8 +2,9 @@
 //!
 //! Owns the running stack: an actor task holding every unit's [`UnitMachine`], its process,
 //! probe and log file. Everything that changes the machine goes through
-//! [`EngineHandle::apply`] with a new Plan (startup is the diff from an empty Plan; reload and,
-//! later, deploy are diffs from the running one) or through the start/stop/restart/shutdown
+//! [`EngineHandle::apply`] with a new Plan (startup is the diff from an empty Plan; reload is
+//! the diff from the running one; a deploy stages the changed units beside the running ones
+//! with [`EngineHandle::stage`], then [`EngineHandle::promote`]s them and applies the rest) or through the start/stop/restart/shutdown
 //! requests. It starts units as soon as their dependencies' conditions hold (so each
 //! dependency level starts in parallel), blocks dependents of a failed unit with an event,
 //! stops in reverse dependency order, and records every event in the state store.
@@ -22,7 +23,7 @@ use grove_plan::Plan;
 use grove_state::{EventRecord, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use actor::reap_leftovers;
+pub use actor::{reap_leftovers, NEXT, OLD};
 pub use status::{ApplyReport, LogLine, Status, UnitStatus};
 
 /// The engine is gone (it shut down).
@@ -60,6 +61,18 @@ pub(crate) enum Request {
         oneshot::Sender<Result<Vec<String>, TargetError>>,
     ),
     Shutdown(oneshot::Sender<()>),
+    Stage(
+        Box<Plan>,
+        Vec<String>,
+        oneshot::Sender<Result<Vec<String>, String>>,
+    ),
+    Promote {
+        plan: Box<Plan>,
+        names: Vec<String>,
+        drain: std::time::Duration,
+        reply: oneshot::Sender<ApplyReport>,
+    },
+    Discard(Vec<String>, oneshot::Sender<()>),
     Record {
         unit: Option<String>,
         kind: String,
@@ -131,6 +144,41 @@ impl EngineHandle {
         targets: Vec<String>,
     ) -> Result<Result<Vec<String>, TargetError>, Gone> {
         self.ask(|tx| Request::Restart(targets, tx)).await
+    }
+
+    /// A deploy's first step: starts the units `names` of `plan` beside the running ones,
+    /// as `NAME~next` (on the new Plan's ports), each once its dependencies allow. Their
+    /// progress shows in [`EngineHandle::status`] under those keys.
+    pub async fn stage(
+        &self,
+        plan: &Plan,
+        names: Vec<String>,
+    ) -> Result<Result<Vec<String>, String>, Gone> {
+        let plan = Box::new(plan.clone());
+        self.ask(|tx| Request::Stage(plan, names, tx)).await
+    }
+
+    /// A deploy's switch: every staged `NAME~next` takes the name `NAME`, the unit it
+    /// replaces becomes `NAME~old` and stops after `drain`, and the rest of `plan` is applied
+    /// as a reload. Swap the edge's routes right after.
+    pub async fn promote(
+        &self,
+        plan: Plan,
+        names: Vec<String>,
+        drain: std::time::Duration,
+    ) -> Result<ApplyReport, Gone> {
+        self.ask(|reply| Request::Promote {
+            plan: Box::new(plan),
+            names,
+            drain,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops and forgets the staged units of `names` (a deploy given up before its switch).
+    pub async fn discard(&self, names: Vec<String>) -> Result<(), Gone> {
+        self.ask(|tx| Request::Discard(names, tx)).await
     }
 
     /// Stops everything in reverse dependency order; returns when every process is gone and

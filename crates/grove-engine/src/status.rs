@@ -57,6 +57,9 @@ pub struct UnitStatus {
     /// Open file descriptors of its group.
     #[serde(default)]
     pub open_fds: Option<u32>,
+    /// The release its code comes from.
+    #[serde(default)]
+    pub release: Option<String>,
 }
 
 impl UnitStatus {

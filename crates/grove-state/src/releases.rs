@@ -26,6 +26,8 @@ pub struct Release {
     pub message: String,
     /// Its folder was removed (`keep`), so it cannot be rolled back to.
     pub pruned: bool,
+    /// The stack's folder inside its checkout (where relative `cwd`s point).
+    pub dir: String,
 }
 
 pub(crate) const SCHEMA: &str = "
@@ -37,7 +39,8 @@ CREATE TABLE IF NOT EXISTS releases(
     created_ms INTEGER NOT NULL,
     outcome TEXT NOT NULL,
     message TEXT NOT NULL DEFAULT '',
-    pruned INTEGER NOT NULL DEFAULT 0
+    pruned INTEGER NOT NULL DEFAULT 0,
+    dir TEXT NOT NULL DEFAULT ''
 );
 ";
 
@@ -51,10 +54,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
         outcome: r.get(5)?,
         message: r.get(6)?,
         pruned: r.get::<_, i64>(7)? != 0,
+        dir: r.get(8)?,
     })
 }
 
-const COLUMNS: &str = "id, seq, git_ref, git_commit, created_ms, outcome, message, pruned";
+const COLUMNS: &str = "id, seq, git_ref, git_commit, created_ms, outcome, message, pruned, dir";
 
 impl Store {
     /// The sequence number the next release gets.
@@ -70,7 +74,7 @@ impl Store {
     pub fn insert_release(&self, r: &Release) -> Result<(), StateError> {
         self.conn
             .execute(
-                &format!("INSERT INTO releases({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+                &format!("INSERT INTO releases({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"),
                 params![
                     r.id,
                     r.seq,
@@ -79,7 +83,8 @@ impl Store {
                     r.created_ms,
                     r.outcome,
                     r.message,
-                    i64::from(r.pruned)
+                    i64::from(r.pruned),
+                    r.dir
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -157,6 +162,7 @@ mod tests {
             outcome: outcome.into(),
             message: String::new(),
             pruned: false,
+            dir: format!("/srv/app/.grove/releases/{seq}-abc{seq}"),
         }
     }
 

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod deploy;
 mod notify;
 mod render;
 mod runtime;
@@ -140,6 +141,25 @@ enum Command {
     /// expiry; exits 1 when one is expired, unreadable or does not match its key.
     Certs {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a git ref without dropping a request: check it out into .grove/releases/,
+    /// build it, start the changed units beside the running ones, switch the edge once they
+    /// are healthy, then drain and stop the old ones. A failed step changes nothing.
+    Deploy {
+        /// The git ref to release (default: [deploy] ref).
+        #[arg(long = "ref", value_name = "REF")]
+        git_ref: Option<String>,
+    },
+    /// Go back to the previous deployed release (or RELEASE) the same way as a deploy.
+    Rollback {
+        /// The release id to go back to (default: the one before the live one).
+        release: Option<String>,
+    },
+    /// List releases: id, ref, commit, time and outcome; the live one says `live`.
+    Releases {
+        /// As JSON.
         #[arg(long)]
         json: bool,
     },
@@ -328,6 +348,13 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
         Command::Trust => runtime::trust(&runtime_ctx(&cli, color)),
         Command::Certs { json } => runtime::certs(&runtime_ctx(&cli, color), *json),
+        Command::Deploy { git_ref } => {
+            tokio_rt()?.block_on(deploy::deploy(&runtime_ctx(&cli, color), git_ref.clone()))
+        }
+        Command::Rollback { release } => {
+            tokio_rt()?.block_on(deploy::rollback(&runtime_ctx(&cli, color), release.clone()))
+        }
+        Command::Releases { json } => deploy::releases(&runtime_ctx(&cli, color), *json),
         Command::Export {
             target,
             output,

@@ -237,9 +237,14 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
         "RSS".into(),
         "NOTE".into(),
     ]];
+    // The release column appears once something was deployed.
+    let released = s.units.iter().any(|u| u.release.is_some());
+    if released {
+        rows[0].insert(9, "RELEASE".into());
+    }
     let dash = || "-".to_string();
     for u in &s.units {
-        rows.push(vec![
+        let mut row = vec![
             u.name.clone(),
             paint_state(&u.state, color),
             u.health.clone().unwrap_or_else(dash),
@@ -252,7 +257,11 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
                 .unwrap_or_else(dash),
             u.rss_bytes.map(bytes).unwrap_or_else(dash),
             u.reason.clone().unwrap_or_default(),
-        ]);
+        ];
+        if released {
+            row.insert(9, u.release.clone().unwrap_or_else(dash));
+        }
+        rows.push(row);
     }
     out.push_str(&table(&rows));
     out

@@ -29,14 +29,14 @@ pub struct Ctx {
 }
 
 /// A loaded stack file and its folders.
-struct Loaded {
-    stack: grove_config::Stack,
-    state: PathBuf,
+pub(crate) struct Loaded {
+    pub(crate) stack: grove_config::Stack,
+    pub(crate) state: PathBuf,
 }
 
 impl Ctx {
     /// Loads the stack file, printing its warnings; `Err` holds the rendered errors.
-    fn load(&self, env: Option<String>) -> Result<Loaded, String> {
+    pub(crate) fn load(&self, env: Option<String>) -> Result<Loaded, String> {
         let opts = grove_config::LoadOptions::from_process(env);
         match grove_config::load(&self.file, &opts) {
             Ok(l) => {
@@ -54,7 +54,7 @@ impl Ctx {
     }
 
     /// The state folder: from the stack file when it loads, else `.grove` beside it.
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         match self.load(self.env.clone()) {
             Ok(l) => l.state,
             Err(_) => {
@@ -69,19 +69,19 @@ impl Ctx {
         }
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(&self.state_dir().join("grove.sock"))
     }
 }
 
-fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {}", dir.display()))?;
     Ok(())
 }
 
-fn open_store(state: &Path) -> anyhow::Result<Store> {
+pub(crate) fn open_store(state: &Path) -> anyhow::Result<Store> {
     make_private_dir(state)?;
     let path = state.join("state.db");
     let store = Store::open(&path)?;
@@ -100,13 +100,14 @@ fn sticky_ports(store: &Store) -> IndexMap<String, u16> {
 /// The Plan that will run: sticky ports, and the recipes' passwords from `.grove/secrets/`
 /// (generated there, 0600, the first time).
 fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
-    let inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+    let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+    inputs.release = crate::deploy::live_release(&stack.root.join(&stack.state_dir));
     grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
 }
 
 /// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
 /// ones generated there when `generate` (else left out).
-fn plan_inputs(
+pub(crate) fn plan_inputs(
     stack: &grove_config::Stack,
     ports: &IndexMap<String, u16>,
     generate: bool,
@@ -118,6 +119,7 @@ fn plan_inputs(
     Ok(grove_plan::Inputs {
         ports: ports.clone(),
         credentials,
+        ..Default::default()
     })
 }
 
@@ -277,7 +279,7 @@ async fn sample_metrics(
 }
 
 /// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
-fn recipes_installed(plan: &Plan) -> Result<(), String> {
+pub(crate) fn recipes_installed(plan: &Plan) -> Result<(), String> {
     let mut seen = Vec::new();
     let mut errors = Vec::new();
     for u in plan.units.values() {
@@ -412,9 +414,21 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let edge_for_api = edge.clone();
     let applied: Arc<dyn Fn(&Plan) + Send + Sync> =
         Arc::new(move |p: &Plan| edge_for_api.update(p));
+    let deployer = crate::deploy::Switcher {
+        ctx: ctx.clone(),
+        env: plan.environment.clone(),
+        engine: engine.clone(),
+        edge: edge.clone(),
+        store: api_store.clone(),
+        logs_dir: state.join("logs"),
+    }
+    .into_deployer();
+    let changes = Arc::new(tokio::sync::Mutex::new(()));
     let api = Arc::new(grove_api::ApiContext {
         engine: engine.clone(),
         reload: reloader.clone(),
+        deploy: deployer,
+        changes: changes.clone(),
         down: down.clone(),
         applied: applied.clone(),
         observe,
@@ -450,6 +464,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => {
+                let _changing = changes.lock().await;
                 let report = match engine.plan().await {
                     Ok(current) => reloader(&current),
                     Err(_) => break,
@@ -514,7 +529,7 @@ async fn feed_health(engine: grove_engine::EngineHandle, edge: grove_edge::Edge)
         };
         match e.kind.as_str() {
             "started" => edge.set_health(unit, !probed.contains(unit)),
-            "healthy" => edge.set_health(unit, true),
+            "healthy" | "switched" => edge.set_health(unit, true),
             "unhealthy" | "exited" | "stopped" | "gave-up" | "spawn-failed" => {
                 edge.set_health(unit, false)
             }
@@ -667,7 +682,7 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
         if status.units.iter().all(|u| u.is_settled_ok()) {
             print!("{}", render::ps(&status, ctx.color));
             println!(
-                "started in {} ms; `grove logs -f` follows the output, `grove down` stops it",
+                "started in {} ms; `grove logs -F` follows the output, `grove down` stops it",
                 began.elapsed().as_millis()
             );
             return Ok(ExitCode::SUCCESS);
@@ -955,7 +970,7 @@ pub async fn logs(
     }
 }
 
-fn format_ts(ms: i64) -> String {
+pub(crate) fn format_ts(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
