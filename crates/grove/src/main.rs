@@ -146,7 +146,7 @@ enum Command {
     },
     /// Release a git ref without dropping a request: check it out into .grove/releases/,
     /// build it, start the changed units beside the running ones, switch the edge once they
-    /// are healthy, then drain and stop the old ones. A failed step changes nothing.
+    /// are healthy, then drain and stop the old ones. A failed step leaves the running release serving.
     Deploy {
         /// The git ref to release (default: [deploy] ref).
         #[arg(long = "ref", value_name = "REF")]
