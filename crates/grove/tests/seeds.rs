@@ -267,3 +267,184 @@ fn cts_three_instances_with_their_own_databases_and_a_fourth_by_reload() {
         common::stack_processes(&ex.name)
     );
 }
+
+/// curl over HTTPS to localhost:`port` trusting the stack's CA, with extra arguments;
+/// (status, body).
+fn https_call(ca: &Path, port: u16, path: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = text(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what}: not within {secs} s");
+}
+
+#[test]
+fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_heals() {
+    let http = free_port();
+    let https = free_port();
+    let ex = Example::new(
+        "canopsis",
+        &[
+            ("CANOPSIS_HTTP_PORT", http.to_string()),
+            ("CANOPSIS_HTTPS_PORT", https.to_string()),
+            ("COLLECTD_INTERVAL", "1".to_string()),
+        ],
+    );
+    let out = ex.grove(&["up", "-d", "--wait-timeout", "180s"]);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let ca = ex.path().join(".grove/certs/ca.pem");
+
+    // hypcontrol's three groups: each starts in parallel once the one before is up.
+    let events: Vec<serde_json::Value> = text(&ex.grove(&["events", "--json", "-n", "500"]).stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |unit: &str, kind: &str| {
+        events
+            .iter()
+            .position(|e| e["unit"] == unit && e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} for {unit}: {events:#?}"))
+    };
+    let group1_up = at("store", "healthy").max(at("rabbitmq", "healthy"));
+    assert!(at("store", "started") < at("rabbitmq", "healthy"), "group 1 in parallel");
+    assert!(at("rabbitmq", "started") < at("store", "healthy"), "group 1 in parallel");
+    for u in ["collectd", "amqp2engines"] {
+        assert!(at(u, "started") > group1_up, "{u} before group 1 was up");
+    }
+    assert!(at("webserver", "started") > at("collectd", "started").max(at("amqp2engines", "started")));
+
+    // The API has its own authentication.
+    let (code, _) = https_call(&ca, https, "/api/events", &[]);
+    assert_eq!(code, 401);
+    let (code, _) = https_call(
+        &ca,
+        https,
+        "/api/auth",
+        &["-d", r#"{"username":"root","password":"wrong"}"#],
+    );
+    assert_eq!(code, 401);
+    let login = || {
+        let (code, body) = https_call(
+            &ca,
+            https,
+            "/api/auth",
+            &["-d", r#"{"username":"root","password":"root"}"#],
+        );
+        assert_eq!(code, 200, "{body}");
+        format!(
+            "Authorization: Bearer {}",
+            json_body(&body)["token"].as_str().unwrap()
+        )
+    };
+    let auth = login();
+
+    // An event posted to the API goes over RabbitMQ to the engine, which stores it.
+    let post = |component: &str| {
+        let body = format!(r#"{{"component":"{component}","resource":"disk","state":2,"output":"disk full"}}"#);
+        let (code, reply) = https_call(&ca, https, "/api/events", &["-H", &auth, "-d", &body]);
+        assert_eq!(code, 202, "{reply}");
+    };
+    let stored = |component: &str| {
+        let (code, body) = https_call(
+            &ca,
+            https,
+            &format!("/api/events?component={component}"),
+            &["-H", &auth],
+        );
+        assert_eq!(code, 200, "{body}");
+        json_body(&body)["events"].as_array().unwrap().clone()
+    };
+    post("db1");
+    wait_until("the event reaches the store", 20, || !stored("db1").is_empty());
+    let e = &stored("db1")[0];
+    assert_eq!(e["output"], "disk full");
+    assert_eq!(e["author"], "root");
+    assert_eq!(e["routing_key"], "check.db1");
+    let (code, body) = https_call(&ca, https, "/api/events", &["-H", &auth, "-d", "[1]"]);
+    assert_eq!(code, 400, "{body}");
+
+    // Both data sources report: collectd the host, the engines themselves.
+    wait_until("host and engine samples", 30, || {
+        let (_, body) = https_call(&ca, https, "/api/perf", &["-H", &auth]);
+        let perf = json_body(&body)["perf"].as_array().cloned().unwrap_or_default();
+        let has = |c: &str| perf.iter().any(|p| p["connector"] == c);
+        has("collectd") && has("engine")
+    });
+
+    // supervisord's job: a kill -9 of any process is healed, and the flow works again.
+    let all_up = || {
+        ex.ps()["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| matches!(u["state"].as_str(), Some("healthy" | "running")))
+    };
+    for unit in ["rabbitmq", "store", "amqp2engines", "collectd", "webserver"] {
+        wait_until("every unit up again", 120, all_up);
+        let pid = ex.pid(unit).unwrap();
+        Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        wait_until(&format!("{unit} replaced and up"), 120, || {
+            let ps = ex.ps();
+            let u = ps["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["name"] == unit)
+                .cloned()
+                .unwrap();
+            u["pid"].as_i64().is_some_and(|p| p != pid)
+                && matches!(u["state"].as_str(), Some("healthy" | "running"))
+        });
+        assert!(!alive(pid));
+    }
+    let component = "after-heal";
+    wait_until("the whole flow works after the heals", 120, || {
+        if !all_up() {
+            return false;
+        }
+        let (code, _) = https_call(&ca, https, "/api/health", &[]);
+        if code != 200 {
+            return false;
+        }
+        post(component);
+        std::thread::sleep(Duration::from_millis(500));
+        !stored(component).is_empty()
+    });
+    // The first event survived the store's crash.
+    assert!(!stored("db1").is_empty());
+
+    let pids: Vec<i64> = ["store", "rabbitmq", "webserver"]
+        .iter()
+        .map(|u| ex.pid(u).unwrap())
+        .collect();
+    let out = ex.grove(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!pids.iter().any(|p| alive(*p)));
+    assert!(
+        common::stack_processes(&ex.name).is_empty(),
+        "left behind: {:?}",
+        common::stack_processes(&ex.name)
+    );
+}
