@@ -13,13 +13,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{alive, free_port, text, workspace};
+use common::{alive, free_port, text, wait_until, workspace};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
         let name = e.file_name();
-        if name == ".grove" || name == "collected-static" || name == "__pycache__" {
+        if name == ".grove"
+            || name == "collected-static"
+            || name == "staticfiles"
+            || name == "__pycache__"
+        {
             continue;
         }
         let (src, dst) = (e.path(), to.join(&name));
@@ -74,6 +78,13 @@ impl Example {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Rewrites the copied stack file.
+    fn edit(&self, f: impl FnOnce(String) -> String) {
+        let file = self.path().join("grove.toml");
+        let toml = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, f(toml)).unwrap();
     }
 
     fn grove(&self, args: &[&str]) -> Output {
@@ -284,17 +295,6 @@ fn https_call(ca: &Path, port: u16, path: &str, extra: &[&str]) -> (u16, String)
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("{what}: not within {secs} s");
-}
-
 #[test]
 fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_heals() {
     let http = free_port();
@@ -328,12 +328,20 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
             .unwrap_or_else(|| panic!("no {kind} for {unit}: {events:#?}"))
     };
     let group1_up = at("store", "healthy").max(at("rabbitmq", "healthy"));
-    assert!(at("store", "started") < at("rabbitmq", "healthy"), "group 1 in parallel");
-    assert!(at("rabbitmq", "started") < at("store", "healthy"), "group 1 in parallel");
+    assert!(
+        at("store", "started") < at("rabbitmq", "healthy"),
+        "group 1 in parallel"
+    );
+    assert!(
+        at("rabbitmq", "started") < at("store", "healthy"),
+        "group 1 in parallel"
+    );
     for u in ["collectd", "amqp2engines"] {
         assert!(at(u, "started") > group1_up, "{u} before group 1 was up");
     }
-    assert!(at("webserver", "started") > at("collectd", "started").max(at("amqp2engines", "started")));
+    assert!(
+        at("webserver", "started") > at("collectd", "started").max(at("amqp2engines", "started"))
+    );
 
     // The API has its own authentication.
     let (code, _) = https_call(&ca, https, "/api/events", &[]);
@@ -362,7 +370,9 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
 
     // An event posted to the API goes over RabbitMQ to the engine, which stores it.
     let post = |component: &str| {
-        let body = format!(r#"{{"component":"{component}","resource":"disk","state":2,"output":"disk full"}}"#);
+        let body = format!(
+            r#"{{"component":"{component}","resource":"disk","state":2,"output":"disk full"}}"#
+        );
         let (code, reply) = https_call(&ca, https, "/api/events", &["-H", &auth, "-d", &body]);
         assert_eq!(code, 202, "{reply}");
     };
@@ -377,7 +387,9 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
         json_body(&body)["events"].as_array().unwrap().clone()
     };
     post("db1");
-    wait_until("the event reaches the store", 20, || !stored("db1").is_empty());
+    wait_until("the event reaches the store", 20, || {
+        !stored("db1").is_empty()
+    });
     let e = &stored("db1")[0];
     assert_eq!(e["output"], "disk full");
     assert_eq!(e["author"], "root");
@@ -388,7 +400,10 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
     // Both data sources report: collectd the host, the engines themselves.
     wait_until("host and engine samples", 30, || {
         let (_, body) = https_call(&ca, https, "/api/perf", &["-H", &auth]);
-        let perf = json_body(&body)["perf"].as_array().cloned().unwrap_or_default();
+        let perf = json_body(&body)["perf"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let has = |c: &str| perf.iter().any(|p| p["connector"] == c);
         has("collectd") && has("engine")
     });
@@ -404,7 +419,10 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
     for unit in ["rabbitmq", "store", "amqp2engines", "collectd", "webserver"] {
         wait_until("every unit up again", 120, all_up);
         let pid = ex.pid(unit).unwrap();
-        Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
         wait_until(&format!("{unit} replaced and up"), 120, || {
             let ps = ex.ps();
             let u = ps["units"]
@@ -442,6 +460,209 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
     let out = ex.grove(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!pids.iter().any(|p| alive(*p)));
+    assert!(
+        common::stack_processes(&ex.name).is_empty(),
+        "left behind: {:?}",
+        common::stack_processes(&ex.name)
+    );
+}
+
+/// curl to `host` (resolved to loopback) on `port` with extra arguments; (status, body,
+/// response head).
+fn curl_host(
+    scheme: &str,
+    host: &str,
+    port: u16,
+    path: &str,
+    extra: &[&str],
+) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-D", "-", "--resolve"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(extra)
+        .arg(format!("{scheme}://{host}:{port}{path}"))
+        .output()
+        .unwrap();
+    let raw = text(&out.stdout);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string(), head.to_ascii_lowercase())
+}
+
+#[test]
+fn candidates_prod_with_acme_static_media_firefly_and_autoheal_then_staging() {
+    let (http, https) = (free_port(), free_port());
+    let pebble = common::pki::Pebble::start(http, https);
+    let ex = Example::new(
+        "candidates",
+        &[
+            ("CANDIDATES_HTTP", format!("127.0.0.1:{http}")),
+            ("CANDIDATES_HTTPS", format!("127.0.0.1:{https}")),
+            ("CANDIDATES_HOST", "candidates.test".into()),
+            ("CANDIDATES_STAGING_HOST", "staging.test".into()),
+            (
+                "DJANGO_SECRET_KEY",
+                "test-only-secret-key-0123456789".into(),
+            ),
+            ("ACME_EMAIL", "ops@example.org".into()),
+        ],
+    );
+    // The ACME server is the local pebble instead of Let's Encrypt.
+    let acme = format!(
+        "edge.acme_directory = \"{}\"\nedge.acme_ca = \"{}\"\n",
+        pebble.directory,
+        pebble.ca().display()
+    );
+    ex.edit(|t| {
+        t.replace(
+            "[environments.prod]\n",
+            &format!("[environments.prod]\n{acme}"),
+        )
+        .replace(
+            "[environments.staging]\n",
+            &format!("[environments.staging]\n{acme}"),
+        )
+    });
+    // dev is runserver without TLS.
+    let dev = text(&ex.grove(&["check", "--env", "dev"]).stdout);
+    assert!(
+        dev.contains("manage.py runserver") && dev.contains("http://127.0.0.1:8000"),
+        "{dev}"
+    );
+
+    let out = ex.grove(&["up", "-d", "--env", "prod", "--wait-timeout", "180s"]);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let root = pebble.issuing_root();
+    let root_arg = root.display().to_string();
+    let tls = ["--cacert", root_arg.as_str()];
+    let host = "candidates.test";
+    wait_until("the ACME certificate from pebble", 60, || {
+        curl_host("https", host, https, "/healthz", &tls).0 == 200
+    });
+
+    // The rating page through gunicorn, over HTTPS with HSTS.
+    let (code, body, head) = curl_host("https", host, https, "/", &tls);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("environment prod") && body.contains("AT2026abc"),
+        "{body}"
+    );
+    assert!(head.contains("strict-transport-security"), "{head}");
+    // HTTP goes to HTTPS.
+    let (code, _, head) = curl_host("http", host, http, "/?x=1", &[]);
+    assert_eq!(code, 308, "{head}");
+    assert!(
+        head.contains(&format!("location: https://{host}:{https}/?x=1")),
+        "{head}"
+    );
+    // Static and media files come from the edge (ETag), not from Django.
+    let (code, css, head) = curl_host("https", host, https, "/static/rating/site.css", &tls);
+    assert_eq!(code, 200);
+    assert!(
+        css.contains("iframe") && head.contains("content-type: text/css") && head.contains("etag"),
+        "{head}"
+    );
+    let (code, fits, head) = curl_host(
+        "https",
+        host,
+        https,
+        "/media/candidates/AT2026abc.fits",
+        &tls,
+    );
+    assert_eq!(code, 200);
+    assert!(
+        fits.starts_with("SIMPLE  =") && head.contains("etag"),
+        "{head}"
+    );
+    // Firefly by its prefix.
+    let (code, body, _) = curl_host(
+        "https",
+        host,
+        https,
+        "/firefly/api/header?file=candidates/AT2026xyz.fits",
+        &tls,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json_body(&body)["header"]["OBJECT"], "AT2026xyz");
+    // Rating a candidate lands in PostgreSQL.
+    let (code, _, _) = curl_host(
+        "https",
+        host,
+        https,
+        "/candidates/1/rate",
+        &[&tls[..], &["-d", "score=4"]].concat(),
+    );
+    assert_eq!(code, 302);
+    let (code, body, _) = curl_host(
+        "https",
+        host,
+        https,
+        "/candidates/1/rate",
+        &[&tls[..], &["-d", "score=9"]].concat(),
+    );
+    assert_eq!(code, 400, "{body}");
+    let (_, body, _) = curl_host("https", host, https, "/candidates.json", &tls);
+    let j = json_body(&body);
+    assert_eq!(j["environment"], "prod");
+    assert_eq!(j["candidates"][0]["score"], 4.0, "{j}");
+
+    // The seed's autoheal: a wedged Firefly fails its probe and is restarted.
+    let before = ex.pid("firefly").unwrap();
+    let (code, _, _) = curl_host(
+        "https",
+        host,
+        https,
+        "/firefly/debug/wedge",
+        &[&tls[..], &["-X", "POST"]].concat(),
+    );
+    assert_eq!(code, 200);
+    wait_until("firefly healed", 60, || {
+        ex.pid("firefly").is_some_and(|p| p != before)
+            && curl_host("https", host, https, "/firefly/healthz", &tls).0 == 200
+    });
+    let events = text(&ex.grove(&["events", "firefly"]).stdout);
+    assert!(
+        events.contains("unhealthy") && events.contains("healed"),
+        "{events}"
+    );
+    assert!(!alive(before));
+
+    let out = ex.grove(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Staging: the same stack on its own host, with its banner and release notes.
+    let out = ex.grove(&["up", "-d", "--env", "staging", "--wait-timeout", "180s"]);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let host = "staging.test";
+    wait_until("the staging certificate", 60, || {
+        curl_host("https", host, https, "/healthz", &tls).0 == 200
+    });
+    let (code, body, _) = curl_host("https", host, https, "/", &tls);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("[STAGING]") && body.contains("environment staging"),
+        "{body}"
+    );
+    assert!(body.contains("Release notes"), "{body}");
+    // The rating made in prod is in the same database (one stack folder, one server).
+    assert!(body.contains("AT2026abc score 4"), "{body}");
+
+    let out = ex.grove(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         common::stack_processes(&ex.name).is_empty(),
         "left behind: {:?}",

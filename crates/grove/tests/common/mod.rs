@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pki;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub struct Stack {
@@ -253,4 +255,16 @@ pub fn echo_app() -> String {
         .join("tests/fixtures/echo.py")
         .display()
         .to_string()
+}
+
+/// Polls `cond` every 100 ms until it holds; panics after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
 }
