@@ -14,9 +14,10 @@ use common::{text, venv_tool, workspace, Stack};
 
 /// Values the examples' environments require, all of them secret-looking, so the test can
 /// check none reaches an export.
-const SECRETS: [(&str, &str); 5] = [
+const SECRETS: [(&str, &str); 6] = [
     ("DJANGO_SECRET_KEY", "django-secret-Zq81xW"),
     ("CANOPSIS_SECRET_KEY", "canopsis-secret-Pm20tR"),
+    ("CANOPSIS_PASSWORD", "canopsis-pass-Hh37cV"),
     (
         "CANOPY_DATABASE_URL",
         "postgresql://canopy:db-secret-Lk55bN@10.0.0.9/canopy",
