@@ -490,6 +490,11 @@ fn example(name: &str, env: Option<&str>) -> Plan {
             ("SECRET_KEY", "example-secret-key"),
             ("ACME_EMAIL", "ops@example.org"),
             ("POSTGRES_PASSWORD", "example-password"),
+            ("ENVIRONMENT", "development"),
+            ("POSTGRES_USER", "channels"),
+            ("POSTGRES_DB", "channels"),
+            ("SECRET_EMAIL_USER", "noreply@example.org"),
+            ("SECRET_EMAIL_USER_PSWD", "example-mail-password"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -11,9 +11,21 @@ fn grove(dir: &Path, args: &[&str]) -> Output {
         .env_remove("GROVE_ENV")
         .env_remove("GROVE_FILE")
         .env("NO_COLOR", "1")
+        .envs(CHANNELS_ENV)
         .output()
         .expect("run grove")
 }
+
+/// The keys examples/channels requires from its .env (see its .env.example).
+const CHANNELS_ENV: [(&str, &str); 7] = [
+    ("ENVIRONMENT", "development"),
+    ("POSTGRES_USER", "channels"),
+    ("POSTGRES_PASSWORD", "example-password"),
+    ("POSTGRES_DB", "channels"),
+    ("DJANGO_SECRET_KEY", "example-secret-key"),
+    ("SECRET_EMAIL_USER", "noreply@example.org"),
+    ("SECRET_EMAIL_USER_PSWD", "example-mail-password"),
+];
 
 fn examples() -> PathBuf {
     [env!("CARGO_MANIFEST_DIR"), "..", "..", "examples"]

@@ -14,10 +14,18 @@ use common::{text, venv_tool, workspace, Stack};
 
 /// Values the examples' environments require, all of them secret-looking, so the test can
 /// check none reaches an export.
-const SECRETS: [(&str, &str); 6] = [
+/// Plain values the examples require (examples/channels' .env keys).
+const VARS: [(&str, &str); 3] = [
+    ("ENVIRONMENT", "development"),
+    ("POSTGRES_USER", "channels"),
+    ("POSTGRES_DB", "channels"),
+];
+
+const SECRETS: [(&str, &str); 7] = [
     ("DJANGO_SECRET_KEY", "django-secret-Zq81xW"),
     ("CANOPSIS_SECRET_KEY", "canopsis-secret-Pm20tR"),
     ("CANOPSIS_PASSWORD", "canopsis-pass-Hh37cV"),
+    ("POSTGRES_PASSWORD", "postgres-pass-Tt71mB"),
     (
         "CANOPY_DATABASE_URL",
         "postgresql://canopy:db-secret-Lk55bN@10.0.0.9/canopy",
@@ -33,7 +41,7 @@ fn grove(dir: &Path, args: &[&str]) -> Output {
         .env_remove("GROVE_ENV")
         .env("NO_COLOR", "1")
         .env("ACME_EMAIL", "ops@example.org");
-    for (k, v) in SECRETS {
+    for (k, v) in SECRETS.iter().chain(&VARS) {
         c.env(k, v);
     }
     c.output().unwrap()

@@ -669,3 +669,153 @@ fn candidates_prod_with_acme_static_media_firefly_and_autoheal_then_staging() {
         common::stack_processes(&ex.name)
     );
 }
+
+#[test]
+fn channels_needs_its_env_keys_then_echoes_websockets_through_redis() {
+    let (http, https, api) = (free_port(), free_port(), free_port());
+    let ex = Example::new(
+        "channels",
+        &[
+            ("CHANNELS_HTTP_PORT", http.to_string()),
+            ("CHANNELS_HTTPS_PORT", https.to_string()),
+            ("CHANNELS_API_PORT", api.to_string()),
+        ],
+    );
+    let example_env = std::fs::read_to_string(ex.path().join(".env.example")).unwrap();
+    let nothing_started = |out: &Output, key: &str| {
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("required variable {key} is not set")),
+            "{err}"
+        );
+        assert!(common::stack_processes(&ex.name).is_empty());
+        assert!(!ex.path().join(".grove/grove.sock").exists());
+    };
+    // No .env at all: the first missing key is named, and nothing starts.
+    nothing_started(&ex.grove(&["up", "-d"]), "POSTGRES_USER");
+    // One key missing.
+    let without: String = example_env
+        .lines()
+        .filter(|l| !l.starts_with("SECRET_EMAIL_USER_PSWD="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(ex.path().join(".env"), without).unwrap();
+    nothing_started(&ex.grove(&["up", "-d"]), "SECRET_EMAIL_USER_PSWD");
+
+    let password = "db-pass-Qw83Zx";
+    let env_file = example_env
+        .replace("change-me-db-password", password)
+        .replace("POSTGRES_USER=channels", "POSTGRES_USER=chanuser")
+        .replace("POSTGRES_DB=channels", "POSTGRES_DB=chandb");
+    std::fs::write(ex.path().join(".env"), env_file).unwrap();
+    let out = ex.grove(&["up", "-d", "--wait-timeout", "120s"]);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!text(&ex.grove(&["ps", "--json"]).stdout).contains(password));
+    assert!(!text(&ex.grove(&["check"]).stdout).contains(password));
+    let ca = ex.path().join(".grove/certs/ca.pem");
+
+    // 443 -> the front end; it is told where the back end is.
+    let (code, body) = https_get(&ca, https, "/");
+    assert_eq!(code, 200);
+    assert!(body.contains("Channels front end"), "{body}");
+    let (_, config) = https_get(&ca, https, "/config.js");
+    assert!(
+        config.contains(&format!("http://127.0.0.1:{api}")),
+        "{config}"
+    );
+    // /documentation on 443 and docs/ui on 2002 reach the back end; static files the edge.
+    let (code, docs) = https_get(&ca, https, "/documentation/");
+    assert_eq!(code, 200);
+    assert!(docs.contains("Back-end API documentation"), "{docs}");
+    let mut c = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    write!(
+        c,
+        "GET /docs/ui/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.1 200") && raw.contains("Back-end API documentation"),
+        "{raw}"
+    );
+    let (code, css) = https_get(&ca, https, "/static/docs/docs.css");
+    assert_eq!(code, 200);
+    assert!(css.contains("font-family"));
+
+    // A WebSocket echo through the :2002 forward, to everyone in the room, over Redis.
+    let url = format!("ws://127.0.0.1:{api}/ws/echo/lobby/");
+    let (mut alice, _) = tungstenite::connect(&url).unwrap();
+    let (mut bob, _) = tungstenite::connect(&url).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    alice
+        .send(tungstenite::Message::text("hello from alice"))
+        .unwrap();
+    for ws in [&mut alice, &mut bob] {
+        assert_eq!(
+            ws.read().unwrap(),
+            tungstenite::Message::text("hello from alice")
+        );
+    }
+    // While they are connected, the room is a Redis publish/subscribe channel.
+    let redis_port = ex.ps()["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "redis")
+        .and_then(|u| u["port"].as_u64())
+        .unwrap();
+    let redis_pw = std::fs::read_to_string(ex.path().join(".grove/secrets/redis")).unwrap();
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis_port.to_string(),
+            "--no-auth-warning",
+            "-a",
+            redis_pw.trim(),
+        ])
+        .args(["PUBSUB", "CHANNELS", "*"])
+        .output()
+        .unwrap();
+    let channels = text(&out.stdout);
+    assert!(channels.contains("echo.lobby"), "{channels}");
+    let _ = alice.close(None);
+    let _ = bob.close(None);
+
+    // The message is in PostgreSQL, in the .env's database, as the .env's user.
+    let mut c = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    write!(
+        c,
+        "GET /api/messages?room=lobby HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    assert_eq!(json_body(&raw)["messages"][0], "hello from alice", "{raw}");
+    let mut c = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    write!(
+        c,
+        "GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let status = json_body(&raw);
+    assert_eq!(status["database"], "chandb");
+    assert_eq!(status["user"], "chanuser");
+    assert_eq!(status["environment"], "development");
+
+    let out = ex.grove(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        common::stack_processes(&ex.name).is_empty(),
+        "left behind: {:?}",
+        common::stack_processes(&ex.name)
+    );
+}
