@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
-use super::{free_port, wait_until};
+use super::free_port;
 
 /// A CA and a way to sign leaves with it.
 pub struct Ca {
@@ -62,8 +62,20 @@ impl Drop for Pebble {
 
 impl Pebble {
     /// Starts pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`, with
-    /// every name resolving to 127.0.0.1.
+    /// every name resolving to 127.0.0.1. Its own ports are drawn afresh when a start fails
+    /// (another test may have taken one between the draw and the bind).
     pub fn start(http_port: u16, tls_port: u16) -> Pebble {
+        let mut why = String::new();
+        for _ in 0..3 {
+            match Pebble::try_start(http_port, tls_port) {
+                Ok(p) => return p,
+                Err(e) => why = e,
+            }
+        }
+        panic!("pebble did not start in 3 tries; the last one said:\n{why}");
+    }
+
+    fn try_start(http_port: u16, tls_port: u16) -> Result<Pebble, String> {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new();
         let (c, k) = ca.leaf(&["localhost", "127.0.0.1"], None);
@@ -111,8 +123,8 @@ impl Pebble {
             ])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("pebble.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("pebble.err")).unwrap())
             .spawn()
             .expect("pebble (Debian package pebble; scripts/test installs it)");
         let p = Pebble {
@@ -123,14 +135,35 @@ impl Pebble {
             dns_mgmt,
         };
         let ca = p.dir.path().join("ca.pem");
-        wait_until("pebble", 20, || {
-            Command::new("curl")
+        // Generous: under a loaded machine pebble's start (key generation) can be slow.
+        let log = |p: &Pebble| {
+            let read = |f: &str| std::fs::read_to_string(p.dir.path().join(f)).unwrap_or_default();
+            format!("{}{}", read("pebble.log"), read("pebble.err"))
+        };
+        let mut p = p;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(60) {
+            let up = Command::new("curl")
                 .args(["-sf", "--cacert", &ca.display().to_string(), &p.directory])
                 .output()
                 .map(|o| o.status.success())
-                .unwrap_or(false)
-        });
-        p
+                .unwrap_or(false);
+            if up {
+                return Ok(p);
+            }
+            if p.children
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+            {
+                return Err(format!("pebble or its DNS stand-in exited:\n{}", log(&p)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(format!(
+            "no answer on {} within 60 s:\n{}",
+            p.directory,
+            log(&p)
+        ))
     }
 
     pub fn ca(&self) -> std::path::PathBuf {
