@@ -28,6 +28,11 @@ struct Ports {
 
 const PORTS_FILE: &str = "grove-ports.json";
 
+/// Erlang flags for every node of the recipe (the server's and the CLI tools'): the
+/// distribution listener on loopback only, and never an `epmd -daemon` of its own (it would
+/// outlive the unit when grove's own port mapper is already gone, as during a stop).
+const LOOPBACK_DIST: &str = "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false";
+
 fn free_port() -> Result<u16, RecipeError> {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| RecipeError::Step(format!("no free loopback port: {e}")))?;
@@ -44,6 +49,12 @@ fn env(dir: &Path, ports: Ports) -> Vec<(String, String)> {
         ("ERL_EPMD_PORT".into(), ports.epmd.to_string()),
         ("ERL_EPMD_ADDRESS".into(), "127.0.0.1".into()),
         ("RABBITMQ_DIST_PORT".into(), ports.dist.to_string()),
+        // Erlang distribution on loopback only, and no port mapper but grove's.
+        (
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS".into(),
+            LOOPBACK_DIST.into(),
+        ),
+        ("RABBITMQ_CTL_ERL_ARGS".into(), LOOPBACK_DIST.into()),
         ("RABBITMQ_MNESIA_BASE".into(), d("mnesia")),
         ("RABBITMQ_LOG_BASE".into(), d("log")),
         ("RABBITMQ_LOGS".into(), "-".into()),

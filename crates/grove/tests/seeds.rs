@@ -819,3 +819,185 @@ fn channels_needs_its_env_keys_then_echoes_websockets_through_redis() {
         common::stack_processes(&ex.name)
     );
 }
+
+/// Every TCP address the processes `pids` listen on, from /proc/net/tcp{,6} and their fds.
+fn listening(pids: &[i32]) -> Vec<String> {
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let l = link.to_string_lossy().into_owned();
+                if let Some(i) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(i.to_string());
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let table = std::fs::read_to_string(file).unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode
+            if f.len() < 10 || f[3] != "0A" || !inodes.contains(f[9]) {
+                continue;
+            }
+            let (addr, port) = f[1].split_once(':').unwrap();
+            let port = u16::from_str_radix(port, 16).unwrap();
+            let ip = if v6 {
+                let b: Vec<u8> = (0..16)
+                    .map(|i| u8::from_str_radix(&addr[2 * i..2 * i + 2], 16).unwrap())
+                    .collect();
+                // /proc prints each 32-bit word in host (little-endian) order.
+                let mut o = [0u8; 16];
+                for w in 0..4 {
+                    for k in 0..4 {
+                        o[4 * w + k] = b[4 * w + 3 - k];
+                    }
+                }
+                std::net::IpAddr::from(o)
+            } else {
+                let n = u32::from_str_radix(addr, 16).unwrap();
+                std::net::IpAddr::from(n.to_le_bytes())
+            };
+            out.push(std::net::SocketAddr::new(ip, port).to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn canopy_record_to_queued_report_to_pdf_with_only_the_edge_beyond_loopback() {
+    let (http, https) = (free_port(), free_port());
+    let ex = Example::new(
+        "canopy",
+        &[
+            ("CANOPY_HTTP_PORT", http.to_string()),
+            ("CANOPY_HTTPS_PORT", https.to_string()),
+            (
+                "DJANGO_SECRET_KEY",
+                "test-only-secret-key-0123456789".into(),
+            ),
+        ],
+    );
+    let out = ex.grove(&["up", "-d", "--wait-timeout", "180s"]);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let ca = ex.path().join(".grove/certs/ca.pem");
+
+    // A record, through the edge's HTTPS to gunicorn.
+    let (code, body) = https_call(
+        &ca,
+        https,
+        "/records",
+        &[
+            "-d",
+            r#"{"title":"Site survey 7","body":"North field\nSouth field"}"#,
+        ],
+    );
+    assert_eq!(code, 201, "{body}");
+    let record = json_body(&body)["id"].as_i64().unwrap();
+    let (code, _) = https_call(&ca, https, "/records", &["-d", "[]"]);
+    assert_eq!(code, 400);
+
+    // A report job goes to the Celery worker over RabbitMQ; the docserver renders the
+    // .docx, LibreOffice makes the PDF.
+    let queue = |record: i64| {
+        let (code, body) = https_call(
+            &ca,
+            https,
+            &format!("/records/{record}/report"),
+            &["-X", "POST"],
+        );
+        assert_eq!(code, 202, "{body}");
+        assert_eq!(json_body(&body)["status"], "queued");
+        json_body(&body)["report"].as_i64().unwrap()
+    };
+    let status = |report: i64| {
+        let (_, body) = https_call(&ca, https, &format!("/reports/{report}"), &[]);
+        json_body(&body)
+    };
+    let report = queue(record);
+    wait_until("the report job", 120, || {
+        matches!(status(report)["status"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(status(report)["status"], "done", "{}", status(report));
+    let pdf_file = ex.path().join("report.pdf");
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(&ca)
+        .arg("-o")
+        .arg(&pdf_file)
+        .args(["-w", "%{http_code} %{content_type}"])
+        .arg(format!("https://localhost:{https}/reports/{report}/pdf"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "200 application/pdf");
+    let pdf = std::fs::read(&pdf_file).unwrap();
+    assert!(pdf.starts_with(b"%PDF"), "{:?}", &pdf[..pdf.len().min(16)]);
+    assert!(pdf.len() > 1000);
+    let worker = text(&ex.grove(&["logs", "-n", "200", "worker"]).stdout);
+    assert!(
+        worker.contains("reports.tasks.make_report") && worker.contains("succeeded"),
+        "{worker}"
+    );
+    let docserver = text(&ex.grove(&["logs", "-n", "50", "docserver"]).stdout);
+    assert!(docserver.contains("POST /render"), "{docserver}");
+
+    // With the converter stopped, the job fails and says why; the PDF is not there.
+    assert!(ex.grove(&["stop", "pdf"]).status.success());
+    let failed = queue(record);
+    wait_until("the failing job", 120, || {
+        status(failed)["status"] == "failed"
+    });
+    assert!(
+        status(failed)["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{}",
+        status(failed)
+    );
+    let (code, _) = https_call(&ca, https, &format!("/reports/{failed}/pdf"), &[]);
+    assert_eq!(code, 409);
+    assert!(ex.grove(&["start", "pdf"]).status.success());
+
+    // Only the edge would face the network: every unit listens on loopback here, and the
+    // production environment moves only the edge to 0.0.0.0.
+    let mut pids = common::stack_processes(&ex.name);
+    pids.push(ex.ps()["pid"].as_i64().unwrap() as i32);
+    let addrs = listening(&pids);
+    assert!(addrs.len() >= 8, "{addrs:?}");
+    for a in &addrs {
+        let ip: std::net::SocketAddr = a.parse().unwrap();
+        assert!(ip.ip().is_loopback(), "{a} is not loopback: {addrs:?}");
+    }
+    let out = ex.grove(&["check", "--json", "--env", "production"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listen: Vec<String> = plan["edge"]["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert!(listen.iter().all(|l| l.contains("0.0.0.0")), "{listen:?}");
+    for (name, unit) in plan["units"].as_object().unwrap() {
+        assert_eq!(unit["bind"], "127.0.0.1", "{name}");
+    }
+
+    let out = ex.grove(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        common::stack_processes(&ex.name).is_empty(),
+        "left behind: {:?}",
+        common::stack_processes(&ex.name)
+    );
+}
