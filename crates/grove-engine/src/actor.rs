@@ -387,25 +387,7 @@ impl Actor {
             let Some(unit) = plan.units.get(name) else {
                 continue;
             };
-            self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let rt = Rt {
-                unit: unit.clone(),
-                machine: UnitMachine::new(Settings::from_unit(unit), self.seed),
-                gen: 0,
-                proc: None,
-                probe: None,
-                log: None,
-                start_pending: true,
-                stop_pending: false,
-                blocked: None,
-                last_probe_error: None,
-                kill_at: None,
-                restart_with: None,
-                remove_when_stopped: false,
-                cpu_sample: None,
-                provisioning: false,
-                stop_at: None,
-            };
+            let rt = self.fresh_rt(unit);
             self.units.insert(name.clone(), rt);
             report.added.push(name.clone());
         }

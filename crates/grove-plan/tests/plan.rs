@@ -547,14 +547,18 @@ cwd = "/opt/tool"
 kind = "task"
 "#;
 
-#[test]
-fn a_release_moves_application_code_and_static_files_but_not_servers() {
-    let loaded = load_str(
+fn released() -> grove_config::Loaded {
+    load_str(
         Path::new("/srv/app/grove.toml"),
         RELEASED,
         &LoadOptions::default(),
     )
-    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    .unwrap_or_else(|e| panic!("{:#?}", e.errors))
+}
+
+#[test]
+fn a_release_moves_application_code_and_static_files_but_not_servers() {
+    let loaded = released();
     let stack = &loaded.stack;
     let before = grove_plan::build(stack, None).unwrap();
     let inputs = grove_plan::Inputs {
@@ -608,12 +612,7 @@ fn a_release_moves_application_code_and_static_files_but_not_servers() {
 
 #[test]
 fn avoided_ports_are_never_assigned() {
-    let loaded = load_str(
-        Path::new("/srv/app/grove.toml"),
-        RELEASED,
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let loaded = released();
     let stack = &loaded.stack;
     let before = grove_plan::build(stack, None).unwrap();
     let old = before.units["web"].port.unwrap();

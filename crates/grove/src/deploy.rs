@@ -167,8 +167,8 @@ struct DeployLock {
 }
 
 impl DeployLock {
-    /// Takes the lock, or says who holds it.
-    fn take(state: &Path) -> anyhow::Result<Result<DeployLock, String>> {
+    /// Takes the lock; `None` (said on stderr) when another deploy or rollback holds it.
+    fn take(state: &Path) -> anyhow::Result<Option<DeployLock>> {
         let path = state.join("deploy.lock");
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -180,11 +180,15 @@ impl DeployLock {
             Ok(()) => {
                 file.set_len(0)?;
                 writeln!(file, "{}", std::process::id())?;
-                Ok(Ok(DeployLock { _file: file }))
+                Ok(Some(DeployLock { _file: file }))
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                Ok(Err(format!("pid {}", holder.trim())))
+                eprintln!(
+                    "grove: another deploy or rollback is running (pid {}); try again when it ends",
+                    holder.trim()
+                );
+                Ok(None)
             }
             Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
         }
@@ -266,14 +270,8 @@ pub async fn deploy(ctx: &Ctx, git_ref: Option<String>) -> anyhow::Result<ExitCo
     };
     let state = loaded.state.clone();
     runtime::make_private_dir(&state)?;
-    let _lock = match DeployLock::take(&state)? {
-        Ok(l) => l,
-        Err(holder) => {
-            eprintln!(
-                "grove: another deploy or rollback is running ({holder}); try again when it ends"
-            );
-            return Ok(ExitCode::from(1));
-        }
+    let Some(_lock) = DeployLock::take(&state)? else {
+        return Ok(ExitCode::from(1));
     };
     let store = runtime::open_store(&state)?;
     let git_ref = git_ref.unwrap_or_else(|| settings.git_ref.clone());
@@ -438,14 +436,8 @@ fn release_root(r: &Release) -> Option<PathBuf> {
 pub async fn rollback(ctx: &Ctx, target: Option<String>) -> anyhow::Result<ExitCode> {
     let state = ctx.state_dir();
     runtime::make_private_dir(&state)?;
-    let _lock = match DeployLock::take(&state)? {
-        Ok(l) => l,
-        Err(holder) => {
-            eprintln!(
-                "grove: another deploy or rollback is running ({holder}); try again when it ends"
-            );
-            return Ok(ExitCode::from(1));
-        }
+    let Some(_lock) = DeployLock::take(&state)? else {
+        return Ok(ExitCode::from(1));
     };
     let store = runtime::open_store(&state)?;
     let Some(live) = store.live_release()? else {

@@ -80,6 +80,17 @@ impl Example {
         self.dir.path()
     }
 
+    /// `grove up -d` with `args` (and up to three minutes to start); asserts it worked.
+    fn up(&self, args: &[&str]) {
+        let out = self.grove(&[&["up", "-d", "--wait-timeout", "180s"], args].concat());
+        assert!(
+            out.status.success(),
+            "up failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
     /// Rewrites the copied stack file.
     fn edit(&self, f: impl FnOnce(String) -> String) {
         let file = self.path().join("grove.toml");
@@ -156,13 +167,7 @@ fn cts_three_instances_with_their_own_databases_and_a_fourth_by_reload() {
             ("CTS_HTTPS_PORT", https.to_string()),
         ],
     );
-    let out = ex.grove(&["up", "-d", "--wait-timeout", "120s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    ex.up(&[]);
     let ca = ex.path().join(".grove/certs/ca.pem");
     let tls = ca.as_path();
 
@@ -307,13 +312,7 @@ fn canopsis_events_flow_from_the_api_through_rabbitmq_into_the_store_and_kill_9_
             ("COLLECTD_INTERVAL", "1".to_string()),
         ],
     );
-    let out = ex.grove(&["up", "-d", "--wait-timeout", "180s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    ex.up(&[]);
     let ca = ex.path().join(".grove/certs/ca.pem");
 
     // hypcontrol's three groups: each starts in parallel once the one before is up.
@@ -534,13 +533,7 @@ fn candidates_prod_with_acme_static_media_firefly_and_autoheal_then_staging() {
         "{dev}"
     );
 
-    let out = ex.grove(&["up", "-d", "--env", "prod", "--wait-timeout", "180s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    ex.up(&["--env", "prod"]);
     let root = pebble.issuing_root();
     let root_arg = root.display().to_string();
     let tls = ["--cacert", root_arg.as_str()];
@@ -640,13 +633,7 @@ fn candidates_prod_with_acme_static_media_firefly_and_autoheal_then_staging() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Staging: the same stack on its own host, with its banner and release notes.
-    let out = ex.grove(&["up", "-d", "--env", "staging", "--wait-timeout", "180s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    ex.up(&["--env", "staging"]);
     let host = "staging.test";
     wait_until("the staging certificate", 60, || {
         curl_host("https", host, https, "/healthz", &tls).0 == 200
@@ -709,13 +696,7 @@ fn channels_needs_its_env_keys_then_echoes_websockets_through_redis() {
         .replace("POSTGRES_USER=channels", "POSTGRES_USER=chanuser")
         .replace("POSTGRES_DB=channels", "POSTGRES_DB=chandb");
     std::fs::write(ex.path().join(".env"), env_file).unwrap();
-    let out = ex.grove(&["up", "-d", "--wait-timeout", "120s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    ex.up(&[]);
     assert!(!text(&ex.grove(&["ps", "--json"]).stdout).contains(password));
     assert!(!text(&ex.grove(&["check"]).stdout).contains(password));
     let ca = ex.path().join(".grove/certs/ca.pem");
@@ -883,13 +864,7 @@ fn canopy_record_to_queued_report_to_pdf_with_only_the_edge_beyond_loopback() {
             ),
         ],
     );
-    let out = ex.grove(&["up", "-d", "--wait-timeout", "180s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    ex.up(&[]);
     let ca = ex.path().join(".grove/certs/ca.pem");
 
     // A record, through the edge's HTTPS to gunicorn.
