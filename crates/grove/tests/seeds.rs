@@ -273,6 +273,57 @@ fn cts_three_instances_with_their_own_databases_and_a_fourth_by_reload() {
         .collect();
     assert_eq!(before, after, "untouched units were restarted");
 
+    // The seed's Fabric deploy: a new commit of the app released beside the running
+    // instances, each instance migrated first, the static files taken from the release.
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(ex.path())
+            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    std::fs::write(
+        ex.path().join(".gitignore"),
+        ".grove/\napp/collected-static/\n",
+    )
+    .unwrap();
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "v1"]);
+    let views = ex.path().join("app/country/views.py");
+    let code = std::fs::read_to_string(&views).unwrap();
+    std::fs::write(&views, code.replace("<h1>CTS ", "<h1>CTS v2 ")).unwrap();
+    git(&["commit", "-q", "-am", "v2"]);
+    let out = ex.grove(&["deploy", "--ref", "HEAD"]);
+    assert!(
+        out.status.success(),
+        "deploy failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for (prefix, name) in [("/TR/", "Turkey"), ("/SY/", "Syria")] {
+        let (code, body) = https_get(tls, https, prefix);
+        assert_eq!(code, 200);
+        assert!(body.contains(&format!("<h1>CTS v2 {name}")), "{body}");
+    }
+    let (code, _) = https_get(tls, https, "/static/cts/logo.svg");
+    assert_eq!(code, 200);
+    assert_eq!(
+        &before[..2],
+        &[ex.pid("db").unwrap(), ex.pid("cache").unwrap()]
+    );
+    let web = ex.ps()["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "web@iraq")
+        .cloned()
+        .unwrap();
+    assert!(web["release"].as_str().unwrap().starts_with("1-"), "{web}");
+
     // Down leaves nothing behind.
     let out = ex.grove(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
