@@ -511,27 +511,13 @@ impl Actor {
                     old.restart_with = None;
                     old.remove_when_stopped = true;
                     old.stop_at = Some(now + drain);
-                    if let (Ok(store), Some(p)) = (self.store.lock(), &old.proc) {
-                        let _ = store.forget_process(name);
-                        let _ = store.record_process(&ProcessRecord {
-                            unit: key.clone(),
-                            pid: p.pid,
-                            start_ticks: p.start_ticks,
-                        });
-                    }
+                    self.move_record(name, &key, old.proc.as_ref());
                     self.units.insert(key, old);
                 } else if let Some(p) = old.probe.take() {
                     p.abort();
                 }
             }
-            if let (Ok(store), Some(p)) = (self.store.lock(), &next.proc) {
-                let _ = store.forget_process(&format!("{name}{NEXT}"));
-                let _ = store.record_process(&ProcessRecord {
-                    unit: name.clone(),
-                    pid: p.pid,
-                    start_ticks: p.start_ticks,
-                });
-            }
+            self.move_record(&format!("{name}{NEXT}"), name, next.proc.as_ref());
             if let Some(u) = plan.units.get(name) {
                 next.unit = u.clone();
                 running.units.insert(name.clone(), u.clone());
@@ -545,6 +531,19 @@ impl Actor {
             None => "switched".to_string(),
         };
         self.apply(plan, now, Some(("switched", &what)))
+    }
+
+    /// Moves the pid record of a renamed unit's process from key `from` to key `to`, so
+    /// leftovers of a killed grove are still found under the unit's new name.
+    fn move_record(&self, from: &str, to: &str, proc: Option<&Proc>) {
+        if let (Ok(store), Some(p)) = (self.store.lock(), proc) {
+            let _ = store.forget_process(from);
+            let _ = store.record_process(&ProcessRecord {
+                unit: to.to_string(),
+                pid: p.pid,
+                start_ticks: p.start_ticks,
+            });
+        }
     }
 
     /// Stops and forgets staged units (a deploy that failed before its switch).

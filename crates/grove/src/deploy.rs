@@ -362,18 +362,9 @@ pub async fn deploy(ctx: &Ctx, git_ref: Option<String>) -> anyhow::Result<ExitCo
         rollback: false,
     };
     println!("grove: starting release {id} beside the running one");
-    match ctx
-        .client()
-        .post::<_, DeployReport>("/v1/deploy", &req)
-        .await
-    {
-        Ok(report) => {
-            for s in &report.steps {
-                println!("grove: {s}");
-            }
-            println!("grove: release {id} is live");
-        }
-        Err(ClientError::NotRunning(_)) => {
+    match switch(ctx, &req).await {
+        Switch::Done => println!("grove: release {id} is live"),
+        Switch::NotRunning => {
             store.set_release_outcome(&id, "deployed", "")?;
             store.set_live_release(Some(&id))?;
             record(
@@ -387,7 +378,7 @@ pub async fn deploy(ctx: &Ctx, git_ref: Option<String>) -> anyhow::Result<ExitCo
                 "grove: release {id} is ready; the stack is not running, so `grove up` starts it"
             );
         }
-        Err(ClientError::Api { message, .. }) => {
+        Switch::Refused(message) => {
             // The daemon recorded the failure; the folder goes, the row stays.
             let _ = std::fs::remove_dir_all(&root);
             let _ = store.set_release_pruned(&id);
@@ -395,13 +386,44 @@ pub async fn deploy(ctx: &Ctx, git_ref: Option<String>) -> anyhow::Result<ExitCo
             eprintln!("grove: the running release keeps serving");
             return Ok(ExitCode::from(1));
         }
-        Err(e) => {
-            eprintln!("grove: {e}");
-            return Ok(ExitCode::from(1));
-        }
+        Switch::Unreachable => return Ok(ExitCode::from(1)),
     }
     prune(&store, settings.keep as usize);
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the running grove answered a switch request.
+enum Switch {
+    /// Switched; its steps are printed.
+    Done,
+    /// No grove runs the stack.
+    NotRunning,
+    /// It refused, naming the step that failed and why.
+    Refused(String),
+    /// It could not be asked (said on stderr).
+    Unreachable,
+}
+
+/// Asks the running grove to switch to `req`'s release, printing the steps it took.
+async fn switch(ctx: &Ctx, req: &DeployRequest) -> Switch {
+    match ctx
+        .client()
+        .post::<_, DeployReport>("/v1/deploy", req)
+        .await
+    {
+        Ok(report) => {
+            for s in &report.steps {
+                println!("grove: {s}");
+            }
+            Switch::Done
+        }
+        Err(ClientError::NotRunning(_)) => Switch::NotRunning,
+        Err(ClientError::Api { message, .. }) => Switch::Refused(message),
+        Err(e) => {
+            eprintln!("grove: {e}");
+            Switch::Unreachable
+        }
+    }
 }
 
 /// Removes the folders of deployed releases beyond the newest `keep` (never the live one).
@@ -502,29 +524,18 @@ pub async fn rollback(ctx: &Ctx, target: Option<String>) -> anyhow::Result<ExitC
         dir: PathBuf::from(&chosen.dir),
         rollback: true,
     };
-    match ctx
-        .client()
-        .post::<_, DeployReport>("/v1/deploy", &req)
-        .await
-    {
-        Ok(report) => {
-            for s in &report.steps {
-                println!("grove: {s}");
-            }
-        }
-        Err(ClientError::NotRunning(_)) => {
+    match switch(ctx, &req).await {
+        Switch::Done => {}
+        Switch::NotRunning => {
             store.set_live_release(Some(&id))?;
             println!("grove: the stack is not running; `grove up` starts release {id}");
         }
-        Err(ClientError::Api { message, .. }) => {
+        Switch::Refused(message) => {
             eprintln!("grove: rollback to release {id} failed at {message}");
             eprintln!("grove: release {live} keeps serving");
             return Ok(ExitCode::from(1));
         }
-        Err(e) => {
-            eprintln!("grove: {e}");
-            return Ok(ExitCode::from(1));
-        }
+        Switch::Unreachable => return Ok(ExitCode::from(1)),
     }
     store.set_release_outcome(&live, "rolled back", "")?;
     println!("grove: release {id} is live");
