@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod framing;
 mod proxy;
 pub mod statics;
 pub mod stats;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -162,7 +164,7 @@ impl Shared {
         &self,
         peer: SocketAddr,
         host: &str,
-        method: &hyper::Method,
+        method: &str,
         path: &str,
         status: hyper::StatusCode,
         bytes: Option<u64>,
@@ -189,6 +191,28 @@ impl Shared {
             id
         );
         let _ = self.access.send(line);
+    }
+
+    /// A request the framing guard refused (hyper answers it 400 and closes).
+    fn refused(&self, r: &framing::Refused, conn: Conn) {
+        tracing::info!(
+            "refused {} {} from {}: {} (request smuggling?)",
+            r.method,
+            r.path,
+            conn.peer,
+            r.why.describe()
+        );
+        self.access(
+            conn.peer,
+            &r.host,
+            &r.method,
+            &r.path,
+            hyper::StatusCode::BAD_REQUEST,
+            Some(0),
+            Duration::ZERO,
+            None,
+            "-",
+        );
     }
 }
 
@@ -530,10 +554,23 @@ where
         .max_buf_size(shared.limits.max_header_bytes.max(8192))
         .max_headers(shared.limits.max_headers);
     builder.http2().timer(TokioTimer::new());
-    let svc_shared = shared.clone();
+    // Set once a response switched protocols: the guard stops reading the tunnel as HTTP.
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let scanner = framing::Scanner::new(
+        shared.limits.max_header_bytes.max(8192) + 1024,
+        upgraded.clone(),
+    );
+    let io = framing::Guard::new(io, scanner, conn, shared.clone());
     let service = hyper::service::service_fn(move |req| {
-        let s = svc_shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(s, req, conn).await) }
+        let s = shared.clone();
+        let upgraded = upgraded.clone();
+        async move {
+            let res = proxy::handle(s, req, conn).await;
+            if res.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+                upgraded.store(true, Ordering::Release);
+            }
+            Ok::<_, std::convert::Infallible>(res)
+        }
     });
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)

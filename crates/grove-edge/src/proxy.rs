@@ -108,17 +108,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let table = shared.table();
-    let (res, upstream, stats) = if ambiguous_framing(req.headers()) {
-        // Request smuggling: refuse, and close so no byte after it is read as a request.
-        let mut r = error_page(
-            StatusCode::BAD_REQUEST,
-            "a request may not carry both Content-Length and Transfer-Encoding",
-            &id,
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        (r, None, None)
-    } else if let Some(r) = before_routing(&shared, &table, &req, conn, &host) {
+    let (res, upstream, stats) = if let Some(r) = before_routing(&shared, &table, &req, conn, &host)
+    {
         (r, None, None)
     } else {
         route(&shared, &table, req, conn, &host, &id).await
@@ -145,7 +136,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
     shared.access(
         conn.peer,
         &host,
-        &method,
+        method.as_str(),
         &path,
         res.status(),
         bytes,
@@ -210,14 +201,6 @@ fn before_routing(
         r.headers_mut().insert(header::LOCATION, v);
     }
     Some(r)
-}
-
-/// Both framings at once, or several different lengths.
-fn ambiguous_framing(h: &HeaderMap) -> bool {
-    let te = h.contains_key(header::TRANSFER_ENCODING);
-    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
-    let first = lengths.next();
-    (te && first.is_some()) || lengths.any(|v| Some(v) != first)
 }
 
 fn request_host(req: &Request<Incoming>) -> String {
