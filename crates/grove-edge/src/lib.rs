@@ -561,11 +561,15 @@ where
         upgraded.clone(),
     );
     let io = framing::Guard::new(io, scanner, conn, shared.clone());
+    // The client's address as X-Forwarded-For wants it, made once per connection.
+    let peer = hyper::header::HeaderValue::from_str(&conn.peer.ip().to_string())
+        .unwrap_or(hyper::header::HeaderValue::from_static("unknown"));
     let service = hyper::service::service_fn(move |req| {
         let s = shared.clone();
         let upgraded = upgraded.clone();
+        let peer = peer.clone();
         async move {
-            let res = proxy::handle(s, req, conn).await;
+            let res = proxy::handle(s, req, conn, peer).await;
             if res.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
                 upgraded.store(true, Ordering::Release);
             }

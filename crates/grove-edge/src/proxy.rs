@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -36,26 +37,32 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), plus the non-standard ones proxies also drop.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 fn full(b: impl Into<Bytes>) -> BoxBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
-fn request_id() -> String {
+/// A new request id: 16 hex digits, unpredictable.
+fn request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("{:016x}", h.finish())
+    let n = h.finish();
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// An error page naming the request id.
@@ -94,26 +101,45 @@ pub struct Conn {
     pub scheme: &'static str,
 }
 
-/// Handles one request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> Response<BoxBody> {
+/// Handles one request. `peer` is the client's address as a header value (made once per
+/// connection).
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    conn: Conn,
+    peer: HeaderValue,
+) -> Response<BoxBody> {
     let started = Instant::now();
-    let id = req
+    let id_value = req
         .headers()
         .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
+        .filter(|v| {
+            let v = v.as_bytes();
+            !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
         .unwrap_or_else(request_id);
+    // Only visible ASCII gets here.
+    let id = id_value.to_str().unwrap_or("-");
     let host = request_host(&req);
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // A cheap copy (shared bytes) for the access log.
+    let uri = req.uri().clone();
+    let path = uri.path();
     let table = shared.table();
-    let (res, upstream, stats) = if let Some(r) = before_routing(&shared, &table, &req, conn, &host)
-    {
-        (r, None, None)
-    } else {
-        route(&shared, &table, req, conn, &host, &id).await
-    };
+    let (res, upstream, stats) =
+        if let Some(r) = before_routing(&shared, &table, &req, conn, &host) {
+            (r, None, None)
+        } else {
+            let cx = Cx {
+                shared: &shared,
+                table: &table,
+                conn,
+                peer: &peer,
+                id: &id_value,
+            };
+            route(cx, req, &host, path).await
+        };
     let mut res = res;
     if table.hsts && conn.scheme == "https" {
         res.headers_mut().insert(
@@ -121,9 +147,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
+    res.headers_mut().insert(X_REQUEST_ID.clone(), id_value.clone());
     let bytes: Option<u64> = res
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -137,12 +161,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, conn: Conn) -> 
         conn.peer,
         &host,
         method.as_str(),
-        &path,
+        path,
         res.status(),
         bytes,
         took,
         upstream.as_deref(),
-        &id,
+        id,
     );
     res
 }
@@ -228,18 +252,34 @@ fn strip_port(h: &str) -> &str {
         .unwrap_or(h)
 }
 
-async fn route(
-    shared: &Arc<Shared>,
-    table: &Table,
-    req: Request<Incoming>,
+/// What the request path needs besides the request.
+#[derive(Clone, Copy)]
+struct Cx<'a> {
+    shared: &'a Arc<Shared>,
+    table: &'a Table,
     conn: Conn,
+    /// The client's address as a header value.
+    peer: &'a HeaderValue,
+    /// The request id.
+    id: &'a HeaderValue,
+}
+
+impl Cx<'_> {
+    fn id(&self) -> &str {
+        self.id.to_str().unwrap_or("-")
+    }
+}
+
+async fn route(
+    cx: Cx<'_>,
+    req: Request<Incoming>,
     host: &str,
-    id: &str,
+    path: &str,
 ) -> (Response<BoxBody>, Option<String>, Option<Arc<RouteStats>>) {
-    let path = req.uri().path().to_string();
-    let found = match table.forwards.get(&conn.local) {
+    let (table, id) = (cx.table, cx.id());
+    let found = match table.forwards.get(&cx.conn.local) {
         Some(r) => Some(r),
-        None => table.find(host, &path),
+        None => table.find(host, path),
     };
     let Some(r) = found else {
         return (
@@ -251,7 +291,7 @@ async fn route(
     let (res, upstream) = match &r.action {
         Action::Static(dir) => {
             let rest = if r.prefix == "/" {
-                path.as_str()
+                path
             } else {
                 &path[r.prefix.len()..]
             };
@@ -260,20 +300,20 @@ async fn route(
         }
         Action::Proxy(pool) => {
             let target = Target {
-                pool: pool.clone(),
-                strip: (r.strip_prefix && r.prefix != "/").then(|| r.prefix.clone()),
+                pool,
+                strip: (r.strip_prefix && r.prefix != "/").then_some(r.prefix.as_str()),
                 max_body: r.max_body,
                 websocket: r.websocket,
             };
-            proxy(shared, table, req, conn, target, id).await
+            proxy(cx, req, target).await
         }
     };
     (res, upstream, Some(r.stats.clone()))
 }
 
-struct Target {
-    pool: Arc<Pool>,
-    strip: Option<String>,
+struct Target<'a> {
+    pool: &'a Pool,
+    strip: Option<&'a str>,
     max_body: u64,
     websocket: bool,
 }
@@ -292,17 +332,24 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Names the Connection header lists beyond the fixed ones (`keep-alive`, `close` and
+    // `upgrade` are the usual tokens; they allocate nothing here).
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -315,13 +362,11 @@ fn idempotent(m: &Method) -> bool {
 }
 
 async fn proxy(
-    shared: &Arc<Shared>,
-    table: &Table,
+    cx: Cx<'_>,
     mut req: Request<Incoming>,
-    conn: Conn,
-    target: Target,
-    id: &str,
+    target: Target<'_>,
 ) -> (Response<BoxBody>, Option<String>) {
+    let (shared, table, conn, id) = (cx.shared, cx.table, cx.conn, cx.id());
     // Body size.
     let declared: Option<u64> = req
         .headers()
@@ -398,22 +443,32 @@ async fn proxy(
             }
         }
     };
-    // Path and query, after stripping.
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
-    let pq = match &target.strip {
-        Some(prefix) => {
+    // Path and query, after stripping (without stripping, the request's own, shared).
+    let pq: PathAndQuery = match (target.strip, parts.uri.path_and_query()) {
+        (None, Some(pq)) => pq.clone(),
+        (None, None) => PathAndQuery::from_static("/"),
+        (Some(prefix), pq) => {
+            let pq = pq.map_or("/", |p| p.as_str());
             let rest = &pq[prefix.len().min(pq.len())..];
-            if rest.is_empty() || rest.starts_with('?') {
-                format!("/{rest}")
+            let stripped = if rest.is_empty() || rest.starts_with('?') {
+                PathAndQuery::try_from(format!("/{rest}"))
             } else {
-                rest.to_string()
+                PathAndQuery::try_from(rest)
+            };
+            match stripped {
+                Ok(p) => p,
+                Err(e) => {
+                    return (
+                        error_page(
+                            StatusCode::BAD_REQUEST,
+                            &format!("bad request target: {e}"),
+                            id,
+                        ),
+                        None,
+                    )
+                }
             }
         }
-        None => pq,
     };
     // Headers.
     let mut headers = std::mem::take(&mut parts.headers);
@@ -426,15 +481,16 @@ async fn proxy(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let trusted = table.trusted_proxies.contains(&conn.peer.ip());
-    let peer_ip = conn.peer.ip().to_string();
     let xff = match (
         trusted,
         headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
     ) {
-        (true, Some(prev)) => format!("{prev}, {peer_ip}"),
-        _ => peer_ip,
+        (true, Some(prev)) => {
+            HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok()
+        }
+        _ => Some(cx.peer.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -457,14 +513,12 @@ async fn proxy(
     if let Some(h) = &original_host {
         headers.insert(header::HOST, h.clone());
     }
-    if let Some(prefix) = &target.strip {
+    if let Some(prefix) = target.strip {
         if let Ok(v) = HeaderValue::from_str(prefix) {
             headers.insert(X_FORWARDED_PREFIX.clone(), v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    headers.insert(X_REQUEST_ID.clone(), cx.id.clone());
     let candidates = target.pool.candidates(&|name: &str| shared.health_of(name));
     if candidates.is_empty() {
         return (
@@ -487,17 +541,24 @@ async fn proxy(
     let mut last_err = String::new();
     let mut headers = Some(headers);
     for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
-        let scheme = if backend.https { "https" } else { "http" };
-        let uri: Uri = match format!("{scheme}://{}{}", backend.authority, pq).parse() {
+        let mut uri = hyper::http::uri::Parts::default();
+        uri.scheme = Some(if backend.https {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
+        uri.authority = backend.uri_authority.clone();
+        uri.path_and_query = Some(pq.clone());
+        let uri = match Uri::from_parts(uri) {
             Ok(u) => u,
             Err(e) => {
                 return (
                     error_page(
-                        StatusCode::BAD_REQUEST,
-                        &format!("bad request target: {e}"),
+                        StatusCode::BAD_GATEWAY,
+                        &format!("{} is not a valid upstream address: {e}", backend.name),
                         id,
                     ),
-                    None,
+                    Some(backend.name.clone()),
                 )
             }
         };

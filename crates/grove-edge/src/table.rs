@@ -24,6 +24,8 @@ pub struct Backend {
     pub authority: String,
     /// `http` or `https`.
     pub https: bool,
+    /// `authority`, parsed once for request URIs (`None` if it is not a valid authority).
+    pub uri_authority: Option<hyper::http::uri::Authority>,
     /// Requests in flight (least-connections).
     pub active: AtomicUsize,
     /// Skipped until this many ms after the table's epoch (passive health).
@@ -35,6 +37,7 @@ impl Backend {
     fn new(name: String, authority: String, https: bool, epoch: Instant) -> Backend {
         Backend {
             name,
+            uri_authority: authority.parse().ok(),
             authority,
             https,
             active: AtomicUsize::new(0),
@@ -52,7 +55,8 @@ impl Backend {
 
     /// Whether passive health lets it be tried now.
     pub fn passively_up(&self) -> bool {
-        (self.epoch.elapsed().as_millis() as u64) >= self.down_until_ms.load(Ordering::Relaxed)
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until == 0 || (self.epoch.elapsed().as_millis() as u64) >= until
     }
 }
 
@@ -83,10 +87,9 @@ impl Pool {
         if self.balance == Balance::LeastConn {
             order.sort_by_key(|b| b.active.load(Ordering::Relaxed));
         }
-        let good = |b: &Arc<Backend>| health(&b.name) != Some(false) && b.passively_up();
-        let (mut first, rest): (Vec<_>, Vec<_>) = order.into_iter().partition(good);
-        first.extend(rest);
-        first
+        // A stable sort keeps the policy's order within each group.
+        order.sort_by_key(|b| health(&b.name) == Some(false) || !b.passively_up());
+        order
     }
 }
 
