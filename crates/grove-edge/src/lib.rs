@@ -20,6 +20,7 @@ pub mod statics;
 pub mod stats;
 pub mod table;
 pub mod tls;
+mod upstream;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -131,7 +132,10 @@ pub struct Shared {
     certs: Arc<tls::CertStore>,
     acme_tokens: acme::Tokens,
     health: RwLock<HashMap<String, bool>>,
+    /// HTTPS upstreams.
     client: proxy::UpstreamClient,
+    /// Plain-HTTP upstreams.
+    upstreams: upstream::Pool,
     limits: Limits,
     access: mpsc::UnboundedSender<String>,
     stats: stats::Registry,
@@ -286,6 +290,7 @@ impl Edge {
             acme_tokens: acme::Tokens::default(),
             health: RwLock::new(HashMap::new()),
             client,
+            upstreams: upstream::Pool::new(limits.pool_idle_per_host, limits.upstream_connect),
             limits,
             access: tx,
             stats,

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
+use crate::upstream::SendError;
 use crate::{statics, Shared};
 
 /// Errors carried by bodies.
@@ -127,19 +128,19 @@ pub async fn handle(
     let uri = req.uri().clone();
     let path = uri.path();
     let table = shared.table();
-    let (res, upstream, stats) =
-        if let Some(r) = before_routing(&shared, &table, &req, conn, &host) {
-            (r, None, None)
-        } else {
-            let cx = Cx {
-                shared: &shared,
-                table: &table,
-                conn,
-                peer: &peer,
-                id: &id_value,
-            };
-            route(cx, req, &host, path).await
+    let (res, upstream, stats) = if let Some(r) = before_routing(&shared, &table, &req, conn, &host)
+    {
+        (r, None, None)
+    } else {
+        let cx = Cx {
+            shared: &shared,
+            table: &table,
+            conn,
+            peer: &peer,
+            id: &id_value,
         };
+        route(cx, req, &host, path).await
+    };
     let mut res = res;
     if table.hsts && conn.scheme == "https" {
         res.headers_mut().insert(
@@ -147,7 +148,8 @@ pub async fn handle(
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    res.headers_mut().insert(X_REQUEST_ID.clone(), id_value.clone());
+    res.headers_mut()
+        .insert(X_REQUEST_ID.clone(), id_value.clone());
     let bytes: Option<u64> = res
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -342,7 +344,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         .map(str::trim)
         .filter(|t| {
             !t.eq_ignore_ascii_case("close")
-                && !HOP_BY_HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str()))
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|n| t.eq_ignore_ascii_case(n.as_str()))
         })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -485,9 +489,7 @@ async fn proxy(
         trusted,
         headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
     ) {
-        (true, Some(prev)) => {
-            HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok()
-        }
+        (true, Some(prev)) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok(),
         _ => Some(cx.peer.clone()),
     };
     if let Some(v) = xff {
@@ -541,13 +543,13 @@ async fn proxy(
     let mut last_err = String::new();
     let mut headers = Some(headers);
     for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
+        // HTTPS upstreams go through hyper-util's client, which wants the absolute URI; the
+        // plain-HTTP pool sends the origin form.
         let mut uri = hyper::http::uri::Parts::default();
-        uri.scheme = Some(if backend.https {
-            Scheme::HTTPS
-        } else {
-            Scheme::HTTP
-        });
-        uri.authority = backend.uri_authority.clone();
+        if backend.https {
+            uri.scheme = Some(Scheme::HTTPS);
+            uri.authority = backend.uri_authority.clone();
+        }
         uri.path_and_query = Some(pq.clone());
         let uri = match Uri::from_parts(uri) {
             Ok(u) => u,
@@ -580,9 +582,14 @@ async fn proxy(
         } else {
             headers.clone().unwrap_or_default()
         };
+        if !out.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&backend.authority) {
+                out.headers_mut().insert(header::HOST, v);
+            }
+        }
         backend.active.fetch_add(1, Ordering::Relaxed);
         let sent =
-            tokio::time::timeout(shared.limits.upstream_response, shared.client.request(out)).await;
+            tokio::time::timeout(shared.limits.upstream_response, send(shared, backend, out)).await;
         backend.active.fetch_sub(1, Ordering::Relaxed);
         match sent {
             Err(_) => {
@@ -599,13 +606,14 @@ async fn proxy(
                     Some(backend.name.clone()),
                 );
             }
-            Ok(Err(e)) => {
-                if e.is_connect() {
-                    backend.mark_down();
-                    last_err = format!("cannot connect to {} ({})", backend.name, root_cause(&e));
-                    continue;
-                }
-                if caused_by::<BodyTimeout>(&e, BODY_TIMEOUT) {
+            Ok(Err(SendError::Connect(why))) => {
+                backend.mark_down();
+                last_err = format!("cannot connect to {} ({why})", backend.name);
+                continue;
+            }
+            Ok(Err(SendError::Exchange(e))) => {
+                let e: &(dyn std::error::Error + 'static) = &*e;
+                if caused_by::<BodyTimeout>(e, BODY_TIMEOUT) {
                     return (
                         error_page(
                             StatusCode::REQUEST_TIMEOUT,
@@ -615,7 +623,7 @@ async fn proxy(
                         Some(backend.name.clone()),
                     );
                 }
-                if caused_by::<http_body_util::LengthLimitError>(&e, "length limit exceeded") {
+                if caused_by::<http_body_util::LengthLimitError>(e, "length limit exceeded") {
                     return (
                         error_page(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -628,7 +636,7 @@ async fn proxy(
                 return (
                     error_page(
                         StatusCode::BAD_GATEWAY,
-                        &format!("{} failed: {}", backend.name, root_cause(&e)),
+                        &format!("{} failed: {}", backend.name, root_cause(e)),
                         id,
                     ),
                     Some(backend.name.clone()),
@@ -666,6 +674,23 @@ async fn proxy(
         ),
         None,
     )
+}
+
+/// One exchange with one upstream: HTTPS through hyper-util's client, plain HTTP through the
+/// edge's own pool.
+async fn send(
+    shared: &Shared,
+    backend: &Backend,
+    req: Request<BoxBody>,
+) -> Result<Response<Incoming>, SendError> {
+    if !backend.https {
+        return shared.upstreams.send(&backend.authority, req).await;
+    }
+    match shared.client.request(req).await {
+        Ok(res) => Ok(res),
+        Err(e) if e.is_connect() => Err(SendError::Connect(root_cause(&e))),
+        Err(e) => Err(SendError::Exchange(Box::new(e))),
+    }
 }
 
 /// Bodies up to this size are read whole before anything is sent upstream, so a malformed or
