@@ -2,7 +2,7 @@
 //!
 //! Owns the listeners and everything on the request path: the route table built from the Plan
 //! (host, then longest prefix; static mounts; whole-port forwards), the reverse proxy on hyper
-//! (HTTP/1.1 keep-alive both ways with a pooled client, h2c with prior knowledge inbound,
+//! (HTTP/1.1 keep-alive both ways with its own upstream pool, h2c with prior knowledge inbound,
 //! WebSocket and other upgrades tunnelled, bodies streamed), forwarded headers, limits and
 //! timeouts, error pages, and the access log. `Edge::update` swaps the whole table at once, so
 //! a reload never shows a half-built table and in-flight requests keep the table they began
