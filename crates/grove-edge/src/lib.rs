@@ -551,20 +551,19 @@ async fn serve<I>(io: I, shared: Arc<Shared>, conn: Conn)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // hyper's read buffer (8 KiB at least); a head past it is refused 431.
+    let max_buf = shared.limits.max_header_bytes.max(8192);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_read_timeout)
-        .max_buf_size(shared.limits.max_header_bytes.max(8192))
+        .max_buf_size(max_buf)
         .max_headers(shared.limits.max_headers);
     builder.http2().timer(TokioTimer::new());
     // Set once a response switched protocols: the guard stops reading the tunnel as HTTP.
     let upgraded = Arc::new(AtomicBool::new(false));
-    let scanner = framing::Scanner::new(
-        shared.limits.max_header_bytes.max(8192) + 1024,
-        upgraded.clone(),
-    );
+    let scanner = framing::Scanner::new(max_buf + 1024, upgraded.clone());
     let io = framing::Guard::new(io, scanner, conn, shared.clone());
     // The client's address as X-Forwarded-For wants it, made once per connection.
     let peer = hyper::header::HeaderValue::from_str(&conn.peer.ip().to_string())
