@@ -68,16 +68,134 @@ enum State {
     Head,
     /// This many body bytes to go.
     Length(u64),
-    /// A chunk-size line.
-    ChunkSize,
-    /// This many chunk bytes to go.
-    ChunkData(u64),
-    /// The CRLF after a chunk's data: `2` before the CR, `1` before the LF.
-    ChunkEnd(u8),
-    /// Trailer lines up to an empty one.
-    Trailers,
+    /// A chunked body (followed by [`Scanner::chunked`]).
+    Chunked,
     /// Not following any more.
     Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Chunk {
+    /// A chunk-size line.
+    #[default]
+    Size,
+    /// This many chunk bytes to go.
+    Data(u64),
+    /// The CRLF after a chunk's data: `2` before the CR, `1` before the LF.
+    End(u8),
+    /// Trailer lines up to an empty one.
+    Trailers,
+}
+
+/// Where a chunked body is after some of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Every byte given belongs to the body; it goes on.
+    More,
+    /// The body ended this many bytes into what was given.
+    Done(usize),
+    /// Not a chunked body (a malformed size line, a missing CRLF, an overlong line).
+    Bad,
+}
+
+/// Follows a chunked body (RFC 9112 7.1: sizes, data, trailers) to its end, however its
+/// bytes are split. Used for request bodies here and for upstream responses by the fast path.
+#[derive(Debug, Default)]
+pub(crate) struct Chunked {
+    state: Chunk,
+    /// A chunk-size or trailer line that spans reads.
+    line: Vec<u8>,
+}
+
+impl Chunked {
+    /// Takes the next bytes of the body, in order.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Step {
+        let mut at = 0;
+        while at < data.len() {
+            match self.state {
+                Chunk::Size => {
+                    let Some(line_end) = self.line_end(data, at) else {
+                        return self.partial_line();
+                    };
+                    let size = {
+                        let line = self.joined(&data[at..line_end]);
+                        httparse::parse_chunk_size(line)
+                    };
+                    self.line.clear();
+                    at = line_end;
+                    self.state = match size {
+                        Ok(httparse::Status::Complete((_, 0))) => Chunk::Trailers,
+                        Ok(httparse::Status::Complete((_, n))) => Chunk::Data(n),
+                        _ => return Step::Bad,
+                    };
+                }
+                Chunk::Data(n) => {
+                    let take = remaining(n, data.len() - at);
+                    at += take;
+                    self.state = match n - take as u64 {
+                        0 => Chunk::End(2),
+                        left => Chunk::Data(left),
+                    };
+                }
+                Chunk::End(k) => {
+                    let want = if k == 2 { b'\r' } else { b'\n' };
+                    self.state = match (data[at] == want, k) {
+                        (false, _) => return Step::Bad,
+                        (true, 2) => Chunk::End(1),
+                        (true, _) => Chunk::Size,
+                    };
+                    at += 1;
+                }
+                Chunk::Trailers => {
+                    let Some(line_end) = self.line_end(data, at) else {
+                        return self.partial_line();
+                    };
+                    let empty = {
+                        let line = self.joined(&data[at..line_end]);
+                        line == b"\n" || line == b"\r\n"
+                    };
+                    self.line.clear();
+                    at = line_end;
+                    if empty {
+                        *self = Chunked::default();
+                        return Step::Done(at);
+                    }
+                }
+            }
+        }
+        Step::More
+    }
+
+    /// The end (exclusive) of the line starting at `at`, or `None` after keeping the partial
+    /// line for the next bytes.
+    fn line_end(&mut self, data: &[u8], at: usize) -> Option<usize> {
+        match data[at..].iter().position(|&b| b == b'\n') {
+            Some(i) => Some(at + i + 1),
+            None => {
+                self.line.extend_from_slice(&data[at..]);
+                None
+            }
+        }
+    }
+
+    /// A line is waiting for its end: fine unless it is past [`MAX_LINE`].
+    fn partial_line(&mut self) -> Step {
+        if self.line.len() > MAX_LINE {
+            self.line = Vec::new();
+            return Step::Bad;
+        }
+        Step::More
+    }
+
+    /// The kept partial line followed by `rest`.
+    fn joined<'a>(&'a mut self, rest: &'a [u8]) -> &'a [u8] {
+        if self.line.is_empty() {
+            rest
+        } else {
+            self.line.extend_from_slice(rest);
+            &self.line
+        }
+    }
 }
 
 /// What parsing a (possibly partial) head found.
@@ -102,8 +220,8 @@ pub struct Scanner {
     state: State,
     /// A head that spans reads.
     head: Vec<u8>,
-    /// A chunk-size or trailer line that spans reads.
-    line: Vec<u8>,
+    /// The current chunked body.
+    chunked: Chunked,
     max_head: usize,
     /// The last head asked for an upgrade; set until the next head begins.
     upgrade_asked: bool,
@@ -118,7 +236,7 @@ impl Scanner {
         Scanner {
             state: State::Head,
             head: Vec::new(),
-            line: Vec::new(),
+            chunked: Chunked::default(),
             max_head,
             upgrade_asked: false,
             upgraded,
@@ -147,78 +265,17 @@ impl Scanner {
                         left => State::Length(left),
                     };
                 }
-                State::ChunkSize => {
-                    let line_end = self.line_end(data, at)?;
-                    let size = {
-                        let line = self.joined(&data[at..line_end]);
-                        httparse::parse_chunk_size(line)
-                    };
-                    self.line.clear();
-                    at = line_end;
-                    self.state = match size {
-                        Ok(httparse::Status::Complete((_, 0))) => State::Trailers,
-                        Ok(httparse::Status::Complete((_, n))) => State::ChunkData(n),
-                        _ => State::Off,
-                    };
-                }
-                State::ChunkData(n) => {
-                    let take = remaining(n, data.len() - at);
-                    at += take;
-                    self.state = match n - take as u64 {
-                        0 => State::ChunkEnd(2),
-                        left => State::ChunkData(left),
-                    };
-                }
-                State::ChunkEnd(k) => {
-                    let want = if k == 2 { b'\r' } else { b'\n' };
-                    self.state = match (data[at] == want, k) {
-                        (false, _) => State::Off,
-                        (true, 2) => State::ChunkEnd(1),
-                        (true, _) => State::ChunkSize,
-                    };
-                    at += 1;
-                }
-                State::Trailers => {
-                    let line_end = self.line_end(data, at)?;
-                    let empty = {
-                        let line = self.joined(&data[at..line_end]);
-                        line == b"\n" || line == b"\r\n"
-                    };
-                    self.line.clear();
-                    at = line_end;
-                    if empty {
+                State::Chunked => match self.chunked.feed(&data[at..]) {
+                    Step::More => return None,
+                    Step::Done(n) => {
+                        at += n;
                         self.state = State::Head;
                     }
-                }
+                    Step::Bad => self.off(),
+                },
             }
         }
         None
-    }
-
-    /// The end (exclusive) of the line starting at `at`, or `None` after keeping the partial
-    /// line for the next read (switching off past [`MAX_LINE`]).
-    fn line_end(&mut self, data: &[u8], at: usize) -> Option<usize> {
-        match data[at..].iter().position(|&b| b == b'\n') {
-            Some(i) => Some(at + i + 1),
-            None => {
-                self.line.extend_from_slice(&data[at..]);
-                if self.line.len() > MAX_LINE {
-                    self.state = State::Off;
-                    self.line = Vec::new();
-                }
-                None
-            }
-        }
-    }
-
-    /// The kept partial line followed by `rest`.
-    fn joined<'a>(&'a mut self, rest: &'a [u8]) -> &'a [u8] {
-        if self.line.is_empty() {
-            rest
-        } else {
-            self.line.extend_from_slice(rest);
-            &self.line
-        }
     }
 
     /// Handles head bytes from `at`; returns where the head ended in `data` (or `data.len()`).
@@ -277,7 +334,7 @@ impl Scanner {
     fn off(&mut self) {
         self.state = State::Off;
         self.head = Vec::new();
-        self.line = Vec::new();
+        self.chunked = Chunked::default();
     }
 }
 
@@ -286,7 +343,7 @@ fn remaining(n: u64, available: usize) -> usize {
 }
 
 /// Whether `buf` holds an empty line ending at or after `from`.
-fn has_blank_line(buf: &[u8], from: usize) -> bool {
+pub(crate) fn has_blank_line(buf: &[u8], from: usize) -> bool {
     let start = from.saturating_sub(2);
     buf[start..].iter().enumerate().any(|(i, &b)| {
         let i = start + i;
@@ -343,7 +400,7 @@ fn parse_head(buf: &[u8]) -> Head {
         };
     }
     let next = match (te_chunked, length, lengths) {
-        (Some(true), _, _) => State::ChunkSize,
+        (Some(true), _, _) => State::Chunked,
         // Not chunked last, or a length hyper cannot read: hyper refuses it.
         (Some(false), _, _) | (None, None, 1) => return Head::Unparseable,
         (None, Some(0) | None, _) => State::Head,
@@ -359,6 +416,9 @@ pub(crate) struct Guard<I> {
     scanner: Scanner,
     /// Bytes to hand hyper before reading on.
     inject: &'static [u8],
+    /// Bytes read from the connection before the guard took it (by the fast path), read
+    /// (and scanned) before anything else.
+    prefix: bytes::Bytes,
     conn: crate::Conn,
     shared: Arc<crate::Shared>,
 }
@@ -374,9 +434,17 @@ impl<I> Guard<I> {
             io,
             scanner,
             inject: b"",
+            prefix: bytes::Bytes::new(),
             conn,
             shared,
         }
+    }
+
+    /// Reads `prefix` first: what was read from the connection before, from the start of a
+    /// request head.
+    pub(crate) fn with_prefix(mut self, prefix: bytes::Bytes) -> Guard<I> {
+        self.prefix = prefix;
+        self
     }
 }
 
@@ -404,7 +472,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guard<I> {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if this.prefix.is_empty() {
+            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        } else {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+        }
         if this.scanner.state != State::Off {
             if let Some((refused, end)) = this.scanner.scan(&buf.filled()[before..]) {
                 this.shared.refused(&refused, this.conn);

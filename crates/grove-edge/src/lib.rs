@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+mod fast;
 pub mod framing;
 mod proxy;
 pub mod statics;
@@ -132,9 +133,9 @@ pub struct Shared {
     certs: Arc<tls::CertStore>,
     acme_tokens: acme::Tokens,
     health: RwLock<HashMap<String, bool>>,
-    /// HTTPS upstreams.
+    /// Upstreams for requests that hyper serves.
     client: proxy::UpstreamClient,
-    /// Plain-HTTP upstreams.
+    /// Plain-HTTP upstream connections for the fast path.
     upstreams: upstream::Pool,
     limits: Limits,
     access: mpsc::UnboundedSender<String>,
@@ -526,7 +527,7 @@ async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(stream, shared, conn).await,
+                None => serve(stream, shared, conn, true).await,
                 Some(acceptor) => {
                     let handshake = tokio::time::timeout(
                         shared.limits.header_read_timeout,
@@ -536,7 +537,11 @@ async fn accept_loop(
                     match handshake {
                         // A TLS-ALPN-01 validation only needs the handshake.
                         Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
-                        Ok(Ok(s)) => serve(s, shared, conn).await,
+                        Ok(Ok(s)) => {
+                            // HTTP/2 (chosen by ALPN) is hyper's from the start.
+                            let h1 = s.get_ref().1.alpn_protocol() != Some(b"h2");
+                            serve(s, shared, conn, h1).await
+                        }
                         Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
                         Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
                     }
@@ -547,10 +552,21 @@ async fn accept_loop(
     }
 }
 
-async fn serve<I>(io: I, shared: Arc<Shared>, conn: Conn)
+async fn serve<I>(mut io: I, shared: Arc<Shared>, conn: Conn, fast: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // The client's address as X-Forwarded-For wants it, made once per connection.
+    let peer = conn.peer.ip().to_string();
+    // The common case first, without hyper; what it leaves (from a request's start) is
+    // hyper's, with the bytes it read.
+    let mut read = bytes::BytesMut::new();
+    if fast
+        && fast::serve(&mut io, &mut read, &shared, conn, peer.as_bytes()).await
+            == fast::Outcome::Closed
+    {
+        return;
+    }
     // hyper's read buffer (8 KiB at least); a head past it is refused 431.
     let max_buf = shared.limits.max_header_bytes.max(8192);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -564,9 +580,8 @@ where
     // Set once a response switched protocols: the guard stops reading the tunnel as HTTP.
     let upgraded = Arc::new(AtomicBool::new(false));
     let scanner = framing::Scanner::new(max_buf + 1024, upgraded.clone());
-    let io = framing::Guard::new(io, scanner, conn, shared.clone());
-    // The client's address as X-Forwarded-For wants it, made once per connection.
-    let peer = hyper::header::HeaderValue::from_str(&conn.peer.ip().to_string())
+    let io = framing::Guard::new(io, scanner, conn, shared.clone()).with_prefix(read.freeze());
+    let peer = hyper::header::HeaderValue::from_str(&peer)
         .unwrap_or(hyper::header::HeaderValue::from_static("unknown"));
     let service = hyper::service::service_fn(move |req| {
         let s = shared.clone();

@@ -20,7 +20,6 @@ use hyper_util::rt::TokioIo;
 
 use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
-use crate::upstream::SendError;
 use crate::{statics, Shared};
 
 /// Errors carried by bodies.
@@ -54,7 +53,7 @@ fn full(b: impl Into<Bytes>) -> BoxBody {
 }
 
 /// A new request id: 16 hex digits, unpredictable.
-fn request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> [u8; 16] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -63,21 +62,35 @@ fn request_id() -> HeaderValue {
     for (i, d) in hex.iter_mut().enumerate() {
         *d = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"))
+    hex
 }
 
-/// An error page naming the request id.
-pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBody> {
+fn request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&new_request_id()).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Whether a client's `X-Request-Id` is kept (else a new one is made): 1 to 200 visible
+/// ASCII characters.
+pub(crate) fn usable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// The HTML of an error page naming the request id.
+pub(crate) fn error_html(status: StatusCode, detail: &str, id: &str) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let detail = detail
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
-    let body = format!(
+    format!(
         "<!doctype html>\n<html><head><title>{code} {reason}</title></head><body>\n<h1>{code} {reason}</h1>\n<p>{detail}</p>\n<p><small>request id {id} &middot; grove</small></p>\n</body></html>\n",
         code = status.as_u16()
-    );
-    let mut r = Response::new(full(body));
+    )
+}
+
+/// An error page naming the request id.
+pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBody> {
+    let mut r = Response::new(full(error_html(status, detail, id)));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -114,10 +127,7 @@ pub async fn handle(
     let id_value = req
         .headers()
         .get(&X_REQUEST_ID)
-        .filter(|v| {
-            let v = v.as_bytes();
-            !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic())
-        })
+        .filter(|v| usable_request_id(v.as_bytes()))
         .cloned()
         .unwrap_or_else(request_id);
     // Only visible ASCII gets here.
@@ -244,7 +254,7 @@ fn request_host(req: &Request<Incoming>) -> String {
     strip_port(&raw).to_ascii_lowercase()
 }
 
-fn strip_port(h: &str) -> &str {
+pub(crate) fn strip_port(h: &str) -> &str {
     if h.starts_with('[') {
         return h.split(']').next().map(|s| &h[..s.len() + 1]).unwrap_or(h);
     }
@@ -543,13 +553,14 @@ async fn proxy(
     let mut last_err = String::new();
     let mut headers = Some(headers);
     for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
-        // HTTPS upstreams go through hyper-util's client, which wants the absolute URI; the
-        // plain-HTTP pool sends the origin form.
+        // hyper-util's client wants the absolute URI.
         let mut uri = hyper::http::uri::Parts::default();
-        if backend.https {
-            uri.scheme = Some(Scheme::HTTPS);
-            uri.authority = backend.uri_authority.clone();
-        }
+        uri.scheme = Some(if backend.https {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
+        uri.authority = backend.uri_authority.clone();
         uri.path_and_query = Some(pq.clone());
         let uri = match Uri::from_parts(uri) {
             Ok(u) => u,
@@ -588,8 +599,7 @@ async fn proxy(
             }
         }
         backend.active.fetch_add(1, Ordering::Relaxed);
-        let sent =
-            tokio::time::timeout(shared.limits.upstream_response, send(shared, backend, out)).await;
+        let sent = tokio::time::timeout(shared.limits.upstream_response, send(shared, out)).await;
         backend.active.fetch_sub(1, Ordering::Relaxed);
         match sent {
             Err(_) => {
@@ -676,21 +686,24 @@ async fn proxy(
     )
 }
 
-/// One exchange with one upstream: HTTPS through hyper-util's client, plain HTTP through the
-/// edge's own pool.
-async fn send(
-    shared: &Shared,
-    backend: &Backend,
-    req: Request<BoxBody>,
-) -> Result<Response<Incoming>, SendError> {
-    if !backend.https {
-        return shared.upstreams.send(&backend.authority, req).await;
-    }
+/// One exchange with one upstream, through hyper-util's pooled client.
+async fn send(shared: &Shared, req: Request<BoxBody>) -> Result<Response<Incoming>, SendError> {
     match shared.client.request(req).await {
         Ok(res) => Ok(res),
         Err(e) if e.is_connect() => Err(SendError::Connect(root_cause(&e))),
         Err(e) => Err(SendError::Exchange(Box::new(e))),
     }
+}
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// No connection could be made (nothing was sent; safe to try elsewhere).
+    #[error("{0}")]
+    Connect(String),
+    /// The exchange failed after connecting.
+    #[error(transparent)]
+    Exchange(BoxError),
 }
 
 /// Bodies up to this size are read whole before anything is sent upstream, so a malformed or

@@ -1,45 +1,39 @@
-//! Plain-HTTP upstream connections: a pool of HTTP/1.1 connections per upstream address on
-//! hyper's low-level client (`hyper::client::conn::http1`).
+//! Plain-HTTP upstream connections for the fast path ([`crate::fast`]): TCP connections kept
+//! open between requests, per upstream address (`host:port`).
 //!
-//! The edge proxies every request through here unless the upstream speaks HTTPS (those go
-//! through hyper-util's pooled client with rustls). Measured on the proxy benchmark, the
-//! general-purpose client's per-request work (its pool key, the absolute URI it wants, and
-//! a large request future moved onto the heap) was a visible share of the edge's CPU; this
-//! pool keeps only what a reverse proxy needs: take an idle connection that can send, or
-//! dial a new one; put it back as soon as the response head arrives (hyper says when it can
-//! send again).
+//! A connection is only ever pooled idle: after a whole response was read from it, with
+//! nothing left over, and the upstream did not ask to close. Taking one skips connections
+//! idle past [`IDLE_TIMEOUT`] and those the upstream closed meanwhile (a connection with
+//! something to read while idle has been closed or is out of step; either way it goes).
+//! Checking costs no system call when nothing arrived: tokio knows the socket is not
+//! readable.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-
-use crate::proxy::{BoxBody, BoxError};
+use bytes::BytesMut;
+use tokio::net::TcpStream;
 
 /// Idle connections older than this are closed instead of reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why a request got no response.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SendError {
-    /// No connection could be made (nothing was sent; safe to try elsewhere).
-    #[error("{0}")]
-    Connect(String),
-    /// The exchange failed after connecting.
-    #[error(transparent)]
-    Exchange(BoxError),
+/// Room kept for reading an upstream's responses.
+const READ_BUF: usize = 16 * 1024;
+
+/// One upstream connection and what was read from it.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: BytesMut,
 }
 
 struct Idle {
-    sender: SendRequest<BoxBody>,
+    conn: Upstream,
     since: Instant,
 }
 
-/// Connections by upstream address (`host:port`).
+/// Idle connections by upstream address.
 pub(crate) struct Pool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
     max_per_host: usize,
@@ -63,91 +57,111 @@ impl Pool {
         }
     }
 
-    /// Sends `req` (origin-form URI, Host set) to `authority` and waits for the response head.
-    pub(crate) async fn send(
-        &self,
-        authority: &str,
-        mut req: Request<BoxBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        // A pooled connection the upstream closed just as it was taken gives the request
-        // back unsent; then the next one (at last a new one) is tried.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Idle>>> {
+        match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The most recently used idle connection to `authority` that is still open.
+    pub(crate) fn take(&self, authority: &str) -> Option<Upstream> {
         loop {
-            let (mut sender, fresh) = match self.checkout(authority) {
-                Some(s) => (s, false),
-                None => (self.connect(authority).await?, true),
-            };
-            match sender.try_send_request(req).await {
-                Ok(res) => {
-                    self.put(authority, sender);
-                    return Ok(res);
+            let Idle { conn, since } = self.lock().get_mut(authority)?.pop()?;
+            if since.elapsed() >= IDLE_TIMEOUT {
+                // The rest are older still.
+                if let Some(list) = self.lock().get_mut(authority) {
+                    list.clear();
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if !fresh => req = unsent,
-                    _ => return Err(SendError::Exchange(Box::new(e.into_error()))),
-                },
+                return None;
+            }
+            let mut probe = [0u8; 1];
+            match conn.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(conn),
+                // Closed (0), unexpected bytes, or an error: not reusable.
+                _ => continue,
             }
         }
     }
 
-    /// An idle connection that can send now. Busy ones (a response still streaming) stay;
-    /// closed and stale ones go.
-    fn checkout(&self, authority: &str) -> Option<SendRequest<BoxBody>> {
-        let mut idle = match self.idle.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let list = idle.get_mut(authority)?;
-        let now = Instant::now();
-        list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT);
-        let i = list.iter().rposition(|c| c.sender.is_ready())?;
-        Some(list.swap_remove(i).sender)
-    }
-
-    fn put(&self, authority: &str, sender: SendRequest<BoxBody>) {
-        let mut idle = match self.idle.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+    /// Keeps an idle connection (past the per-address limit it is closed).
+    pub(crate) fn put(&self, authority: &str, mut conn: Upstream) {
+        conn.buf.clear();
+        let mut idle = self.lock();
         let list = match idle.get_mut(authority) {
             Some(l) => l,
             None => idle.entry(authority.to_string()).or_default(),
         };
         if list.len() < self.max_per_host {
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
-        // Past the limit the sender is dropped: hyper closes the connection once its
-        // response is done.
     }
 
-    async fn connect(&self, authority: &str) -> Result<SendRequest<BoxBody>, SendError> {
-        let stream = match tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(authority),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
-            Err(_) => {
-                return Err(SendError::Connect(format!(
-                    "no connection within {} ms",
-                    self.connect_timeout.as_millis()
-                )))
-            }
-        };
+    /// A new connection to `authority`, within the connect timeout.
+    pub(crate) async fn connect(&self, authority: &str) -> Result<Upstream, String> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(authority)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => {
+                    return Err(format!(
+                        "no connection within {} ms",
+                        self.connect_timeout.as_millis()
+                    ))
+                }
+            };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        Ok(Upstream {
+            stream,
+            buf: BytesMut::with_capacity(READ_BUF),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn closed_connections_are_not_handed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream connection: {e}");
-            }
-        });
-        Ok(sender)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_string();
+        let pool = Pool::new(4, Duration::from_secs(1));
+        let a = pool.connect(&addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let (mut server_a, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        let b = pool.connect(&addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let (_server_b, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        let b_port = b
+            .stream
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        pool.put(&addr, b);
+        pool.put(&addr, a);
+        // The upstream closes `a` while it is idle.
+        server_a.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+        drop(server_a);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = pool
+            .take(&addr)
+            .unwrap_or_else(|| panic!("b is still open"));
+        assert_eq!(
+            got.stream
+                .local_addr()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .port(),
+            b_port
+        );
+        assert!(pool.take(&addr).is_none());
+        assert!(pool.take("127.0.0.1:1").is_none());
     }
 }
