@@ -560,6 +560,8 @@ struct At<'a> {
     path: &'a str,
     id: &'a str,
     head_request: bool,
+    /// The client asked to close after this response.
+    close: bool,
     hsts: bool,
     stats: Option<&'a crate::stats::RouteStats>,
 }
@@ -603,6 +605,7 @@ fn started<'a>(
         path: target.split('?').next().unwrap_or(target),
         id: "-",
         head_request: &buf[head.method.clone()] == b"HEAD",
+        close: head.close,
         hsts: false,
         stats: route.map(|r| &*r.stats),
     }
@@ -626,7 +629,7 @@ where
         status,
         detail,
         at.id,
-        close,
+        close || at.close,
         Some((at.head_request, at.hsts)),
     );
     at.log(status.as_u16(), None, None);
@@ -674,6 +677,165 @@ fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// What the upstream request says besides the client's request.
+struct Forwarding<'a> {
+    /// The route's prefix, when it is stripped.
+    strip: Option<&'a str>,
+    /// The client is a trusted proxy (its forwarded headers are kept).
+    trusted: bool,
+    /// The client's address.
+    peer: &'a [u8],
+    scheme: &'a str,
+    id: &'a [u8],
+}
+
+/// Appends the upstream request for `head` (and its body, which follows the head in `buf`)
+/// to `out`: the client's header lines without the hop-by-hop ones, then the forwarded ones
+/// (as the hyper path sets them).
+fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &Head, lines: &[Line], how: &Forwarding<'_>) {
+    out.extend_from_slice(&buf[head.method.clone()]);
+    out.push(b' ');
+    let target = &buf[head.target.clone()];
+    match how.strip {
+        None => out.extend_from_slice(target),
+        Some(prefix) => {
+            let rest = target.get(prefix.len()..).unwrap_or_default();
+            if rest.first().is_none_or(|&b| b == b'?') {
+                out.push(b'/');
+            }
+            out.extend_from_slice(rest);
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host = &buf[head.host.clone()];
+    put_line(out, b"Host", host);
+    for l in lines {
+        let keep = match l.kind {
+            Kind::Keep => true,
+            Kind::Drop | Kind::Hsts => false,
+            Kind::XForwardedProto | Kind::XForwardedHost => how.trusted,
+            Kind::XForwardedPrefix => how.strip.is_none(),
+        };
+        if keep {
+            put_line(out, &buf[l.name.clone()], &buf[l.value.clone()]);
+        }
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prev) = head.xff.clone().filter(|_| how.trusted) {
+        let prev = &buf[prev];
+        if prev
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(how.peer);
+    out.extend_from_slice(b"\r\n");
+    if !(how.trusted && head.xfp) {
+        put_line(out, b"X-Forwarded-Proto", how.scheme.as_bytes());
+    }
+    if !(how.trusted && head.xfh) {
+        put_line(out, b"X-Forwarded-Host", host);
+    }
+    if let Some(prefix) = how.strip {
+        put_line(out, b"X-Forwarded-Prefix", prefix.as_bytes());
+    }
+    put_line(out, b"X-Request-Id", how.id);
+    out.extend_from_slice(b"\r\n");
+    let body = head.len
+        ..head
+            .len
+            .saturating_add(usize::try_from(head.length).unwrap_or(usize::MAX));
+    out.extend_from_slice(buf.get(body).unwrap_or_default());
+}
+
+/// Appends the client's response head for the upstream's `res` (whose head is in `buf`).
+fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    res: &ResponseHead,
+    lines: &[Line],
+    id: &[u8],
+    hsts: bool,
+    close: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(res.status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(&buf[res.reason.clone()]);
+    out.extend_from_slice(b"\r\n");
+    for l in lines {
+        let keep = match l.kind {
+            Kind::Drop => false,
+            Kind::Hsts => !hsts,
+            _ => true,
+        };
+        if keep {
+            put_line(out, &buf[l.name.clone()], &buf[l.value.clone()]);
+        }
+    }
+    if res.framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    put_line(out, b"x-request-id", id);
+    if hsts {
+        out.extend_from_slice(HSTS_LINE);
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// For `cargo fuzz` (`fuzz/fuzz_targets/proxy_heads.rs`): parses `data` as a request head
+/// and as a response head the way the fast path does, writes what it would send on for each,
+/// and checks that what it writes parses back (a bug panics).
+#[doc(hidden)]
+pub fn fuzz_heads(data: &[u8]) {
+    let mut lines = Vec::new();
+    let mut again = Vec::new();
+    let mut out = Vec::new();
+    if let Parsed::Head(head) = parse_request(data, &mut lines, MAX_HEADERS) {
+        // A stripped prefix always matches the path (the route was found by it).
+        let target = &data[head.target.clone()];
+        let under_a = target == b"/a" || target.starts_with(b"/a/") || target.starts_with(b"/a?");
+        for (strip, trusted) in [(None, false), (under_a.then_some("/a"), true)] {
+            let how = Forwarding {
+                strip,
+                trusted,
+                peer: b"127.0.0.1",
+                scheme: "http",
+                id: b"0123456789abcdef",
+            };
+            out.clear();
+            write_request(&mut out, data, &head, &lines, &how);
+            match parse_request(&out, &mut again, MAX_HEADERS) {
+                Parsed::Head(h) => {
+                    assert_eq!(h.length, head.length);
+                    assert_eq!(out[h.method], data[head.method.clone()]);
+                }
+                Parsed::Other => assert!(lines.len() + 6 > MAX_HEADERS),
+                Parsed::Partial => panic!("a written request head is incomplete"),
+            }
+        }
+    }
+    for head_request in [false, true] {
+        if let ParsedResponse::Head(res) = parse_response(data, &mut lines, head_request) {
+            out.clear();
+            write_response_head(&mut out, data, &res, &lines, b"id", true, false);
+            match parse_response(&out, &mut again, head_request) {
+                ParsedResponse::Head(r) => assert_eq!(r.status, res.status),
+                ParsedResponse::Bad(_) => assert!(lines.len() + 3 > MAX_HEADERS),
+                ParsedResponse::Partial | ParsedResponse::Interim(_) => {
+                    panic!("a written response head does not parse back")
+                }
+            }
+        }
+    }
 }
 
 fn idempotent(method: &[u8]) -> bool {
@@ -732,61 +894,15 @@ where
     }
     // The upstream request.
     let strip = (route.strip_prefix && route.prefix != "/").then_some(route.prefix.as_str());
-    let out = &mut scratch.out;
-    out.clear();
-    out.extend_from_slice(&buf[head.method.clone()]);
-    out.push(b' ');
-    let target = &buf[head.target.clone()];
-    match strip {
-        None => out.extend_from_slice(target),
-        Some(prefix) => {
-            let rest = &target[prefix.len().min(target.len())..];
-            if rest.is_empty() || rest[0] == b'?' {
-                out.push(b'/');
-            }
-            out.extend_from_slice(rest);
-        }
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let host = &buf[head.host.clone()];
-    put_line(out, b"Host", host);
-    let trusted = table.trusted_proxies.contains(&conn.peer.ip());
-    for l in &scratch.lines {
-        let keep = match l.kind {
-            Kind::Keep => true,
-            Kind::Drop | Kind::Hsts => false,
-            Kind::XForwardedProto | Kind::XForwardedHost => trusted,
-            Kind::XForwardedPrefix => strip.is_none(),
-        };
-        if keep {
-            put_line(out, &buf[l.name.clone()], &buf[l.value.clone()]);
-        }
-    }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(prev) = head.xff.clone().filter(|_| trusted) {
-        let prev = &buf[prev];
-        if prev
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
-    }
-    out.extend_from_slice(peer);
-    out.extend_from_slice(b"\r\n");
-    if !(trusted && head.xfp) {
-        put_line(out, b"X-Forwarded-Proto", conn.scheme.as_bytes());
-    }
-    if !(trusted && head.xfh) {
-        put_line(out, b"X-Forwarded-Host", host);
-    }
-    if let Some(prefix) = strip {
-        put_line(out, b"X-Forwarded-Prefix", prefix.as_bytes());
-    }
-    put_line(out, b"X-Request-Id", id);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&buf[head.len..head.len + head.length as usize]);
+    let how = Forwarding {
+        strip,
+        trusted: table.trusted_proxies.contains(&conn.peer.ip()),
+        peer,
+        scheme: conn.scheme,
+        id,
+    };
+    scratch.out.clear();
+    write_request(&mut scratch.out, buf, head, &scratch.lines, &how);
 
     let limits = &shared.limits;
     let method = &buf[head.method.clone()];
@@ -947,35 +1063,18 @@ async fn respond<I>(
 where
     I: AsyncWrite + Unpin,
 {
+    let close_client = res.framing == Framing::Close || at.close;
     let out = &mut scratch.out;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(res.status.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(&up.buf[res.reason.clone()]);
-    out.extend_from_slice(b"\r\n");
-    for l in &scratch.response_lines {
-        let keep = match l.kind {
-            Kind::Drop => false,
-            Kind::Hsts => !at.hsts,
-            _ => true,
-        };
-        if keep {
-            put_line(out, &up.buf[l.name.clone()], &up.buf[l.value.clone()]);
-        }
-    }
-    if res.framing == Framing::Chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    put_line(out, b"x-request-id", at.id.as_bytes());
-    if at.hsts {
-        out.extend_from_slice(HSTS_LINE);
-    }
-    let close_client = res.framing == Framing::Close;
-    if close_client {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    write_response_head(
+        out,
+        &up.buf,
+        &res,
+        &scratch.response_lines,
+        at.id.as_bytes(),
+        at.hsts,
+        close_client,
+    );
     at.log(res.status, res.length, Some(&backend.name));
 
     // The body: what came with the head, then the rest as it arrives.
@@ -1016,7 +1115,8 @@ where
             io.write_all(&data[..take]).await
         };
         first = false;
-        if wrote.is_err() {
+        // What is written goes now (a no-op on plain TCP; TLS may hold records back).
+        if wrote.is_err() || io.flush().await.is_err() {
             return false;
         }
         if done {
@@ -1030,9 +1130,6 @@ where
             _ => break res.framing == Framing::Close,
         }
     };
-    if io.flush().await.is_err() {
-        return false;
-    }
     if done && reusable {
         at.shared.upstreams.put(&backend.authority, up);
     }
@@ -1165,6 +1262,75 @@ mod tests {
         ] {
             assert!(response(bad, false).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_upstream_request_is_the_clients_without_hops_with_forwarded_headers() {
+        let raw = format!(
+            "POST /TR/orders?x=1 HTTP/1.1\r\nHost: shop.example.org\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Request-Id: {}\r\nUser-Agent: t\r\nContent-Length: 2\r\n\r\nhiGET /next",
+            "a".repeat(201)
+        );
+        let (head, lines) = request(&raw).unwrap();
+        assert_eq!(head.id, None, "an id over 200 characters is replaced");
+        let mut how = Forwarding {
+            strip: Some("/TR"),
+            trusted: false,
+            peer: b"127.0.0.9",
+            scheme: "http",
+            id: b"id",
+        };
+        let mut out = Vec::new();
+        write_request(&mut out, raw.as_bytes(), &head, &lines, &how);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /orders?x=1 HTTP/1.1\r\nHost: shop.example.org\r\nUser-Agent: t\r\nContent-Length: 2\r\nX-Forwarded-For: 127.0.0.9\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: shop.example.org\r\nX-Forwarded-Prefix: /TR\r\nX-Request-Id: id\r\n\r\nhi"
+        );
+        // From a trusted proxy its forwarded headers stay (the address is appended).
+        how.trusted = true;
+        how.strip = None;
+        let mut out = Vec::new();
+        write_request(&mut out, raw.as_bytes(), &head, &lines, &how);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /TR/orders?x=1 HTTP/1.1\r\nHost: shop.example.org\r\nX-Forwarded-Proto: https\r\nUser-Agent: t\r\nContent-Length: 2\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.9\r\nX-Forwarded-Host: shop.example.org\r\nX-Request-Id: id\r\n\r\nhi"
+        );
+        // A stripped prefix that is the whole path leaves "/".
+        let (head, lines) = request("GET /TR?q HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        how.strip = Some("/TR");
+        let mut out = Vec::new();
+        write_request(
+            &mut out,
+            b"GET /TR?q HTTP/1.1\r\nHost: x\r\n\r\n",
+            &head,
+            &lines,
+            &how,
+        );
+        assert!(out.starts_with(b"GET /?q HTTP/1.1\r\n"));
+        fuzz_heads(raw.as_bytes());
+    }
+
+    #[test]
+    fn the_response_head_loses_hops_and_gets_the_request_id() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Request-Id: up\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 2\r\n\r\nok";
+        let mut lines = Vec::new();
+        let ParsedResponse::Head(res) = parse_response(raw.as_bytes(), &mut lines, false) else {
+            panic!("a response head");
+        };
+        let mut out = Vec::new();
+        write_response_head(&mut out, raw.as_bytes(), &res, &lines, b"id", true, false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-request-id: id\r\nstrict-transport-security: max-age=31536000\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        write_response_head(&mut out, raw.as_bytes(), &res, &lines, b"id", false, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Strict-Transport-Security: max-age=1\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("connection: close\r\n\r\n"), "{text}");
+        fuzz_heads(raw.as_bytes());
     }
 
     #[test]

@@ -39,6 +39,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+#[doc(hidden)]
+pub use fast::fuzz_heads;
 pub use proxy::{error_page, strip_hop_by_hop, BoxBody, Conn};
 pub use table::{Balance, Table};
 
@@ -138,7 +140,7 @@ pub struct Shared {
     /// Plain-HTTP upstream connections for the fast path.
     upstreams: upstream::Pool,
     limits: Limits,
-    access: mpsc::UnboundedSender<String>,
+    access: Arc<AccessLog>,
     stats: stats::Registry,
 }
 
@@ -177,11 +179,10 @@ impl Shared {
         upstream: Option<&str>,
         id: &str,
     ) {
-        use std::fmt::Write as _;
-        let mut line = String::with_capacity(160);
         let micros = took.as_micros();
+        let mut buf = self.access.lock();
         let _ = writeln!(
-            line,
+            buf,
             "{} {} {} {} {} {} {} {}.{:03}ms {} {}",
             humantime::format_rfc3339_millis(std::time::SystemTime::now()),
             peer.ip(),
@@ -195,7 +196,9 @@ impl Shared {
             upstream.unwrap_or("-"),
             id
         );
-        let _ = self.access.send(line);
+        if buf.len() >= ACCESS_BUFFER {
+            self.access.full.notify_one();
+        }
     }
 
     /// A request the framing guard refused (hyper answers it 400 and closes).
@@ -282,8 +285,12 @@ impl Edge {
                 path: access_log.display().to_string(),
                 source,
             })?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(access_writer(file, rx));
+        let access = Arc::new(AccessLog {
+            buf: std::sync::Mutex::new(Vec::with_capacity(ACCESS_BUFFER)),
+            file: std::sync::Mutex::new(file),
+            full: Arc::new(tokio::sync::Notify::new()),
+        });
+        tokio::spawn(access_writer(Arc::downgrade(&access), access.full.clone()));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             table: RwLock::new(Arc::new(table)),
@@ -293,7 +300,7 @@ impl Edge {
             client,
             upstreams: upstream::Pool::new(limits.pool_idle_per_host, limits.upstream_connect),
             limits,
-            access: tx,
+            access,
             stats,
         });
         let mut addrs: Vec<(SocketAddr, Option<TlsAcceptor>)> = Vec::new();
@@ -603,13 +610,62 @@ where
     }
 }
 
-async fn access_writer(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<String>) {
-    let mut w = std::io::BufWriter::with_capacity(64 * 1024, file);
-    while let Some(line) = rx.recv().await {
-        let _ = w.write_all(line.as_bytes());
-        while let Ok(more) = rx.try_recv() {
-            let _ = w.write_all(more.as_bytes());
+/// Access-log lines are written out this often...
+const ACCESS_FLUSH: Duration = Duration::from_millis(100);
+/// ...or once this much is waiting.
+const ACCESS_BUFFER: usize = 32 * 1024;
+
+/// The access log: requests append their line to a buffer that is written out every
+/// [`ACCESS_FLUSH`] or when [`ACCESS_BUFFER`] fills (nginx's `buffer=` and `flush=`), so
+/// logging costs no system call or task wake-up per request. What is left is written when
+/// the edge goes.
+struct AccessLog {
+    buf: std::sync::Mutex<Vec<u8>>,
+    file: std::sync::Mutex<std::fs::File>,
+    full: Arc<tokio::sync::Notify>,
+}
+
+impl AccessLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        match self.buf.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
-        let _ = w.flush();
+    }
+
+    /// Writes out what is waiting; `spare` (empty) takes its place.
+    fn flush(&self, spare: &mut Vec<u8>) {
+        std::mem::swap(&mut *self.lock(), spare);
+        if spare.is_empty() {
+            return;
+        }
+        let mut file = match self.file.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Err(e) = file.write_all(spare) {
+            tracing::warn!("cannot write the access log: {e}");
+        }
+        spare.clear();
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush(&mut Vec::new());
+    }
+}
+
+async fn access_writer(log: std::sync::Weak<AccessLog>, full: Arc<tokio::sync::Notify>) {
+    let mut spare = Vec::with_capacity(ACCESS_BUFFER);
+    loop {
+        tokio::select! {
+            _ = full.notified() => {}
+            _ = tokio::time::sleep(ACCESS_FLUSH) => {}
+        }
+        match log.upgrade() {
+            Some(log) => log.flush(&mut spare),
+            None => return,
+        }
     }
 }
