@@ -451,12 +451,13 @@ route = {{ prefix = "/gone" }}
         };
         assert_eq!(statuses, expected, "{raw:?} -> {reply}");
     }
+    // The access log is written out every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
     let access = std::fs::read_to_string(s.dir.path().join(".grove/logs/edge.access.log")).unwrap();
     assert!(
         access.contains("POST /app 400"),
         "the refusal is in the access log: {access}"
     );
-    std::thread::sleep(Duration::from_millis(300));
     let app_log = s.log("app");
     assert!(app_log.contains("GET /app/first"), "{app_log}");
     assert!(!app_log.contains("smuggled"), "{app_log}");
