@@ -269,6 +269,9 @@ fn parse_response(buf: &[u8], lines: &mut Vec<Line>, head_request: bool) -> Pars
     let (Some(status), Some(version)) = (res.code, res.version) else {
         return ParsedResponse::Bad("a malformed response head");
     };
+    if !(100..=999).contains(&status) {
+        return ParsedResponse::Bad("a status code out of range");
+    }
     if status == 101 {
         return ParsedResponse::Bad("101 Switching Protocols without an upgrade");
     }
@@ -1259,6 +1262,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.0 077 Low\r\n\r\n",
         ] {
             assert!(response(bad, false).is_err(), "{bad:?}");
         }
