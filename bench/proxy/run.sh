@@ -11,6 +11,7 @@
 #   WARMUP     seconds of unmeasured load first (default 2)
 #   CONNS      wrk connections (default 50)
 #   PROXIES    which to run, in order (default "nginx haproxy caddy grove")
+#   ROUNDS     how many times each runs, interleaved; the medians are reported (default 3)
 #
 # Every proxy runs pinned to CPU 0 with taskset; the upstream (a private nginx answering a
 # 60-byte body) and wrk share CPU 1. Everything listens on 127.0.0.1 ports picked free at
@@ -24,11 +25,13 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 GROVE_BIN="${GROVE_BIN:-$REPO_ROOT/target/release/grove}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
+ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-50}"
 PROXIES="${PROXIES:-nginx haproxy caddy grove}"
 
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number from 1 (got '$ROUNDS')"
 need wrk:wrk nginx:nginx-light haproxy:haproxy caddy:caddy taskset:util-linux python3:python3 curl:curl
 start_upstream
 
@@ -108,7 +111,10 @@ start_grove() { # port
     PROXY_PID=$!
 }
 
+# Each round runs every proxy once, in order; the figures are each proxy's median over the
+# rounds, so a slow spell on a shared machine does not fall on one proxy only.
 declare -A RPS P99 CPU
+for ((round = 1; round <= ROUNDS; round++)); do
 for name in $PROXIES; do
     declare -F "start_$name" >/dev/null || die "unknown proxy '$name' (nginx, haproxy, caddy, grove)"
     port="$(free_port)"
@@ -127,19 +133,31 @@ for name in $PROXIES; do
     requests="$(awk '/requests in/ {print $1}' <<<"$out")"
     errors="$(awk '/Non-2xx|Socket errors/' <<<"$out")"
     [[ -z "$errors" ]] || echo "bench: $name: $errors" >&2
-    RPS[$name]="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-    P99[$name]="$(python3 -c '
+    p99="$(python3 -c '
 import sys
 v = sys.argv[1]
 for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
     if v.endswith(unit):
         print("%.2f" % (float(v[: -len(unit)]) * f)); break
 ' "$p99")"
-    CPU[$name]="$(python3 -c 'import sys; t, hz, n = map(float, sys.argv[1:]); print("%.1f" % (t / hz / n * 1e6))' \
+    cpu="$(python3 -c 'import sys; t, hz, n = map(float, sys.argv[1:]); print("%.1f" % (t / hz / n * 1e6))' \
         "$((after - before))" "$HZ" "$requests")"
+    RPS[$name]="${RPS[$name]:-} $rps"
+    P99[$name]="${P99[$name]:-} $p99"
+    CPU[$name]="${CPU[$name]:-} $cpu"
+    echo "round $round: $name $rps req/s, p99 $p99 ms, $cpu us/req" >&2
     kill "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
+done
+done
+# shellcheck disable=SC2086 # the list is split on purpose
+median() { python3 -c 'import statistics, sys; print("%g" % statistics.median(map(float, sys.argv[1:])))' $1; }
+for name in $PROXIES; do
+    RPS[$name]="$(median "${RPS[$name]}")"
+    P99[$name]="$(median "${P99[$name]}")"
+    CPU[$name]="$(median "${CPU[$name]}")"
 done
 
 # The same load straight at the upstream, for scale.
@@ -147,7 +165,7 @@ out="$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.
 DIRECT="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
 
 echo
-echo "proxy benchmark: ${DURATION}s, $CONNS keep-alive connections, 60-byte body; proxy on CPU 0, wrk + upstream on CPU 1"
+echo "proxy benchmark: medians of $ROUNDS rounds of ${DURATION}s, $CONNS keep-alive connections, 60-byte body; proxy on CPU 0, wrk + upstream on CPU 1"
 echo "kernel $(uname -r), $(nproc) CPUs; $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), Caddy $(caddy version | awk '{print $1}')"
 printf '%-8s %12s %10s %14s %10s %10s %10s\n' proxy req/s p99_ms cpu_us/req rps/nginx p99/nginx cpu/nginx
 for name in $PROXIES; do

@@ -180,11 +180,28 @@ impl Shared {
         id: &str,
     ) {
         let micros = took.as_micros();
-        let mut buf = self.access.lock();
+        let now = std::time::SystemTime::now();
+        let mut log = self.access.lock();
+        let LogBuf {
+            bytes: buf,
+            stamp,
+            second,
+        } = &mut *log;
+        // The time to the second is formatted once a second (`2026-11-23T10:00:00`); the
+        // milliseconds are added per line.
+        let since_epoch = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if *second != Some(since_epoch.as_secs()) {
+            let text = humantime::format_rfc3339_seconds(now).to_string();
+            stamp.clear();
+            stamp.push_str(text.trim_end_matches('Z'));
+            *second = Some(since_epoch.as_secs());
+        }
         let _ = writeln!(
             buf,
-            "{} {} {} {} {} {} {} {}.{:03}ms {} {}",
-            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+            "{stamp}.{:03}Z {} {} {} {} {} {} {}.{:03}ms {} {}",
+            since_epoch.subsec_millis(),
             peer.ip(),
             if host.is_empty() { "-" } else { host },
             method,
@@ -286,7 +303,10 @@ impl Edge {
                 source,
             })?;
         let access = Arc::new(AccessLog {
-            buf: std::sync::Mutex::new(Vec::with_capacity(ACCESS_BUFFER)),
+            buf: std::sync::Mutex::new(LogBuf {
+                bytes: Vec::with_capacity(ACCESS_BUFFER),
+                ..LogBuf::default()
+            }),
             file: std::sync::Mutex::new(file),
             full: Arc::new(tokio::sync::Notify::new()),
         });
@@ -620,13 +640,21 @@ const ACCESS_BUFFER: usize = 32 * 1024;
 /// logging costs no system call or task wake-up per request. What is left is written when
 /// the edge goes.
 struct AccessLog {
-    buf: std::sync::Mutex<Vec<u8>>,
+    buf: std::sync::Mutex<LogBuf>,
     file: std::sync::Mutex<std::fs::File>,
     full: Arc<tokio::sync::Notify>,
 }
 
+/// Lines waiting to be written, and the current second as text.
+#[derive(Default)]
+struct LogBuf {
+    bytes: Vec<u8>,
+    stamp: String,
+    second: Option<u64>,
+}
+
 impl AccessLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogBuf> {
         match self.buf.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -635,7 +663,7 @@ impl AccessLog {
 
     /// Writes out what is waiting; `spare` (empty) takes its place.
     fn flush(&self, spare: &mut Vec<u8>) {
-        std::mem::swap(&mut *self.lock(), spare);
+        std::mem::swap(&mut self.lock().bytes, spare);
         if spare.is_empty() {
             return;
         }
