@@ -116,6 +116,21 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// Hop-by-hop headers (RFC 9110 7.6.1, and the non-standard ones proxies also drop) that are
+/// simply left out; `Connection`, `Transfer-Encoding` and `Upgrade` need more and are handled
+/// where they are met.
+fn hop_by_hop(name: &[u8]) -> bool {
+    [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "proxy-authorization",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+}
+
 /// Marks the lines that a `Connection` header names as hop-by-hop.
 fn drop_named(buf: &[u8], lines: &mut [Line], named: &[Range<usize>]) {
     for l in lines.iter_mut() {
@@ -186,12 +201,7 @@ fn parse_request(buf: &[u8], lines: &mut Vec<Line>, max_headers: usize) -> Parse
                     named.push(range_in(buf, t));
                 }
             }
-        } else if is("keep-alive")
-            || is("proxy-connection")
-            || is("te")
-            || is("trailer")
-            || is("proxy-authorization")
-        {
+        } else if hop_by_hop(name) {
             kind = Kind::Drop;
         } else if is("x-forwarded-for") {
             kind = Kind::Drop;
@@ -316,14 +326,7 @@ fn parse_response(buf: &[u8], lines: &mut Vec<Line>, head_request: bool) -> Pars
                     named.push(range_in(buf, t));
                 }
             }
-        } else if is("keep-alive")
-            || is("proxy-connection")
-            || is("te")
-            || is("trailer")
-            || is("upgrade")
-            || is("proxy-authorization")
-            || is("x-request-id")
-        {
+        } else if hop_by_hop(name) || is("upgrade") || is("x-request-id") {
             kind = Kind::Drop;
         } else if is("strict-transport-security") {
             kind = Kind::Hsts;
