@@ -1,10 +1,11 @@
 //! # grove-edge: the front door
 //!
 //! Owns the listeners and everything on the request path: the route table built from the Plan
-//! (host, then longest prefix; static mounts; whole-port forwards), the reverse proxy on hyper
-//! (HTTP/1.1 keep-alive both ways with its own upstream pool, h2c with prior knowledge inbound,
-//! WebSocket and other upgrades tunnelled, bodies streamed), forwarded headers, limits and
-//! timeouts, error pages, and the access log. `Edge::update` swaps the whole table at once, so
+//! (host, then longest prefix; static mounts; whole-port forwards), the reverse proxy (a lean
+//! HTTP/1.1 fast path of its own for the common request, with pooled upstream connections,
+//! and hyper for everything else: h2c with prior knowledge inbound, WebSocket and other
+//! upgrades tunnelled, bodies streamed), forwarded headers, limits and timeouts, error pages,
+//! and the access log. `Edge::update` swaps the whole table at once, so
 //! a reload never shows a half-built table and in-flight requests keep the table they began
 //! with.
 //!
