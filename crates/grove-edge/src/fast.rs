@@ -21,6 +21,7 @@
 //! both.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -33,9 +34,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{has_blank_line, Chunked, Step};
 use crate::proxy::{
-    error_html, new_request_id, strip_port, usable_request_id, ACME_CHALLENGE, BUFFER_BODY,
+    error_html, idempotent, new_request_id, strip_port, usable_request_id, ACME_CHALLENGE,
+    BUFFER_BODY, HOP_BY_HOP,
 };
-use crate::table::{Action, Backend, Route, Table};
+use crate::table::{Action, Backend, Pool, Route, Table};
 use crate::upstream::Upstream;
 use crate::{Conn, Shared};
 
@@ -87,6 +89,8 @@ struct Head {
     len: usize,
     method: Range<usize>,
     target: Range<usize>,
+    /// The target without its query.
+    path: Range<usize>,
     host: Range<usize>,
     length: u64,
     close: bool,
@@ -116,19 +120,12 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1, and the non-standard ones proxies also drop) that are
-/// simply left out; `Connection`, `Transfer-Encoding` and `Upgrade` need more and are handled
-/// where they are met.
+/// Whether `name` is hop-by-hop (the hyper path's list). The parsers look at `Connection`
+/// and `Transfer-Encoding` (and, in requests, `Upgrade`) before asking.
 fn hop_by_hop(name: &[u8]) -> bool {
-    [
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "proxy-authorization",
-    ]
-    .iter()
-    .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    HOP_BY_HOP
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
 }
 
 /// Marks the lines that a `Connection` header names as hop-by-hop.
@@ -165,6 +162,7 @@ fn parse_request(buf: &[u8], lines: &mut Vec<Line>, max_headers: usize) -> Parse
         len,
         method: range_in(buf, method.as_bytes()),
         target: range_in(buf, target.as_bytes()),
+        path: range_in(buf, target.split('?').next().unwrap_or(target).as_bytes()),
         host: 0..0,
         length: 0,
         close: false,
@@ -326,7 +324,7 @@ fn parse_response(buf: &[u8], lines: &mut Vec<Line>, head_request: bool) -> Pars
                     named.push(range_in(buf, t));
                 }
             }
-        } else if hop_by_hop(name) || is("upgrade") || is("x-request-id") {
+        } else if hop_by_hop(name) || is("x-request-id") {
             kind = Kind::Drop;
         } else if is("strict-transport-security") {
             kind = Kind::Hsts;
@@ -402,7 +400,7 @@ where
             Err(o) => return o,
         };
         let table = shared.table();
-        let Some((route, backends)) = choose(buf, &head, shared, &table, conn) else {
+        let Some((route, pool, backends)) = choose(buf, &head, shared, &table, conn) else {
             return Outcome::Handoff;
         };
         // The body, whole.
@@ -415,11 +413,8 @@ where
                 Ok(_) => return Outcome::Closed,
                 Err(_) => {
                     let made = new_request_id();
-                    let mut at = started(&head, buf, shared, conn, Some(route));
-                    at.id = match &head.id {
-                        Some(r) => std::str::from_utf8(&buf[r.clone()]).unwrap_or("-"),
-                        None => std::str::from_utf8(&made).unwrap_or("-"),
-                    };
+                    let id = id_of(buf, &head, &made);
+                    let at = started(&head, buf, shared, conn, route, id);
                     answer_page(
                         io,
                         &mut scratch.out,
@@ -438,6 +433,7 @@ where
             buf,
             &head,
             route,
+            pool,
             &backends,
             shared,
             conn,
@@ -512,16 +508,16 @@ where
     }
 }
 
-/// The route and its candidate backends, or `None` when hyper should have the request.
+/// The route, its pool and the pool's candidate backends, or `None` when hyper should have
+/// the request.
 fn choose<'t>(
     buf: &[u8],
     head: &Head,
     shared: &Shared,
     table: &'t Table,
     conn: Conn,
-) -> Option<(&'t Route, Vec<Arc<Backend>>)> {
-    let target = std::str::from_utf8(&buf[head.target.clone()]).ok()?;
-    let path = target.split('?').next().unwrap_or(target);
+) -> Option<(&'t Route, &'t Pool, Vec<Arc<Backend>>)> {
+    let path = std::str::from_utf8(&buf[head.path.clone()]).ok()?;
     let forward = table.forwards.get(&conn.local);
     if conn.scheme == "http"
         && forward.is_none()
@@ -543,7 +539,7 @@ fn choose<'t>(
     if backends.iter().any(|b| b.https) {
         return None;
     }
-    Some((route, backends))
+    Some((route, pool, backends))
 }
 
 /// The Host header without its port, lowercased (as routes are matched).
@@ -569,15 +565,13 @@ struct At<'a> {
     /// The client asked to close after this response.
     close: bool,
     hsts: bool,
-    stats: Option<&'a crate::stats::RouteStats>,
+    stats: &'a crate::stats::RouteStats,
 }
 
 impl At<'_> {
     fn log(&self, status: u16, bytes: Option<u64>, upstream: Option<&str>) {
         let took = self.since.elapsed();
-        if let Some(s) = self.stats {
-            s.record(status, bytes.unwrap_or(0), took);
-        }
+        self.stats.record(status, bytes.unwrap_or(0), took);
         self.shared.access(
             self.conn.peer,
             &self.host,
@@ -592,28 +586,34 @@ impl At<'_> {
     }
 }
 
-/// The access-log view of a request (without its id, which a body timeout does not make).
+/// The request's id: the client's own when it is usable, else `made`.
+fn id_of<'a>(buf: &'a [u8], head: &Head, made: &'a [u8; 16]) -> &'a str {
+    let id = head.id.clone().map_or(&made[..], |r| &buf[r]);
+    std::str::from_utf8(id).unwrap_or("-")
+}
+
+/// What the access log and error pages need about a request.
 fn started<'a>(
     head: &Head,
     buf: &'a [u8],
     shared: &'a Shared,
     conn: Conn,
-    route: Option<&'a Route>,
+    route: &'a Route,
+    id: &'a str,
 ) -> At<'a> {
     let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("-");
-    let target = text(&head.target);
     At {
         shared,
         conn,
         since: head.since,
         host: routing_host(buf, head).unwrap_or_default(),
         method: text(&head.method),
-        path: target.split('?').next().unwrap_or(target),
-        id: "-",
+        path: text(&head.path),
+        id,
         head_request: &buf[head.method.clone()] == b"HEAD",
         close: head.close,
         hsts: false,
-        stats: route.map(|r| &*r.stats),
+        stats: &route.stats,
     }
 }
 
@@ -662,7 +662,7 @@ fn page(
     );
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    let _ = write!(out, "{}", body.len());
     out.extend_from_slice(b"\r\n");
     if hsts {
         out.extend_from_slice(HSTS_LINE);
@@ -770,7 +770,7 @@ fn write_response_head(
     close: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(res.status.to_string().as_bytes());
+    let _ = write!(out, "{}", res.status);
     out.push(b' ');
     out.extend_from_slice(&buf[res.reason.clone()]);
     out.extend_from_slice(b"\r\n");
@@ -844,13 +844,6 @@ pub fn fuzz_heads(data: &[u8]) {
     }
 }
 
-fn idempotent(method: &[u8]) -> bool {
-    matches!(
-        method,
-        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
-    )
-}
-
 /// Proxies one request whose head and body are in `buf`; says whether the client connection
 /// can carry another.
 #[allow(clippy::too_many_arguments)]
@@ -859,6 +852,7 @@ async fn proxy<I>(
     buf: &[u8],
     head: &Head,
     route: &Route,
+    pool: &Pool,
     backends: &[Arc<Backend>],
     shared: &Shared,
     conn: Conn,
@@ -869,23 +863,9 @@ async fn proxy<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let made;
-    let id: &[u8] = match &head.id {
-        Some(r) => &buf[r.clone()],
-        None => {
-            made = new_request_id();
-            &made
-        }
-    };
-    let mut at = started(head, buf, shared, conn, Some(route));
-    at.id = std::str::from_utf8(id).unwrap_or("-");
+    let made = new_request_id();
+    let mut at = started(head, buf, shared, conn, route, id_of(buf, head, &made));
     at.hsts = table.hsts && conn.scheme == "https";
-    let Some(pool) = (match &route.action {
-        Action::Proxy(p) => Some(p),
-        Action::Static(_) => None,
-    }) else {
-        return false;
-    };
     if backends.is_empty() {
         let detail = format!("{} has no running unit", pool.service);
         return answer_page(
@@ -905,7 +885,7 @@ where
         trusted: table.trusted_proxies.contains(&conn.peer.ip()),
         peer,
         scheme: conn.scheme,
-        id,
+        id: at.id.as_bytes(),
     };
     scratch.out.clear();
     write_request(&mut scratch.out, buf, head, &scratch.lines, &how);

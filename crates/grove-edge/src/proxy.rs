@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{PathAndQuery, Scheme};
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
@@ -37,7 +37,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), plus the non-standard ones proxies also drop.
-static HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -368,10 +368,11 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn idempotent(m: &Method) -> bool {
+/// Whether a request with this method may be sent again (RFC 9110 9.2.2).
+pub(crate) fn idempotent(method: &[u8]) -> bool {
     matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
     )
 }
 
@@ -543,7 +544,7 @@ async fn proxy(
         );
     }
     let buffered = !matches!(body, Some(ReqBody::Streaming(_)));
-    let retryable = idempotent(&parts.method) && buffered && !upgrade;
+    let retryable = idempotent(parts.method.as_str().as_bytes()) && buffered && !upgrade;
     let attempts = if retryable {
         candidates.len().min(3)
     } else {
