@@ -35,8 +35,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::framing::{has_blank_line, Chunked, Step};
 use crate::proxy::{
     error_html, idempotent, new_request_id, strip_port, usable_request_id, ACME_CHALLENGE,
-    BUFFER_BODY, HOP_BY_HOP,
+    BUFFER_BODY,
 };
+use crate::rules::{self, hop_by_hop, tokens};
 use crate::table::{Action, Backend, Pool, Route, Table};
 use crate::upstream::Upstream;
 use crate::{Conn, Shared};
@@ -113,21 +114,6 @@ fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// The comma-separated tokens of a header value.
-fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-}
-
-/// Whether `name` is hop-by-hop (the hyper path's list). The parsers look at `Connection`
-/// and `Transfer-Encoding` (and, in requests, `Upgrade`) before asking.
-fn hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
-}
-
 /// Marks the lines that a `Connection` header names as hop-by-hop.
 fn drop_named(buf: &[u8], lines: &mut [Line], named: &[Range<usize>]) {
     for l in lines.iter_mut() {
@@ -171,18 +157,25 @@ fn parse_request(buf: &[u8], lines: &mut Vec<Line>, max_headers: usize) -> Parse
         xfp: false,
         xfh: false,
     };
-    let (mut hosts, mut lengths) = (0, 0);
+    let verdict = rules::check_request(
+        rules::Proto::Http11,
+        req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+    );
+    if verdict.is_err() {
+        // hyper's side refuses it (the framing guard applies the same rules).
+        return Parsed::Other;
+    }
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = range_in(buf, h.value);
         let mut kind = Kind::Keep;
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if is("host") {
-            hosts += 1;
             head.host = value.clone();
             kind = Kind::Drop;
+        } else if !rules::forwardable_name(name) {
+            kind = Kind::Drop;
         } else if is("content-length") {
-            lengths += 1;
             let v = h.value;
             if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
                 return Parsed::Other;
@@ -225,9 +218,6 @@ fn parse_request(buf: &[u8], lines: &mut Vec<Line>, max_headers: usize) -> Parse
             value,
             kind,
         });
-    }
-    if hosts != 1 || lengths > 1 {
-        return Parsed::Other;
     }
     drop_named(buf, lines, &named);
     Parsed::Head(head)
@@ -285,6 +275,11 @@ fn parse_response(buf: &[u8], lines: &mut Vec<Line>, head_request: bool) -> Pars
     }
     if (100..200).contains(&status) {
         return ParsedResponse::Interim(len);
+    }
+    if let Err(why) =
+        rules::check_response(res.headers.iter().map(|h| (h.name.as_bytes(), h.value)))
+    {
+        return ParsedResponse::Bad(why);
     }
     lines.clear();
     let mut named: Vec<Range<usize>> = Vec::new();
@@ -362,7 +357,9 @@ fn parse_response(buf: &[u8], lines: &mut Vec<Line>, head_request: bool) -> Pars
         status,
         reason: range_in(buf, res.reason.unwrap_or_default().as_bytes()),
         framing,
-        reusable: !close && framing != Framing::Close,
+        // An upstream may answer HEAD with a body anyway, which would be read as the next
+        // response on a reused connection: one is never reused after HEAD.
+        reusable: !close && framing != Framing::Close && !head_request,
         length,
     })
 }
@@ -799,13 +796,23 @@ fn write_response_head(
 
 /// For `cargo fuzz` (`fuzz/fuzz_targets/proxy_heads.rs`): parses `data` as a request head
 /// and as a response head the way the fast path does, writes what it would send on for each,
-/// and checks that what it writes parses back (a bug panics).
+/// and checks that what it writes parses back, and that the fast path takes no head the
+/// framing guard in front of hyper refuses (a bug panics).
 #[doc(hidden)]
 pub fn fuzz_heads(data: &[u8]) {
     let mut lines = Vec::new();
     let mut again = Vec::new();
     let mut out = Vec::new();
-    if let Parsed::Head(head) = parse_request(data, &mut lines, MAX_HEADERS) {
+    let parsed = parse_request(data, &mut lines, MAX_HEADERS);
+    // Differential: the fast path never takes a head that hyper's side (the framing guard)
+    // refuses; both apply `rules::check_request`.
+    if crate::framing::refuses(data) {
+        assert!(
+            !matches!(parsed, Parsed::Head(_)),
+            "the fast path took a head the guard refuses"
+        );
+    }
+    if let Parsed::Head(head) = parsed {
         // A stripped prefix always matches the path (the route was found by it).
         let target = &data[head.target.clone()];
         let under_a = target == b"/a" || target.starts_with(b"/a/") || target.starts_with(b"/a?");
@@ -1174,6 +1181,8 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+            // Issue 20: a Connection naming the framing is hyper's side's to refuse.
+            "POST /attacker HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: content-length\r\nContent-Length: 60\r\n\r\n",
         ] {
             assert!(request(other).is_none(), "{other:?}");
         }
@@ -1211,7 +1220,7 @@ mod tests {
             (Framing::Length(5), true, Some(5))
         );
         let r = response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap();
-        assert_eq!(r.framing, Framing::None);
+        assert_eq!((r.framing, r.reusable), (Framing::None, false));
         let r = response(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             false,
@@ -1245,6 +1254,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",
             "HTTP/1.0 077 Low\r\n\r\n",
         ] {
             assert!(response(bad, false).is_err(), "{bad:?}");

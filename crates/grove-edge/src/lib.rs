@@ -18,6 +18,7 @@ pub mod acme;
 mod fast;
 pub mod framing;
 mod proxy;
+pub mod rules;
 pub mod statics;
 pub mod stats;
 pub mod table;
@@ -64,6 +65,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Idle upstream connections kept per host.
     pub pool_idle_per_host: usize,
+    /// Serve the common HTTP/1.1 request on the fast path ([`fast`]); off, every request
+    /// goes through hyper (the differential test compares the two).
+    pub fast_path: bool,
 }
 
 impl Default for Limits {
@@ -84,6 +88,7 @@ impl From<&grove_plan::EdgeLimits> for Limits {
             upstream_response: l.upstream_response_timeout,
             max_connections: n(l.max_connections),
             pool_idle_per_host: 64,
+            fast_path: true,
         }
     }
 }
@@ -222,11 +227,16 @@ impl Shared {
     /// A request the framing guard refused (hyper answers it 400 and closes).
     fn refused(&self, r: &framing::Refused, conn: Conn) {
         tracing::info!(
-            "refused {} {} from {}: {} (request smuggling?)",
+            "refused {} {} from {}: {}{}",
             r.method,
             r.path,
             conn.peer,
-            r.why.describe()
+            r.why.describe(),
+            if r.why.is_smuggling() {
+                " (request smuggling?)"
+            } else {
+                ""
+            }
         );
         self.access(
             conn.peer,
@@ -590,6 +600,7 @@ where
     // hyper's, with the bytes it read.
     let mut read = bytes::BytesMut::new();
     if fast
+        && shared.limits.fast_path
         && fast::serve(&mut io, &mut read, &shared, conn, peer.as_bytes()).await
             == fast::Outcome::Closed
     {
@@ -600,6 +611,9 @@ where
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        // A client that shuts its writing side after its requests (`nc -N`) still gets the
+        // answers, as on the fast path.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.header_read_timeout)
         .max_buf_size(max_buf)

@@ -18,6 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
+use crate::rules::{self, HOP_BY_HOP};
 use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
 use crate::{statics, Shared};
@@ -35,18 +36,6 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-
-/// Hop-by-hop headers (RFC 9110 7.6.1), plus the non-standard ones proxies also drop.
-pub(crate) static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
 
 fn full(b: impl Into<Bytes>) -> BoxBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -138,8 +127,9 @@ pub async fn handle(
     let uri = req.uri().clone();
     let path = uri.path();
     let table = shared.table();
-    let (res, upstream, stats) = if let Some(r) = before_routing(&shared, &table, &req, conn, &host)
-    {
+    let (res, upstream, stats) = if let Some(r) = refused(&req, id) {
+        (r, None, None)
+    } else if let Some(r) = before_routing(&shared, &table, &req, conn, &host) {
         (r, None, None)
     } else {
         let cx = Cx {
@@ -181,6 +171,45 @@ pub async fn handle(
         id,
     );
     res
+}
+
+/// The answer to a request the edge's HTTP rules refuse ([`rules`]), if it is one. The
+/// framing guard refuses HTTP/1 heads before hyper sees them; this applies the same rules to
+/// what reaches the service (HTTP/2 among it), and answers `CONNECT`.
+fn refused(req: &Request<Incoming>, id: &str) -> Option<Response<BoxBody>> {
+    if req.method() == hyper::Method::CONNECT {
+        let mut r = error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not served here (grove's edge is not a forward proxy)",
+            id,
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        if req.version() < Version::HTTP_2 {
+            // The client may already be sending what it meant for the tunnel.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Some(r);
+    }
+    let proto = match req.version() {
+        Version::HTTP_09 | Version::HTTP_10 => rules::Proto::Http10,
+        Version::HTTP_11 => rules::Proto::Http11,
+        _ => rules::Proto::H2,
+    };
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    let why = rules::check_request(proto, headers).err()?;
+    let mut r = error_page(StatusCode::BAD_REQUEST, why.describe(), id);
+    if proto != rules::Proto::H2 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Some(r)
 }
 
 /// The path prefix of ACME HTTP-01 challenges.
@@ -368,6 +397,22 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Removes the request headers the edge never forwards (names with `_`).
+fn strip_unforwardable(h: &mut HeaderMap) {
+    if h.keys()
+        .any(|n| !rules::forwardable_name(n.as_str().as_bytes()))
+    {
+        let names: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| !rules::forwardable_name(n.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for n in names {
+            h.remove(n);
+        }
+    }
+}
+
 /// Whether a request with this method may be sent again (RFC 9110 9.2.2).
 pub(crate) fn idempotent(method: &[u8]) -> bool {
     matches!(
@@ -489,6 +534,7 @@ async fn proxy(
     let mut headers = std::mem::take(&mut parts.headers);
     let upgrade_value = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
+    strip_unforwardable(&mut headers);
     if upgrade {
         if let Some(v) = upgrade_value {
             headers.insert(header::UPGRADE, v);
@@ -512,12 +558,13 @@ async fn proxy(
             HeaderValue::from_static(conn.scheme),
         );
     }
-    let original_host = headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The authority that routed the request (an absolute-form target's, HTTP/2's
+    // `:authority`) is the one the upstream hears, whatever `Host` said.
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| headers.get(header::HOST).cloned());
     if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         if let Some(h) = &original_host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
@@ -666,6 +713,20 @@ async fn proxy(
                     );
                 }
                 let (mut p, b) = res.into_parts();
+                let lines = p
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+                if let Err(why) = rules::check_response(lines) {
+                    return (
+                        error_page(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("{} sent a bad response: {why}", backend.name),
+                            id,
+                        ),
+                        Some(backend.name.clone()),
+                    );
+                }
                 strip_hop_by_hop(&mut p.headers);
                 // Speak the client's protocol version, whatever the upstream spoke.
                 p.version = parts.version;

@@ -1,15 +1,28 @@
 //! Static files: safe path resolution, content types, ETag / Last-Modified with conditional
 //! GET, single byte ranges, precompressed `.br` / `.gz` siblings, cache headers.
+//!
+//! A file is never read whole: HEAD reads nothing, a range reads only its bytes, and a body
+//! larger than [`CHUNK`] is streamed in chunks of that size as the client takes them (hyper
+//! asks for the next chunk once the last one is written), so a response holds one chunk in
+//! memory at most, whatever the file's size.
 
+use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
-use crate::proxy::BoxBody;
+use crate::proxy::{BoxBody, BoxError};
+
+/// Bodies up to this size are read in one go; larger ones are streamed in chunks this big.
+pub const CHUNK: u64 = 64 * 1024;
 
 /// Resolves the URL path `rest` (after the mount prefix, still percent-encoded) inside `root`.
 /// `None` for anything that could leave the root: `..` in any spelling, encoded slashes or
@@ -46,6 +59,9 @@ pub fn resolve(root: &Path, rest: &str) -> Option<PathBuf> {
             return None;
         }
         real = r;
+    } else if decoded.ends_with('/') {
+        // `/file.txt/` names a folder that is not there (nginx: 404).
+        return None;
     }
     Some(real)
 }
@@ -192,48 +208,115 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
         }
         return r;
     }
-    let Ok(data) = tokio::fs::read(&file_path).await else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+    let len = match tokio::fs::metadata(&file_path).await {
+        Ok(m) => m.len(),
+        Err(_) => return plain(StatusCode::NOT_FOUND, "not found\n"),
     };
-    let len = data.len() as u64;
     let mut status = StatusCode::OK;
-    let mut body = Bytes::from(data);
+    let (mut start, mut end) = (0, len);
     if let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         let if_range_ok = match req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
             None => true,
             Some(v) => v == tag,
         };
-        if if_range_ok {
-            match parse_range(range, len) {
-                Some((a, b)) => {
-                    status = StatusCode::PARTIAL_CONTENT;
-                    body = body.slice(a as usize..=b as usize);
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
-                        headers.insert(header::CONTENT_RANGE, v);
-                    }
-                }
-                None => {
-                    let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                        r.headers_mut().insert(header::CONTENT_RANGE, v);
-                    }
-                    return r;
+        match parse_range(range, len) {
+            Ask::One(a, b) if if_range_ok => {
+                status = StatusCode::PARTIAL_CONTENT;
+                (start, end) = (a, b + 1);
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
                 }
             }
+            Ask::Unsatisfiable if if_range_ok => {
+                let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+            // Several ranges, another unit, or a stale If-Range: the whole file.
+            _ => {}
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
-        headers.insert(header::CONTENT_LENGTH, v);
-    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     let body = if method == Method::HEAD {
-        Bytes::new()
+        full(Bytes::new())
     } else {
-        body
+        match file_body(&file_path, start, end, len).await {
+            Ok(b) => b,
+            Err(_) => return plain(StatusCode::NOT_FOUND, "not found\n"),
+        }
     };
-    let mut r = Response::new(full(body));
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;
     r
+}
+
+/// The bytes `start..end` of the file at `path` (`len` bytes long): a small whole file read
+/// at once, anything else streamed.
+async fn file_body(path: &Path, start: u64, end: u64, len: u64) -> std::io::Result<BoxBody> {
+    let left = end.saturating_sub(start);
+    if start == 0 && end == len && len <= CHUNK {
+        let mut data = tokio::fs::read(path).await?;
+        // A file that grew since its length was sent is cut to that length.
+        data.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        return Ok(full(Bytes::from(data)));
+    }
+    let mut file = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await?;
+    }
+    Ok(FileBody {
+        file,
+        left,
+        buf: vec![0; usize::try_from(left.min(CHUNK)).unwrap_or(0)],
+    }
+    .boxed())
+}
+
+/// A file's bytes as a body, one chunk at a time.
+struct FileBody {
+    file: tokio::fs::File,
+    /// Bytes still to send.
+    left: u64,
+    /// The chunk being read (reused for every chunk).
+    buf: Vec<u8>,
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let cap = this.buf.len();
+        let want = usize::try_from(this.left.min(CHUNK)).map_or(cap, |w| w.min(cap));
+        let mut rb = ReadBuf::new(&mut this.buf[..want]);
+        ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            // The file shrank since its length was sent: end the response short (the client
+            // sees the connection close before the promised length).
+            return Poll::Ready(Some(Err("the file shrank while it was served".into())));
+        }
+        this.left -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(rb.filled())))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 fn accepts(accept: &str, enc: &str) -> bool {
@@ -248,32 +331,57 @@ fn accepts(accept: &str, enc: &str) -> bool {
     })
 }
 
-/// One `bytes=a-b`, `bytes=a-` or `bytes=-n` range within `len`; `None` when unsatisfiable or
-/// when several ranges are asked for.
-pub fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = h.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || len == 0 {
-        return None;
+/// What a `Range` header asks for (RFC 9110 14.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// The whole file: a unit other than `bytes`, several ranges (which a server may answer
+    /// with the whole representation), or a header that does not parse.
+    Whole,
+    /// The bytes from the first to the second, inclusive.
+    One(u64, u64),
+    /// A single byte range outside the file: 416.
+    Unsatisfiable,
+}
+
+/// What the `Range` header `h` asks of a file `len` bytes long.
+pub fn parse_range(h: &str, len: u64) -> Ask {
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ask::Whole;
+    };
+    if spec.contains(',') {
+        return Ask::Whole;
     }
-    let (a, b) = spec.split_once('-')?;
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ask::Whole;
+    };
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        if n == 0 {
-            return None;
-        }
-        return Some((len.saturating_sub(n), len - 1));
+        return match b.parse::<u64>() {
+            Ok(0) => Ask::Unsatisfiable,
+            Ok(_) if len == 0 => Ask::Unsatisfiable,
+            Ok(n) => Ask::One(len.saturating_sub(n), len - 1),
+            Err(_) => Ask::Whole,
+        };
     }
-    let start: u64 = a.parse().ok()?;
-    if start >= len {
-        return None;
-    }
-    let end = if b.is_empty() {
-        len - 1
-    } else {
-        b.parse::<u64>().ok()?.min(len - 1)
+    let Ok(start) = a.parse::<u64>() else {
+        return Ask::Whole;
     };
-    (end >= start).then_some((start, end))
+    let end = if b.is_empty() {
+        None
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) => Some(e),
+            Err(_) => return Ask::Whole,
+        }
+    };
+    if end.is_some_and(|e| e < start) {
+        // Invalid syntax (RFC 9110 14.1.1): ignored.
+        return Ask::Whole;
+    }
+    if start >= len {
+        return Ask::Unsatisfiable;
+    }
+    Ask::One(start, end.map_or(len - 1, |e| e.min(len - 1)))
 }
 
 #[cfg(test)]
@@ -300,6 +408,7 @@ mod tests {
             "/link",
             "/a.txt%00",
             "/nope",
+            "/a.txt/",
         ] {
             assert!(resolve(&root, bad).is_none(), "{bad}");
         }
@@ -307,14 +416,17 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-4", 10), Some((0, 4)));
-        assert_eq!(parse_range("bytes=5-", 10), Some((5, 9)));
-        assert_eq!(parse_range("bytes=-3", 10), Some((7, 9)));
-        assert_eq!(parse_range("bytes=8-100", 10), Some((8, 9)));
-        assert_eq!(parse_range("bytes=10-", 10), None);
-        assert_eq!(parse_range("bytes=0-1,3-4", 10), None);
-        assert_eq!(parse_range("items=0-1", 10), None);
-        assert_eq!(parse_range("bytes=5-2", 10), None);
+        assert_eq!(parse_range("bytes=0-4", 10), Ask::One(0, 4));
+        assert_eq!(parse_range("bytes=5-", 10), Ask::One(5, 9));
+        assert_eq!(parse_range("bytes=-3", 10), Ask::One(7, 9));
+        assert_eq!(parse_range("bytes=8-100", 10), Ask::One(8, 9));
+        assert_eq!(parse_range("bytes=10-", 10), Ask::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 10), Ask::Unsatisfiable);
+        // Issue 20: several ranges and unknown units are answered with the whole file.
+        assert_eq!(parse_range("bytes=0-1,3-4", 10), Ask::Whole);
+        assert_eq!(parse_range("items=0-1", 10), Ask::Whole);
+        assert_eq!(parse_range("bytes=5-2", 10), Ask::Whole);
+        assert_eq!(parse_range("bytes=x-", 10), Ask::Whole);
     }
 
     #[test]

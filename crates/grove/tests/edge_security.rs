@@ -1,0 +1,254 @@
+//! Issue 20's reproducers against the real binary: request smuggling through `Connection`,
+//! Host confusion, headers with `_`, `CONNECT`, and static files that must never be read
+//! whole into memory. (The differential test of the two request paths is in
+//! `crates/grove-edge/tests/differential.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Writes `raw` and reads until the edge closes (or 10 s pass).
+fn exchange(port: u16, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn status(reply: &str) -> u16 {
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body(reply: &str) -> &str {
+    reply.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn header(reply: &str, name: &str) -> Option<String> {
+    let head = reply.split_once("\r\n\r\n").map_or(reply, |(h, _)| h);
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// The edge in front of echo.py: `/` for any host, `b.test` its own service (NAME=bee).
+fn echo_stack() -> (Stack, u16) {
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.app]
+command = "python3 {echo}"
+env = {{ NAME = "app" }}
+health = {{ http = "/" }}
+route = {{ prefix = "/" }}
+
+[services.bee]
+command = "python3 {echo}"
+env = {{ NAME = "bee" }}
+health = {{ http = "/" }}
+route = {{ prefix = "/", host = "b.test" }}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    (s, port)
+}
+
+#[test]
+fn connection_naming_content_length_is_refused_and_poisons_nothing() {
+    let (s, port) = echo_stack();
+    // Issue 20, defect 1: the exact bytes.
+    let attack = b"POST /attacker HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: content-length\r\nContent-Length: 60\r\n\r\nGET /SMUG-poison/slow?ms=2000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    for _ in 0..3 {
+        let reply = exchange(port, attack);
+        assert_eq!(status(&reply), 400, "{reply}");
+        // Another client on a fresh connection gets its own answer.
+        let victim = exchange(
+            port,
+            b"GET /victim HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(status(&victim), 200, "{victim}");
+        let v: Value = serde_json::from_str(body(&victim)).unwrap();
+        assert_eq!(v["path"], "/victim", "{victim}");
+    }
+    let log = s.log("app");
+    assert!(!log.contains("SMUG"), "a smuggled request arrived:\n{log}");
+    assert!(
+        !log.contains("/attacker"),
+        "a refused request arrived:\n{log}"
+    );
+    // Access-log lines are written out every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let access = std::fs::read_to_string(s.path().join(".grove/logs/edge.access.log")).unwrap();
+    assert!(access.contains("POST /attacker 400"), "{access}");
+}
+
+#[test]
+fn host_confusion_is_refused_and_the_routing_authority_is_forwarded() {
+    let (s, port) = echo_stack();
+    // Two Host lines: 400 (RFC 9112 3.2), never routed by the first.
+    let r = exchange(
+        port,
+        b"GET / HTTP/1.1\r\nHost: b.test\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status(&r), 400, "{r}");
+    // No Host in HTTP/1.1: 400; HTTP/1.0 may leave it out.
+    let r = exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&r), 400, "{r}");
+    let r = exchange(port, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(status(&r), 200, "{r}");
+    // An absolute-form target routes, and its authority is the Host the upstream hears.
+    let r = exchange(
+        port,
+        b"GET http://b.test/abs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let v: Value = serde_json::from_str(body(&r)).unwrap();
+    assert_eq!(v["name"], "bee", "{r}");
+    assert_eq!(v["headers"]["host"], "b.test", "{r}");
+    // Underscored names never reach the upstream (gunicorn would read them as dashes).
+    let r = exchange(
+        port,
+        b"GET /u HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nX-Kept: 1\r\nConnection: close\r\n\r\n",
+    );
+    let v: Value = serde_json::from_str(body(&r)).unwrap();
+    assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1", "{r}");
+    assert_eq!(v["headers"]["x-kept"], "1", "{r}");
+    assert!(v["headers"].get("x_forwarded_for").is_none(), "{r}");
+    // CONNECT is not forwarded: 405 from the edge.
+    let r = exchange(
+        port,
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
+    );
+    assert_eq!(status(&r), 405, "{r}");
+    assert!(!s.log("app").contains("CONNECT"));
+}
+
+/// The daemon of the stack in `dir`: the `grove up --daemon-child` whose stack file is there.
+fn daemon_pid(dir: &std::path::Path) -> i32 {
+    let file = dir.join("grove.toml");
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "--daemon-child")
+            && args.iter().any(|a| std::path::Path::new(a) == file)
+        {
+            return pid;
+        }
+    }
+    panic!("no daemon for {}", dir.display());
+}
+
+/// A process's peak resident memory, in KiB.
+fn peak_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn static_files_are_streamed_never_read_whole() {
+    let port = free_port();
+    let s = Stack::new("");
+    let public = s.path().join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    // 100 MB (sparse: quick to make, real bytes to read).
+    let big = std::fs::File::create(public.join("big.bin")).unwrap();
+    big.set_len(100 << 20).unwrap();
+    std::fs::write(public.join("file.txt"), "0123456789").unwrap();
+    s.write_stack(&format!(
+        "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\nstatic = {{ \"/static\" = \"public/\" }}\n"
+    ));
+    s.up();
+    let pid = daemon_pid(s.path());
+    let before = peak_kib(pid);
+    // Issue 20, defect 2: HEAD and one-byte ranges, eight of them.
+    for i in 0..8 {
+        let r = if i % 2 == 0 {
+            exchange(
+                port,
+                b"HEAD /static/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+        } else {
+            exchange(
+                port,
+                b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0\r\nConnection: close\r\n\r\n",
+            )
+        };
+        if i % 2 == 0 {
+            assert_eq!(status(&r), 200, "{r}");
+            assert_eq!(header(&r, "content-length").unwrap(), "104857600");
+            assert!(body(&r).is_empty());
+        } else {
+            assert_eq!(status(&r), 206, "{r}");
+            assert_eq!(header(&r, "content-range").unwrap(), "bytes 0-0/104857600");
+        }
+    }
+    // The whole file, read to the end: every byte arrives, streamed.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(total > 100 << 20, "{total} bytes");
+    let grew = peak_kib(pid).saturating_sub(before);
+    assert!(
+        grew < 40 * 1024,
+        "the edge's peak memory grew by {grew} KiB serving a 100 MB file"
+    );
+    // Several ranges, or another unit: the whole file (RFC 9110 14.2), not 416.
+    for range in ["bytes=0-1,3-4", "items=0-1"] {
+        let r = exchange(
+            port,
+            format!(
+                "GET /static/file.txt HTTP/1.1\r\nHost: x\r\nRange: {range}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(status(&r), 200, "{range}: {r}");
+        assert_eq!(body(&r), "0123456789");
+    }
+    // A file is not a folder.
+    let r = exchange(
+        port,
+        b"GET /static/file.txt/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status(&r), 404, "{r}");
+}
