@@ -138,6 +138,9 @@ pub(crate) struct Builder<'a> {
     /// Values left empty because a required variable is unset in a non-selected environment:
     /// errors there would only echo that.
     lenient_locs: Vec<Loc>,
+    /// Set when a template interpolated a secret variable (one named like a secret): the
+    /// value it is part of is a secret too. Read and cleared by whoever builds that value.
+    used_secret: bool,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -183,6 +186,7 @@ impl<'a> Builder<'a> {
             dep_locs: HashMap::new(),
             before_switch_loc: None,
             lenient_locs: Vec::new(),
+            used_secret: false,
         }
     }
 
@@ -262,6 +266,7 @@ impl<'a> Builder<'a> {
     fn interp(&mut self, text: &str, loc: &Loc, path: &str) -> Option<Template> {
         match interpolate(text, self.vars) {
             Ok(out) => {
+                self.used_secret |= out.used.iter().any(|v| is_secret_name(v));
                 for var in out.unset {
                     self.warn(
                         loc,
@@ -1119,15 +1124,34 @@ impl<'a> Builder<'a> {
                 match std::fs::read_to_string(&full) {
                     Ok(text) => match crate::dotenv::parse(&text) {
                         Ok(lines) => {
-                            for (k, v, _) in lines {
-                                let secret = is_secret_name(&k);
-                                env.insert(
-                                    k,
-                                    EnvValue {
-                                        value: Template::literal(v),
-                                        secret,
-                                    },
-                                );
+                            // Interpolated exactly as `env` values, references included
+                            // (issue 27: `${db.url}/app` reached the process literally).
+                            for (k, v, off) in lines {
+                                let (line, _) = crate::source::line_col(&text, off);
+                                let kp = format!("{} ({}:{line})", p("env_file"), file.display());
+                                self.used_secret = false;
+                                // A single-quoted value stays literal (as in docker compose).
+                                let raw = text[off..].lines().next().unwrap_or_default();
+                                let quoted = raw
+                                    .split_once('=')
+                                    .is_some_and(|(_, v)| v.trim_start().starts_with('\''));
+                                let value = if quoted {
+                                    Some(Template::literal(v))
+                                } else {
+                                    self.interp(&v, &e.node.loc, &kp)
+                                };
+                                let Some(value) = value else {
+                                    continue;
+                                };
+                                let secret =
+                                    is_secret_name(&k) || std::mem::take(&mut self.used_secret);
+                                self.templates.push((
+                                    name.to_string(),
+                                    join(&p("env"), &k),
+                                    value.clone(),
+                                    e.node.loc.clone(),
+                                ));
+                                env.insert(k, EnvValue { value, secret });
                             }
                         }
                         Err((off, msg)) => {
@@ -1167,6 +1191,7 @@ impl<'a> Builder<'a> {
                         );
                         continue;
                     }
+                    self.used_secret = false;
                     let (value, secret) = match &v.node.kind {
                         Kind::Str(_) => (self.template(&v.node, &kp), is_secret_name(k)),
                         Kind::Int(i) => (Some(Template::literal(i.to_string())), is_secret_name(k)),
@@ -1208,6 +1233,8 @@ impl<'a> Builder<'a> {
                             (None, false)
                         }
                     };
+                    // A value built from a secret is a secret.
+                    let secret = secret || std::mem::take(&mut self.used_secret);
                     if let Some(value) = value {
                         self.templates.push((
                             name.to_string(),

@@ -195,6 +195,8 @@ pub struct Interpolated {
     pub template: Template,
     /// Variables that were used but unset (they became empty strings).
     pub unset: Vec<String>,
+    /// Variables that were set and referenced (a value built from a secret is a secret).
+    pub used: Vec<String>,
 }
 
 fn valid_var(name: &str) -> bool {
@@ -290,6 +292,9 @@ fn expand(
         return Err(InterpError::BadName(body.to_string()));
     }
     let value = vars.get(name).filter(|v| !v.is_empty());
+    if vars.contains_key(name) {
+        out.used.push(name.to_string());
+    }
     match op {
         None => match vars.get(name) {
             Some(v) => out.template.push_lit(v),
@@ -302,6 +307,7 @@ fn expand(
                     None => {
                         let inner = interpolate(default, vars)?;
                         out.unset.extend(inner.unset);
+                        out.used.extend(inner.used);
                         for p in inner.template.parts {
                             match p {
                                 Part::Lit(s) => out.template.push_lit(&s),

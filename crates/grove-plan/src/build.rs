@@ -413,7 +413,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
     }
 
     // 3b. Databases the dependents asked for by appending `/NAME` to a recipe's URL; every
-    // variable that carries a generated password is secret.
+    // variable that carries a generated password or another secret's value is secret.
     for a in asked.take() {
         if let Some(Unit {
             run: Run::Recipe { spec, .. },
@@ -436,6 +436,11 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             spec.databases.sort();
             passwords.extend(spec.passwords().map(str::to_string));
         }
+    }
+    // A value that carries a secret one (a URL built from a `secret = true` value, say) is a
+    // secret as well, whichever unit it is in.
+    for u in units.values() {
+        passwords.extend(u.env.values().filter(|v| v.secret).map(|v| v.value.clone()));
     }
     passwords.retain(|p| p.len() >= 4);
     for u in units.values_mut() {

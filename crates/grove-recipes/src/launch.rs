@@ -193,6 +193,25 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
                 dir.display()
             )));
         }
+        // The cluster is built beside its folder and renamed into place once initdb has
+        // finished (issue 27): a start interrupted half-way leaves only the temporary folder,
+        // which the next start throws away and builds again, never a data folder with
+        // PG_VERSION and no `postgres` database.
+        let building = data.join(format!(".{}.initdb-tmp", job.unit));
+        if building.exists() {
+            println!(
+                "grove: removing {} (an initdb that was interrupted)",
+                building.display()
+            );
+            std::fs::remove_dir_all(&building)
+                .map_err(RecipeError::io("cannot remove", &building))?;
+        }
+        std::fs::create_dir(&building).map_err(RecipeError::io("cannot create", &building))?;
+        if let Some(u) = &user {
+            chown(&building, u)?;
+        }
+        std::fs::set_permissions(&building, std::fs::Permissions::from_mode(0o700))
+            .map_err(RecipeError::io("cannot restrict", &building))?;
         let pwfile = data.join(format!(".{}.initdb", job.unit));
         write_private(&pwfile, &format!("{}\n", job.password))?;
         if let Some(u) = &user {
@@ -204,7 +223,7 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
         );
         let mut cmd = Command::new(&initdb);
         cmd.arg("-D")
-            .arg(dir)
+            .arg(&building)
             .arg(format!("--username={}", job.user))
             .arg(format!("--pwfile={}", pwfile.display()))
             .args(["--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"])
@@ -216,7 +235,12 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
         }
         let result = step(cmd, "initdb");
         let _ = std::fs::remove_file(&pwfile);
-        result?;
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&building);
+            return Err(e);
+        }
+        // `dir` is empty: rename(2) replaces it in one step.
+        std::fs::rename(&building, dir).map_err(RecipeError::io("cannot move into place", dir))?;
     }
     // Stale pid file of a server that was killed: PostgreSQL checks it itself and starts
     // when that process is gone.
@@ -245,17 +269,36 @@ pub(crate) fn redis_conf(job: &Job) -> String {
     c.push_str(&format!("bind {}\nport {}\n", job.bind, job.port));
     c.push_str("protected-mode yes\ndaemonize no\nsupervised no\nlogfile \"\"\n");
     c.push_str(&format!("dir \"{}\"\n", job.data_dir.display()));
-    c.push_str("dbfilename dump.rdb\nappendonly no\n");
+    c.push_str("dbfilename dump.rdb\n");
     if job.persistence {
-        // Snapshots as Redis' defaults, and a final save when stopped with SIGTERM.
-        c.push_str("save 3600 1 300 100 60 10000\n");
+        // Durable by default (issue 27): every write goes to the append-only file, which is
+        // flushed to disk every second (Redis' persistence guide for data that is kept), so
+        // a SIGKILL loses at most the last second. Snapshots as Redis' defaults besides, and
+        // a final save when stopped with SIGTERM.
+        c.push_str("save 3600 1 300 100 60 10000\nappendfsync everysec\n");
+        c.push_str("appenddirname \"appendonlydir\"\n");
+        if redis_needs_aof_switch(&job.data_dir) {
+            // A data folder from before the append-only file: Redis started with `appendonly
+            // yes` would ignore dump.rdb and start empty. It starts from the snapshot, and the
+            // first readiness check switches the append-only file on while it runs
+            // (`CONFIG SET appendonly yes` writes the data set into it): Redis' own procedure.
+            c.push_str("appendonly no\n");
+        } else {
+            c.push_str("appendonly yes\n");
+        }
     } else {
-        c.push_str("save \"\"\n");
+        // A pure cache: nothing written to disk.
+        c.push_str("appendonly no\nsave \"\"\n");
     }
     if !job.password.is_empty() {
         c.push_str(&format!("requirepass {}\n", job.password));
     }
     c
+}
+
+/// Whether the Redis data folder `dir` holds a snapshot but no append-only file yet.
+pub(crate) fn redis_needs_aof_switch(dir: &Path) -> bool {
+    dir.join("dump.rdb").exists() && !dir.join("appendonlydir").exists()
 }
 
 fn redis(job: &Job) -> Result<Infallible, RecipeError> {
@@ -330,8 +373,9 @@ mod tests {
         assert!(on.contains("bind 127.0.0.1\n"));
         assert!(on.contains("dir \"/srv/app/.grove/data/cache\"\n"));
         assert!(on.contains("save 3600 1"));
+        assert!(on.contains("appendonly yes\n") && on.contains("appendfsync everysec\n"));
         assert!(on.contains("requirepass pw0123456789\n"));
         let off = redis_conf(&job(false));
-        assert!(off.contains("save \"\"\n"));
+        assert!(off.contains("save \"\"\n") && off.contains("appendonly no\n"));
     }
 }

@@ -126,8 +126,45 @@ async fn provision(server: &Server) -> Result<(), String> {
     match server.recipe {
         Recipe::Postgres => postgres(server).await,
         Recipe::Rabbitmq => rabbit::provision(server).await,
+        Recipe::Redis if server.spec.persistence => redis_append_only(server).await,
         // Redis and memcached have no databases to create; MongoDB creates one on first write.
         Recipe::Redis | Recipe::Memcached | Recipe::Mongodb => Ok(()),
+    }
+}
+
+/// Makes sure a persistent Redis writes its append-only file: a no-op when its configuration
+/// already says so, else (a data folder from before it, see `launch::redis_conf`) the switch
+/// Redis makes while running, writing the current data set into the new file.
+async fn redis_append_only(server: &Server) -> Result<(), String> {
+    let mut s = connect(&server.client_addr()).await?;
+    let mut cmd = String::new();
+    let mut replies = 1;
+    if !server.spec.admin.password.is_empty() {
+        cmd.push_str(&format!("AUTH {}\r\n", server.spec.admin.password));
+        replies += 1;
+    }
+    cmd.push_str("CONFIG SET appendonly yes\r\n");
+    s.write_all(cmd.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while buf.iter().filter(|&&b| b == b'\n').count() < replies && buf.len() < 4096 {
+        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    match text.lines().nth(replies - 1) {
+        Some(l) if l.starts_with("+OK") => Ok(()),
+        _ => Err(format!(
+            "redis refused to turn on its append-only file: `{}`",
+            text.lines()
+                .find(|l| l.starts_with('-'))
+                .unwrap_or("no answer")
+        )),
     }
 }
 

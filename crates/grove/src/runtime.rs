@@ -74,18 +74,56 @@ impl Ctx {
     }
 }
 
+/// The one place that decides the state folder's mode, for the commands that write the stack
+/// (`up`, `deploy`, `rollback`). A missing folder is made 0700. An existing one loses group
+/// and other read and write, and nothing else: the traverse bit for others (o+x), which the
+/// postgres recipe grants so that its user reaches `data/` (issue 27: taking it away makes a
+/// running PostgreSQL PANIC at its next checkpoint), is kept, and a folder that is already
+/// private is not touched at all.
 pub(crate) fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    let mode = match std::fs::metadata(dir) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot restrict {}", dir.display()))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let wanted = private_mode(mode);
+    if wanted != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(wanted))
+            .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    }
     Ok(())
 }
 
+/// The mode [`make_private_dir`] gives a state folder that has `mode`: the owner's full
+/// access, others' traverse bit if it was set, nothing else.
+fn private_mode(mode: u32) -> u32 {
+    0o700 | (mode & 0o001)
+}
+
+/// Makes the state folder when it is missing; an existing one is left exactly as it is. For
+/// the commands that only read or run beside the stack (`events`, `releases`, `exec`,
+/// `trust`, `ps`...): none of them may change a mode.
+pub(crate) fn ensure_state_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    make_private_dir(dir)
+}
+
 pub(crate) fn open_store(state: &Path) -> anyhow::Result<Store> {
-    make_private_dir(state)?;
+    ensure_state_dir(state)?;
     let path = state.join("state.db");
+    let new = !path.exists();
     let store = Store::open(&path)?;
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    if new {
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
     Ok(store)
 }
 
@@ -103,6 +141,43 @@ fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Res
     let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
     inputs.release = crate::deploy::live_release(&stack.root.join(&stack.state_dir));
     grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
+}
+
+/// Every secret value the stack's output could show, for masking what the CLI prints from log
+/// files (`grove logs`, the last lines after a failed `up -d`): the Plan's secrets (declared,
+/// named like one, or built from one) for the running environment, and the recipes'
+/// passwords kept in `.grove/secrets/`, which are masked even when the stack file no longer
+/// loads.
+pub(crate) fn known_secrets(ctx: &Ctx) -> Vec<String> {
+    let state = ctx.state_dir();
+    let mut env = ctx.env.clone();
+    if state.join("state.db").exists() {
+        if let Ok(store) = open_store(&state) {
+            let running: Option<Option<String>> = store.get("environment").ok().flatten();
+            env = running.flatten().or(env);
+        }
+    }
+    let mut secrets = match ctx.load(env) {
+        Ok(loaded) => plan_inputs(&loaded.stack, &IndexMap::new(), false)
+            .ok()
+            .and_then(|inputs| grove_plan::build_with(&loaded.stack, &inputs).ok())
+            .map(|plan| plan.secret_values())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    if let Ok(dir) = std::fs::read_dir(state.join("secrets")) {
+        for e in dir.flatten() {
+            if let Ok(v) = std::fs::read_to_string(e.path()) {
+                let v = v.trim();
+                if v.len() >= 4 {
+                    secrets.push(v.to_string());
+                }
+            }
+        }
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
 }
 
 /// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
@@ -668,9 +743,10 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
                 )
                 .unwrap_or_default();
                 if !lines.is_empty() {
+                    let secrets = known_secrets(ctx);
                     eprintln!("  last lines of its log:");
                     for l in lines {
-                        eprintln!("  | {l}");
+                        eprintln!("  | {}", grove_plan::scrub(&l, &secrets));
                     }
                 }
             }
@@ -924,8 +1000,17 @@ pub async fn logs(
     } else {
         0
     };
+    // What a unit printed may carry a secret (a URL with its password, say): masked as the
+    // admin stream masks it.
+    let secrets = known_secrets(ctx);
     for (unit, l) in &merged[skip..] {
-        print_log_line(unit, width, l, ctx.color, prefix);
+        print_log_line(
+            unit,
+            width,
+            &grove_plan::scrub(l, &secrets),
+            ctx.color,
+            prefix,
+        );
     }
     if !follow {
         return Ok(ExitCode::SUCCESS);
@@ -964,7 +1049,8 @@ pub async fn logs(
             buf.push_str(&chunk);
             while let Some(i) = buf.find('\n') {
                 let line: String = buf.drain(..=i).collect();
-                print_log_line(unit, width, line.trim_end_matches('\n'), ctx.color, prefix);
+                let line = grove_plan::scrub(line.trim_end_matches('\n'), &secrets);
+                print_log_line(unit, width, &line, ctx.color, prefix);
             }
         }
     }
@@ -1116,7 +1202,7 @@ pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode>
 /// `grove trust`.
 pub fn trust(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let state = ctx.state_dir();
-    make_private_dir(&state)?;
+    ensure_state_dir(&state)?;
     let ca = grove_edge::tls::ensure_ca(&state)?;
     let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
     let p = ca.display();

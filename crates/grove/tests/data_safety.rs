@@ -1,0 +1,338 @@
+//! Issue 27's reproducers against the real binary with real servers: read-only commands that
+//! changed the state folder's mode under a running PostgreSQL, an interrupted first start
+//! that broke the cluster for good, grove's death wiping Redis, and secrets leaking through
+//! export, `grove logs` and values built from them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{text, Stack};
+
+/// A stack whose folder other users may enter: as root, PostgreSQL runs as `postgres`.
+fn open_stack(body: &str) -> Stack {
+    let s = Stack::new("");
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.write_stack(body);
+    s
+}
+
+fn up(s: &Stack) {
+    let out = s.run(&["up", "-d", "--wait-timeout", "60s"]);
+    assert!(
+        out.status.success(),
+        "up failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn secret(s: &Stack, name: &str) -> String {
+    std::fs::read_to_string(s.path().join(".grove/secrets").join(name))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn port(s: &Stack, unit: &str) -> u16 {
+    s.unit(unit)["port"].as_u64().unwrap() as u16
+}
+
+fn psql(port: u16, password: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-Atc",
+            sql,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-U", "grove", "-d", "postgres"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(text(&out.stdout).trim().to_string())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// The daemon's pid: the `grove up --daemon-child` of this stack's file.
+fn daemon_pid(s: &Stack) -> Option<i32> {
+    let file = s.path().join("grove.toml");
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "--daemon-child")
+            && args.iter().any(|a| std::path::Path::new(a) == file)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn kill_daemon(s: &Stack) {
+    let pid = daemon_pid(s).expect("a running daemon");
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_command_changes_a_mode_under_a_running_postgres() {
+    let s = open_stack("[edge]\nlisten = []\n\n[services.db]\nrecipe = \"postgres\"\n");
+    up(&s);
+    let state = s.path().join(".grove");
+    let before = mode(&state);
+    let db = port(&s, "db");
+    let pw = secret(&s, "db");
+    let log = s.path().join(".grove/logs/db.log");
+    let log_start = std::fs::metadata(&log).unwrap().len() as usize;
+    // Every command a user may run beside a running stack (issue 27, defect 1: exec, events,
+    // releases and trust made `.grove` 0700, and PostgreSQL PANICked at its next checkpoint).
+    let commands: &[&[&str]] = &[
+        &["ps"],
+        &["ps", "--json"],
+        &["events"],
+        &["events", "--json"],
+        &["events", "db"],
+        &["releases"],
+        &["releases", "--json"],
+        &["exec", "db", "--", "true"],
+        &["trust"],
+        &["certs"],
+        &["logs", "-n", "5"],
+        &["check"],
+        &["check", "--json"],
+        &["export", "compose", "-o", "out-compose"],
+        &["export", "kubernetes", "-o", "out-k8s"],
+        &["reload"],
+        &["up", "-d"],
+    ];
+    for args in commands {
+        let _ = s.run(args);
+        assert_eq!(
+            mode(&state),
+            before,
+            "`grove {}` changed .grove's mode",
+            args.join(" ")
+        );
+        psql(db, &pw, "CHECKPOINT")
+            .unwrap_or_else(|e| panic!("CHECKPOINT after `grove {}` failed: {e}", args.join(" ")));
+    }
+    let out = s.run(&["restart", "db"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("db healthy again", 60, |s| {
+        s.unit("db")["health"] == "healthy"
+    });
+    psql(db, &pw, "CHECKPOINT").unwrap();
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = std::fs::read_to_string(&log).unwrap();
+    let after = &all[log_start.min(all.len())..];
+    for bad in [
+        "PANIC",
+        "Permission denied",
+        "abnormal database system shutdown",
+    ] {
+        assert!(!after.contains(bad), "the db log says {bad}:\n{after}");
+    }
+}
+
+#[test]
+fn a_first_start_killed_anywhere_still_gives_a_working_database() {
+    let s = open_stack("[edge]\nlisten = []\n\n[services.db]\nrecipe = \"postgres\"\n");
+    // Issue 27, defect 2: kill -9 the daemon at ten points through the first start
+    // (initdb among them), then start again: a healthy cluster with its databases each time.
+    for i in 0..10u64 {
+        let _ = std::fs::remove_dir_all(s.path().join(".grove/data"));
+        let mut child = s
+            .cmd(&["up", "-d", "--wait-timeout", "60s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = Duration::from_millis(150 + 90 * i);
+        let start = Instant::now();
+        while start.elapsed() < delay {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(pid) = daemon_pid(&s) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = child.wait();
+        // What the killed daemon left (a server, an initdb) is reaped by the next start.
+        up(&s);
+        let db = port(&s, "db");
+        let pw = secret(&s, "db");
+        let dbs = psql(db, &pw, "SELECT datname FROM pg_database ORDER BY 1")
+            .unwrap_or_else(|e| panic!("kill after {delay:?}: {e}"));
+        assert!(
+            dbs.lines().any(|l| l == "postgres") && dbs.lines().any(|l| l == "grove"),
+            "kill after {delay:?}: {dbs}"
+        );
+        let out = s.run(&["down"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+fn redis(port: u16, password: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--no-auth-warning",
+        ])
+        .args(["-a", password])
+        .args(args)
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn redis_keeps_every_acknowledged_write_when_grove_is_killed() {
+    let s = open_stack("[edge]\nlisten = []\n\n[services.cache]\nrecipe = \"redis\"\n");
+    up(&s);
+    let p = port(&s, "cache");
+    let pw = secret(&s, "cache");
+    for i in 0..50 {
+        assert_eq!(redis(p, &pw, &["SET", &format!("k{i}"), "v"]), "OK");
+    }
+    // Issue 27, defect 3: `appendfsync everysec` writes within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    kill_daemon(&s);
+    up(&s);
+    let p = port(&s, "cache");
+    assert_eq!(redis(p, &pw, &["DBSIZE"]), "50");
+    // A data folder from before the append-only file (a snapshot only) keeps its data: Redis
+    // starts from the snapshot and grove switches the append-only file on while it runs.
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let data = s.path().join(".grove/data/cache");
+    assert!(data.join("dump.rdb").exists());
+    std::fs::remove_dir_all(data.join("appendonlydir")).unwrap();
+    up(&s);
+    let p = port(&s, "cache");
+    assert_eq!(redis(p, &pw, &["DBSIZE"]), "50");
+    let start = Instant::now();
+    while redis(p, &pw, &["CONFIG", "GET", "appendonly"]) != "appendonly\nyes" {
+        assert!(start.elapsed() < Duration::from_secs(20), "AOF never on");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(redis(p, &pw, &["SET", "after", "v"]), "OK");
+    std::thread::sleep(Duration::from_millis(1500));
+    kill_daemon(&s);
+    up(&s);
+    assert_eq!(redis(port(&s, "cache"), &pw, &["DBSIZE"]), "51");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_value_built_from_a_secret_stays_secret_everywhere() {
+    let s = Stack::new("");
+    std::fs::write(
+        s.path().join(".env"),
+        "API_SECRET=derived-secret-Qw83Lm\nPLAIN_PASS_THROUGH=xyz\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.path().join("app.env"),
+        "FROM_FILE=${API_SECRET}-in-a-file\nLITERAL='${not interpolated}'\n",
+    )
+    .unwrap();
+    s.write_stack(
+        r#"
+[edge]
+listen = []
+
+[services.app]
+command = "sh -c 'echo token=$$DERIVED; echo file=$$FROM_FILE; echo url=$$URL; sleep 600'"
+image = "example/app:1"
+env_file = "app.env"
+env = { DERIVED = "${API_SECRET}", PW = { value = "hand-made-pw-Zx12", secret = true }, URL = "postgres://u:hand-made-pw-Zx12@db/app" }
+"#,
+    );
+    let leaks = ["derived-secret-Qw83Lm", "hand-made-pw-Zx12"];
+    // Issue 27, defect 4: export without --include-secrets writes none of them.
+    for target in ["compose", "kubernetes"] {
+        let out_dir = s.path().join(format!("out-{target}"));
+        let out = s.run(&["export", target, "-o", &out_dir.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for e in walk(&out_dir) {
+            let body = std::fs::read_to_string(&e).unwrap();
+            for l in leaks {
+                assert!(
+                    !body.contains(l),
+                    "{target}: {} has {l}:\n{body}",
+                    e.display()
+                );
+            }
+        }
+    }
+    let check = s.run(&["check", "--json"]);
+    let check = text(&check.stdout);
+    for l in leaks {
+        assert!(!check.contains(l), "check --json has {l}");
+    }
+    up(&s);
+    s.wait_for("the app's output", 20, |s| s.log("app").contains("url="));
+    // The unit got the real values (env_file interpolated like env; single quotes literal).
+    let log = s.log("app");
+    assert!(
+        log.contains("file=derived-secret-Qw83Lm-in-a-file"),
+        "{log}"
+    );
+    // `grove logs` masks them as the admin stream does.
+    let shown = text(&s.run(&["logs", "app"]).stdout);
+    assert!(shown.contains("token="), "{shown}");
+    for l in leaks {
+        assert!(!shown.contains(l), "grove logs shows {l}:\n{shown}");
+    }
+    let out = s.run(&["exec", "app", "--", "sh", "-c", "echo \"$LITERAL\""]);
+    assert_eq!(text(&out.stdout).trim(), "${not interpolated}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if dir.is_file() {
+        out.push(dir.to_path_buf());
+        return out;
+    }
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
