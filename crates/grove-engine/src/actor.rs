@@ -216,6 +216,10 @@ impl Actor {
                             rt.remove_when_stopped = false;
                             if rt.proc.is_none() || rt.restart_with.is_some() {
                                 rt.start_pending = true;
+                            } else if matches!(rt.machine.state(), State::Stopping) {
+                                // Still in its stop grace (issue 27): the later request wins,
+                                // so it starts again once the stop completes.
+                                rt.restart_with = Some(rt.unit.clone());
                             }
                         }
                     }

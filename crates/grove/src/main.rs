@@ -9,6 +9,7 @@
 
 mod deploy;
 mod notify;
+mod ports;
 mod render;
 mod runtime;
 

@@ -180,6 +180,54 @@ pub(crate) fn known_secrets(ctx: &Ctx) -> Vec<String> {
     secrets
 }
 
+/// `no unit or service named X (units: ...)` for the first of `targets` the stack file does
+/// not name; `None` when all are known (or the file does not load: nothing to check against).
+fn unknown_target(ctx: &Ctx, targets: &[String]) -> Option<String> {
+    let loaded = ctx.load(ctx.env.clone()).ok()?;
+    let inputs = plan_inputs(&loaded.stack, &IndexMap::new(), false).ok()?;
+    let plan = grove_plan::build_with(&loaded.stack, &inputs).ok()?;
+    let missing = targets
+        .iter()
+        .find(|t| !plan.units.contains_key(t.as_str()) && plan.units_of(t).next().is_none())?;
+    let names: Vec<&str> = plan.units.keys().map(String::as_str).collect();
+    Some(format!(
+        "no unit or service named `{missing}` (units: {})",
+        names.join(", ")
+    ))
+}
+
+/// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
+/// automatic port another program holds is moved (the store keeps the new one); a fixed one
+/// is an error naming the holder.
+fn free_ports_plan(
+    stack: &grove_config::Stack,
+    ports: &IndexMap<String, u16>,
+) -> Result<Plan, String> {
+    let mut avoid = std::collections::BTreeSet::new();
+    // Each round moves every taken automatic port; a few rounds settle any race.
+    for _ in 0..5 {
+        let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+        inputs.release = crate::deploy::live_release(&stack.root.join(&stack.state_dir));
+        inputs.avoid = avoid.clone();
+        // A port moved away from must not come back as the unit's sticky one.
+        inputs.ports.retain(|_, p| !avoid.contains(p));
+        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))?;
+        match crate::ports::verdict(&crate::ports::taken(&plan, stack)) {
+            crate::ports::Verdict::Free => return Ok(plan),
+            crate::ports::Verdict::Refuse(b) => {
+                return Err(format!("grove: {}", crate::ports::refusal(&b)))
+            }
+            crate::ports::Verdict::Avoid(more) => {
+                for p in &more {
+                    eprintln!("grove: port {p} is taken by another program; moving its unit");
+                }
+                avoid.extend(more);
+            }
+        }
+    }
+    Err("grove: the units' ports kept being taken by other programs; try again".into())
+}
+
 /// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
 /// ones generated there when `generate` (else left out).
 pub(crate) fn plan_inputs(
@@ -412,7 +460,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     for line in grove_engine::reap_leftovers(&store) {
         eprintln!("grove: {line}");
     }
-    let plan = match build_plan(&loaded.stack, &sticky_ports(&store))
+    let plan = match free_ports_plan(&loaded.stack, &sticky_ports(&store))
         .and_then(|p| recipes_installed(&p).map(|_| p))
     {
         Ok(p) => p,
@@ -1106,6 +1154,12 @@ pub async fn events(
     }
     let store = open_store(&state)?;
     let first = store.last_events(n, &units)?;
+    if first.is_empty() {
+        if let Some(unknown) = unknown_target(ctx, &units) {
+            eprintln!("grove: {unknown}");
+            return Ok(ExitCode::from(1));
+        }
+    }
     let mut last = first.last().map(|e| e.id).unwrap_or(0);
     for e in &first {
         print_event(e, json, ctx.color)?;

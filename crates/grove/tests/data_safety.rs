@@ -336,3 +336,63 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_taken_port_is_named_when_fixed_and_moved_when_automatic() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = holder.local_addr().unwrap().port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        "[edge]\nlisten = []\n\n[services.fixed]\ncommand = \"python3 -m http.server {held} --bind 127.0.0.1\"\nport = {held}\n"
+    ));
+    // Issue 27, defect 8: the holder is named, before anything starts.
+    let out = s.run(&["up", "-d", "--wait-timeout", "20s"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(
+        err.contains(&format!("pid {} ", std::process::id())),
+        "{err}"
+    );
+    // An automatic port that is taken moves, and the unit comes up on the new one.
+    s.write_stack(
+        "[edge]\nlisten = []\n\n[services.auto]\ncommand = \"python3 -m http.server ${PORT} --bind 127.0.0.1\"\n",
+    );
+    let check = s.run(&["check", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let planned = plan["units"]["auto"]["port"].as_u64().unwrap() as u16;
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", planned)).unwrap();
+    up(&s);
+    let now = port(&s, "auto");
+    assert_ne!(now, planned);
+    s.wait_for("auto listening on its new port", 20, |_| {
+        std::net::TcpStream::connect(("127.0.0.1", now)).is_ok()
+    });
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn start_during_a_stop_grace_wins_and_unknown_units_are_refused() {
+    let s = Stack::new("");
+    s.write_stack(
+        "[edge]\nlisten = []\n\n[services.slow]\ncommand = \"sh -c 'trap \\\"sleep 2; exit 0\\\" TERM; while true; do sleep 0.1; done'\"\nstop_grace = \"10s\"\n",
+    );
+    up(&s);
+    let first = s.pid("slow").unwrap();
+    // Issue 27, defect 7: `stop` then `start` while the unit is still stopping.
+    let out = s.run(&["stop", "slow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = s.run(&["start", "slow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("slow running again", 30, |s| {
+        let u = s.unit("slow");
+        u["state"] == "running" && u["pid"].as_i64().is_some_and(|p| p != first)
+    });
+    // `grove events nosuch` says so (exit 1), as the other commands do.
+    let out = s.run(&["events", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("no unit or service named `nosuch`"));
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
