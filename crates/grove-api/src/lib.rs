@@ -34,7 +34,8 @@ mod server;
 
 pub use client::{Client, ClientError};
 pub use server::{
-    exposition, serve, serve_admin, unit_metrics, ApiContext, Deployer, Observe, Reloader,
+    exposition, reload, serve, serve_admin, unit_metrics, ApiContext, Deployer, Observe,
+    ReloadError, Reloader,
 };
 
 use serde::{Deserialize, Serialize};

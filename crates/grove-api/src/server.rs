@@ -42,6 +42,33 @@ pub type Deployer = Arc<
         + Sync,
 >;
 
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The stack file does not load or build; the text says why, as shown to users.
+    #[error("{0}")]
+    Refused(String),
+    /// The engine is gone (grove is shutting down).
+    #[error("grove is shutting down")]
+    Gone,
+}
+
+/// The one reload path (`POST /v1/reload` and the daemon's SIGHUP): re-reads the stack file
+/// into a Plan, applies the difference, swaps the edge's table. A file that fails validation
+/// changes nothing. Holds `changes`, so it never interleaves with a deploy.
+pub async fn reload(ctx: &ApiContext) -> Result<grove_engine::ApplyReport, ReloadError> {
+    let _changing = ctx.changes.lock().await;
+    let current = ctx.engine.plan().await.map_err(|_| ReloadError::Gone)?;
+    let plan = (ctx.reload)(&current).map_err(ReloadError::Refused)?;
+    let report = ctx
+        .engine
+        .apply(plan.clone())
+        .await
+        .map_err(|_| ReloadError::Gone)?;
+    (ctx.applied)(&plan);
+    Ok(report)
+}
+
 /// What the server needs.
 pub struct ApiContext {
     /// The engine.
@@ -524,22 +551,11 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             ctx.engine.record(None, &r.kind, &r.message);
             json(StatusCode::OK, &Acted { units: Vec::new() })
         }
-        (Method::POST, "/v1/reload") => {
-            let _changing = ctx.changes.lock().await;
-            let Ok(current) = ctx.engine.plan().await else {
-                return gone();
-            };
-            match (ctx.reload)(&current) {
-                Ok(plan) => match ctx.engine.apply(plan.clone()).await {
-                    Ok(report) => {
-                        (ctx.applied)(&plan);
-                        json(StatusCode::OK, &report)
-                    }
-                    Err(_) => gone(),
-                },
-                Err(text) => error(StatusCode::UNPROCESSABLE_ENTITY, text),
-            }
-        }
+        (Method::POST, "/v1/reload") => match reload(ctx).await {
+            Ok(report) => json(StatusCode::OK, &report),
+            Err(ReloadError::Gone) => gone(),
+            Err(ReloadError::Refused(text)) => error(StatusCode::UNPROCESSABLE_ENTITY, text),
+        },
         (Method::POST, "/v1/down") => {
             let _ = ctx.engine.shutdown().await;
             ctx.down.notify_one();

@@ -13,6 +13,7 @@
 
 mod build;
 mod diff;
+mod staging;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub use grove_config::{
     LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
     DEFAULT_MAX_BODY,
 };
+pub use staging::{split_in_place, staging, Staging};
 
 /// Everything grove will run and route, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]

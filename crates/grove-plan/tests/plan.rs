@@ -629,3 +629,75 @@ fn avoided_ports_are_never_assigned() {
     assert_ne!(new, old, "the serving generation's port is left to it");
     assert_eq!(after.units["db"].port, before.units["db"].port);
 }
+
+#[test]
+fn a_deploy_stages_changed_app_units_and_restarts_fixed_ports_in_place() {
+    let text = r#"
+[stack]
+name = "s"
+
+[services.db]
+recipe = "postgres"
+
+[services.web]
+command = "serve --port ${PORT}"
+replicas = 2
+
+[services.admin]
+command = "admin --port ${PORT}"
+port = 9100
+
+[services.migrate]
+command = "migrate"
+kind = "task"
+
+[deploy]
+repository = "."
+before_switch = ["migrate"]
+"#;
+    let loaded = load_str(
+        Path::new("/srv/app/grove.toml"),
+        text,
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.errors));
+    let stack = &loaded.stack;
+    let release = |id: &str| grove_plan::ReleaseInput {
+        id: id.into(),
+        dir: PathBuf::from(format!("/srv/app/.grove/releases/{id}")),
+    };
+    let mut inputs = grove_plan::Inputs {
+        release: Some(release("1")),
+        credentials: [("db".to_string(), "pw-0123456789".to_string())].into(),
+        ..Default::default()
+    };
+    let current = grove_plan::build_with(stack, &inputs).unwrap();
+    inputs.release = Some(release("2"));
+    inputs.ports = current.ports();
+    let next = grove_plan::build_with(stack, &inputs).unwrap();
+    let s = grove_plan::staging(&current, &next, &["migrate".to_string()]);
+    let mut staged = s.stage.clone();
+    staged.sort();
+    // The recipe is not the release's code: it stays as it is.
+    assert_eq!(staged, ["admin", "migrate", "web#1", "web#2"]);
+    let web_ports: Vec<u16> = ["web#1", "web#2"]
+        .iter()
+        .map(|n| current.units[*n].port.unwrap())
+        .collect();
+    for p in web_ports.iter().chain([&9100]) {
+        assert!(s.avoid.contains(p), "{p} in {:?}", s.avoid);
+    }
+    // Built again avoiding the serving ports: the web units move, the fixed port cannot.
+    inputs.avoid = s.avoid.clone();
+    for n in &s.unpin {
+        inputs.ports.shift_remove(n);
+    }
+    let plan = grove_plan::build_with(stack, &inputs).unwrap();
+    let mut stage = s.stage;
+    let in_place = grove_plan::split_in_place(&current, &plan, &mut stage);
+    assert_eq!(in_place, ["admin"]);
+    assert_eq!(stage, ["web#1", "web#2", "migrate"]);
+    for n in ["web#1", "web#2"] {
+        assert!(!web_ports.contains(&plan.units[n].port.unwrap()));
+    }
+}

@@ -11,12 +11,8 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use grove_api::{ClientError, DeployReport, DeployRequest, Record};
-use grove_engine::{EngineHandle, NEXT, OLD};
-use grove_plan::{Plan, ReleaseInput, Run};
 use grove_state::{Release, Store};
 
 use crate::runtime::{self, Ctx};
@@ -269,11 +265,11 @@ pub async fn deploy(ctx: &Ctx, git_ref: Option<String>) -> anyhow::Result<ExitCo
         return Ok(ExitCode::from(1));
     };
     let state = loaded.state.clone();
-    runtime::make_private_dir(&state)?;
+    grove_daemon::make_private_dir(&state)?;
     let Some(_lock) = DeployLock::take(&state)? else {
         return Ok(ExitCode::from(1));
     };
-    let store = runtime::open_store(&state)?;
+    let store = grove_daemon::open_store(&state)?;
     let git_ref = git_ref.unwrap_or_else(|| settings.git_ref.clone());
     let source = match Source::open(&loaded.stack.root, &settings.repository, &state) {
         Ok(s) => s,
@@ -457,11 +453,11 @@ fn release_root(r: &Release) -> Option<PathBuf> {
 /// `grove rollback [RELEASE]`.
 pub async fn rollback(ctx: &Ctx, target: Option<String>) -> anyhow::Result<ExitCode> {
     let state = ctx.state_dir();
-    runtime::make_private_dir(&state)?;
+    grove_daemon::make_private_dir(&state)?;
     let Some(_lock) = DeployLock::take(&state)? else {
         return Ok(ExitCode::from(1));
     };
-    let store = runtime::open_store(&state)?;
+    let store = grove_daemon::open_store(&state)?;
     let Some(live) = store.live_release()? else {
         eprintln!("grove: nothing was deployed yet, so there is nothing to roll back");
         return Ok(ExitCode::from(1));
@@ -546,7 +542,7 @@ pub async fn rollback(ctx: &Ctx, target: Option<String>) -> anyhow::Result<ExitC
 pub fn releases(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     let state = ctx.state_dir();
     let (all, live) = if state.join("state.db").exists() {
-        let store = runtime::open_store(&state)?;
+        let store = grove_daemon::open_store(&state)?;
         (store.releases()?, store.live_release()?)
     } else {
         (Vec::new(), None)
@@ -601,317 +597,4 @@ pub fn releases(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     }
     print!("{}", crate::render::table(&rows));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The live release as the Plan's input, if one is recorded and its folder is still there.
-pub fn live_release(state: &Path) -> Option<ReleaseInput> {
-    if !state.join("state.db").exists() {
-        return None;
-    }
-    let store = Store::open(&state.join("state.db")).ok()?;
-    let id = store.live_release().ok()??;
-    let r = store.release(&id).ok()??;
-    let dir = PathBuf::from(&r.dir);
-    if !dir.is_dir() {
-        eprintln!(
-            "grove: warning: the folder of release {id} ({}) is gone; running the stack's own folder",
-            dir.display()
-        );
-        return None;
-    }
-    Some(ReleaseInput { id, dir })
-}
-
-// ----- the daemon side ---------------------------------------------------------------------------
-
-/// What the daemon's deployer needs.
-#[derive(Clone)]
-pub struct Switcher {
-    pub ctx: Ctx,
-    pub env: Option<String>,
-    pub engine: EngineHandle,
-    pub edge: grove_edge::Edge,
-    pub store: Arc<Mutex<Store>>,
-    pub logs_dir: PathBuf,
-}
-
-impl Switcher {
-    /// The API's deployer.
-    pub fn into_deployer(self) -> grove_api::Deployer {
-        Arc::new(move |req: DeployRequest| {
-            let me = self.clone();
-            Box::pin(async move { me.switch(req).await })
-        })
-    }
-
-    fn record(&self, kind: &str, message: &str) {
-        self.engine.record(None, kind, message);
-    }
-
-    fn outcome(&self, req: &DeployRequest, outcome: &str, message: &str) {
-        if let Ok(store) = self.store.lock() {
-            if !req.rollback {
-                let _ = store.set_release_outcome(&req.release, outcome, message);
-            }
-            if outcome == "deployed" {
-                let _ = store.set_live_release(Some(&req.release));
-            }
-        }
-    }
-
-    async fn switch(&self, req: DeployRequest) -> Result<DeployReport, String> {
-        match self.try_switch(&req).await {
-            Ok(r) => Ok(r),
-            Err(why) => {
-                // Events and the releases table get the first line; the command gets it all.
-                let first = why.lines().next().unwrap_or_default();
-                self.record(
-                    "deploy-failed",
-                    &format!(
-                        "release {}: {first}; the running release keeps serving",
-                        req.release
-                    ),
-                );
-                self.outcome(&req, "failed", first);
-                Err(why)
-            }
-        }
-    }
-
-    async fn try_switch(&self, req: &DeployRequest) -> Result<DeployReport, String> {
-        let gone = |_| "switch: grove is shutting down".to_string();
-        let loaded = self
-            .ctx
-            .load(self.env.clone())
-            .map_err(|text| format!("plan: the stack file does not load:\n{text}"))?;
-        let stack = &loaded.stack;
-        let settings = stack
-            .deploy
-            .clone()
-            .ok_or_else(|| "plan: the stack file has no [deploy] section".to_string())?;
-        if !req.dir.is_dir() {
-            return Err(format!("plan: {} is not a folder", req.dir.display()));
-        }
-        let current = self.engine.plan().await.map_err(gone)?;
-        let mut inputs = runtime::plan_inputs(stack, &current.ports(), true)
-            .map_err(|e| format!("plan: {e}"))?;
-        inputs.release = Some(ReleaseInput {
-            id: req.release.clone(),
-            dir: req.dir.clone(),
-        });
-        let first = grove_plan::build_with(stack, &inputs).map_err(|e| format!("plan: {e}"))?;
-        let diff = Plan::diff(&current, &first);
-        let is_app = |n: &String| {
-            first
-                .units
-                .get(n)
-                .is_some_and(|u| matches!(u.run, Run::Command { .. }) && u.release.is_some())
-        };
-        let mut stage: Vec<String> = diff
-            .restart
-            .iter()
-            .map(|r| r.unit.clone())
-            .chain(diff.add.iter().cloned())
-            .filter(is_app)
-            .collect();
-        // Tasks named in before_switch run for the new release even when unchanged.
-        for u in first.units.values() {
-            if settings.before_switch.contains(&u.service) && !stage.contains(&u.name) {
-                stage.push(u.name.clone());
-            }
-        }
-        // The new generation gets fresh ports; the serving one keeps its own.
-        for n in &stage {
-            if let Some(p) = current.units.get(n).and_then(|u| u.port) {
-                inputs.avoid.insert(p);
-                inputs.ports.shift_remove(n);
-            }
-        }
-        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("plan: {e}"))?;
-        // A fixed port cannot be shared: such units restart in place at the switch.
-        let in_place: Vec<String> = stage
-            .iter()
-            .filter(|n| {
-                let old = current.units.get(*n).and_then(|u| u.port);
-                old.is_some() && plan.units.get(*n).and_then(|u| u.port) == old
-            })
-            .cloned()
-            .collect();
-        stage.retain(|n| !in_place.contains(n));
-        // Keep Plan order, so the staged units read like `ps`.
-        stage.sort_by_key(|n| plan.units.get_index_of(n).unwrap_or(usize::MAX));
-        runtime::recipes_installed(&plan).map_err(|e| format!("plan: {e}"))?;
-        let mut steps = Vec::new();
-        let keys = self
-            .engine
-            .stage(&plan, stage.clone())
-            .await
-            .map_err(gone)?
-            .map_err(|e| format!("stage: {e}"))?;
-        if !keys.is_empty() {
-            let what = format!(
-                "release {}: started {} beside the running units",
-                req.release,
-                keys.join(", ")
-            );
-            self.record("deploy", &what);
-            steps.push(what);
-        }
-        let secrets = plan.secret_values();
-        if let Err(why) = self.gate(&keys, settings.health_timeout, &secrets).await {
-            let _ = self.engine.discard(stage.clone()).await;
-            return Err(format!("health gate: {why}"));
-        }
-        if !keys.is_empty() {
-            let what = format!("release {}: new units ready", req.release);
-            self.record("deploy", &what);
-            steps.push(what);
-        }
-        let applied = self
-            .engine
-            .promote(plan.clone(), stage.clone(), settings.drain)
-            .await
-            .map_err(gone)?;
-        self.edge.update(&plan);
-        self.outcome(req, "deployed", "");
-        let what = format!("release {}: routes switched to the new units", req.release);
-        self.record("deployed", &what);
-        steps.push(what);
-        if !in_place.is_empty() {
-            steps.push(format!(
-                "restarted in place (a fixed port cannot run twice): {}",
-                in_place.join(", ")
-            ));
-        }
-        // The old generation drains, then stops; answer once it is gone.
-        let olds: Vec<String> = stage
-            .iter()
-            .filter(|n| current.units.contains_key(*n))
-            .cloned()
-            .collect();
-        if !olds.is_empty() {
-            let grace = current
-                .units
-                .values()
-                .map(|u| u.stop_grace_ms)
-                .max()
-                .unwrap_or(0);
-            let limit = settings.drain + Duration::from_millis(grace) + Duration::from_secs(10);
-            let start = Instant::now();
-            loop {
-                let status = self.engine.status().await.map_err(gone)?;
-                let draining = status.units.iter().any(|u| {
-                    olds.iter()
-                        .any(|n| u.name.starts_with(&format!("{n}{OLD}")))
-                });
-                if !draining || start.elapsed() > limit {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            steps.push(format!(
-                "old generation drained for {} and stopped",
-                humantime::format_duration(settings.drain)
-            ));
-        }
-        Ok(DeployReport {
-            release: req.release.clone(),
-            staged: stage,
-            in_place,
-            applied,
-            steps,
-        })
-    }
-
-    /// Waits until every staged unit is ready: a task completed, a service healthy (or, without
-    /// a probe, running for a second). A failure, an exit or the timeout ends it with why.
-    async fn gate(
-        &self,
-        keys: &[String],
-        timeout: Duration,
-        secrets: &[String],
-    ) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            let status = self
-                .engine
-                .status()
-                .await
-                .map_err(|_| "grove is shutting down".to_string())?;
-            let mut waiting = Vec::new();
-            for key in keys {
-                let Some(u) = status.units.iter().find(|u| &u.name == key) else {
-                    return Err(format!("{key} is gone"));
-                };
-                let name = key.trim_end_matches(NEXT);
-                let ready = match (u.kind.as_str(), u.health.is_some()) {
-                    ("task", _) => u.state == "completed",
-                    (_, true) => u.state == "healthy",
-                    (_, false) => u.state == "running" && u.uptime_ms.unwrap_or(0) >= 1000,
-                };
-                if ready {
-                    continue;
-                }
-                let crashed = u.kind == "service" && (u.restarts > 0 || u.state == "backoff");
-                if u.is_failed() || crashed {
-                    let why = match &u.reason {
-                        Some(r) => format!("{key} failed: {r}"),
-                        None => format!("{key} {}", self.last_exit(key)),
-                    };
-                    return Err(format!("{why}{}", self.last_lines(name, secrets)));
-                }
-                waiting.push(u);
-            }
-            if waiting.is_empty() {
-                return Ok(());
-            }
-            if start.elapsed() >= timeout {
-                let names: Vec<String> = waiting
-                    .iter()
-                    .map(|u| match &u.reason {
-                        Some(r) => format!("{} ({}: {r})", u.name, u.state),
-                        None => format!("{} ({})", u.name, u.state),
-                    })
-                    .collect();
-                return Err(format!(
-                    "not ready within {}: {}",
-                    humantime::format_duration(timeout),
-                    names.join(", ")
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// How a unit last failed, from its events: `exited with code 3`, `unhealthy after 3
-    /// failed probes: ...`.
-    fn last_exit(&self, key: &str) -> String {
-        let events = match self.store.lock() {
-            Ok(store) => store
-                .last_events(20, &[key.to_string()])
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        events
-            .iter()
-            .rev()
-            .find(|e| matches!(e.kind.as_str(), "exited" | "unhealthy" | "spawn-failed"))
-            .map(|e| e.message.clone())
-            .unwrap_or_else(|| "exited".to_string())
-    }
-
-    /// `\n` and the last lines of a unit's log, indented and scrubbed, or nothing.
-    fn last_lines(&self, unit: &str, secrets: &[String]) -> String {
-        let lines = grove_supervisor::logs::tail(&self.logs_dir.join(format!("{unit}.log")), 10)
-            .unwrap_or_default();
-        if lines.is_empty() {
-            return String::new();
-        }
-        let mut out = format!("\nlast lines of {unit}'s log:");
-        for l in lines {
-            out.push_str("\n  ");
-            out.push_str(&grove_plan::scrub(&l, secrets));
-        }
-        out
-    }
 }

@@ -8,8 +8,6 @@
 #![forbid(unsafe_code)]
 
 mod deploy;
-mod notify;
-mod ports;
 mod render;
 mod runtime;
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,12 +11,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::Context;
 use grove_api::{Acted, Client, ClientError, Targets};
 use grove_engine::{ApplyReport, Status};
-use grove_plan::{Plan, Run};
-use grove_state::Store;
 use indexmap::IndexMap;
-use tokio::sync::Notify;
 
 use crate::render;
+use grove_daemon::{
+    build_plan, ensure_state_dir, make_private_dir, open_store, plan_inputs, sticky_ports,
+};
 
 /// What every runtime command needs from the command line.
 #[derive(Debug, Clone)]
@@ -74,80 +73,8 @@ impl Ctx {
     }
 }
 
-/// The one place that decides the state folder's mode, for the commands that write the stack
-/// (`up`, `deploy`, `rollback`). A missing folder is made 0700. An existing one loses group
-/// and other read and write, and nothing else: the traverse bit for others (o+x), which the
-/// postgres recipe grants so that its user reaches `data/` (issue 27: taking it away makes a
-/// running PostgreSQL PANIC at its next checkpoint), is kept, and a folder that is already
-/// private is not touched at all.
-pub(crate) fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
-    let mode = match std::fs::metadata(dir) {
-        Ok(m) => m.permissions().mode() & 0o7777,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("cannot restrict {}", dir.display()))?;
-            return Ok(());
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
-    let wanted = private_mode(mode);
-    if wanted != mode {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(wanted))
-            .with_context(|| format!("cannot restrict {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// The mode [`make_private_dir`] gives a state folder that has `mode`: the owner's full
-/// access, others' traverse bit if it was set, nothing else.
-fn private_mode(mode: u32) -> u32 {
-    0o700 | (mode & 0o001)
-}
-
-/// Makes the state folder when it is missing; an existing one is left exactly as it is. For
-/// the commands that only read or run beside the stack (`events`, `releases`, `exec`,
-/// `trust`, `ps`...): none of them may change a mode.
-pub(crate) fn ensure_state_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() {
-        return Ok(());
-    }
-    make_private_dir(dir)
-}
-
-pub(crate) fn open_store(state: &Path) -> anyhow::Result<Store> {
-    ensure_state_dir(state)?;
-    let path = state.join("state.db");
-    let new = !path.exists();
-    let store = Store::open(&path)?;
-    if new {
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
-    Ok(store)
-}
-
-fn sticky_ports(store: &Store) -> IndexMap<String, u16> {
-    store
-        .get::<IndexMap<String, u16>>("ports")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// The Plan that will run: sticky ports, and the recipes' passwords from `.grove/secrets/`
-/// (generated there, 0600, the first time).
-fn build_plan(stack: &grove_config::Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
-    let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
-    inputs.release = crate::deploy::live_release(&stack.root.join(&stack.state_dir));
-    grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
-}
-
-/// Every secret value the stack's output could show, for masking what the CLI prints from log
-/// files (`grove logs`, the last lines after a failed `up -d`): the Plan's secrets (declared,
-/// named like one, or built from one) for the running environment, and the recipes'
-/// passwords kept in `.grove/secrets/`, which are masked even when the stack file no longer
-/// loads.
+/// Every secret value the stack's output could show (see [`grove_daemon::known_secrets`]),
+/// for the running environment when the stack runs.
 pub(crate) fn known_secrets(ctx: &Ctx) -> Vec<String> {
     let state = ctx.state_dir();
     let mut env = ctx.env.clone();
@@ -157,27 +84,8 @@ pub(crate) fn known_secrets(ctx: &Ctx) -> Vec<String> {
             env = running.flatten().or(env);
         }
     }
-    let mut secrets = match ctx.load(env) {
-        Ok(loaded) => plan_inputs(&loaded.stack, &IndexMap::new(), false)
-            .ok()
-            .and_then(|inputs| grove_plan::build_with(&loaded.stack, &inputs).ok())
-            .map(|plan| plan.secret_values())
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    if let Ok(dir) = std::fs::read_dir(state.join("secrets")) {
-        for e in dir.flatten() {
-            if let Ok(v) = std::fs::read_to_string(e.path()) {
-                let v = v.trim();
-                if v.len() >= 4 {
-                    secrets.push(v.to_string());
-                }
-            }
-        }
-    }
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
-    secrets
+    let loaded = ctx.load(env).ok();
+    grove_daemon::known_secrets(loaded.as_ref().map(|l| &l.stack), &state)
 }
 
 /// `no unit or service named X (units: ...)` for the first of `targets` the stack file does
@@ -194,56 +102,6 @@ fn unknown_target(ctx: &Ctx, targets: &[String]) -> Option<String> {
         "no unit or service named `{missing}` (units: {})",
         names.join(", ")
     ))
-}
-
-/// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
-/// automatic port another program holds is moved (the store keeps the new one); a fixed one
-/// is an error naming the holder.
-fn free_ports_plan(
-    stack: &grove_config::Stack,
-    ports: &IndexMap<String, u16>,
-) -> Result<Plan, String> {
-    let mut avoid = std::collections::BTreeSet::new();
-    // Each round moves every taken automatic port; a few rounds settle any race.
-    for _ in 0..5 {
-        let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
-        inputs.release = crate::deploy::live_release(&stack.root.join(&stack.state_dir));
-        inputs.avoid = avoid.clone();
-        // A port moved away from must not come back as the unit's sticky one.
-        inputs.ports.retain(|_, p| !avoid.contains(p));
-        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))?;
-        match crate::ports::verdict(&crate::ports::taken(&plan, stack)) {
-            crate::ports::Verdict::Free => return Ok(plan),
-            crate::ports::Verdict::Refuse(b) => {
-                return Err(format!("grove: {}", crate::ports::refusal(&b)))
-            }
-            crate::ports::Verdict::Avoid(more) => {
-                for p in &more {
-                    eprintln!("grove: port {p} is taken by another program; moving its unit");
-                }
-                avoid.extend(more);
-            }
-        }
-    }
-    Err("grove: the units' ports kept being taken by other programs; try again".into())
-}
-
-/// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
-/// ones generated there when `generate` (else left out).
-pub(crate) fn plan_inputs(
-    stack: &grove_config::Stack,
-    ports: &IndexMap<String, u16>,
-    generate: bool,
-) -> Result<grove_plan::Inputs, String> {
-    let needed = grove_plan::credentials_needed(stack);
-    let dir = stack.root.join(&stack.state_dir).join("secrets");
-    let credentials = grove_state::credentials::load(&dir, &needed, generate)
-        .map_err(|e| format!("cannot keep the recipes' passwords: {e}"))?;
-    Ok(grove_plan::Inputs {
-        ports: ports.clone(),
-        credentials,
-        ..Default::default()
-    })
 }
 
 /// `grove export kubernetes|compose`: the Plan as manifests. Generated passwords are read
@@ -331,106 +189,11 @@ pub fn export(
 }
 
 /// The admin token: `.grove/admin.token` (0600), generated the first time.
-fn admin_token(state: &Path) -> anyhow::Result<String> {
-    let names = vec!["admin.token".to_string()];
-    let mut found = grove_state::credentials::load(state, &names, true)
-        .map_err(|e| anyhow::anyhow!("cannot keep the admin token: {e}"))?;
-    found
-        .remove("admin.token")
-        .ok_or_else(|| anyhow::anyhow!("cannot keep the admin token"))
-}
-
-/// The edge's route counters as metrics.
-fn route_metrics(edge: &grove_edge::Edge) -> Vec<grove_metrics::RouteMetric> {
-    edge.route_stats()
-        .into_iter()
-        .map(|(route, s)| grove_metrics::RouteMetric {
-            route,
-            requests: s.requests,
-            classes: [
-                s.status_1xx,
-                s.status_2xx,
-                s.status_3xx,
-                s.status_4xx,
-                s.status_5xx,
-            ],
-            bytes_out: s.bytes_out,
-            bounds: grove_edge::stats::BUCKETS.to_vec(),
-            buckets: s.latency_buckets,
-            latency_sum_seconds: s.latency_sum_seconds,
-        })
-        .collect()
-}
-
-/// Samples the host, the units and the routes every `interval` into the store (which keeps
-/// raw points for a day and minute averages for 30 days).
-async fn sample_metrics(
-    engine: grove_engine::EngineHandle,
-    observe: grove_api::Observe,
-    state: PathBuf,
-    interval: Duration,
-) {
-    let mut sampler = grove_metrics::HostSampler::new();
-    let mut prev: Option<grove_metrics::Exposition> = None;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let sample = sampler.sample(&state);
-        if let Ok(mut h) = observe.host.lock() {
-            *h = sample;
-        }
-        let Some(now) = grove_api::exposition(&engine, &observe).await else {
-            return;
-        };
-        let series = now.series(prev.as_ref());
-        let store = observe.store.clone();
-        let ts = now.ts_ms;
-        // SQLite writes off the async workers.
-        let written = tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .map_err(|_| "state store lock poisoned".to_string())
-                .and_then(|mut s| s.record_samples(ts, &series).map_err(|e| e.to_string()))
-        })
-        .await;
-        if let Ok(Err(e)) = written {
-            tracing::warn!("cannot store metric samples: {e}");
-        }
-        prev = Some(now);
-    }
-}
-
-/// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
-pub(crate) fn recipes_installed(plan: &Plan) -> Result<(), String> {
-    let mut seen = Vec::new();
-    let mut errors = Vec::new();
-    for u in plan.units.values() {
-        if let Run::Recipe { recipe, .. } = &u.run {
-            if seen.contains(recipe) {
-                continue;
-            }
-            seen.push(*recipe);
-            if let Err(e) = grove_recipes::preflight(*recipe) {
-                errors.push(format!("grove: service `{}`: {e}", u.service));
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("\n"))
-    }
-}
-
 /// Whether a grove already answers on the socket (and says so).
 async fn already_running(client: &Client) -> bool {
     match client.get::<Status>("/v1/status").await {
         Ok(s) => {
-            eprintln!(
-                "grove: this stack is already running (grove pid {}); see `grove ps`, apply changes with `grove reload`",
-                s.pid
-            );
+            eprintln!("{}", grove_daemon::DaemonError::AlreadyRunning(s.pid));
             true
         }
         Err(_) => false,
@@ -439,224 +202,46 @@ async fn already_running(client: &Client) -> bool {
 
 // ----- up --------------------------------------------------------------------------------------
 
-/// `grove up` in the foreground, or the detached daemon's body (`daemon_child`).
+/// `grove up` in the foreground, or the detached daemon's body (`daemon_child`): the
+/// daemon library does the work; this prints.
 pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
-    let loaded = match ctx.load(ctx.env.clone()) {
-        Ok(l) => l,
-        Err(text) => {
-            eprint!("{text}");
-            eprintln!();
-            return Ok(ExitCode::from(1));
-        }
+    let loader = ctx.clone();
+    let cfg = grove_daemon::Config {
+        load: Arc::new(move |env| loader.load(env).map(|l| l.stack)),
+        env: ctx.env.clone(),
     };
-    let state = loaded.state.clone();
-    make_private_dir(&state)?;
-    let socket = state.join("grove.sock");
-    if already_running(&Client::new(&socket)).await {
-        return Ok(ExitCode::from(1));
-    }
-    let _ = std::fs::remove_file(&socket);
-    let store = open_store(&state)?;
-    for line in grove_engine::reap_leftovers(&store) {
-        eprintln!("grove: {line}");
-    }
-    let plan = match free_ports_plan(&loaded.stack, &sticky_ports(&store))
-        .and_then(|p| recipes_installed(&p).map(|_| p))
-    {
-        Ok(p) => p,
+    let daemon = match grove_daemon::Daemon::bind(cfg).await {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(1));
         }
     };
-    let edge =
-        match grove_edge::Edge::start(&plan, &state, grove_edge::Limits::from(&plan.edge.limits))
-            .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("grove: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        };
-    // The admin listener binds before anything starts, so a taken port stops `up` cleanly.
-    let admin_listener = match plan.admin.listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("grove: cannot listen on {addr} for [admin] listen: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        },
-        None => None,
-    };
-    let token = match admin_listener {
-        Some(_) => admin_token(&state)?,
-        None => String::new(),
-    };
-    let api_store = Arc::new(std::sync::Mutex::new(open_store(&state)?));
-    let engine = grove_engine::start(store);
-    let host = Arc::new(std::sync::Mutex::new(grove_metrics::HostSample::default()));
-    let edge_for_metrics = edge.clone();
-    let observe = grove_api::Observe {
-        store: api_store.clone(),
-        routes: Arc::new(move || route_metrics(&edge_for_metrics)),
-        host: host.clone(),
-        logs_dir: state.join("logs"),
-        token,
-    };
-    tokio::spawn(sample_metrics(
-        engine.clone(),
-        observe.clone(),
-        state.clone(),
-        Duration::from_millis(plan.admin.sample_interval_ms),
-    ));
-    crate::notify::start(&plan.stack, &plan.admin, engine.subscribe_events());
-    tokio::spawn(feed_health(engine.clone(), edge.clone()));
-    if let Some(mut edge_events) = edge.take_events() {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            while let Some(e) = edge_events.recv().await {
-                engine.record(None, &e.kind, &e.message);
-            }
-        });
-    }
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", socket.display()))?;
-    let reload_ctx = ctx.clone();
-    let reload_env = plan.environment.clone();
-    let reloader: grove_api::Reloader = Arc::new(move |current: &Plan| {
-        let loaded = reload_ctx.load(reload_env.clone())?;
-        let plan = build_plan(&loaded.stack, &current.ports())?;
-        recipes_installed(&plan)?;
-        Ok(plan)
-    });
-    let down = Arc::new(Notify::new());
-    let edge_for_api = edge.clone();
-    let applied: Arc<dyn Fn(&Plan) + Send + Sync> =
-        Arc::new(move |p: &Plan| edge_for_api.update(p));
-    let deployer = crate::deploy::Switcher {
-        ctx: ctx.clone(),
-        env: plan.environment.clone(),
-        engine: engine.clone(),
-        edge: edge.clone(),
-        store: api_store.clone(),
-        logs_dir: state.join("logs"),
-    }
-    .into_deployer();
-    let changes = Arc::new(tokio::sync::Mutex::new(()));
-    let api = Arc::new(grove_api::ApiContext {
-        engine: engine.clone(),
-        reload: reloader.clone(),
-        deploy: deployer,
-        changes: changes.clone(),
-        down: down.clone(),
-        applied: applied.clone(),
-        observe,
-    });
-    if let Some(l) = admin_listener {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!("admin listener on http://{addr}/ (token in .grove/admin.token)");
-        }
-        tokio::spawn(grove_api::serve_admin(l, api.clone()));
-    }
-    let server = tokio::spawn(grove_api::serve(listener, api));
     let printer = if daemon_child {
         None
     } else {
-        let names: Vec<String> = plan.units.keys().cloned().collect();
-        Some(tokio::spawn(print_lines(
-            engine.subscribe_lines(),
-            names,
-            ctx.color,
-        )))
+        let names: Vec<String> = daemon.plan().units.keys().cloned().collect();
+        Some(tokio::spawn(print_lines(daemon.lines(), names, ctx.color)))
     };
-    if engine.apply(plan).await.is_err() {
-        anyhow::bail!("the engine stopped before the stack started");
-    }
-
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut already_down = false;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => {
-                let _changing = changes.lock().await;
-                let report = match engine.plan().await {
-                    Ok(current) => reloader(&current),
-                    Err(_) => break,
-                };
-                match report {
-                    Ok(plan) => {
-                        if let Ok(r) = engine.apply(plan.clone()).await {
-                            applied(&plan);
-                            eprintln!("grove: reloaded: {}", r.summary());
-                        }
-                    }
-                    Err(text) => eprintln!("{text}\ngrove: reload refused; nothing changed"),
-                }
+    let result = daemon
+        .run(|| {
+            if !daemon_child {
+                eprintln!(
+                    "grove: stopping (Ctrl-C again does not hurry it; each unit gets its grace period)"
+                );
             }
-            _ = down.notified() => { already_down = true; break }
-        }
-    }
-    if !already_down {
-        if !daemon_child {
-            eprintln!(
-                "grove: stopping (Ctrl-C again does not hurry it; each unit gets its grace period)"
-            );
-        }
-        let _ = engine.shutdown().await;
-    }
-    server.abort();
-    let _ = std::fs::remove_file(&socket);
+        })
+        .await;
     if let Some(p) = printer {
         // Let the last lines drain.
         tokio::time::sleep(Duration::from_millis(50)).await;
         p.abort();
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Tells the edge which units can take requests, from the engine's events: a unit with a
-/// probe counts once it is healthy, one without once it has started.
-async fn feed_health(engine: grove_engine::EngineHandle, edge: grove_edge::Edge) {
-    let mut events = engine.subscribe_events();
-    let mut probed: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut refresh = true;
-    loop {
-        if refresh {
-            if let Ok(p) = engine.plan().await {
-                probed = p
-                    .units
-                    .values()
-                    .filter(|u| u.health.is_some())
-                    .map(|u| u.name.clone())
-                    .collect();
-            }
-            refresh = false;
-        }
-        let e = match events.recv().await {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(_) => return,
-        };
-        let Some(unit) = e.unit.as_deref() else {
-            refresh = true;
-            continue;
-        };
-        match e.kind.as_str() {
-            "started" => edge.set_health(unit, !probed.contains(unit)),
-            "healthy" | "switched" => edge.set_health(unit, true),
-            "unhealthy" | "exited" | "stopped" | "gave-up" | "spawn-failed" => {
-                edge.set_health(unit, false)
-            }
-            _ => {}
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
         }
     }
 }

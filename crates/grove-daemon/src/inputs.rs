@@ -1,0 +1,134 @@
+//! The Plan's inputs and the Plan a running stack gets: the recipes' passwords (from
+//! `.grove/secrets/`), sticky ports, the live release, the check that every recipe is
+//! installed and every port free.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use grove_config::Stack;
+use grove_plan::{Plan, ReleaseInput, Run};
+use grove_state::Store;
+use indexmap::IndexMap;
+
+use crate::ports;
+
+/// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
+/// ones generated there when `generate` (else left out).
+pub fn plan_inputs(
+    stack: &Stack,
+    ports: &IndexMap<String, u16>,
+    generate: bool,
+) -> Result<grove_plan::Inputs, String> {
+    let needed = grove_plan::credentials_needed(stack);
+    let dir = stack.root.join(&stack.state_dir).join("secrets");
+    let credentials = grove_state::credentials::load(&dir, &needed, generate)
+        .map_err(|e| format!("cannot keep the recipes' passwords: {e}"))?;
+    Ok(grove_plan::Inputs {
+        ports: ports.clone(),
+        credentials,
+        ..Default::default()
+    })
+}
+
+/// The Plan of `stack` with `ports` kept, its passwords and its live release; `Err` is the
+/// text to show (`grove: ...`).
+pub fn build_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
+    let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+    inputs.release = live_release(&stack.root.join(&stack.state_dir));
+    grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
+}
+
+/// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
+/// automatic port another program holds is moved (the store keeps the new one); a fixed one
+/// is an error naming the holder.
+pub fn free_ports_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
+    let mut avoid = BTreeSet::new();
+    // Each round moves every taken automatic port; a few rounds settle any race.
+    for _ in 0..5 {
+        let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+        inputs.release = live_release(&stack.root.join(&stack.state_dir));
+        inputs.avoid = avoid.clone();
+        // A port moved away from must not come back as the unit's sticky one.
+        inputs.ports.retain(|_, p| !avoid.contains(p));
+        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))?;
+        match ports::verdict(&ports::taken(&plan, stack)) {
+            ports::Verdict::Free => return Ok(plan),
+            ports::Verdict::Refuse(b) => return Err(format!("grove: {}", ports::refusal(&b))),
+            ports::Verdict::Avoid(more) => {
+                for p in &more {
+                    eprintln!("grove: port {p} is taken by another program; moving its unit");
+                }
+                avoid.extend(more);
+            }
+        }
+    }
+    Err("grove: the units' ports kept being taken by other programs; try again".into())
+}
+
+/// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
+pub fn recipes_installed(plan: &Plan) -> Result<(), String> {
+    let mut seen = Vec::new();
+    let mut errors = Vec::new();
+    for u in plan.units.values() {
+        if let Run::Recipe { recipe, .. } = &u.run {
+            if seen.contains(recipe) {
+                continue;
+            }
+            seen.push(*recipe);
+            if let Err(e) = grove_recipes::preflight(*recipe) {
+                errors.push(format!("grove: service `{}`: {e}", u.service));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// The live release as the Plan's input, if one is recorded and its folder is still there.
+pub fn live_release(state: &Path) -> Option<ReleaseInput> {
+    if !state.join("state.db").exists() {
+        return None;
+    }
+    let store = Store::open(&state.join("state.db")).ok()?;
+    let id = store.live_release().ok()??;
+    let r = store.release(&id).ok()??;
+    let dir = PathBuf::from(&r.dir);
+    if !dir.is_dir() {
+        eprintln!(
+            "grove: warning: the folder of release {id} ({}) is gone; running the stack's own folder",
+            dir.display()
+        );
+        return None;
+    }
+    Some(ReleaseInput { id, dir })
+}
+
+/// Every secret value the stack's output could show, for masking what is printed from log
+/// files (`grove logs`, the last lines after a failed `up -d`): the Plan's secrets (declared,
+/// named like one, or built from one) of `stack` when it loaded, and the recipes' passwords
+/// kept in `state/secrets/`, which are masked even when the stack file no longer loads.
+pub fn known_secrets(stack: Option<&Stack>, state: &Path) -> Vec<String> {
+    let mut secrets = stack
+        .and_then(|stack| {
+            let inputs = plan_inputs(stack, &IndexMap::new(), false).ok()?;
+            grove_plan::build_with(stack, &inputs).ok()
+        })
+        .map(|plan| plan.secret_values())
+        .unwrap_or_default();
+    if let Ok(dir) = std::fs::read_dir(state.join("secrets")) {
+        for e in dir.flatten() {
+            if let Ok(v) = std::fs::read_to_string(e.path()) {
+                let v = v.trim();
+                if v.len() >= 4 {
+                    secrets.push(v.to_string());
+                }
+            }
+        }
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
+}

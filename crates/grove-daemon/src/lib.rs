@@ -1,0 +1,286 @@
+//! # grove-daemon: the running stack, as a library
+//!
+//! Owns what a running grove is, in linkerd2-proxy's shape (load, bind, spawn, drain):
+//! [`Daemon::bind`] does everything that can fail before a unit starts (the state folder,
+//! leftovers of a killed grove, the Plan with its passwords, sticky ports, live release and
+//! free ports, the edge's listeners, the admin listener, the control socket), and
+//! [`Daemon::run`] starts the units and serves until SIGINT, SIGTERM or a `down` request,
+//! then stops everything. Inside: [`inputs`] (the Plan's inputs), [`state`] (the state
+//! folder's mode, the store), one reload path shared by SIGHUP and the API
+//! ([`grove_api::reload`]), deploy's switch (`switch`: stage, gate, promote, drain),
+//! notifications (`notify`), the metric sampler and the edge's health feed (`observe`), the
+//! port check (`ports`).
+//!
+//! It must not know the command line: no argument parsing, no rendering of tables or
+//! stack-file errors (the caller's [`Loader`] turns a stack file into a [`grove_config::Stack`]
+//! or the text to show), no terminal. The `grove` binary is its only user.
+
+pub mod inputs;
+mod notify;
+mod observe;
+mod ports;
+pub mod state;
+mod switch;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use grove_api::{ApiContext, Client};
+use grove_engine::{EngineHandle, Status};
+use grove_plan::Plan;
+use tokio::sync::Notify;
+
+pub use inputs::{build_plan, known_secrets, live_release, plan_inputs, recipes_installed};
+pub use state::{ensure_state_dir, make_private_dir, open_store, sticky_ports};
+
+/// Loads the stack file for an environment: the Stack, or the text to show (the caller
+/// renders stack-file errors and prints warnings).
+pub type Loader = Arc<dyn Fn(Option<String>) -> Result<grove_config::Stack, String> + Send + Sync>;
+
+/// Why the daemon did not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The stack was refused before anything started; the text says why, as shown to users.
+    #[error("{0}")]
+    Refused(String),
+    /// Another grove runs this stack.
+    #[error(
+        "grove: this stack is already running (grove pid {0}); see `grove ps`, apply changes with `grove reload`"
+    )]
+    AlreadyRunning(u32),
+    /// A file or socket could not be used.
+    #[error("grove: {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On what.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state store.
+    #[error("grove: {0}")]
+    State(#[from] grove_state::StateError),
+    /// The engine ended before the stack started.
+    #[error("grove: the engine stopped before the stack started")]
+    EngineGone,
+}
+
+impl DaemonError {
+    pub(crate) fn io<'a>(
+        what: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
+        move |source| DaemonError::Io {
+            what,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// What the daemon is started with.
+#[allow(missing_debug_implementations)]
+pub struct Config {
+    /// Loads the stack file (again at each reload and deploy).
+    pub load: Loader,
+    /// The environment overlay.
+    pub env: Option<String>,
+}
+
+/// A stack whose listeners are bound and whose Plan is built, ready to run.
+#[allow(missing_debug_implementations)]
+pub struct Daemon {
+    plan: Plan,
+    state: PathBuf,
+    socket: PathBuf,
+    edge: grove_edge::Edge,
+    engine: EngineHandle,
+    api: Arc<ApiContext>,
+    listener: tokio::net::UnixListener,
+    admin: Option<tokio::net::TcpListener>,
+}
+
+impl Daemon {
+    /// Everything that can fail before a unit starts; on `Err` nothing runs.
+    pub async fn bind(cfg: Config) -> Result<Daemon, DaemonError> {
+        let stack = (cfg.load)(cfg.env.clone()).map_err(DaemonError::Refused)?;
+        let state = stack.root.join(&stack.state_dir);
+        make_private_dir(&state)?;
+        let socket = state.join("grove.sock");
+        if let Ok(s) = Client::new(&socket).get::<Status>("/v1/status").await {
+            return Err(DaemonError::AlreadyRunning(s.pid));
+        }
+        let _ = std::fs::remove_file(&socket);
+        let store = open_store(&state)?;
+        for line in grove_engine::reap_leftovers(&store) {
+            eprintln!("grove: {line}");
+        }
+        let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store))
+            .and_then(|p| recipes_installed(&p).map(|_| p))
+            .map_err(DaemonError::Refused)?;
+        let limits = grove_edge::Limits::from(&plan.edge.limits);
+        let edge = grove_edge::Edge::start(&plan, &state, limits)
+            .await
+            .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
+        // The admin listener binds before anything starts, so a taken port stops `up` cleanly.
+        let admin = match plan.admin.listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                DaemonError::Refused(format!(
+                    "grove: cannot listen on {addr} for [admin] listen: {e}"
+                ))
+            })?),
+            None => None,
+        };
+        let token = match admin {
+            Some(_) => state::admin_token(&state)?,
+            None => String::new(),
+        };
+        let api_store = Arc::new(std::sync::Mutex::new(open_store(&state)?));
+        let engine = grove_engine::start(store);
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(DaemonError::io("cannot listen on", &socket))?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(DaemonError::io("cannot restrict", &socket))?;
+        let host = Arc::new(std::sync::Mutex::new(grove_metrics::HostSample::default()));
+        let edge_for_metrics = edge.clone();
+        let observe = grove_api::Observe {
+            store: api_store.clone(),
+            routes: Arc::new(move || observe::route_metrics(&edge_for_metrics)),
+            host,
+            logs_dir: state.join("logs"),
+            token,
+        };
+        let load = cfg.load.clone();
+        let reload_env = plan.environment.clone();
+        let reload: grove_api::Reloader = Arc::new(move |current: &Plan| {
+            let stack = load(reload_env.clone())?;
+            let plan = build_plan(&stack, &current.ports())?;
+            recipes_installed(&plan)?;
+            Ok(plan)
+        });
+        let edge_for_api = edge.clone();
+        let applied: Arc<dyn Fn(&Plan) + Send + Sync> =
+            Arc::new(move |p: &Plan| edge_for_api.update(p));
+        let deploy = switch::Switcher {
+            load: cfg.load.clone(),
+            env: plan.environment.clone(),
+            engine: engine.clone(),
+            edge: edge.clone(),
+            store: api_store,
+            logs_dir: state.join("logs"),
+        }
+        .into_deployer();
+        let api = Arc::new(ApiContext {
+            engine: engine.clone(),
+            reload,
+            deploy,
+            changes: Arc::new(tokio::sync::Mutex::new(())),
+            down: Arc::new(Notify::new()),
+            applied,
+            observe,
+        });
+        Ok(Daemon {
+            plan,
+            state,
+            socket,
+            edge,
+            engine,
+            api,
+            listener,
+            admin,
+        })
+    }
+
+    /// The Plan it will start.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The units' output lines as they come (for a foreground printer).
+    pub fn lines(&self) -> tokio::sync::broadcast::Receiver<grove_engine::LogLine> {
+        self.engine.subscribe_lines()
+    }
+
+    /// Starts the units and the background work (sampling, notifications, the health feed,
+    /// the API), then serves until SIGINT, SIGTERM or a `down` request; a SIGHUP reloads.
+    /// `stopping` is called once a signal asked to stop, before the units are stopped.
+    pub async fn run(self, stopping: impl FnOnce()) -> Result<(), DaemonError> {
+        let Daemon {
+            plan,
+            state,
+            socket,
+            edge,
+            engine,
+            api,
+            listener,
+            admin,
+        } = self;
+        tokio::spawn(observe::sample_metrics(
+            engine.clone(),
+            api.observe.clone(),
+            state.clone(),
+            Duration::from_millis(plan.admin.sample_interval_ms),
+        ));
+        notify::start(&plan.stack, &plan.admin, engine.subscribe_events());
+        tokio::spawn(observe::feed_health(engine.clone(), edge.clone()));
+        if let Some(mut edge_events) = edge.take_events() {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                while let Some(e) = edge_events.recv().await {
+                    engine.record(None, &e.kind, &e.message);
+                }
+            });
+        }
+        if let Some(l) = admin {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!("admin listener on http://{addr}/ (token in .grove/admin.token)");
+            }
+            tokio::spawn(grove_api::serve_admin(l, api.clone()));
+        }
+        let server = tokio::spawn(grove_api::serve(listener, api.clone()));
+        if engine.apply(plan).await.is_err() {
+            return Err(DaemonError::EngineGone);
+        }
+        let already_down = until_stopped(&api).await?;
+        if !already_down {
+            stopping();
+            let _ = engine.shutdown().await;
+        }
+        server.abort();
+        let _ = std::fs::remove_file(&socket);
+        Ok(())
+    }
+}
+
+/// Serves signals until one asks to stop (`Ok(false)`) or a `down` request has already
+/// stopped everything (`Ok(true)`). SIGHUP reloads through the API's own reload path.
+async fn until_stopped(api: &ApiContext) -> Result<bool, DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |kind| {
+        signal(kind).map_err(DaemonError::io(
+            "cannot watch signals for",
+            Path::new("grove"),
+        ))
+    };
+    let mut sigint = sig(SignalKind::interrupt())?;
+    let mut sigterm = sig(SignalKind::terminate())?;
+    let mut sighup = sig(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => return Ok(false),
+            _ = sigterm.recv() => return Ok(false),
+            _ = sighup.recv() => match grove_api::reload(api).await {
+                Ok(r) => eprintln!("grove: reloaded: {}", r.summary()),
+                Err(grove_api::ReloadError::Refused(text)) => {
+                    eprintln!("{text}\ngrove: reload refused; nothing changed")
+                }
+                Err(grove_api::ReloadError::Gone) => return Ok(false),
+            },
+            _ = api.down.notified() => return Ok(true),
+        }
+    }
+}

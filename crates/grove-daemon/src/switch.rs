@@ -1,0 +1,276 @@
+//! Deploy's daemon side: switching the running stack to a release. Stage the changed units
+//! of the new release beside the running ones (fresh ports), gate on their readiness, promote
+//! them (the edge swaps its table), drain and stop the old generation. A failed step discards
+//! what was staged and leaves the running release serving.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grove_api::{DeployReport, DeployRequest};
+use grove_engine::{EngineHandle, NEXT, OLD};
+use grove_plan::ReleaseInput;
+use grove_state::Store;
+
+use crate::{inputs, Loader};
+
+/// What the daemon's deployer needs.
+#[derive(Clone)]
+pub(crate) struct Switcher {
+    /// Re-reads the stack file.
+    pub load: Loader,
+    pub env: Option<String>,
+    pub engine: EngineHandle,
+    pub edge: grove_edge::Edge,
+    pub store: Arc<Mutex<Store>>,
+    pub logs_dir: PathBuf,
+}
+
+impl Switcher {
+    /// The API's deployer.
+    pub(crate) fn into_deployer(self) -> grove_api::Deployer {
+        Arc::new(move |req: DeployRequest| {
+            let me = self.clone();
+            Box::pin(async move { me.switch(req).await })
+        })
+    }
+
+    fn record(&self, kind: &str, message: &str) {
+        self.engine.record(None, kind, message);
+    }
+
+    fn outcome(&self, req: &DeployRequest, outcome: &str, message: &str) {
+        if let Ok(store) = self.store.lock() {
+            if !req.rollback {
+                let _ = store.set_release_outcome(&req.release, outcome, message);
+            }
+            if outcome == "deployed" {
+                let _ = store.set_live_release(Some(&req.release));
+            }
+        }
+    }
+
+    async fn switch(&self, req: DeployRequest) -> Result<DeployReport, String> {
+        match self.try_switch(&req).await {
+            Ok(r) => Ok(r),
+            Err(why) => {
+                // Events and the releases table get the first line; the command gets it all.
+                let first = why.lines().next().unwrap_or_default();
+                self.record(
+                    "deploy-failed",
+                    &format!(
+                        "release {}: {first}; the running release keeps serving",
+                        req.release
+                    ),
+                );
+                self.outcome(&req, "failed", first);
+                Err(why)
+            }
+        }
+    }
+
+    async fn try_switch(&self, req: &DeployRequest) -> Result<DeployReport, String> {
+        let gone = |_| "switch: grove is shutting down".to_string();
+        let stack = (self.load)(self.env.clone())
+            .map_err(|text| format!("plan: the stack file does not load:\n{text}"))?;
+        let stack = &stack;
+        let settings = stack
+            .deploy
+            .clone()
+            .ok_or_else(|| "plan: the stack file has no [deploy] section".to_string())?;
+        if !req.dir.is_dir() {
+            return Err(format!("plan: {} is not a folder", req.dir.display()));
+        }
+        let current = self.engine.plan().await.map_err(gone)?;
+        let mut inputs =
+            inputs::plan_inputs(stack, &current.ports(), true).map_err(|e| format!("plan: {e}"))?;
+        inputs.release = Some(ReleaseInput {
+            id: req.release.clone(),
+            dir: req.dir.clone(),
+        });
+        let first = grove_plan::build_with(stack, &inputs).map_err(|e| format!("plan: {e}"))?;
+        let staging = grove_plan::staging(&current, &first, &settings.before_switch);
+        // The new generation gets fresh ports; the serving one keeps its own.
+        inputs.avoid.extend(staging.avoid.iter().copied());
+        for n in &staging.unpin {
+            inputs.ports.shift_remove(n);
+        }
+        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("plan: {e}"))?;
+        let mut stage = staging.stage;
+        let in_place = grove_plan::split_in_place(&current, &plan, &mut stage);
+        inputs::recipes_installed(&plan).map_err(|e| format!("plan: {e}"))?;
+        let mut steps = Vec::new();
+        let keys = self
+            .engine
+            .stage(&plan, stage.clone())
+            .await
+            .map_err(gone)?
+            .map_err(|e| format!("stage: {e}"))?;
+        if !keys.is_empty() {
+            let what = format!(
+                "release {}: started {} beside the running units",
+                req.release,
+                keys.join(", ")
+            );
+            self.record("deploy", &what);
+            steps.push(what);
+        }
+        let secrets = plan.secret_values();
+        if let Err(why) = self.gate(&keys, settings.health_timeout, &secrets).await {
+            let _ = self.engine.discard(stage.clone()).await;
+            return Err(format!("health gate: {why}"));
+        }
+        if !keys.is_empty() {
+            let what = format!("release {}: new units ready", req.release);
+            self.record("deploy", &what);
+            steps.push(what);
+        }
+        let applied = self
+            .engine
+            .promote(plan.clone(), stage.clone(), settings.drain)
+            .await
+            .map_err(gone)?;
+        self.edge.update(&plan);
+        self.outcome(req, "deployed", "");
+        let what = format!("release {}: routes switched to the new units", req.release);
+        self.record("deployed", &what);
+        steps.push(what);
+        if !in_place.is_empty() {
+            steps.push(format!(
+                "restarted in place (a fixed port cannot run twice): {}",
+                in_place.join(", ")
+            ));
+        }
+        // The old generation drains, then stops; answer once it is gone.
+        let olds: Vec<String> = stage
+            .iter()
+            .filter(|n| current.units.contains_key(*n))
+            .cloned()
+            .collect();
+        if !olds.is_empty() {
+            let grace = current
+                .units
+                .values()
+                .map(|u| u.stop_grace_ms)
+                .max()
+                .unwrap_or(0);
+            let limit = settings.drain + Duration::from_millis(grace) + Duration::from_secs(10);
+            let start = Instant::now();
+            loop {
+                let status = self.engine.status().await.map_err(gone)?;
+                let draining = status.units.iter().any(|u| {
+                    olds.iter()
+                        .any(|n| u.name.starts_with(&format!("{n}{OLD}")))
+                });
+                if !draining || start.elapsed() > limit {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            steps.push(format!(
+                "old generation drained for {} and stopped",
+                humantime::format_duration(settings.drain)
+            ));
+        }
+        Ok(DeployReport {
+            release: req.release.clone(),
+            staged: stage,
+            in_place,
+            applied,
+            steps,
+        })
+    }
+
+    /// Waits until every staged unit is ready: a task completed, a service healthy (or, without
+    /// a probe, running for a second). A failure, an exit or the timeout ends it with why.
+    async fn gate(
+        &self,
+        keys: &[String],
+        timeout: Duration,
+        secrets: &[String],
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let status = self
+                .engine
+                .status()
+                .await
+                .map_err(|_| "grove is shutting down".to_string())?;
+            let mut waiting = Vec::new();
+            for key in keys {
+                let Some(u) = status.units.iter().find(|u| &u.name == key) else {
+                    return Err(format!("{key} is gone"));
+                };
+                let name = key.trim_end_matches(NEXT);
+                let ready = match (u.kind.as_str(), u.health.is_some()) {
+                    ("task", _) => u.state == "completed",
+                    (_, true) => u.state == "healthy",
+                    (_, false) => u.state == "running" && u.uptime_ms.unwrap_or(0) >= 1000,
+                };
+                if ready {
+                    continue;
+                }
+                let crashed = u.kind == "service" && (u.restarts > 0 || u.state == "backoff");
+                if u.is_failed() || crashed {
+                    // A crash's cause is its exit; a probe error seen before it would hide it.
+                    let why = match (&u.reason, u.is_failed()) {
+                        (Some(r), true) => format!("{key} failed: {r}"),
+                        _ => format!("{key} {}", self.last_exit(key)),
+                    };
+                    return Err(format!("{why}{}", self.last_lines(name, secrets)));
+                }
+                waiting.push(u);
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                let names: Vec<String> = waiting
+                    .iter()
+                    .map(|u| match &u.reason {
+                        Some(r) => format!("{} ({}: {r})", u.name, u.state),
+                        None => format!("{} ({})", u.name, u.state),
+                    })
+                    .collect();
+                return Err(format!(
+                    "not ready within {}: {}",
+                    humantime::format_duration(timeout),
+                    names.join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How a unit last failed, from its events: `exited with code 3`, `unhealthy after 3
+    /// failed probes: ...`.
+    fn last_exit(&self, key: &str) -> String {
+        let events = match self.store.lock() {
+            Ok(store) => store
+                .last_events(20, &[key.to_string()])
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        events
+            .iter()
+            .rev()
+            .find(|e| matches!(e.kind.as_str(), "exited" | "unhealthy" | "spawn-failed"))
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| "exited".to_string())
+    }
+
+    /// `\n` and the last lines of a unit's log, indented and scrubbed, or nothing.
+    fn last_lines(&self, unit: &str, secrets: &[String]) -> String {
+        let lines = grove_supervisor::logs::tail(&self.logs_dir.join(format!("{unit}.log")), 10)
+            .unwrap_or_default();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let mut out = format!("\nlast lines of {unit}'s log:");
+        for l in lines {
+            out.push_str("\n  ");
+            out.push_str(&grove_plan::scrub(&l, secrets));
+        }
+        out
+    }
+}
