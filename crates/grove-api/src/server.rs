@@ -117,11 +117,11 @@ pub fn unit_metrics(s: &grove_engine::Status) -> Vec<UnitMetric> {
             name: u.name.clone(),
             service: u.service.clone(),
             instance: u.instance.clone(),
-            state: u.state.clone(),
-            healthy: u.health.as_deref().and_then(|h| match h {
-                "healthy" => Some(true),
-                "unhealthy" | "starting" => Some(false),
-                _ => None,
+            state: u.state.as_str().to_string(),
+            healthy: u.health.and_then(|h| match h {
+                grove_engine::Health::Healthy => Some(true),
+                grove_engine::Health::Unhealthy | grove_engine::Health::Starting => Some(false),
+                grove_engine::Health::Unknown => None,
             }),
             restarts: u.restarts,
             cpu_percent: u.cpu_percent.unwrap_or(0.0),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use grove_api::{DeployReport, DeployRequest};
-use grove_engine::{EngineHandle, NEXT, OLD};
+use grove_engine::{EngineHandle, UnitKind, UnitState, NEXT, OLD};
 use grove_plan::ReleaseInput;
 use grove_state::Store;
 
@@ -202,15 +202,16 @@ impl Switcher {
                     return Err(format!("{key} is gone"));
                 };
                 let name = key.trim_end_matches(NEXT);
-                let ready = match (u.kind.as_str(), u.health.is_some()) {
-                    ("task", _) => u.state == "completed",
-                    (_, true) => u.state == "healthy",
-                    (_, false) => u.state == "running" && u.uptime_ms.unwrap_or(0) >= 1000,
+                let ready = match (u.kind, u.health.is_some()) {
+                    (UnitKind::Task, _) => u.state == UnitState::Completed,
+                    (_, true) => u.state == UnitState::Healthy,
+                    (_, false) => u.state == UnitState::Running && u.uptime_ms.unwrap_or(0) >= 1000,
                 };
                 if ready {
                     continue;
                 }
-                let crashed = u.kind == "service" && (u.restarts > 0 || u.state == "backoff");
+                let crashed = u.kind == UnitKind::Service
+                    && (u.restarts > 0 || u.state == UnitState::Backoff);
                 if u.is_failed() || crashed {
                     // A crash's cause is its exit; a probe error seen before it would hide it.
                     let why = match (&u.reason, u.is_failed()) {

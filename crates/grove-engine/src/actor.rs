@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::status::{ApplyReport, LogLine, Status, UnitStatus};
+use crate::status::{ApplyReport, Health, LogLine, Status, UnitKind, UnitState, UnitStatus};
 use crate::{Request, TargetError};
 
 /// Messages from the engine's helpers (process waiters, probes) to the actor.
@@ -1116,20 +1116,17 @@ impl Actor {
         for ((key, rt), probe_text) in self.units.iter_mut().zip(probes) {
             let u = &rt.unit;
             let state_name = if rt.blocked.is_some() {
-                "blocked".to_string()
+                UnitState::Blocked
             } else if rt.start_pending && rt.proc.is_none() {
-                "waiting".to_string()
+                UnitState::Waiting
             } else {
-                state_label(rt.machine.state()).to_string()
+                state_label(rt.machine.state())
             };
-            let health = u.health.as_ref().map(|_| {
-                match rt.machine.state() {
-                    State::Healthy => "healthy",
-                    State::Unhealthy => "unhealthy",
-                    State::Starting | State::Running if rt.proc.is_some() => "starting",
-                    _ => "-",
-                }
-                .to_string()
+            let health = u.health.as_ref().map(|_| match rt.machine.state() {
+                State::Healthy => Health::Healthy,
+                State::Unhealthy => Health::Unhealthy,
+                State::Starting | State::Running if rt.proc.is_some() => Health::Starting,
+                _ => Health::Unknown,
             });
             let reason = rt.blocked.clone().or_else(|| match rt.machine.state() {
                 State::Failed { reason } => Some(reason.clone()),
@@ -1165,10 +1162,9 @@ impl Actor {
                 service: u.service.clone(),
                 instance: u.instance.clone(),
                 kind: match u.kind {
-                    ServiceKind::Service => "service",
-                    ServiceKind::Task => "task",
-                }
-                .to_string(),
+                    ServiceKind::Service => UnitKind::Service,
+                    ServiceKind::Task => UnitKind::Task,
+                },
                 state: state_name,
                 health,
                 reason: reason.map(|r| grove_plan::scrub(&r, &self.secrets)),
@@ -1244,17 +1240,17 @@ fn spawn_env(unit: &Unit) -> Vec<(&str, &str)> {
     env
 }
 
-fn state_label(s: &State) -> &'static str {
+fn state_label(s: &State) -> UnitState {
     match s {
-        State::Stopped => "stopped",
-        State::Starting => "starting",
-        State::Running => "running",
-        State::Healthy => "healthy",
-        State::Unhealthy => "unhealthy",
-        State::Backoff { .. } => "backoff",
-        State::Completed => "completed",
-        State::Failed { .. } => "failed",
-        State::Stopping => "stopping",
+        State::Stopped => UnitState::Stopped,
+        State::Starting => UnitState::Starting,
+        State::Running => UnitState::Running,
+        State::Healthy => UnitState::Healthy,
+        State::Unhealthy => UnitState::Unhealthy,
+        State::Backoff { .. } => UnitState::Backoff,
+        State::Completed => UnitState::Completed,
+        State::Failed { .. } => UnitState::Failed,
+        State::Stopping => UnitState::Stopping,
     }
 }
 

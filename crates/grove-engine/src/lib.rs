@@ -24,7 +24,7 @@ use grove_state::{EventRecord, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use actor::{reap_leftovers, NEXT, OLD};
-pub use status::{ApplyReport, LogLine, Status, UnitStatus};
+pub use status::{ApplyReport, Health, LogLine, Status, UnitKind, UnitState, UnitStatus};
 
 /// The engine is gone (it shut down).
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,102 @@ pub struct Status {
     pub units: Vec<UnitStatus>,
 }
 
+/// What a unit is doing, as `ps` shows it (lowercase on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitState {
+    /// Wanted, waiting for its dependencies.
+    Waiting,
+    /// A dependency failed: it will not start until that is fixed.
+    Blocked,
+    /// Spawned, waiting for its first good probe.
+    Starting,
+    /// Running, with no probe.
+    Running,
+    /// Its probe passes.
+    Healthy,
+    /// Its probe fails; a heal is under way.
+    Unhealthy,
+    /// Waiting before its next start.
+    Backoff,
+    /// Its stop signal was sent.
+    Stopping,
+    /// Not running.
+    Stopped,
+    /// A task that exited 0.
+    Completed,
+    /// Gave up, or a task that failed.
+    Failed,
+}
+
+impl UnitState {
+    /// The word `ps` and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Waiting => "waiting",
+            UnitState::Blocked => "blocked",
+            UnitState::Starting => "starting",
+            UnitState::Running => "running",
+            UnitState::Healthy => "healthy",
+            UnitState::Unhealthy => "unhealthy",
+            UnitState::Backoff => "backoff",
+            UnitState::Stopping => "stopping",
+            UnitState::Stopped => "stopped",
+            UnitState::Completed => "completed",
+            UnitState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A probed unit's health (lowercase on the wire; `-` when there is no result to show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Its probe passes.
+    Healthy,
+    /// Its probe fails.
+    Unhealthy,
+    /// Running, not yet probed good.
+    Starting,
+    /// Not running.
+    #[serde(rename = "-")]
+    Unknown,
+}
+
+impl Health {
+    /// The word `ps` and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+            Health::Starting => "starting",
+            Health::Unknown => "-",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A long-running service or a task that runs to completion (lowercase on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    /// Runs until stopped.
+    Service,
+    /// Runs to completion.
+    Task,
+}
+
 /// One unit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UnitStatus {
@@ -28,13 +124,12 @@ pub struct UnitStatus {
     pub service: String,
     /// Its instance.
     pub instance: Option<String>,
-    /// `service` or `task`.
-    pub kind: String,
-    /// `waiting`, `blocked`, `starting`, `running`, `healthy`, `unhealthy`, `backoff`,
-    /// `stopping`, `stopped`, `completed`, `failed`.
-    pub state: String,
-    /// `healthy`, `unhealthy`, `starting`, or `None` when the unit has no probe.
-    pub health: Option<String>,
+    /// Service or task.
+    pub kind: UnitKind,
+    /// What it is doing.
+    pub state: UnitState,
+    /// Its health, or `None` when the unit has no probe.
+    pub health: Option<Health>,
     /// Why it is failed, blocked or waiting, or its last probe failure.
     pub reason: Option<String>,
     /// The probe, described (`http GET 127.0.0.1:8000/health`).
@@ -66,14 +161,14 @@ impl UnitStatus {
     /// Whether `up -d` may stop waiting for this unit with success.
     pub fn is_settled_ok(&self) -> bool {
         matches!(
-            self.state.as_str(),
-            "running" | "healthy" | "completed" | "stopped"
+            self.state,
+            UnitState::Running | UnitState::Healthy | UnitState::Completed | UnitState::Stopped
         )
     }
 
     /// Whether it ended in failure (`failed` or `blocked`).
     pub fn is_failed(&self) -> bool {
-        matches!(self.state.as_str(), "failed" | "blocked")
+        matches!(self.state, UnitState::Failed | UnitState::Blocked)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use grove_config::ConfigErrors;
+use grove_engine::UnitState;
 use grove_plan::{Plan, ProbeCheck, Run, Target, Tls};
 
 /// Errors as JSON for `check --json`.
@@ -246,8 +247,8 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
     for u in &s.units {
         let mut row = vec![
             u.name.clone(),
-            paint_state(&u.state, color),
-            u.health.clone().unwrap_or_else(dash),
+            paint_state(u.state, color),
+            u.health.map_or_else(dash, |h| h.to_string()),
             u.pid.map(|p| p.to_string()).unwrap_or_else(dash),
             u.port.map(|p| p.to_string()).unwrap_or_else(dash),
             u.restarts.to_string(),
@@ -267,15 +268,15 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
     out
 }
 
-fn paint_state(state: &str, color: bool) -> String {
+fn paint_state(state: UnitState, color: bool) -> String {
     if !color {
         return state.to_string();
     }
     let code = match state {
-        "healthy" | "running" | "completed" => "32",
-        "failed" | "blocked" | "unhealthy" => "31",
-        "starting" | "waiting" | "backoff" | "stopping" => "33",
-        _ => "2",
+        UnitState::Healthy | UnitState::Running | UnitState::Completed => "32",
+        UnitState::Failed | UnitState::Blocked | UnitState::Unhealthy => "31",
+        UnitState::Starting | UnitState::Waiting | UnitState::Backoff | UnitState::Stopping => "33",
+        UnitState::Stopped => "2",
     };
     // Pad before colouring so the table stays aligned.
     format!("\x1b[{code}m{state}\x1b[0m")
