@@ -101,13 +101,14 @@ const HEALTH_KEYS: [&str; 7] = [
     "start_period",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 6] = [
+const ROUTE_KEYS: [&str; 7] = [
     "host",
     "prefix",
     "strip_prefix",
     "websocket",
     "max_body",
     "balance",
+    "hold",
 ];
 const DEPLOY_KEYS: [&str; 7] = [
     "repository",
@@ -1933,6 +1934,13 @@ impl<'a> Builder<'a> {
                 )
             })
             .unwrap_or_default();
+        let hold_ms = match map.get("hold") {
+            Some(e) => {
+                let d = self.duration(&e.node, &join(path, "hold"))?;
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            }
+            None => DEFAULT_HOLD_MS,
+        };
         Some(Route {
             host,
             prefix,
@@ -1940,6 +1948,7 @@ impl<'a> Builder<'a> {
             websocket,
             max_body,
             balance,
+            hold_ms,
         })
     }
 

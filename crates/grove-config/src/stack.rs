@@ -208,6 +208,10 @@ pub struct Edge {
 /// uploads in the seeds are larger).
 pub const DEFAULT_MAX_BODY: u64 = 10_000_000;
 
+/// How long the edge holds a request while its route has no ready unit, when the route sets
+/// no `hold` (a restart of a single replica takes about this long).
+pub const DEFAULT_HOLD_MS: u64 = 5_000;
+
 /// `[edge.limits]`: the edge's limits and timeouts, named as nginx names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EdgeLimits {
@@ -523,6 +527,8 @@ pub struct Route {
     pub max_body: u64,
     /// How requests spread over the service's units.
     pub balance: Balance,
+    /// How long a request waits for a ready unit before 503, in milliseconds.
+    pub hold_ms: u64,
 }
 
 /// An environment variable's value.

@@ -431,7 +431,7 @@ where
             &head,
             route,
             pool,
-            &backends,
+            backends,
             shared,
             conn,
             peer,
@@ -661,6 +661,9 @@ fn page(
     out.extend_from_slice(b"\r\ncontent-length: ");
     let _ = write!(out, "{}", body.len());
     out.extend_from_slice(b"\r\n");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        out.extend_from_slice(b"retry-after: 1\r\n");
+    }
     if hsts {
         out.extend_from_slice(HSTS_LINE);
     }
@@ -860,7 +863,7 @@ async fn proxy<I>(
     head: &Head,
     route: &Route,
     pool: &Pool,
-    backends: &[Arc<Backend>],
+    mut backends: Vec<Arc<Backend>>,
     shared: &Shared,
     conn: Conn,
     peer: &[u8],
@@ -873,8 +876,14 @@ where
     let made = new_request_id();
     let mut at = started(head, buf, shared, conn, route, id_of(buf, head, &made));
     at.hsts = table.hsts && conn.scheme == "https";
+    // While no unit is ready (the only one restarts), the request waits up to the route's
+    // `hold` for one.
+    let deadline = tokio::time::Instant::now() + route.hold;
     if backends.is_empty() {
-        let detail = format!("{} has no running unit", pool.service);
+        backends = shared.wait_ready(pool, deadline).await;
+    }
+    if backends.is_empty() {
+        let detail = starting(&pool.service);
         return answer_page(
             io,
             &mut scratch.out,
@@ -900,46 +909,70 @@ where
     let limits = &shared.limits;
     let method = &buf[head.method.clone()];
     let retryable = idempotent(method);
-    let attempts = if retryable { backends.len().min(3) } else { 1 };
     let mut last_err = String::new();
-    for backend in backends.iter().take(attempts) {
-        backend.active.fetch_add(1, Ordering::Relaxed);
-        let sent = tokio::time::timeout(
-            limits.upstream_response,
-            exchange(
-                shared,
-                backend,
-                &scratch.out,
-                &mut scratch.response_lines,
-                retryable,
-                at.head_request,
-            ),
-        )
-        .await;
-        backend.active.fetch_sub(1, Ordering::Relaxed);
-        let (up, res) = match sent {
-            Err(_) => {
-                let detail = format!(
-                    "{} did not answer within {} s",
-                    backend.name,
-                    limits.upstream_response.as_secs()
-                );
-                let page = StatusCode::GATEWAY_TIMEOUT;
-                return answer_page(io, &mut scratch.out, &at, page, &detail, false).await;
-            }
-            Ok(Err(Failed::Connect(why))) => {
-                backend.mark_down();
-                last_err = format!("cannot connect to {} ({why})", backend.name);
-                continue;
-            }
-            Ok(Err(Failed::Exchange(why))) => {
-                let detail = format!("{} failed: {why}", backend.name);
-                let page = StatusCode::BAD_GATEWAY;
-                return answer_page(io, &mut scratch.out, &at, page, &detail, false).await;
-            }
-            Ok(Ok(x)) => x,
-        };
-        return respond(io, up, res, backend, &at, scratch).await;
+    loop {
+        let attempts = if retryable { backends.len().min(3) } else { 1 };
+        let mut unit_refused = false;
+        for backend in backends.iter().take(attempts) {
+            backend.active.fetch_add(1, Ordering::Relaxed);
+            let sent = tokio::time::timeout(
+                limits.upstream_response,
+                exchange(
+                    shared,
+                    backend,
+                    &scratch.out,
+                    &mut scratch.response_lines,
+                    retryable,
+                    at.head_request,
+                ),
+            )
+            .await;
+            backend.active.fetch_sub(1, Ordering::Relaxed);
+            let (up, res) = match sent {
+                Err(_) => {
+                    let detail = format!(
+                        "{} did not answer within {} s",
+                        backend.name,
+                        limits.upstream_response.as_secs()
+                    );
+                    let page = StatusCode::GATEWAY_TIMEOUT;
+                    return answer_page(io, &mut scratch.out, &at, page, &detail, false).await;
+                }
+                Ok(Err(Failed::Connect(why))) => {
+                    backend.mark_down();
+                    last_err = format!("cannot connect to {} ({why})", backend.name);
+                    unit_refused |= shared.is_unit(&backend.name);
+                    continue;
+                }
+                // An idempotent request to a unit that died before answering goes again.
+                Ok(Err(Failed::Reset(why))) if retryable && shared.is_unit(&backend.name) => {
+                    backend.mark_down();
+                    last_err = format!("{} closed the connection ({why})", backend.name);
+                    unit_refused = true;
+                    continue;
+                }
+                Ok(Err(Failed::Exchange(why) | Failed::Reset(why))) => {
+                    let detail = format!("{} failed: {why}", backend.name);
+                    let page = StatusCode::BAD_GATEWAY;
+                    return answer_page(io, &mut scratch.out, &at, page, &detail, false).await;
+                }
+                Ok(Ok(x)) => x,
+            };
+            return respond(io, up, res, backend, &at, scratch).await;
+        }
+        // Every unit tried refused the connection (nothing was sent, so any method may go
+        // again): one of the stack's own units is starting or restarting; look again within
+        // the hold time. A remote upstream's refusal is answered at once.
+        if !unit_refused || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + HOLD_POLL)).await;
+        backends = shared.wait_ready(pool, deadline).await;
+        if backends.is_empty() {
+            let detail = starting(&pool.service);
+            let page = StatusCode::SERVICE_UNAVAILABLE;
+            return answer_page(io, &mut scratch.out, &at, page, &detail, false).await;
+        }
     }
     let detail = format!("no unit of {} could be reached: {last_err}", pool.service);
     answer_page(
@@ -953,10 +986,23 @@ where
     .await
 }
 
+/// Response bodies up to this size are read whole before the response is passed on.
+const SMALL_BODY: usize = 64 * 1024;
+
+/// How often a held request tries a unit that refused its connection again.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The 503 page's text when a route has no ready unit.
+pub(crate) fn starting(service: &str) -> String {
+    format!("{service} is starting: no unit is ready to take requests yet; try again shortly")
+}
+
 /// Why an exchange with an upstream gave no response.
 enum Failed {
     /// No connection (nothing was sent: safe to try another backend).
     Connect(String),
+    /// The connection ended before any byte of a response (a unit killed mid-request).
+    Reset(String),
     Exchange(String),
 }
 
@@ -986,14 +1032,33 @@ async fn exchange(
             if pooled {
                 continue;
             }
-            return Err(Failed::Exchange(e.to_string()));
+            return Err(Failed::Reset(e.to_string()));
         }
         match read_response_head(&mut up, lines, head_request).await {
-            Ok(res) => return Ok((up, res)),
-            Err(Unanswered::Closed(_)) if pooled && retryable => continue,
-            Err(Unanswered::Closed(why) | Unanswered::Bad(why)) => {
-                return Err(Failed::Exchange(why))
+            Ok(res) => {
+                // A small body is read whole before anything reaches the client, so an
+                // upstream that dies half-way is a failed exchange (tried again when it may
+                // be), not a response cut short.
+                if let Framing::Length(n) = res.framing {
+                    let want = usize::try_from(n).unwrap_or(usize::MAX);
+                    if want <= SMALL_BODY {
+                        let whole = res.len + want;
+                        while up.buf.len() < whole {
+                            let missing = whole - up.buf.len();
+                            reserve(&mut up.buf, missing);
+                            match up.stream.read_buf(&mut up.buf).await {
+                                Ok(n) if n > 0 => {}
+                                Ok(_) => return Err(Failed::Reset("closed mid-response".into())),
+                                Err(e) => return Err(Failed::Reset(e.to_string())),
+                            }
+                        }
+                    }
+                }
+                return Ok((up, res));
             }
+            Err(Unanswered::Closed(_)) if pooled && retryable => continue,
+            Err(Unanswered::Closed(why)) => return Err(Failed::Reset(why)),
+            Err(Unanswered::Bad(why)) => return Err(Failed::Exchange(why)),
         }
     }
 }

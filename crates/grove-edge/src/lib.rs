@@ -141,6 +141,9 @@ pub struct Shared {
     certs: Arc<tls::CertStore>,
     acme_tokens: acme::Tokens,
     health: RwLock<HashMap<String, bool>>,
+    /// Notified when a unit turns ready or the table changes: requests held for a ready unit
+    /// look again.
+    ready: tokio::sync::Notify,
     /// Upstreams for requests that hyper serves.
     client: proxy::UpstreamClient,
     /// Plain-HTTP upstream connections for the fast path.
@@ -169,6 +172,35 @@ impl Shared {
         match self.health.read() {
             Ok(h) => h.get(name).copied(),
             Err(p) => p.into_inner().get(name).copied(),
+        }
+    }
+
+    /// Whether `name` is one of the stack's units (the daemon reports its readiness), not a
+    /// remote upstream.
+    fn is_unit(&self, name: &str) -> bool {
+        self.health_of(name).is_some()
+    }
+
+    /// The pool's ready backends, waiting for one (until `deadline`) while there is none:
+    /// the edge holds a request while its route's only unit restarts. Empty when none became
+    /// ready in time.
+    async fn wait_ready(
+        &self,
+        pool: &table::Pool,
+        deadline: tokio::time::Instant,
+    ) -> Vec<Arc<table::Backend>> {
+        loop {
+            // Registered before looking, so a unit turning ready in between is not missed.
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let ready = pool.candidates(&|name: &str| self.health_of(name));
+            if !ready.is_empty() || pool.backends.is_empty() {
+                return ready;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Vec::new();
+            }
         }
     }
 
@@ -328,6 +360,7 @@ impl Edge {
             certs: certs.clone(),
             acme_tokens: acme::Tokens::default(),
             health: RwLock::new(HashMap::new()),
+            ready: tokio::sync::Notify::new(),
             client,
             upstreams: upstream::Pool::new(limits.pool_idle_per_host, limits.upstream_connect),
             limits,
@@ -406,6 +439,7 @@ impl Edge {
             Ok(mut g) => *g = t,
             Err(p) => *p.into_inner() = t,
         }
+        self.shared.ready.notify_waiters();
     }
 
     /// What each route has served so far, by route key (`host/prefix`, `*/prefix` for any
@@ -416,11 +450,16 @@ impl Edge {
 
     /// Tells the edge whether a unit can take requests. Units never mentioned count as up.
     pub fn set_health(&self, unit: &str, up: bool) {
-        let mut g = match self.shared.health.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.insert(unit.to_string(), up);
+        {
+            let mut g = match self.shared.health.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.insert(unit.to_string(), up);
+        }
+        if up {
+            self.shared.ready.notify_waiters();
+        }
     }
 }
 

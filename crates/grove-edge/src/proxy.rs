@@ -87,6 +87,9 @@ pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBod
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if let Ok(v) = HeaderValue::from_str(id) {
         h.insert(X_REQUEST_ID.clone(), v);
     }
@@ -345,6 +348,7 @@ async fn route(
                 strip: (r.strip_prefix && r.prefix != "/").then_some(r.prefix.as_str()),
                 max_body: r.max_body,
                 websocket: r.websocket,
+                hold: r.hold,
             };
             proxy(cx, req, target).await
         }
@@ -357,6 +361,7 @@ struct Target<'a> {
     strip: Option<&'a str>,
     max_body: u64,
     websocket: bool,
+    hold: std::time::Duration,
 }
 
 fn is_upgrade(h: &HeaderMap) -> bool {
@@ -579,160 +584,187 @@ async fn proxy(
         }
     }
     headers.insert(X_REQUEST_ID.clone(), cx.id.clone());
-    let candidates = target.pool.candidates(&|name: &str| shared.health_of(name));
+    // While no unit is ready (the only one restarts), the request waits up to the route's
+    // `hold` for one.
+    let deadline = tokio::time::Instant::now() + target.hold;
+    let mut candidates = target.pool.candidates(&|name: &str| shared.health_of(name));
     if candidates.is_empty() {
-        return (
-            error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("{} has no running unit", target.pool.service),
-                id,
-            ),
-            None,
+        candidates = shared.wait_ready(target.pool, deadline).await;
+    }
+    if candidates.is_empty() {
+        let page = error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &crate::fast::starting(&target.pool.service),
+            id,
         );
+        return (page, None);
     }
     let buffered = !matches!(body, Some(ReqBody::Streaming(_)));
     let retryable = idempotent(parts.method.as_str().as_bytes()) && buffered && !upgrade;
-    let attempts = if retryable {
-        candidates.len().min(3)
-    } else {
-        1
-    };
     let mut body = body;
     let mut last_err = String::new();
     let mut headers = Some(headers);
-    for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
-        // hyper-util's client wants the absolute URI.
-        let mut uri = hyper::http::uri::Parts::default();
-        uri.scheme = Some(if backend.https {
-            Scheme::HTTPS
+    loop {
+        let attempts = if retryable {
+            candidates.len().min(3)
         } else {
-            Scheme::HTTP
-        });
-        uri.authority = backend.uri_authority.clone();
-        uri.path_and_query = Some(pq.clone());
-        let uri = match Uri::from_parts(uri) {
-            Ok(u) => u,
-            Err(e) => {
-                return (
-                    error_page(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("{} is not a valid upstream address: {e}", backend.name),
-                        id,
-                    ),
-                    Some(backend.name.clone()),
-                )
-            }
+            1
         };
-        let this_body = match &body {
-            None => full(Bytes::new()),
-            Some(ReqBody::Whole(b)) => full(b.clone()),
-            Some(ReqBody::Streaming(_)) => match body.take() {
-                Some(ReqBody::Streaming(b)) => b,
-                _ => full(Bytes::new()),
-            },
-        };
-        let mut out = Request::new(this_body);
-        *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
-        *out.version_mut() = Version::HTTP_11;
-        // The last attempt takes the headers; earlier ones copy them.
-        *out.headers_mut() = if attempt + 1 == attempts {
-            headers.take().unwrap_or_default()
-        } else {
-            headers.clone().unwrap_or_default()
-        };
-        if !out.headers().contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&backend.authority) {
-                out.headers_mut().insert(header::HOST, v);
-            }
-        }
-        backend.active.fetch_add(1, Ordering::Relaxed);
-        let sent = tokio::time::timeout(shared.limits.upstream_response, send(shared, out)).await;
-        backend.active.fetch_sub(1, Ordering::Relaxed);
-        match sent {
-            Err(_) => {
-                return (
-                    error_page(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        &format!(
-                            "{} did not answer within {} s",
-                            backend.name,
-                            shared.limits.upstream_response.as_secs()
-                        ),
-                        id,
-                    ),
-                    Some(backend.name.clone()),
-                );
-            }
-            Ok(Err(SendError::Connect(why))) => {
-                backend.mark_down();
-                last_err = format!("cannot connect to {} ({why})", backend.name);
-                continue;
-            }
-            Ok(Err(SendError::Exchange(e))) => {
-                let e: &(dyn std::error::Error + 'static) = &*e;
-                if caused_by::<BodyTimeout>(e, BODY_TIMEOUT) {
-                    return (
-                        error_page(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "the request body did not arrive in time",
-                            id,
-                        ),
-                        Some(backend.name.clone()),
-                    );
-                }
-                if caused_by::<http_body_util::LengthLimitError>(e, "length limit exceeded") {
-                    return (
-                        error_page(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "the request body is too large for this route",
-                            id,
-                        ),
-                        Some(backend.name.clone()),
-                    );
-                }
-                return (
-                    error_page(
-                        StatusCode::BAD_GATEWAY,
-                        &format!("{} failed: {}", backend.name, root_cause(e)),
-                        id,
-                    ),
-                    Some(backend.name.clone()),
-                );
-            }
-            Ok(Ok(mut res)) => {
-                if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client_side) = client_upgrade {
-                        let upstream_side = hyper::upgrade::on(&mut res);
-                        tokio::spawn(tunnel(client_side, upstream_side, backend.clone()));
-                    }
-                    let (p, _) = res.into_parts();
-                    return (
-                        Response::from_parts(p, full(Bytes::new())),
-                        Some(backend.name.clone()),
-                    );
-                }
-                let (mut p, b) = res.into_parts();
-                let lines = p
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-                if let Err(why) = rules::check_response(lines) {
+        let mut unit_refused = false;
+        for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
+            // hyper-util's client wants the absolute URI.
+            let mut uri = hyper::http::uri::Parts::default();
+            uri.scheme = Some(if backend.https {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            });
+            uri.authority = backend.uri_authority.clone();
+            uri.path_and_query = Some(pq.clone());
+            let uri = match Uri::from_parts(uri) {
+                Ok(u) => u,
+                Err(e) => {
                     return (
                         error_page(
                             StatusCode::BAD_GATEWAY,
-                            &format!("{} sent a bad response: {why}", backend.name),
+                            &format!("{} is not a valid upstream address: {e}", backend.name),
+                            id,
+                        ),
+                        Some(backend.name.clone()),
+                    )
+                }
+            };
+            let this_body = match &body {
+                None => full(Bytes::new()),
+                Some(ReqBody::Whole(b)) => full(b.clone()),
+                Some(ReqBody::Streaming(_)) => match body.take() {
+                    Some(ReqBody::Streaming(b)) => b,
+                    _ => full(Bytes::new()),
+                },
+            };
+            let mut out = Request::new(this_body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = Version::HTTP_11;
+            // The last attempt takes the headers; earlier ones (and a unit's, which may be tried
+            // again while the request is held) copy them.
+            *out.headers_mut() = if attempt + 1 == attempts && !shared.is_unit(&backend.name) {
+                headers.take().unwrap_or_default()
+            } else {
+                headers.clone().unwrap_or_default()
+            };
+            if !out.headers().contains_key(header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(&backend.authority) {
+                    out.headers_mut().insert(header::HOST, v);
+                }
+            }
+            backend.active.fetch_add(1, Ordering::Relaxed);
+            let sent =
+                tokio::time::timeout(shared.limits.upstream_response, send(shared, out)).await;
+            backend.active.fetch_sub(1, Ordering::Relaxed);
+            match sent {
+                Err(_) => {
+                    return (
+                        error_page(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!(
+                                "{} did not answer within {} s",
+                                backend.name,
+                                shared.limits.upstream_response.as_secs()
+                            ),
                             id,
                         ),
                         Some(backend.name.clone()),
                     );
                 }
-                strip_hop_by_hop(&mut p.headers);
-                // Speak the client's protocol version, whatever the upstream spoke.
-                p.version = parts.version;
-                let body = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
-                return (Response::from_parts(p, body), Some(backend.name.clone()));
+                Ok(Err(SendError::Connect(why))) => {
+                    backend.mark_down();
+                    last_err = format!("cannot connect to {} ({why})", backend.name);
+                    unit_refused |= shared.is_unit(&backend.name);
+                    continue;
+                }
+                Ok(Err(SendError::Exchange(e))) => {
+                    let e: &(dyn std::error::Error + 'static) = &*e;
+                    if caused_by::<BodyTimeout>(e, BODY_TIMEOUT) {
+                        return (
+                            error_page(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "the request body did not arrive in time",
+                                id,
+                            ),
+                            Some(backend.name.clone()),
+                        );
+                    }
+                    if caused_by::<http_body_util::LengthLimitError>(e, "length limit exceeded") {
+                        return (
+                            error_page(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "the request body is too large for this route",
+                                id,
+                            ),
+                            Some(backend.name.clone()),
+                        );
+                    }
+                    return (
+                        error_page(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("{} failed: {}", backend.name, root_cause(e)),
+                            id,
+                        ),
+                        Some(backend.name.clone()),
+                    );
+                }
+                Ok(Ok(mut res)) => {
+                    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(client_side) = client_upgrade {
+                            let upstream_side = hyper::upgrade::on(&mut res);
+                            tokio::spawn(tunnel(client_side, upstream_side, backend.clone()));
+                        }
+                        let (p, _) = res.into_parts();
+                        return (
+                            Response::from_parts(p, full(Bytes::new())),
+                            Some(backend.name.clone()),
+                        );
+                    }
+                    let (mut p, b) = res.into_parts();
+                    let lines = p
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+                    if let Err(why) = rules::check_response(lines) {
+                        return (
+                            error_page(
+                                StatusCode::BAD_GATEWAY,
+                                &format!("{} sent a bad response: {why}", backend.name),
+                                id,
+                            ),
+                            Some(backend.name.clone()),
+                        );
+                    }
+                    strip_hop_by_hop(&mut p.headers);
+                    // Speak the client's protocol version, whatever the upstream spoke.
+                    p.version = parts.version;
+                    let body = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+                    return (Response::from_parts(p, body), Some(backend.name.clone()));
+                }
             }
+        }
+        // Every unit tried refused the connection (nothing was sent): one of the stack's own
+        // units is starting or restarting; look again within the hold time when the body can be
+        // sent again. A remote upstream's refusal is answered at once.
+        if !unit_refused || !buffered || upgrade || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+        tokio::time::sleep_until(deadline.min(poll)).await;
+        candidates = shared.wait_ready(target.pool, deadline).await;
+        if candidates.is_empty() {
+            let page = error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &crate::fast::starting(&target.pool.service),
+                id,
+            );
+            return (page, None);
         }
     }
     (

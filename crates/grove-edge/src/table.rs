@@ -87,8 +87,11 @@ impl Pool {
         if self.balance == Balance::LeastConn {
             order.sort_by_key(|b| b.active.load(Ordering::Relaxed));
         }
-        // A stable sort keeps the policy's order within each group.
-        order.sort_by_key(|b| health(&b.name) == Some(false) || !b.passively_up());
+        // A unit that is not ready (not yet healthy, unhealthy, stopping, gone) gets nothing;
+        // one the edge could not reach lately goes last. A stable sort keeps the policy's
+        // order within each group.
+        order.retain(|b| health(&b.name) != Some(false));
+        order.sort_by_key(|b| !b.passively_up());
         order
     }
 }
@@ -162,6 +165,8 @@ pub struct Route {
     pub max_body: u64,
     /// Whether `Upgrade` requests are passed.
     pub websocket: bool,
+    /// How long a request waits for a ready unit (then 503).
+    pub hold: std::time::Duration,
     /// Where it goes.
     pub action: Action,
     /// Its counters (shared with the same route of earlier tables).
@@ -248,6 +253,7 @@ impl Table {
                 strip_prefix: r.strip_prefix,
                 max_body: r.max_body,
                 websocket: r.websocket,
+                hold: std::time::Duration::from_millis(r.hold_ms),
                 action: Action::Proxy(pool(&r.service, &r.target, r.balance)),
                 stats: stats.get(&r.key()),
             })
@@ -264,6 +270,7 @@ impl Table {
                 strip_prefix: true,
                 max_body: 0,
                 websocket: false,
+                hold: std::time::Duration::ZERO,
                 action: Action::Static(dir),
                 stats: stats.get(&format!("*{}", m.prefix)),
             });
@@ -279,6 +286,7 @@ impl Table {
                     strip_prefix: false,
                     max_body: grove_plan::DEFAULT_MAX_BODY,
                     websocket: true,
+                    hold: std::time::Duration::from_millis(grove_plan::DEFAULT_HOLD_MS),
                     action: Action::Proxy(pool(&f.service, &f.target, Balance::RoundRobin)),
                     stats: stats.get(&format!(":{}", f.listen.addr.port())),
                 };
@@ -329,6 +337,7 @@ mod tests {
             strip_prefix: false,
             max_body: 0,
             websocket: true,
+            hold: std::time::Duration::ZERO,
             action: Action::Static(PathBuf::from(format!("{host:?}{prefix}"))),
             stats: Arc::default(),
         }
@@ -399,11 +408,13 @@ mod tests {
         };
         let health = |n: &str| Some(n != "b");
         let names = |v: Vec<Arc<Backend>>| v.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(pool.candidates(&health)), ["a", "c", "b"]);
-        assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
+        // A unit that is not ready gets no request at all (issue 25).
+        assert_eq!(names(pool.candidates(&health)), ["a", "c"]);
+        assert_eq!(names(pool.candidates(&health)), ["c", "a"]);
         pool.backends[0].mark_down();
-        assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
-        assert_eq!(names(pool.candidates(&health)), ["c", "a", "b"]);
+        assert_eq!(names(pool.candidates(&health)), ["c", "a"]);
+        assert_eq!(names(pool.candidates(&health)), ["c", "a"]);
+        assert!(pool.candidates(&|_| Some(false)).is_empty());
         let lc = Pool {
             balance: Balance::LeastConn,
             next: AtomicUsize::new(0),

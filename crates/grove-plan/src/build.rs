@@ -546,6 +546,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                 websocket: route.websocket,
                 max_body: route.max_body,
                 balance: route.balance,
+                hold_ms: route.hold_ms,
                 service: svc.name.clone(),
                 instance: inst.map(|i| i.name.clone()),
                 target: target(svc, inst, &units),

@@ -28,7 +28,7 @@ pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
     AcmeChallenge, Admin, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen,
     LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
-    DEFAULT_MAX_BODY,
+    DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
 pub use staging::{split_in_place, staging, Staging};
 
@@ -279,6 +279,8 @@ pub struct Route {
     pub max_body: u64,
     /// How requests spread over the units.
     pub balance: Balance,
+    /// How long a request waits for a ready unit before 503, in milliseconds.
+    pub hold_ms: u64,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.

@@ -1,0 +1,274 @@
+//! Issue 25's reproducers: routine changes under load through the real binary's edge, with
+//! a keep-alive client and a fresh-connection client counting every non-2xx answer and
+//! connection error. While a route has no ready unit the edge holds requests (up to the
+//! route's `hold`) instead of answering 502; a unit that is not ready gets no request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Reads one response from `c`: (status, body, keep-alive).
+fn read_response(c: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        let n = c.read(&mut b).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&b[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + len {
+            let status = head.split_whitespace().nth(1)?.parse().ok()?;
+            return Some((status, buf[end + 4..end + 4 + len].to_vec()));
+        }
+    }
+}
+
+/// Two clients (keep-alive, and a new connection per request) until `stop`, bounded in
+/// count; each returns (answered 2xx, failures).
+fn load(port: u16, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<(u32, Vec<String>)>> {
+    let mut workers = Vec::new();
+    for keep_alive in [true, false] {
+        let stop = stop.clone();
+        workers.push(std::thread::spawn(move || {
+            let mut ok = 0;
+            let mut failures = Vec::new();
+            let mut conn: Option<TcpStream> = None;
+            for i in 0..50_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if conn.is_none() {
+                    match TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(c) => {
+                            let _ = c.set_read_timeout(Some(Duration::from_secs(15)));
+                            conn = Some(c);
+                        }
+                        Err(e) => {
+                            failures.push(format!("request {i}: connect: {e}"));
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let close = if keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                };
+                let req = format!("GET /n{i} HTTP/1.1\r\nHost: x\r\n{close}\r\n");
+                let answer = c
+                    .write_all(req.as_bytes())
+                    .ok()
+                    .and_then(|_| read_response(c));
+                match answer {
+                    Some((200, _)) => ok += 1,
+                    other => {
+                        failures.push(format!(
+                            "request {i} (keep-alive {keep_alive}): {:?}",
+                            other.map(|(s, b)| (s, String::from_utf8_lossy(&b).into_owned()))
+                        ));
+                        conn = None;
+                        continue;
+                    }
+                }
+                if !keep_alive {
+                    conn = None;
+                }
+            }
+            (ok, failures)
+        }));
+    }
+    workers
+}
+
+fn finish(stop: &AtomicBool, workers: Vec<std::thread::JoinHandle<(u32, Vec<String>)>>) {
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failures) = w.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {failures:#?}",
+            failures.len()
+        );
+        total += ok;
+    }
+    assert!(total > 50, "only {total} requests in the run");
+}
+
+fn one_replica(s: &Stack, port: u16, health: &str) {
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "python3 {echo}"
+{health}
+route = {{}}
+"#,
+        echo = echo_app()
+    ));
+}
+
+#[test]
+fn kill_9_of_the_only_replica_and_restart_fail_no_request() {
+    let port = free_port();
+    let s = Stack::new("");
+    one_replica(&s, port, "health = { http = \"/\", interval = \"200ms\" }");
+    s.up();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(port, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    // Issue 25: kill -9 of the only replica (1,842 of 3,573 failed before).
+    let pid = s.pid("web").unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    s.wait_for("web healthy again", 20, |s| {
+        let u = s.unit("web");
+        u["health"] == "healthy" && u["pid"].as_i64() != Some(pid)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // `grove restart web` with one replica (1,688 of 3,742 got 502 before).
+    let pid = s.pid("web").unwrap();
+    let out = s.run(&["restart", "web"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("web healthy again", 20, |s| {
+        let u = s.unit("web");
+        u["health"] == "healthy" && u["pid"].as_i64() != Some(pid)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    finish(&stop, workers);
+}
+
+#[test]
+fn a_post_during_a_crash_is_held_until_the_unit_is_back() {
+    let port = free_port();
+    let s = Stack::new("");
+    one_replica(&s, port, "health = { http = \"/\", interval = \"200ms\" }");
+    s.up();
+    let pid = s.pid("web").unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    // Sent once grove has seen the crash, while the replacement starts: answered by the
+    // replacement, not 502.
+    s.wait_for("the crash to be seen", 10, |s| {
+        s.unit("web")["health"] != "healthy"
+    });
+    let start = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.write_all(
+        b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .unwrap();
+    let (status, body) = read_response(&mut c).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["body"], 5);
+    assert!(start.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn a_unit_that_never_turns_healthy_gets_no_request_and_the_hold_ends_in_503() {
+    let port = free_port();
+    let s = Stack::new("");
+    // Its probe never passes (it checks a port nothing listens on), as a unit whose health
+    // endpoint hangs.
+    let dead = free_port();
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "python3 {echo}"
+health = {{ tcp = "127.0.0.1:{dead}", interval = "200ms", start_period = "60s" }}
+route = {{ hold = "1s" }}
+"#,
+        echo = echo_app()
+    ));
+    // `up -d` waits for health and gives up after 2 s; the unit keeps starting.
+    let _ = s.run(&["up", "-d", "--wait-timeout", "2s"]);
+    let start = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
+    assert!(raw.to_ascii_lowercase().contains("retry-after: 1"), "{raw}");
+    assert!(raw.contains("is starting"), "{raw}");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // The unit itself never saw a request (its log has only the probe-free start).
+    assert!(!s.log("web").contains("GET /"), "{}", s.log("web"));
+}
+
+#[test]
+fn reloads_that_restart_or_scale_routed_units_fail_no_request() {
+    let port = free_port();
+    let s = Stack::new("");
+    let file = |replicas: u32, version: &str| {
+        format!(
+            r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "python3 {echo}"
+replicas = {replicas}
+env = {{ VERSION = "{version}" }}
+health = {{ http = "/", interval = "200ms" }}
+route = {{}}
+"#,
+            echo = echo_app()
+        )
+    };
+    s.write_stack(&file(2, "1"));
+    s.up();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(port, stop.clone());
+    // Issue 25: a reload changing the env of 2 replicas (4,322 of 6,044 failed before), then
+    // one from 2 replicas to 1 (1,085 failed), then back to 2.
+    for (replicas, version) in [(2, "2"), (1, "2"), (2, "3")] {
+        std::thread::sleep(Duration::from_millis(400));
+        s.write_stack(&file(replicas, version));
+        let out = s.run(&["reload"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        s.wait_for("every unit healthy", 30, |s| {
+            let ps = s.ps();
+            let units = ps["units"].as_array().unwrap();
+            units.len() == replicas as usize && units.iter().all(|u| u["health"] == "healthy")
+        });
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    finish(&stop, workers);
+}
