@@ -115,7 +115,11 @@ impl Daemon {
             return Err(DaemonError::AlreadyRunning(s.pid));
         }
         let _ = std::fs::remove_file(&socket);
-        let store = open_store(&state)?;
+        let (store, damaged) = state::open_checked_store(&state)?;
+        if let Some(note) = &damaged {
+            eprintln!("grove: {note}");
+            let _ = store.append(None, "store-reset", note);
+        }
         for line in grove_engine::reap_leftovers(&store) {
             eprintln!("grove: {line}");
         }

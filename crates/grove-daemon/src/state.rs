@@ -62,6 +62,40 @@ pub fn open_store(state: &Path) -> Result<Store, DaemonError> {
     Ok(store)
 }
 
+/// The state store for a starting grove, checked first (issue 27): a store SQLite finds
+/// damaged is moved aside to `state.db.corrupt-<time>` (with its WAL files) and a fresh one
+/// started, so grove never runs without its pid records. The second value says what
+/// happened, for the output and the fresh store's first event.
+pub fn open_checked_store(state: &Path) -> Result<(Store, Option<String>), DaemonError> {
+    let why = match open_store(state) {
+        Ok(store) => match store.check() {
+            Ok(()) => return Ok((store, None)),
+            Err(why) => why,
+        },
+        Err(DaemonError::State(e)) if e.is_corrupt() => e.to_string(),
+        Err(e) => return Err(e),
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let db = state.join("state.db");
+    let aside = state.join(format!("state.db.corrupt-{stamp}"));
+    std::fs::rename(&db, &aside).map_err(DaemonError::io("cannot move aside", &db))?;
+    for ext in ["-wal", "-shm"] {
+        let from = state.join(format!("state.db{ext}"));
+        if from.exists() {
+            let _ = std::fs::rename(&from, state.join(format!("state.db.corrupt-{stamp}{ext}")));
+        }
+    }
+    let store = open_store(state)?;
+    let note = format!(
+        "the state store was damaged ({why}); it was moved to {} and a fresh one started          (events, releases and sticky ports before now are in the old file)",
+        aside.display()
+    );
+    Ok((store, Some(note)))
+}
+
 /// The units' ports the running stack had (kept across restarts of grove).
 pub fn sticky_ports(store: &Store) -> IndexMap<String, u16> {
     store

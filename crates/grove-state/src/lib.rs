@@ -118,6 +118,23 @@ pub const MAX_SERIES: usize = 2000;
 /// Events kept; older ones are pruned as new ones arrive.
 pub const EVENTS_KEPT: i64 = 100_000;
 
+impl StateError {
+    /// Whether the file is damaged (not a database, or a corrupt page), as opposed to busy or
+    /// unreadable.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            StateError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ),
+            _ => false,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating when missing) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StateError> {
@@ -137,6 +154,29 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         conn.execute_batch(releases::SCHEMA).map_err(wrap)?;
         Ok(Store { conn, path: name })
+    }
+
+    /// SQLite's own check of the file (`PRAGMA quick_check`): `Err` says what is damaged.
+    pub fn check(&self) -> Result<(), String> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(|e| e.to_string())?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .collect();
+        match rows.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            [] => Err("the integrity check returned nothing".to_string()),
+            problems => Err(problems
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {

@@ -305,7 +305,11 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
     }
     // Reap here rather than in the daemon, so the user sees what was left behind.
     {
-        let store = open_store(&state)?;
+        let (store, damaged) = grove_daemon::state::open_checked_store(&state)?;
+        if let Some(note) = &damaged {
+            eprintln!("grove: {note}");
+            let _ = store.append(None, "store-reset", note);
+        }
         for line in grove_engine::reap_leftovers(&store) {
             eprintln!("grove: {line}");
         }

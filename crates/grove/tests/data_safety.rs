@@ -396,3 +396,54 @@ fn start_during_a_stop_grace_wins_and_unknown_units_are_refused() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_damaged_state_store_is_moved_aside_and_replaced() {
+    let s = Stack::new("");
+    s.write_stack("[edge]\nlisten = []\n\n[services.a]\ncommand = \"sleep 600\"\n");
+    up(&s);
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let db = s.path().join(".grove/state.db");
+    // Issue 27, defect 6: one damaged page, and then a truncated file.
+    for damage in ["page", "truncate"] {
+        let mut bytes = std::fs::read(&db).unwrap();
+        match damage {
+            "page" => {
+                let len = bytes.len();
+                for b in &mut bytes[len / 2..len / 2 + 512] {
+                    *b = 0xA5;
+                }
+                bytes[..16].copy_from_slice(b"SQLite format 3\0");
+            }
+            _ => bytes.truncate(1000),
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let out = s.run(&["up", "-d", "--wait-timeout", "20s"]);
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{damage}: {err}");
+        assert!(
+            err.contains("the state store was damaged"),
+            "{damage}: {err}"
+        );
+        let aside: Vec<_> = std::fs::read_dir(s.path().join(".grove"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.db.corrupt-")
+            })
+            .collect();
+        assert!(!aside.is_empty(), "{damage}: nothing moved aside");
+        // The fresh store works: pid records and events, the reset first among them.
+        let events = s.events();
+        assert_eq!(events[0]["kind"], "store-reset", "{damage}: {events:#?}");
+        assert!(s.pid("a").is_some());
+        let out = s.run(&["down"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for e in aside {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
