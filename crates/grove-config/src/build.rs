@@ -91,7 +91,7 @@ const SERVICE_KEYS: [&str; 22] = [
     "persistence",
     "image",
 ];
-const HEALTH_KEYS: [&str; 7] = [
+const HEALTH_KEYS: [&str; 8] = [
     "http",
     "tcp",
     "exec",
@@ -99,6 +99,7 @@ const HEALTH_KEYS: [&str; 7] = [
     "timeout",
     "retries",
     "start_period",
+    "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
 const ROUTE_KEYS: [&str; 7] = [
@@ -1778,13 +1779,50 @@ impl<'a> Builder<'a> {
                 );
             }
         }
+        let status = match map.get("status") {
+            Some(x) => self.probe_statuses(&x.node, &join(path, "status"), &check)?,
+            None => Vec::new(),
+        };
         Some(Health {
             check,
             interval,
             timeout,
             retries,
             start_period,
+            status,
         })
+    }
+
+    /// `status = [200, 204]` of an `http` probe: the statuses that pass.
+    fn probe_statuses(&mut self, node: &Node, path: &str, check: &Check) -> Option<Vec<u16>> {
+        if !matches!(check, Check::Http(_)) {
+            self.err(
+                &node.loc,
+                path,
+                "`status` applies to `http` probes only",
+                None,
+            );
+            return None;
+        }
+        let Kind::Array(items) = &node.kind else {
+            self.type_err(node, path, "an array of HTTP statuses, such as [200]");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let code = self.int(item, &format!("{path}[{i}]"), 100, 599)?;
+            out.push(u16::try_from(code).unwrap_or(200));
+        }
+        if out.is_empty() {
+            self.err(
+                &node.loc,
+                path,
+                "needs at least one status",
+                Some("status = [200]".to_string()),
+            );
+            return None;
+        }
+        Some(out)
     }
 
     fn cert_files(&mut self, node: &Node, path: &str) -> Option<CertFiles> {

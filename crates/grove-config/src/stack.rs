@@ -459,7 +459,7 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Check {
-    /// `GET path` answers 2xx or 3xx.
+    /// `GET path` answers 2xx or 3xx (or one of the probe's `status`).
     Http(Template),
     /// A TCP connect succeeds; `None` means the unit's own port.
     Tcp(Option<Template>),
@@ -483,6 +483,8 @@ pub struct Health {
     /// Failures during this time after start do not count.
     #[serde(with = "ms")]
     pub start_period: Duration,
+    /// The HTTP statuses that pass (`http` probes); empty: any 2xx or 3xx.
+    pub status: Vec<u16>,
 }
 
 /// When to restart.

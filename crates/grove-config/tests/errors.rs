@@ -492,3 +492,23 @@ fn admin_settings_are_checked() {
         &["grove.toml:4:1: admin.lisen: unknown key `lisen`"],
     );
 }
+
+#[test]
+fn probe_statuses_are_http_only_and_real_statuses() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nhealth = { tcp = true, status = [200] }\n",
+        &["grove.toml:5:33: services.a.health.status: `status` applies to `http` probes only"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nhealth = { http = \"/\", status = [200, 700] }\n",
+        &["grove.toml:5:39: services.a.health.status[1]: 700 is out of range"],
+    );
+}
+
+#[test]
+fn route_hold_is_a_duration() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nroute = { hold = \"soon\" }\n",
+        &["grove.toml:5:18: services.a.route.hold: `soon` is not a duration"],
+    );
+}

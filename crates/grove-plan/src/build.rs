@@ -344,6 +344,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                     Check::Http(path) => ProbeCheck::Http {
                         addr: addr.clone().unwrap_or_default(),
                         path: ctx.render(path)?,
+                        status: h.status.clone(),
                     },
                     Check::Tcp(None) => ProbeCheck::Tcp {
                         addr: addr.clone().unwrap_or_default(),

@@ -227,6 +227,9 @@ pub enum ProbeCheck {
         addr: String,
         /// Path.
         path: String,
+        /// The statuses that pass; empty: any 2xx or 3xx (as Kubernetes' probes).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        status: Vec<u16>,
     },
     /// TCP connect.
     Tcp {

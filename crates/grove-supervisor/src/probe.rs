@@ -1,4 +1,4 @@
-//! Health probes: `http` (GET, any 2xx or 3xx passes), `tcp` (a connection is accepted) and
+//! Health probes: `http` (GET, any 2xx or 3xx passes, or one of the probe's `status`), `tcp` (a connection is accepted) and
 //! `exec` (a command exits 0), each bounded by the probe's timeout. A failure comes back as
 //! one sentence naming the probe, which `grove up -d` shows when a unit never gets healthy.
 
@@ -24,7 +24,7 @@ pub struct ExecContext<'a> {
 /// Short description of a probe, for messages: `http GET 127.0.0.1:8000/health`.
 pub fn describe(check: &ProbeCheck) -> String {
     match check {
-        ProbeCheck::Http { addr, path } => format!("http GET {addr}{path}"),
+        ProbeCheck::Http { addr, path, .. } => format!("http GET {addr}{path}"),
         ProbeCheck::Tcp { addr } => format!("tcp {addr}"),
         ProbeCheck::Exec { argv } => format!("exec `{}`", argv.join(" ")),
         ProbeCheck::Recipe => "recipe readiness".to_string(),
@@ -49,13 +49,13 @@ async fn run_inner(check: &ProbeCheck, ctx: &ExecContext<'_>) -> Result<(), Stri
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
-        ProbeCheck::Http { addr, path } => http(addr, path).await,
+        ProbeCheck::Http { addr, path, status } => http(addr, path, status).await,
         ProbeCheck::Exec { argv } => exec(argv, ctx).await,
         ProbeCheck::Recipe => Err("recipe probes need the backing-service recipes".to_string()),
     }
 }
 
-async fn http(addr: &str, path: &str) -> Result<(), String> {
+async fn http(addr: &str, path: &str, pass: &[u16]) -> Result<(), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -72,7 +72,12 @@ async fn http(addr: &str, path: &str) -> Result<(), String> {
     driver.abort();
     let res = res?;
     let status = res.status();
-    if status.is_success() || status.is_redirection() {
+    let passes = if pass.is_empty() {
+        status.is_success() || status.is_redirection()
+    } else {
+        pass.contains(&status.as_u16())
+    };
+    if passes {
         Ok(())
     } else {
         Err(format!("status {}", status.as_u16()))
@@ -140,14 +145,30 @@ mod tests {
         let t = Duration::from_secs(2);
         let ok = server("200 OK").await;
         let check = ProbeCheck::Http {
-            addr: ok,
+            addr: ok.clone(),
             path: "/health".into(),
+            status: Vec::new(),
         };
         assert_eq!(run(&check, t, &ctx()).await, Ok(()));
+        let redirect = server("302 Found").await;
+        let lenient = ProbeCheck::Http {
+            addr: redirect.clone(),
+            path: "/".into(),
+            status: Vec::new(),
+        };
+        assert_eq!(run(&lenient, t, &ctx()).await, Ok(()));
+        // `status = [200]` is strict: a redirect to a login page does not pass.
+        let strict = ProbeCheck::Http {
+            addr: server("302 Found").await,
+            path: "/".into(),
+            status: vec![200],
+        };
+        assert_eq!(run(&strict, t, &ctx()).await, Err("status 302".into()));
         let bad = server("503 Service Unavailable").await;
         let check = ProbeCheck::Http {
             addr: bad,
             path: "/".into(),
+            status: Vec::new(),
         };
         assert_eq!(run(&check, t, &ctx()).await, Err("status 503".into()));
     }

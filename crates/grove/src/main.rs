@@ -82,6 +82,13 @@ enum Command {
         /// Unit (`web@turkey`, `web#2`) or service names.
         #[arg(required = true, value_name = "UNIT")]
         targets: Vec<String>,
+        /// Return once every unit is ready (healthy, running without a probe, or a completed
+        /// task); exit 1 naming the one that was not.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
     },
     /// Stop units or services; they stay stopped until started.
     Stop {
@@ -94,10 +101,24 @@ enum Command {
         /// Unit or service names.
         #[arg(required = true, value_name = "UNIT")]
         targets: Vec<String>,
+        /// Return once every restarted unit is ready again; exit 1 naming the one that was not.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
     },
     /// Re-read the stack file and apply only the difference (same as SIGHUP); a file that
     /// fails validation changes nothing.
-    Reload,
+    Reload {
+        /// Return once every added or restarted unit is ready; exit 1 naming the one that was
+        /// not.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
+    },
     /// Show units' output from their log files.
     Logs {
         /// Keep printing new lines, across rotations (`-f` is the stack file).
@@ -306,22 +327,36 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         }
         Command::Down => tokio_rt()?.block_on(runtime::down(&runtime_ctx(&cli, color))),
         Command::Ps { json } => tokio_rt()?.block_on(runtime::ps(&runtime_ctx(&cli, color), *json)),
-        Command::Start { targets } => tokio_rt()?.block_on(runtime::act(
+        Command::Start {
+            targets,
+            wait,
+            wait_timeout,
+        } => tokio_rt()?.block_on(runtime::act(
             &runtime_ctx(&cli, color),
             "start",
             targets.clone(),
+            wait.then_some(*wait_timeout),
         )),
         Command::Stop { targets } => tokio_rt()?.block_on(runtime::act(
             &runtime_ctx(&cli, color),
             "stop",
             targets.clone(),
+            None,
         )),
-        Command::Restart { targets } => tokio_rt()?.block_on(runtime::act(
+        Command::Restart {
+            targets,
+            wait,
+            wait_timeout,
+        } => tokio_rt()?.block_on(runtime::act(
             &runtime_ctx(&cli, color),
             "restart",
             targets.clone(),
+            wait.then_some(*wait_timeout),
         )),
-        Command::Reload => tokio_rt()?.block_on(runtime::reload(&runtime_ctx(&cli, color))),
+        Command::Reload { wait, wait_timeout } => tokio_rt()?.block_on(runtime::reload(
+            &runtime_ctx(&cli, color),
+            wait.then_some(*wait_timeout),
+        )),
         Command::Logs {
             follow,
             lines,

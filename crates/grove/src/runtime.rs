@@ -459,13 +459,16 @@ pub async fn ps(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `grove start|stop|restart`.
-pub async fn act(ctx: &Ctx, verb: &str, targets: Vec<String>) -> anyhow::Result<ExitCode> {
+pub async fn act(
+    ctx: &Ctx,
+    verb: &str,
+    targets: Vec<String>,
+    wait: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let client = ctx.client();
+    let before = pids(&client).await;
     let path = format!("/v1/{verb}");
-    match ctx
-        .client()
-        .post::<_, Acted>(&path, &Targets { targets })
-        .await
-    {
+    match client.post::<_, Acted>(&path, &Targets { targets }).await {
         Ok(a) => {
             let done = match verb {
                 "start" => "starting",
@@ -473,22 +476,117 @@ pub async fn act(ctx: &Ctx, verb: &str, targets: Vec<String>) -> anyhow::Result<
                 _ => "restarting",
             };
             println!("{done} {}", a.units.join(", "));
-            Ok(ExitCode::SUCCESS)
+            let Some(timeout) = wait else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            // A restarted unit is ready again only with a new process.
+            let fresh = |u: &str| {
+                if verb == "restart" {
+                    before.get(u).copied().flatten()
+                } else {
+                    None
+                }
+            };
+            let units: Vec<(String, Option<i32>)> =
+                a.units.iter().map(|u| (u.clone(), fresh(u))).collect();
+            wait_until_ready(&client, &units, timeout).await
         }
         Err(e) => Ok(not_running(&e)),
     }
 }
 
+/// Every unit's pid now (empty when grove does not answer).
+async fn pids(client: &Client) -> HashMap<String, Option<i32>> {
+    match client.get::<Status>("/v1/status").await {
+        Ok(s) => s.units.into_iter().map(|u| (u.name, u.pid)).collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// Waits until each unit is ready (healthy, or running without a probe, or a completed task),
+/// with another process than the one given when one is; prints the outcome. Exit 1 names a
+/// unit that failed, or one still not ready after `timeout`.
+async fn wait_until_ready(
+    client: &Client,
+    units: &[(String, Option<i32>)],
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    use grove_engine::{UnitKind, UnitState};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = match client.get::<Status>("/v1/status").await {
+            Ok(s) => s,
+            Err(e) => return Ok(not_running(&e)),
+        };
+        let mut waiting = Vec::new();
+        for (name, old_pid) in units {
+            let Some(u) = status.units.iter().find(|u| &u.name == name) else {
+                continue;
+            };
+            if u.is_failed() {
+                eprintln!(
+                    "grove: {name} {}: {}",
+                    u.state,
+                    u.reason.as_deref().unwrap_or("no reason recorded")
+                );
+                return Ok(ExitCode::from(1));
+            }
+            let ready = match (u.kind, u.health.is_some()) {
+                (UnitKind::Task, _) => u.state == UnitState::Completed,
+                (_, true) => u.state == UnitState::Healthy,
+                (_, false) => u.state == UnitState::Running,
+            };
+            let replaced = old_pid.is_none() || u.pid != *old_pid;
+            if !(ready && replaced) {
+                waiting.push(u);
+            }
+        }
+        if waiting.is_empty() {
+            let names: Vec<&str> = units.iter().map(|(n, _)| n.as_str()).collect();
+            if !names.is_empty() {
+                println!("ready: {}", names.join(", "));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() >= deadline {
+            for u in waiting {
+                let why = u
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "grove: {} is still {} after {}{why}",
+                    u.name,
+                    u.state,
+                    humantime::format_duration(timeout)
+                );
+            }
+            return Ok(ExitCode::from(1));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `grove reload`.
-pub async fn reload(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    match ctx
-        .client()
+pub async fn reload(ctx: &Ctx, wait: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let client = ctx.client();
+    let before = pids(&client).await;
+    match client
         .post::<_, ApplyReport>("/v1/reload", &serde_json::json!({}))
         .await
     {
         Ok(r) => {
             println!("reloaded: {}", r.summary());
-            Ok(ExitCode::SUCCESS)
+            let Some(timeout) = wait else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let mut units: Vec<(String, Option<i32>)> =
+                r.added.iter().map(|u| (u.clone(), None)).collect();
+            for (u, _) in &r.restarted {
+                units.push((u.clone(), before.get(u).copied().flatten()));
+            }
+            wait_until_ready(&client, &units, timeout).await
         }
         Err(ClientError::Api { message, .. }) => {
             eprintln!("{message}");

@@ -272,3 +272,57 @@ route = {{}}
     std::thread::sleep(Duration::from_millis(400));
     finish(&stop, workers);
 }
+
+#[test]
+fn wait_returns_once_units_are_ready_and_names_one_that_is_not() {
+    let port = free_port();
+    let s = Stack::new("");
+    let marker = s.path().join("broken");
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "sh -c 'test -e {broken} && exit 3; exec python3 {echo}'"
+health = {{ http = "/", interval = "200ms" }}
+restart = {{ max_restarts = 2, backoff = "100ms" }}
+route = {{}}
+"#,
+        broken = marker.display(),
+        echo = echo_app()
+    ));
+    s.up();
+    let pid = s.pid("web").unwrap();
+    // Issue 25, point 4: `restart --wait` returns when the new process is healthy.
+    let out = s.run(&["restart", "--wait", "web"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ready: web"),
+        "{}",
+        text(&out.stdout)
+    );
+    let u = s.unit("web");
+    assert_eq!(u["health"], "healthy");
+    assert_ne!(u["pid"].as_i64(), Some(pid));
+    // `reload --wait` with a change that restarts it.
+    let file = s.path().join("grove.toml");
+    let text0 = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text0.replace("route = {}", "env = { V = \"2\" }\nroute = {}"),
+    )
+    .unwrap();
+    let out = s.run(&["reload", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ready: web"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A restart that cannot come back: exit 1 naming the unit.
+    std::fs::write(&marker, "").unwrap();
+    let out = s.run(&["restart", "--wait", "--wait-timeout", "20s", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("web"), "{}", text(&out.stderr));
+}
