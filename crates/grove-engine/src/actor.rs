@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use grove_plan::{Condition, Plan, Run, ServiceKind, Unit};
 use grove_state::{EventRecord, ProcessRecord, Store};
+use grove_supervisor::cgroup;
 use grove_supervisor::logs::LogFile;
 use grove_supervisor::process::{self, Signal, SpawnSpec};
 use grove_supervisor::{probe, Action, Event, ExitStatus, Input, Settings, State, UnitMachine};
@@ -44,6 +45,8 @@ struct Proc {
     pid: i32,
     started: Instant,
     start_ticks: u64,
+    /// Its cgroup, when the machine has one for it (every process it starts stays inside).
+    group: Option<cgroup::Group>,
 }
 
 /// The key suffix of a unit of the next generation, started beside the serving one by a
@@ -94,6 +97,9 @@ pub(crate) struct Actor {
     /// Spawn counter shared by every unit, so a report names exactly one process even after
     /// its unit was renamed (a deploy's switch).
     last_gen: u64,
+    /// The stack's cgroups (`None` inside: this machine has none for us); made at the first
+    /// spawn.
+    cgroups: Option<Option<cgroup::Tree>>,
 }
 
 impl Actor {
@@ -115,6 +121,7 @@ impl Actor {
             secrets: Vec::new(),
             seed: u64::from(std::process::id()) << 32 | 0x9e37,
             last_gen: 0,
+            cgroups: None,
         }
     }
 
@@ -143,6 +150,13 @@ impl Actor {
             self.timers(Instant::now());
             self.schedule(Instant::now());
             if self.shutting_down() && self.all_down() {
+                // Nothing a unit started outlives `down`, not even what left its group.
+                if let Some(Some(tree)) = &self.cgroups {
+                    for g in tree.groups() {
+                        g.kill_and_remove();
+                    }
+                    tree.remove_if_empty();
+                }
                 for tx in self.shutdown.drain(..) {
                     let _ = tx.send(());
                 }
@@ -777,18 +791,29 @@ impl Actor {
             }
         }
         let cwd = root.join(&rt.unit.cwd);
+        let group = match self
+            .cgroups
+            .get_or_insert_with(|| open_cgroups(&stack, &self.store))
+        {
+            Some(tree) => tree.group(name, gen).ok(),
+            None => None,
+        };
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
         let result = match &rt.unit.run {
             Run::Command { argv } => process::spawn(&SpawnSpec {
                 argv,
                 cwd: &cwd,
                 env: spawn_env(&rt.unit),
                 capture: true,
+                cgroup: group.as_ref(),
             })
             .map_err(|e| {
                 let program = argv.first().map(String::as_str).unwrap_or("");
                 format!("cannot run `{program}` in {}: {e}", cwd.display())
             }),
-            Run::Recipe { .. } => spawn_recipe(&stack, &root, &rt.unit, &cwd),
+            Run::Recipe { .. } => spawn_recipe(&stack, &root, &rt.unit, &cwd, group.as_ref()),
         };
         match result {
             Ok(mut child) => {
@@ -798,6 +823,7 @@ impl Actor {
                     pid,
                     started: now,
                     start_ticks,
+                    group: group.clone(),
                 });
                 let unit: Arc<str> = Arc::from(label.as_str());
                 let mut pumps = Vec::new();
@@ -832,8 +858,18 @@ impl Actor {
                             signal: None,
                         },
                     };
-                    // Whatever the main process left in its group goes with it.
+                    // Whatever the main process left in its group, and in its cgroup (what left
+                    // the group: setsid, a double fork), goes with it.
                     let _ = process::signal_group(pid, Signal::SIGKILL);
+                    if let Some(g) = &group {
+                        g.kill();
+                        for _ in 0..100 {
+                            if g.remove() || !g.dir().exists() {
+                                break;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                    }
                     // Its last words reach the log before the line saying it exited (the pipes
                     // close as soon as the group is gone; a stray holder does not delay us long).
                     for p in pumps {
@@ -925,6 +961,9 @@ impl Actor {
         if let Err(e) = process::signal_group(p.pid, sig) {
             tracing::warn!("cannot signal {name}: {e}");
         }
+        if let Some(g) = &p.group {
+            g.signal_escaped(p.pid, sig);
+        }
         rt.kill_at = Some(now + Duration::from_millis(rt.unit.stop_grace_ms));
     }
 
@@ -950,10 +989,13 @@ impl Actor {
             if kill_due {
                 let pid = self.units.get_mut(&name).and_then(|rt| {
                     rt.kill_at = None;
-                    rt.proc.as_ref().map(|p| p.pid)
+                    rt.proc.as_ref().map(|p| (p.pid, p.group.clone()))
                 });
-                if let Some(pid) = pid {
+                if let Some((pid, group)) = pid {
                     let _ = process::signal_group(pid, Signal::SIGKILL);
+                    if let Some(g) = group {
+                        g.kill();
+                    }
                     self.emit(
                         Some(&name),
                         "killed",
@@ -1206,6 +1248,7 @@ fn spawn_recipe(
     root: &std::path::Path,
     unit: &Unit,
     cwd: &std::path::Path,
+    cgroup: Option<&cgroup::Group>,
 ) -> Result<tokio::process::Child, String> {
     let Some(server) = grove_recipes::Server::of(stack, root, unit) else {
         return Err(format!("the recipe unit {} has no port", unit.name));
@@ -1222,6 +1265,7 @@ fn spawn_recipe(
         cwd,
         env,
         capture: true,
+        cgroup,
     })
     .map_err(|e| format!("cannot start the {} recipe: {e}", server.recipe.name()))
 }
@@ -1372,6 +1416,31 @@ async fn probe_loop(
 /// using the pid records in the store; returns one line per unit that had leftovers.
 pub fn reap_leftovers(store: &Store) -> Vec<String> {
     let mut out = Vec::new();
+    // What a killed grove's units left in their cgroups (setsid children and double-forked
+    // daemons among them, which their process groups no longer reach).
+    if let Ok(Some(base)) = store.get::<String>("cgroup") {
+        let tree = cgroup::Tree::at(&base);
+        for g in tree.groups() {
+            let pids = g.pids();
+            let n = g.kill_and_remove();
+            if n > 0 {
+                let unit = g
+                    .dir()
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .and_then(|f| f.rsplit_once('.').map(|(u, _)| u.to_string()))
+                    .unwrap_or_default();
+                let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+                let msg = format!(
+                    "reaped {n} leftover process(es) of a previous run: pid {}",
+                    list.join(", ")
+                );
+                let _ = store.append(Some(&unit), "reaped", &msg);
+                out.push(format!("{unit}: {msg}"));
+            }
+        }
+        tree.remove_if_empty();
+    }
     let Ok(records) = store.processes() else {
         return out;
     };
@@ -1396,6 +1465,16 @@ pub fn reap_leftovers(store: &Store) -> Vec<String> {
         let _ = store.forget_process(&r.unit);
     }
     out
+}
+
+/// The stack's cgroup tree, recorded in the store so the next grove finds what a killed one
+/// left; `None` where this machine or user has none.
+fn open_cgroups(stack: &str, store: &Arc<Mutex<Store>>) -> Option<cgroup::Tree> {
+    let tree = cgroup::Tree::open(stack)?;
+    if let Ok(store) = store.lock() {
+        let _ = store.set("cgroup", &tree.base().display().to_string());
+    }
+    Some(tree)
 }
 
 fn nix_kill(pid: i32) -> std::io::Result<()> {

@@ -28,6 +28,8 @@ pub struct SpawnSpec<'a> {
     pub env: Vec<(&'a str, &'a str)>,
     /// Capture stdout and stderr (otherwise they go to /dev/null).
     pub capture: bool,
+    /// The cgroup the process joins before it runs (it and everything it starts stay in it).
+    pub cgroup: Option<&'a crate::cgroup::Group>,
 }
 
 /// Spawns `spec` as the leader of a new process group, with stdin from /dev/null.
@@ -52,18 +54,36 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Child> {
     } else {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
-    die_with_parent(&mut cmd);
-    cmd.spawn()
+    // Opened here (close-on-exec), written by the child before it runs anything.
+    let procs = match spec.cgroup.map(|g| g.procs_file()) {
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            tracing::debug!("cannot join a cgroup: {e}");
+            None
+        }
+        None => None,
+    };
+    use std::os::fd::AsRawFd;
+    die_with_parent(&mut cmd, procs.as_ref().map(|f| f.as_raw_fd()));
+    let child = cmd.spawn();
+    drop(procs);
+    child
 }
 
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+fn die_with_parent(cmd: &mut Command, cgroup_procs: Option<std::os::fd::RawFd>) {
     let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec. It only calls prctl(2) and
-    // getppid(2), which are async-signal-safe, and builds errors from raw codes without
-    // allocating, as required between fork and exec in a multi-threaded process.
+    // SAFETY: the closure runs in the forked child before exec. It only calls write(2),
+    // prctl(2) and getppid(2), which are async-signal-safe, on a descriptor the parent keeps
+    // open until the spawn returns, and builds errors from raw codes without allocating, as
+    // required between fork and exec in a multi-threaded process.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(fd) = cgroup_procs {
+                // "0" moves the writing process; a failure leaves it in grove's own cgroup,
+                // tracked by its process group as before.
+                let _ = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
             // grove died between fork and prctl: do not outlive it.
