@@ -911,7 +911,9 @@ where
     let retryable = idempotent(method);
     let mut last_err = String::new();
     loop {
-        let attempts = if retryable { backends.len().min(3) } else { 1 };
+        // A target that refused the connection got nothing, so the next one may have the
+        // request whatever its method; one that died before answering only an idempotent one.
+        let attempts = backends.len().min(3);
         let mut unit_refused = false;
         for backend in backends.iter().take(attempts) {
             backend.active.fetch_add(1, Ordering::Relaxed);
@@ -941,14 +943,14 @@ where
                 Ok(Err(Failed::Connect(why))) => {
                     backend.mark_down();
                     last_err = format!("cannot connect to {} ({why})", backend.name);
-                    unit_refused |= shared.is_unit(&backend.name);
+                    unit_refused |= backend.unit;
                     continue;
                 }
-                // An idempotent request to a unit that died before answering goes again.
-                Ok(Err(Failed::Reset(why))) if retryable && shared.is_unit(&backend.name) => {
+                // An idempotent request to a target that died before answering goes again.
+                Ok(Err(Failed::Reset(why))) if retryable => {
                     backend.mark_down();
                     last_err = format!("{} closed the connection ({why})", backend.name);
-                    unit_refused = true;
+                    unit_refused |= backend.unit;
                     continue;
                 }
                 Ok(Err(Failed::Exchange(why) | Failed::Reset(why))) => {

@@ -175,12 +175,6 @@ impl Shared {
         }
     }
 
-    /// Whether `name` is one of the stack's units (the daemon reports its readiness), not a
-    /// remote upstream.
-    fn is_unit(&self, name: &str) -> bool {
-        self.health_of(name).is_some()
-    }
-
     /// The pool's ready backends, waiting for one (until `deadline`) while there is none:
     /// the edge holds a request while its route's only unit restarts. Empty when none became
     /// ready in time.
@@ -448,7 +442,8 @@ impl Edge {
         self.shared.stats.snapshot()
     }
 
-    /// Tells the edge whether a unit can take requests. Units never mentioned count as up.
+    /// Tells the edge whether a unit can take requests. A unit never mentioned is not ready
+    /// (remote upstreams need no report).
     pub fn set_health(&self, unit: &str, up: bool) {
         {
             let mut g = match self.shared.health.write() {

@@ -605,7 +605,9 @@ async fn proxy(
     let mut last_err = String::new();
     let mut headers = Some(headers);
     loop {
-        let attempts = if retryable {
+        // A refused connection sent nothing: the next target may have a buffered request
+        // whatever its method (a streamed body cannot be sent twice).
+        let attempts = if buffered && !upgrade {
             candidates.len().min(3)
         } else {
             1
@@ -648,7 +650,7 @@ async fn proxy(
             *out.version_mut() = Version::HTTP_11;
             // The last attempt takes the headers; earlier ones (and a unit's, which may be tried
             // again while the request is held) copy them.
-            *out.headers_mut() = if attempt + 1 == attempts && !shared.is_unit(&backend.name) {
+            *out.headers_mut() = if attempt + 1 == attempts && !backend.unit {
                 headers.take().unwrap_or_default()
             } else {
                 headers.clone().unwrap_or_default()
@@ -680,11 +682,19 @@ async fn proxy(
                 Ok(Err(SendError::Connect(why))) => {
                     backend.mark_down();
                     last_err = format!("cannot connect to {} ({why})", backend.name);
-                    unit_refused |= shared.is_unit(&backend.name);
+                    unit_refused |= backend.unit;
                     continue;
                 }
                 Ok(Err(SendError::Exchange(e))) => {
                     let e: &(dyn std::error::Error + 'static) = &*e;
+                    // An idempotent request whose target closed before any response byte goes
+                    // to the next target.
+                    if retryable && closed_before_answering(e) {
+                        backend.mark_down();
+                        last_err = format!("{} closed the connection", backend.name);
+                        unit_refused |= backend.unit;
+                        continue;
+                    }
                     if caused_by::<BodyTimeout>(e, BODY_TIMEOUT) {
                         return (
                             error_page(
@@ -928,6 +938,19 @@ fn caused_by<T: std::error::Error + 'static>(
         cur = err.source();
     }
     root_cause(e).contains(text)
+}
+
+/// Whether the upstream closed the connection before a response began (hyper's "incomplete
+/// message"), so nothing of an answer was lost.
+fn closed_before_answering(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

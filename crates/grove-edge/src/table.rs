@@ -24,6 +24,9 @@ pub struct Backend {
     pub authority: String,
     /// `http` or `https`.
     pub https: bool,
+    /// One of the stack's own units (its readiness comes from the daemon), not a remote
+    /// upstream.
+    pub unit: bool,
     /// `authority`, parsed once for request URIs (`None` if it is not a valid authority).
     pub uri_authority: Option<hyper::http::uri::Authority>,
     /// Requests in flight (least-connections).
@@ -40,6 +43,7 @@ impl Backend {
             uri_authority: authority.parse().ok(),
             authority,
             https,
+            unit: false,
             active: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
             epoch,
@@ -90,7 +94,11 @@ impl Pool {
         // A unit that is not ready (not yet healthy, unhealthy, stopping, gone) gets nothing;
         // one the edge could not reach lately goes last. A stable sort keeps the policy's
         // order within each group.
-        order.retain(|b| health(&b.name) != Some(false));
+        // A unit the daemon has not reported on yet (just added by a reload) is not ready.
+        order.retain(|b| match health(&b.name) {
+            Some(up) => up,
+            None => !b.unit,
+        });
         order.sort_by_key(|b| !b.passively_up());
         order
     }
@@ -215,12 +223,14 @@ impl Table {
             } else {
                 u.bind
             };
-            Some(Arc::new(Backend::new(
+            let mut b = Backend::new(
                 name.to_string(),
                 SocketAddr::new(ip, port).to_string(),
                 false,
                 epoch,
-            )))
+            );
+            b.unit = true;
+            Some(Arc::new(b))
         };
         let pool = |service: &str, target: &Target, balance: Balance| -> Arc<Pool> {
             let backends = match target {
@@ -415,6 +425,16 @@ mod tests {
         assert_eq!(names(pool.candidates(&health)), ["c", "a"]);
         assert_eq!(names(pool.candidates(&health)), ["c", "a"]);
         assert!(pool.candidates(&|_| Some(false)).is_empty());
+        // A unit the daemon never reported on is not ready; a remote upstream is.
+        let mut unit = Backend::new("u".into(), "u".into(), false, epoch);
+        unit.unit = true;
+        let mixed = Pool {
+            service: "m".into(),
+            backends: vec![Arc::new(unit), b("10.0.0.5:80")],
+            next: AtomicUsize::new(0),
+            balance: Balance::RoundRobin,
+        };
+        assert_eq!(names(mixed.candidates(&|_| None)), ["10.0.0.5:80"]);
         let lc = Pool {
             balance: Balance::LeastConn,
             next: AtomicUsize::new(0),

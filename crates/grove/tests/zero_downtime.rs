@@ -247,7 +247,7 @@ command = "python3 {echo}"
 replicas = {replicas}
 env = {{ VERSION = "{version}" }}
 health = {{ http = "/", interval = "200ms" }}
-route = {{}}
+route = {{ hold = "30s" }}
 "#,
             echo = echo_app()
         )
@@ -325,4 +325,58 @@ route = {{}}
     let out = s.run(&["restart", "--wait", "--wait-timeout", "20s", "web"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("web"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_get_whose_upstream_closes_before_answering_goes_to_the_next_one() {
+    // An upstream that accepts, reads the request and closes without a byte of answer.
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_port = closer.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for c in closer.incoming().take(200) {
+                let Ok(mut c) = c else { continue };
+                let mut b = [0u8; 4096];
+                let _ = c.read(&mut b);
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let live = free_port();
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.app]
+command = "python3 {echo}"
+port = {live}
+health = {{ http = "/" }}
+
+[services.pair]
+upstreams = ["127.0.0.1:{closer_port}", "127.0.0.1:{live}"]
+route = {{}}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    // Issue 26, point 4: every GET is answered, whichever upstream the round robin picks.
+    for i in 0..6 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            format!("GET /g{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let (status, body) = read_response(&mut c).unwrap();
+        assert_eq!(status, 200, "GET {i}: {}", String::from_utf8_lossy(&body));
+    }
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the closing upstream was never tried"
+    );
 }
