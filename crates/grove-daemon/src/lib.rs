@@ -19,6 +19,7 @@ pub mod inputs;
 mod notify;
 mod observe;
 mod ports;
+mod remote;
 pub mod state;
 mod switch;
 
@@ -167,8 +168,12 @@ impl Daemon {
             Ok(plan)
         });
         let edge_for_api = edge.clone();
-        let applied: Arc<dyn Fn(&Plan) + Send + Sync> =
-            Arc::new(move |p: &Plan| edge_for_api.update(p));
+        let probes = Arc::new(remote::RemoteProbes::default());
+        let (probes_for_api, engine_for_api) = (probes.clone(), engine.clone());
+        let applied: Arc<dyn Fn(&Plan) + Send + Sync> = Arc::new(move |p: &Plan| {
+            edge_for_api.update(p);
+            probes_for_api.apply(p, &edge_for_api, &engine_for_api);
+        });
         let deploy = switch::Switcher {
             load: cfg.load.clone(),
             env: plan.environment.clone(),
@@ -246,6 +251,7 @@ impl Daemon {
             tokio::spawn(grove_api::serve_admin(l, api.clone()));
         }
         let server = tokio::spawn(grove_api::serve(listener, api.clone()));
+        (api.applied)(&plan);
         if engine.apply(plan).await.is_err() {
             return Err(DaemonError::EngineGone);
         }

@@ -652,7 +652,12 @@ where
         .header_read_timeout(shared.limits.header_read_timeout)
         .max_buf_size(max_buf)
         .max_headers(shared.limits.max_headers);
-    builder.http2().timer(TokioTimer::new());
+    // The same head limit as HTTP/1.1: a larger header list gets 431 on its stream, not the
+    // connection dropped.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(shared.limits.max_header_bytes).unwrap_or(u32::MAX));
     // Set once a response switched protocols: the guard stops reading the tunnel as HTTP.
     let upgraded = Arc::new(AtomicBool::new(false));
     let scanner = framing::Scanner::new(max_buf + 1024, upgraded.clone());

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use crate::{
     AdminSettings, Credentials, Database, Dependency, Edge, EnvVar, Forward, Plan, Probe,
-    ProbeCheck, RecipeSpec, Restart, Route, Run, Target, Unit,
+    ProbeCheck, RecipeSpec, RemoteHealth, Restart, Route, Run, Target, Unit,
 };
 
 /// The administrator account of every recipe server.
@@ -570,7 +570,9 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
         })
         .collect();
 
+    let remote_health = stack.services.values().filter_map(remote_health).collect();
     Ok(Plan {
+        remote_health,
         stack: stack.name.clone(),
         environment: stack.environment.clone(),
         release: inputs.release.as_ref().map(|r| r.id.clone()),
@@ -630,6 +632,44 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             amqp_exchange: stack.admin.amqp_exchange.clone(),
             notify: stack.admin.notify.clone(),
         },
+    })
+}
+
+/// The probes of a remote `upstreams` service with `health`: the same check against each
+/// target (an `http` path on its address, `tcp` to it, or a given address or command).
+fn remote_health(svc: &Service) -> Option<RemoteHealth> {
+    let Source::Upstreams(ups) = &svc.source else {
+        return None;
+    };
+    let h = svc.health.as_ref()?;
+    let targets = ups
+        .iter()
+        .filter_map(|u| {
+            let addr = host_port(&u.host, u.port);
+            let name = format!("{}:{}", u.host, u.port);
+            let check = match &h.check {
+                Check::Http(path) => ProbeCheck::Http {
+                    addr,
+                    path: path.as_literal()?,
+                    status: h.status.clone(),
+                },
+                Check::Tcp(None) => ProbeCheck::Tcp { addr },
+                Check::Tcp(Some(t)) => ProbeCheck::Tcp {
+                    addr: t.as_literal()?,
+                },
+                Check::Exec(argv) => ProbeCheck::Exec {
+                    argv: argv.iter().map(|t| t.as_literal()).collect::<Option<_>>()?,
+                },
+            };
+            Some((name, check))
+        })
+        .collect();
+    Some(RemoteHealth {
+        service: svc.name.clone(),
+        targets,
+        interval_ms: ms(h.interval),
+        timeout_ms: ms(h.timeout),
+        retries: h.retries,
     })
 }
 

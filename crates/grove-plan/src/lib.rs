@@ -58,6 +58,25 @@ pub struct Plan {
     pub edge: Edge,
     /// Admin listener, sampling, notifications.
     pub admin: AdminSettings,
+    /// Probes of remote `upstreams` targets (the daemon runs them; the edge routes only to
+    /// targets that pass).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_health: Vec<RemoteHealth>,
+}
+
+/// The probe of a remote `upstreams` service, run against each of its targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteHealth {
+    /// The service.
+    pub service: String,
+    /// Each target as the edge names it (`host:port`) and its check.
+    pub targets: Vec<(String, ProbeCheck)>,
+    /// Milliseconds between probes.
+    pub interval_ms: u64,
+    /// Milliseconds a probe may take.
+    pub timeout_ms: u64,
+    /// Failures in a row that take a target out (and passes that bring it back: one).
+    pub retries: u32,
 }
 
 /// `[admin]`, resolved.

@@ -380,3 +380,88 @@ route = {{}}
         "the closing upstream was never tried"
     );
 }
+
+#[test]
+fn health_on_remote_upstreams_takes_failing_targets_out_and_back() {
+    // A target that accepts and closes without answering: its http probe fails.
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_port = closer.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answer = Arc::new(AtomicBool::new(false));
+    {
+        let (seen, answer) = (seen.clone(), answer.clone());
+        std::thread::spawn(move || {
+            for c in closer.incoming().take(10_000) {
+                let Ok(mut c) = c else { continue };
+                let mut b = [0u8; 4096];
+                let _ = c.read(&mut b);
+                seen.fetch_add(1, Ordering::Relaxed);
+                if answer.load(Ordering::Relaxed) {
+                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        });
+    }
+    let live = free_port();
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.app]
+command = "python3 {echo}"
+port = {live}
+health = {{ http = "/" }}
+
+[services.pair]
+upstreams = ["127.0.0.1:{closer_port}", "127.0.0.1:{live}"]
+health = {{ http = "/", interval = "200ms", retries = 2 }}
+route = {{}}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    // Issue 26, point 3: the failing target leaves the route, with an event naming it.
+    s.wait_for("the closer out of the route", 20, |s| {
+        s.events().iter().any(|e| {
+            e["unit"] == "pair"
+                && e["kind"] == "unhealthy"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("127.0.0.1:{closer_port}")))
+        })
+    });
+    let before = seen.load(Ordering::Relaxed);
+    let start = Instant::now();
+    for i in 0..20 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            format!("GET /r{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let (status, _) = read_response(&mut c).unwrap();
+        assert_eq!(status, 200);
+    }
+    // Only its probes reached it meanwhile (one per 200 ms), no request.
+    let probes_only = (start.elapsed().as_millis() / 200 + 2) as usize;
+    let reached = seen.load(Ordering::Relaxed) - before;
+    assert!(
+        reached <= probes_only,
+        "{reached} connections in {:?}",
+        start.elapsed()
+    );
+    // It answers again: back in the route at its first pass.
+    answer.store(true, Ordering::Relaxed);
+    s.wait_for("the target back in the route", 20, |s| {
+        s.events().iter().any(|e| {
+            e["unit"] == "pair"
+                && e["kind"] == "healthy"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("back in the route"))
+        })
+    });
+}
