@@ -34,7 +34,7 @@ mod server;
 
 pub use client::{Client, ClientError};
 pub use server::{
-    exposition, reload, serve, serve_admin, unit_metrics, ApiContext, Deployer, Observe,
+    exposition, reload, serve, serve_admin, unit_metrics, ApiContext, Applier, Deployer, Observe,
     ReloadError, Reloader,
 };
 

@@ -53,20 +53,29 @@ pub enum ReloadError {
     Gone,
 }
 
+/// Applies a reloaded Plan (the second) to the running stack (the first is its Plan now):
+/// the daemon replaces routed units start-first and swaps the edge's table.
+pub type Applier = Arc<
+    dyn Fn(
+            Plan,
+            Plan,
+        ) -> Pin<
+            Box<
+                dyn std::future::Future<Output = Result<grove_engine::ApplyReport, ReloadError>>
+                    + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
 /// The one reload path (`POST /v1/reload` and the daemon's SIGHUP): re-reads the stack file
-/// into a Plan, applies the difference, swaps the edge's table. A file that fails validation
-/// changes nothing. Holds `changes`, so it never interleaves with a deploy.
+/// into a Plan and has the daemon apply the difference. A file that fails validation changes
+/// nothing. Holds `changes`, so it never interleaves with a deploy.
 pub async fn reload(ctx: &ApiContext) -> Result<grove_engine::ApplyReport, ReloadError> {
     let _changing = ctx.changes.lock().await;
     let current = ctx.engine.plan().await.map_err(|_| ReloadError::Gone)?;
     let plan = (ctx.reload)(&current).map_err(ReloadError::Refused)?;
-    let report = ctx
-        .engine
-        .apply(plan.clone())
-        .await
-        .map_err(|_| ReloadError::Gone)?;
-    (ctx.applied)(&plan);
-    Ok(report)
+    (ctx.apply)(current, plan).await
 }
 
 /// What the server needs.
@@ -81,9 +90,8 @@ pub struct ApiContext {
     pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Notified once a `down` request has stopped everything: the daemon should exit.
     pub down: Arc<Notify>,
-    /// Called with each Plan after the engine has applied it (the daemon swaps the edge's
-    /// route table here).
-    pub applied: Arc<dyn Fn(&Plan) + Send + Sync>,
+    /// Applies a reloaded Plan.
+    pub apply: Applier,
     /// What the API observes: metrics, samples, logs.
     pub observe: Observe,
 }

@@ -103,6 +103,8 @@ pub struct Daemon {
     api: Arc<ApiContext>,
     listener: tokio::net::UnixListener,
     admin: Option<tokio::net::TcpListener>,
+    /// Called with each Plan once it runs.
+    applied: Arc<dyn Fn(&Plan) + Send + Sync>,
 }
 
 impl Daemon {
@@ -174,22 +176,27 @@ impl Daemon {
             edge_for_api.update(p);
             probes_for_api.apply(p, &edge_for_api, &engine_for_api);
         });
-        let deploy = switch::Switcher {
+        let switcher = switch::Switcher {
             load: cfg.load.clone(),
             env: plan.environment.clone(),
             engine: engine.clone(),
-            edge: edge.clone(),
+            applied: applied.clone(),
             store: api_store,
             logs_dir: state.join("logs"),
-        }
-        .into_deployer();
+        };
+        let replacer = switcher.clone();
+        let apply: grove_api::Applier = Arc::new(move |current: Plan, next: Plan| {
+            let me = replacer.clone();
+            Box::pin(async move { me.replace(current, next).await })
+        });
+        let deploy = switcher.into_deployer();
         let api = Arc::new(ApiContext {
             engine: engine.clone(),
             reload,
             deploy,
             changes: Arc::new(tokio::sync::Mutex::new(())),
             down: Arc::new(Notify::new()),
-            applied,
+            apply,
             observe,
         });
         Ok(Daemon {
@@ -201,6 +208,7 @@ impl Daemon {
             api,
             listener,
             admin,
+            applied,
         })
     }
 
@@ -227,6 +235,7 @@ impl Daemon {
             api,
             listener,
             admin,
+            applied,
         } = self;
         tokio::spawn(observe::sample_metrics(
             engine.clone(),
@@ -251,7 +260,7 @@ impl Daemon {
             tokio::spawn(grove_api::serve_admin(l, api.clone()));
         }
         let server = tokio::spawn(grove_api::serve(listener, api.clone()));
-        (api.applied)(&plan);
+        applied(&plan);
         if engine.apply(plan).await.is_err() {
             return Err(DaemonError::EngineGone);
         }

@@ -7,12 +7,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grove_api::{DeployReport, DeployRequest};
+use grove_api::{DeployReport, DeployRequest, ReloadError};
 use grove_engine::{EngineHandle, UnitKind, UnitState, NEXT, OLD};
-use grove_plan::ReleaseInput;
+use grove_plan::{Plan, ReleaseInput};
 use grove_state::Store;
 
 use crate::{inputs, Loader};
+
+/// How long a reload's replaced units keep serving what they have before their stop signal.
+pub(crate) const RELOAD_DRAIN: Duration = Duration::from_secs(1);
 
 /// What the daemon's deployer needs.
 #[derive(Clone)]
@@ -21,7 +24,8 @@ pub(crate) struct Switcher {
     pub load: Loader,
     pub env: Option<String>,
     pub engine: EngineHandle,
-    pub edge: grove_edge::Edge,
+    /// Called with each Plan once it runs (the edge swaps its table, remote probes follow).
+    pub applied: Arc<dyn Fn(&Plan) + Send + Sync>,
     pub store: Arc<Mutex<Store>>,
     pub logs_dir: PathBuf,
 }
@@ -130,7 +134,7 @@ impl Switcher {
             .promote(plan.clone(), stage.clone(), settings.drain)
             .await
             .map_err(gone)?;
-        self.edge.update(&plan);
+        (self.applied)(&plan);
         self.outcome(req, "deployed", "");
         let what = format!("release {}: routes switched to the new units", req.release);
         self.record("deployed", &what);
@@ -179,6 +183,80 @@ impl Switcher {
             applied,
             steps,
         })
+    }
+
+    /// Applies a reloaded Plan: the routed services that restart or are added start beside
+    /// the running units on fresh ports, traffic moves once they are ready, and the old ones
+    /// drain for [`RELOAD_DRAIN`] and stop (start-first, as a deploy); the rest of the
+    /// difference is applied as before. New units that never get ready are discarded and the
+    /// reload is refused, with the running units serving on.
+    pub(crate) async fn replace(
+        &self,
+        current: Plan,
+        next: Plan,
+    ) -> Result<grove_engine::ApplyReport, ReloadError> {
+        let gone = |_| ReloadError::Gone;
+        let refused = |why: String| ReloadError::Refused(format!("grove: reload: {why}"));
+        let staging = grove_plan::reload_staging(&current, &next);
+        // What changed, for the report (the staged Plan differs in its ports too).
+        let diff = Plan::diff(&current, &next);
+        let (plan, stage) = if staging.stage.is_empty() {
+            (next, Vec::new())
+        } else {
+            // The staged units get fresh ports: the Plan again, the serving ports avoided.
+            let stack = (self.load)(self.env.clone()).map_err(ReloadError::Refused)?;
+            let mut inputs =
+                inputs::plan_inputs(&stack, &current.ports(), true).map_err(refused)?;
+            inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
+            inputs.avoid.extend(staging.avoid.iter().copied());
+            for n in &staging.unpin {
+                inputs.ports.shift_remove(n);
+            }
+            let plan =
+                grove_plan::build_with(&stack, &inputs).map_err(|e| refused(e.to_string()))?;
+            let mut stage = staging.stage;
+            grove_plan::split_in_place(&current, &plan, &mut stage);
+            (plan, stage)
+        };
+        if stage.is_empty() {
+            let report = self.engine.apply(plan.clone()).await.map_err(gone)?;
+            (self.applied)(&plan);
+            return Ok(report);
+        }
+        let keys = self
+            .engine
+            .stage(&plan, stage.clone())
+            .await
+            .map_err(gone)?
+            .map_err(|e| refused(e.to_string()))?;
+        let timeout = (self.load)(self.env.clone())
+            .ok()
+            .and_then(|s| s.deploy.map(|d| d.health_timeout))
+            .unwrap_or(Duration::from_secs(60));
+        if let Err(why) = self.gate(&keys, timeout, &plan.secret_values()).await {
+            let _ = self.engine.discard(stage).await;
+            return Err(refused(format!(
+                "{why}; nothing changed, the running units keep serving"
+            )));
+        }
+        let mut report = self
+            .engine
+            .promote(plan.clone(), stage.clone(), RELOAD_DRAIN)
+            .await
+            .map_err(gone)?;
+        (self.applied)(&plan);
+        // The report names what the reload replaced, as a stop-first reload's would.
+        for n in &stage {
+            match diff.restart.iter().find(|r| &r.unit == n) {
+                Some(r) => report
+                    .restarted
+                    .push((n.clone(), r.reasons.iter().map(|s| s.to_string()).collect())),
+                None if !current.units.contains_key(n) => report.added.push(n.clone()),
+                None => {}
+            }
+            report.kept = report.kept.saturating_sub(1);
+        }
+        Ok(report)
     }
 
     /// Waits until every staged unit is ready: a task completed, a service healthy (or, without

@@ -880,7 +880,9 @@ where
     // `hold` for one.
     let deadline = tokio::time::Instant::now() + route.hold;
     if backends.is_empty() {
-        backends = shared.wait_ready(pool, deadline).await;
+        backends = shared
+            .wait_ready(conn.local, &at.host, at.path, deadline)
+            .await;
     }
     if backends.is_empty() {
         let detail = starting(&pool.service);
@@ -969,7 +971,9 @@ where
             break;
         }
         tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + HOLD_POLL)).await;
-        backends = shared.wait_ready(pool, deadline).await;
+        backends = shared
+            .wait_ready(conn.local, &at.host, at.path, deadline)
+            .await;
         if backends.is_empty() {
             let detail = starting(&pool.service);
             let page = StatusCode::SERVICE_UNAVAILABLE;

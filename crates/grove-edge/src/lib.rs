@@ -175,12 +175,16 @@ impl Shared {
         }
     }
 
-    /// The pool's ready backends, waiting for one (until `deadline`) while there is none:
-    /// the edge holds a request while its route's only unit restarts. Empty when none became
-    /// ready in time.
+    /// The ready backends of the route that `local`, `host` and `path` reach in the current
+    /// table, waiting for one (until `deadline`) while there is none: the edge holds a request
+    /// while its route's only unit restarts, and a reload or deploy that swaps the table in
+    /// the meantime is seen (the request goes to the new units). Empty when none became ready
+    /// in time.
     async fn wait_ready(
         &self,
-        pool: &table::Pool,
+        local: SocketAddr,
+        host: &str,
+        path: &str,
         deadline: tokio::time::Instant,
     ) -> Vec<Arc<table::Backend>> {
         loop {
@@ -188,13 +192,25 @@ impl Shared {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let table = self.table();
+            let route = match table.forwards.get(&local) {
+                Some(r) => Some(r),
+                None => table.find(host, path),
+            };
+            let Some(table::Action::Proxy(pool)) = route.map(|r| &r.action) else {
+                return Vec::new();
+            };
             let ready = pool.candidates(&|name: &str| self.health_of(name));
             if !ready.is_empty() || pool.backends.is_empty() {
                 return ready;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Vec::new();
             }
+            // Woken by a unit turning ready or a new table; a look every 100 ms besides.
+            let wake = deadline.min(now + Duration::from_millis(100));
+            let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
 

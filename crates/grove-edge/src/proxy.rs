@@ -349,6 +349,8 @@ async fn route(
                 max_body: r.max_body,
                 websocket: r.websocket,
                 hold: r.hold,
+                host,
+                path,
             };
             proxy(cx, req, target).await
         }
@@ -362,6 +364,9 @@ struct Target<'a> {
     max_body: u64,
     websocket: bool,
     hold: std::time::Duration,
+    /// Where the request goes (to find its route again in a newer table while it is held).
+    host: &'a str,
+    path: &'a str,
 }
 
 fn is_upgrade(h: &HeaderMap) -> bool {
@@ -589,7 +594,9 @@ async fn proxy(
     let deadline = tokio::time::Instant::now() + target.hold;
     let mut candidates = target.pool.candidates(&|name: &str| shared.health_of(name));
     if candidates.is_empty() {
-        candidates = shared.wait_ready(target.pool, deadline).await;
+        candidates = shared
+            .wait_ready(conn.local, target.host, target.path, deadline)
+            .await;
     }
     if candidates.is_empty() {
         let page = error_page(
@@ -767,7 +774,9 @@ async fn proxy(
         }
         let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
         tokio::time::sleep_until(deadline.min(poll)).await;
-        candidates = shared.wait_ready(target.pool, deadline).await;
+        candidates = shared
+            .wait_ready(conn.local, target.host, target.path, deadline)
+            .await;
         if candidates.is_empty() {
             let page = error_page(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -72,3 +72,57 @@ pub fn split_in_place(current: &Plan, plan: &Plan, stage: &mut Vec<String>) -> V
     stage.sort_by_key(|n| plan.units.get_index_of(n).unwrap_or(usize::MAX));
     in_place
 }
+
+/// The staging of a reload from `current` to `next` (the stack file's Plan with the running
+/// ports): the routed command services that restart or are added start beside the running
+/// ones, so traffic moves only once they are ready (start-first, as deploy does). Tasks and
+/// services without a route are left to the reload's stop-first apply: two copies of a
+/// singleton (a Celery beat, a cron runner) must never run at once.
+pub fn reload_staging(current: &Plan, next: &Plan) -> Staging {
+    let diff = Plan::diff(current, next);
+    let routed = |service: &str| {
+        next.routes
+            .iter()
+            .map(|r| (&r.service, &r.target))
+            .chain(next.edge.forward.iter().map(|f| (&f.service, &f.target)))
+            .any(|(s, t)| s == service && matches!(t, crate::Target::Units(_)))
+    };
+    // An added unit replaces something only when its service loses units in the same step
+    // (a change of replica count renames them: `web` becomes `web#1`, `web#2`); one that is
+    // simply new (another instance) starts as any added unit does, after the rest of the
+    // change (its databases) is applied.
+    let replacing = |n: &String| {
+        next.units.get(n).is_some_and(|u| {
+            diff.remove
+                .iter()
+                .any(|r| current.units.get(r).is_some_and(|o| o.service == u.service))
+        })
+    };
+    let stage: Vec<String> = diff
+        .restart
+        .iter()
+        .map(|r| r.unit.clone())
+        .chain(diff.add.iter().filter(|n| replacing(n)).cloned())
+        .filter(|n| {
+            next.units.get(n).is_some_and(|u| {
+                matches!(u.run, Run::Command { .. })
+                    && u.kind == crate::ServiceKind::Service
+                    && u.port.is_some()
+                    && routed(&u.service)
+            })
+        })
+        .collect();
+    let mut avoid = BTreeSet::new();
+    let mut unpin = Vec::new();
+    for n in &stage {
+        if let Some(p) = current.units.get(n).and_then(|u| u.port) {
+            avoid.insert(p);
+            unpin.push(n.clone());
+        }
+    }
+    Staging {
+        stage,
+        avoid,
+        unpin,
+    }
+}

@@ -701,3 +701,58 @@ before_switch = ["migrate"]
         assert!(!web_ports.contains(&plan.units[n].port.unwrap()));
     }
 }
+
+#[test]
+fn a_reload_stages_only_routed_services_that_are_replaced() {
+    let plan = |replicas: u32, env: &str, extra_instance: bool| {
+        let text = format!(
+            r#"
+[stack]
+name = "r"
+
+[services.web]
+command = "serve --port ${{PORT}}"
+replicas = {replicas}
+env = {{ V = "{env}" }}
+route = {{}}
+
+[services.beat]
+command = "beat"
+env = {{ V = "{env}" }}
+
+[services.migrate]
+command = "migrate"
+kind = "task"
+env = {{ V = "{env}" }}
+
+[services.api]
+command = "api --port ${{PORT}}"
+for_each_instance = true
+route = {{}}
+
+[instances.a]
+prefix = "/a"
+{more}
+"#,
+            more = if extra_instance {
+                "[instances.b]\nprefix = \"/b\"\n"
+            } else {
+                ""
+            }
+        );
+        plan_of(&text)
+    };
+    let current = plan(1, "1", false);
+    // An env change: the routed service is staged; the unrouted one and the task are not
+    // (two copies of a singleton must never run at once).
+    let s = grove_plan::reload_staging(&current, &plan(1, "2", false));
+    assert_eq!(s.stage, ["web"]);
+    assert_eq!(s.unpin, ["web"]);
+    // A new replica count renames the units: the new ones replace the old, start-first.
+    let s = grove_plan::reload_staging(&current, &plan(2, "1", false));
+    assert_eq!(s.stage, ["web#1", "web#2"]);
+    assert!(s.unpin.is_empty());
+    // A new instance replaces nothing: it starts as any added unit, after the rest.
+    let s = grove_plan::reload_staging(&current, &plan(1, "1", true));
+    assert!(s.stage.is_empty(), "{:?}", s.stage);
+}

@@ -13,14 +13,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Reads one response from `c`: (status, body, keep-alive).
+/// Reads one response from `c`: (status, body), or `None` when the connection ended first.
 fn read_response(c: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    read_response_or_bytes(c).ok()
+}
+
+/// Reads one response from `c`, or says what arrived before the connection ended.
+fn read_response_or_bytes(c: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
     let mut buf = Vec::new();
     let mut b = [0u8; 4096];
     loop {
-        let n = c.read(&mut b).ok()?;
+        let n = match c.read(&mut b) {
+            Ok(n) => n,
+            Err(e) => return Err(format!("{e} after {:?}", String::from_utf8_lossy(&buf))),
+        };
         if n == 0 {
-            return None;
+            return Err(format!("closed after {:?}", String::from_utf8_lossy(&buf)));
         }
         buf.extend_from_slice(&b[..n]);
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -36,8 +44,12 @@ fn read_response(c: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
             })
             .unwrap_or(0);
         if buf.len() >= end + 4 + len {
-            let status = head.split_whitespace().nth(1)?.parse().ok()?;
-            return Some((status, buf[end + 4..end + 4 + len].to_vec()));
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("no status in {head:?}"))?;
+            return Ok((status, buf[end + 4..end + 4 + len].to_vec()));
         }
     }
 }
@@ -77,10 +89,10 @@ fn load(port: u16, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<(u32, V
                 let req = format!("GET /n{i} HTTP/1.1\r\nHost: x\r\n{close}\r\n");
                 let answer = c
                     .write_all(req.as_bytes())
-                    .ok()
-                    .and_then(|_| read_response(c));
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| read_response_or_bytes(c));
                 match answer {
-                    Some((200, _)) => ok += 1,
+                    Ok((200, _)) => ok += 1,
                     other => {
                         failures.push(format!(
                             "request {i} (keep-alive {keep_alive}): {:?}",
@@ -246,7 +258,7 @@ listen = ["http://127.0.0.1:{port}"]
 command = "python3 {echo}"
 replicas = {replicas}
 env = {{ VERSION = "{version}" }}
-health = {{ http = "/", interval = "200ms" }}
+health = {{ http = "/", interval = "200ms", start_period = "10s" }}
 route = {{ hold = "30s" }}
 "#,
             echo = echo_app()
@@ -285,7 +297,7 @@ listen = ["http://127.0.0.1:{port}"]
 
 [services.web]
 command = "sh -c 'test -e {broken} && exit 3; exec python3 {echo}'"
-health = {{ http = "/", interval = "200ms" }}
+health = {{ http = "/", interval = "200ms", start_period = "10s" }}
 restart = {{ max_restarts = 2, backoff = "100ms" }}
 route = {{}}
 "#,
