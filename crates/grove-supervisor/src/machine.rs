@@ -27,6 +27,9 @@ pub struct Settings {
     pub retries: u32,
     /// Probe failures in this time after a start do not count.
     pub start_period: Duration,
+    /// An exit with this code is a setup problem that a restart cannot fix (a recipe's 78,
+    /// EX_CONFIG): the unit fails at once instead of backing off.
+    pub permanent_exit: Option<i32>,
 }
 
 impl Settings {
@@ -43,9 +46,14 @@ impl Settings {
             start_period: Duration::from_millis(
                 u.health.as_ref().map(|h| h.start_period_ms).unwrap_or(0),
             ),
+            permanent_exit: matches!(u.run, grove_plan::Run::Recipe { .. }).then_some(EX_CONFIG),
         }
     }
 }
+
+/// sysexits' EX_CONFIG: what a recipe's launcher exits with when its setup cannot work (a
+/// folder its user cannot enter, say); the message is in the unit's log.
+pub const EX_CONFIG: i32 = 78;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -332,6 +340,17 @@ impl UnitMachine {
             out.push(Action::Event(Event::Completed));
             return;
         }
+        if let (Some(code), Some(s)) = (self.settings.permanent_exit, status) {
+            if s.code == Some(code) {
+                self.state = State::Failed {
+                    reason: format!(
+                        "{} (a setup problem a restart cannot fix; its log says why)",
+                        describe(status)
+                    ),
+                };
+                return;
+            }
+        }
         let wanted = healed
             || match self.settings.policy {
                 RestartPolicy::Always => true,
@@ -431,7 +450,25 @@ mod tests {
             probed,
             retries: 3,
             start_period: Duration::from_secs(1),
+            permanent_exit: None,
         }
+    }
+
+    #[test]
+    fn a_permanent_exit_fails_at_once() {
+        let t0 = Instant::now();
+        let mut s = settings(ServiceKind::Service, RestartPolicy::Always, false);
+        s.permanent_exit = Some(EX_CONFIG);
+        let mut m = UnitMachine::new(s, 1);
+        m.handle(Input::Start, t0);
+        m.handle(Input::Spawned, t0);
+        let config = ExitStatus {
+            code: Some(EX_CONFIG),
+            signal: None,
+        };
+        let a = m.handle(Input::Exited(config), t0 + Duration::from_millis(5));
+        assert!(!a.contains(&Action::Spawn), "{a:?}");
+        assert!(matches!(m.state(), State::Failed { reason } if reason.contains("78")));
     }
 
     const CRASH: ExitStatus = ExitStatus {

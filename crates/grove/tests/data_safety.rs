@@ -561,3 +561,36 @@ command = "bash -c 'setsid bash -c \"exec -a {tag}-setsid sleep 600\" & (bash -c
     assert!(out.status.success(), "{}", text(&out.stderr));
     gone("after the last down");
 }
+
+#[test]
+fn a_recipe_that_cannot_be_set_up_fails_at_once() {
+    // As root PostgreSQL runs as `postgres`, who cannot enter a 0700 stack folder: the
+    // recipe exits 78 (EX_CONFIG) with a message. Issue 27: it was retried with backoff for
+    // about a minute before `up -d` said so.
+    if !nix_is_root() {
+        eprintln!("not root: PostgreSQL runs as this user, nothing to refuse; skipped");
+        return;
+    }
+    let s = Stack::new("");
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    s.write_stack("[edge]\nlisten = []\n\n[services.db]\nrecipe = \"postgres\"\n");
+    let start = Instant::now();
+    let out = s.run(&["up", "-d", "--wait-timeout", "90s"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("chmod o+x"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(15), "{:?}: {err}", start.elapsed());
+    assert_eq!(s.unit("db")["restarts"], 0);
+    let _ = s.run(&["down"]);
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
