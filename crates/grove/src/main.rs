@@ -458,6 +458,21 @@ fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Certificate files are read as `up` will read them: missing, unreadable, expired or
+    // mismatched ones fail the check, not the start.
+    if let grove_plan::Tls::Files { certs } = &plan.edge.tls {
+        let mut bad = false;
+        for pair in certs {
+            let (cert, key) = (plan.root.join(&pair.cert), plan.root.join(&pair.key));
+            if let Err(e) = grove_edge::tls::load_files(&cert, &key) {
+                eprintln!("grove: {}: edge.tls: {e}", path.display());
+                bad = true;
+            }
+        }
+        if bad {
+            return Ok(ExitCode::from(1));
+        }
+    }
     let shown = plan.redacted();
     let mut out = std::io::stdout().lock();
     if json {

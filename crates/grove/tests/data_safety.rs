@@ -579,7 +579,11 @@ fn a_recipe_that_cannot_be_set_up_fails_at_once() {
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("chmod o+x"), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(15), "{:?}: {err}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}: {err}",
+        start.elapsed()
+    );
     assert_eq!(s.unit("db")["restarts"], 0);
     let _ = s.run(&["down"]);
 }
@@ -593,4 +597,16 @@ fn nix_is_root() -> bool {
                 .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+#[test]
+fn check_refuses_certificate_files_that_are_not_there() {
+    let s = Stack::new("");
+    s.write_stack(
+        "[edge]\nlisten = [\"https://127.0.0.1:0\"]\ntls = { cert = \"missing.pem\", key = \"missing.key\" }\n",
+    );
+    let out = s.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("missing.pem"), "{err}");
 }
