@@ -32,6 +32,8 @@ pub(crate) enum Internal {
         gen: u64,
         result: Result<(), String>,
     },
+    /// A unit's log could not take its output (a full disk) and takes it again now.
+    OutputLost { unit: Arc<str>, bytes: u64 },
 }
 
 pub(crate) enum Msg {
@@ -68,6 +70,8 @@ struct Rt {
     /// Wants `Stop` as soon as no dependent runs (ordered shutdown).
     stop_pending: bool,
     blocked: Option<String>,
+    /// Something to say in `ps` while nothing else is (output lost to a full disk).
+    note: Option<String>,
     last_probe_error: Option<String>,
     /// SIGKILL the group at this time (the stop grace period ran out).
     kill_at: Option<Instant>,
@@ -466,6 +470,7 @@ impl Actor {
             start_pending: true,
             stop_pending: false,
             blocked: None,
+            note: None,
             last_probe_error: None,
             kill_at: None,
             restart_with: None,
@@ -834,6 +839,7 @@ impl Actor {
                         unit.clone(),
                         rt.log.clone(),
                         self.lines.clone(),
+                        self.internal.clone(),
                     )));
                 }
                 if let Some(err) = child.stderr.take() {
@@ -843,6 +849,7 @@ impl Actor {
                         unit.clone(),
                         rt.log.clone(),
                         self.lines.clone(),
+                        self.internal.clone(),
                     )));
                 }
                 let tx = self.internal.clone();
@@ -1059,6 +1066,17 @@ impl Actor {
                     }
                 }
             }
+            Internal::OutputLost { unit, bytes } => {
+                let note = format!(
+                    "{bytes} bytes of output lost to a full disk (no space left on device)"
+                );
+                for rt in self.units.values_mut() {
+                    if *rt.unit.name == *unit {
+                        rt.note = Some(note.clone());
+                    }
+                }
+                self.emit(Some(&unit), "output-lost", &note);
+            }
             Internal::Probe { unit, gen, result } => {
                 let Some(unit) = self.key_of(&unit, gen) else {
                     return;
@@ -1173,7 +1191,7 @@ impl Actor {
             let reason = rt.blocked.clone().or_else(|| match rt.machine.state() {
                 State::Failed { reason } => Some(reason.clone()),
                 State::Starting | State::Unhealthy => rt.last_probe_error.clone(),
-                _ => None,
+                _ => rt.note.clone(),
             });
             let (pid, uptime_ms, cpu_percent, rss_bytes, processes, open_fds) = match &rt.proc {
                 Some(p) => {
@@ -1328,6 +1346,7 @@ async fn pump(
     unit: Arc<str>,
     log: Option<SharedLog>,
     lines: broadcast::Sender<LogLine>,
+    internal: mpsc::UnboundedSender<Internal>,
 ) {
     let mut reader = BufReader::with_capacity(4 * 1024, pipe);
     let mut buf = Vec::with_capacity(256);
@@ -1346,8 +1365,15 @@ async fn pump(
             break;
         }
         if let Some(log) = &log {
-            if let Ok(mut f) = log.lock() {
-                let _ = f.line(stream, &buf);
+            let resumed = match log.lock() {
+                Ok(mut f) => f.line(stream, &buf).ok().flatten(),
+                Err(_) => None,
+            };
+            if let Some(bytes) = resumed {
+                let _ = internal.send(Internal::OutputLost {
+                    unit: unit.clone(),
+                    bytes,
+                });
             }
         }
         if lines.receiver_count() > 0 {

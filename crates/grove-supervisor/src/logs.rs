@@ -19,6 +19,8 @@ pub struct LogFile {
     size: u64,
     max_size: u64,
     keep: u32,
+    /// Bytes of output that could not be written (a full disk) since the last line that was.
+    lost: u64,
 }
 
 impl LogFile {
@@ -39,6 +41,7 @@ impl LogFile {
             size,
             max_size: max_size.max(1024),
             keep: keep.max(1),
+            lost: 0,
         })
     }
 
@@ -48,21 +51,42 @@ impl LogFile {
     }
 
     /// Writes one stamped line (a trailing newline in `text` is dropped; invalid UTF-8 is
-    /// replaced).
-    pub fn line(&mut self, stream: &str, text: &[u8]) -> io::Result<()> {
+    /// replaced). Lines stay whole: a line that does not fit (a full disk) is taken back out
+    /// and counted as lost, and the first line written after such a loss is preceded by one
+    /// marker line, `[grove: N bytes of output lost: no space left on device]`; then the
+    /// answer is `Some(N)`.
+    pub fn line(&mut self, stream: &str, text: &[u8]) -> io::Result<Option<u64>> {
         let text = text.strip_suffix(b"\n").unwrap_or(text);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let stamp = humantime::format_rfc3339_millis(SystemTime::now());
-        let mut buf = Vec::with_capacity(text.len() + 40);
+        let mut buf = Vec::with_capacity(text.len() + 100);
+        let lost = self.lost;
+        if lost > 0 {
+            let _ = writeln!(
+                buf,
+                "{stamp} grove [grove: {lost} bytes of output lost: no space left on device]"
+            );
+        }
+        let line_start = buf.len();
         let _ = write!(buf, "{stamp} {stream} ");
         buf.extend_from_slice(String::from_utf8_lossy(text).as_bytes());
         buf.push(b'\n');
         if self.size > 0 && self.size + buf.len() as u64 > self.max_size {
             self.rotate()?;
         }
-        self.file.write_all(&buf)?;
-        self.size += buf.len() as u64;
-        Ok(())
+        match self.file.write_all(&buf) {
+            Ok(()) => {
+                self.size += buf.len() as u64;
+                self.lost = 0;
+                Ok((lost > 0).then_some(lost))
+            }
+            Err(e) => {
+                // What part of it was written goes again, so no line is ever torn.
+                let _ = self.file.set_len(self.size);
+                self.lost += (buf.len() - line_start) as u64;
+                Err(e)
+            }
+        }
     }
 
     fn rotate(&mut self) -> io::Result<()> {

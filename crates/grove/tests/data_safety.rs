@@ -610,3 +610,72 @@ fn check_refuses_certificate_files_that_are_not_there() {
     let err = text(&out.stderr);
     assert!(err.contains("missing.pem"), "{err}");
 }
+
+/// Unmounts a test's small filesystem, even when the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_whole_lines_and_says_how_many() {
+    if !nix_is_root() {
+        eprintln!("not root: cannot mount a small filesystem; skipped");
+        return;
+    }
+    let s = Stack::new("");
+    let logs = s.path().join(".grove/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&logs)
+        .status()
+        .unwrap();
+    if !mounted.success() {
+        eprintln!("cannot mount tmpfs here; skipped");
+        return;
+    }
+    let _guard = Mounted(logs.clone());
+    s.write_stack(
+        "[edge]\nlisten = []\n\n[services.chatty]\ncommand = \"sh -c 'i=0; while true; do i=$$((i+1)); echo line-$$i-end; sleep 0.002; done'\"\n",
+    );
+    up(&s);
+    std::thread::sleep(Duration::from_millis(300));
+    // Fill the filesystem: the unit's output has nowhere to go.
+    let filler = logs.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k", "count=1000"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    std::thread::sleep(Duration::from_millis(500));
+    // Space returns: writing resumes with one marker line.
+    std::fs::remove_file(&filler).unwrap();
+    s.wait_for("the output-lost event", 20, |s| {
+        s.events().iter().any(|e| e["kind"] == "output-lost")
+    });
+    let log = std::fs::read_to_string(logs.join("chatty.log")).unwrap();
+    let marker = log
+        .lines()
+        .find(|l| l.contains("bytes of output lost: no space left on device]"))
+        .unwrap_or_else(|| panic!("no marker in the log"));
+    assert!(marker.contains("[grove: "), "{marker}");
+    // Every line is whole: a stamp, a stream, and a whole `line-N-end`.
+    for l in log.lines() {
+        let parts: Vec<&str> = l.splitn(3, ' ').collect();
+        assert_eq!(parts.len(), 3, "torn line: {l:?}");
+        if parts[1] == "out" {
+            assert!(
+                parts[2].starts_with("line-") && parts[2].ends_with("-end"),
+                "torn line: {l:?}"
+            );
+        }
+    }
+    let ps = text(&s.run(&["ps"]).stdout);
+    assert!(ps.contains("output lost"), "{ps}");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
