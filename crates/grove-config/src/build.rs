@@ -143,6 +143,8 @@ pub(crate) struct Builder<'a> {
     /// Set when a template interpolated a secret variable (one named like a secret): the
     /// value it is part of is a secret too. Read and cleared by whoever builds that value.
     used_secret: bool,
+    /// The secret variables interpolated so far, with their values.
+    secret_values: Vec<(String, String)>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -189,6 +191,7 @@ impl<'a> Builder<'a> {
             before_switch_loc: None,
             lenient_locs: Vec::new(),
             used_secret: false,
+            secret_values: Vec::new(),
         }
     }
 
@@ -268,7 +271,14 @@ impl<'a> Builder<'a> {
     fn interp(&mut self, text: &str, loc: &Loc, path: &str) -> Option<Template> {
         match interpolate(text, self.vars) {
             Ok(out) => {
-                self.used_secret |= out.used.iter().any(|v| is_secret_name(v));
+                for v in out.used.iter().filter(|v| is_secret_name(v)) {
+                    self.used_secret = true;
+                    if let Some(value) = self.vars.get(v).filter(|x| x.len() >= 4) {
+                        if !self.secret_values.iter().any(|(n, _)| n == v) {
+                            self.secret_values.push((v.clone(), value.clone()));
+                        }
+                    }
+                }
                 for var in out.unset {
                     self.warn(
                         loc,
@@ -511,6 +521,7 @@ impl<'a> Builder<'a> {
             instances,
             deploy,
             admin,
+            secret_values: std::mem::take(&mut self.secret_values),
         })
     }
 

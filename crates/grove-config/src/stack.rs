@@ -36,6 +36,11 @@ pub struct Stack {
     pub deploy: Option<Deploy>,
     /// The admin listener and metrics sampling.
     pub admin: Admin,
+    /// The secret variables (named like a secret) that the file interpolates anywhere, a
+    /// command line among them, with their values: masked wherever grove prints, left out
+    /// of exports. Never serialized.
+    #[serde(skip)]
+    pub secret_values: Vec<(String, String)>,
 }
 
 /// `[admin]`.

@@ -275,6 +275,12 @@ pub fn compose(plan: &Plan, opts: &Options) -> Result<(Vec<String>, String), Exp
                 .map(|a| {
                     let (t, refs) = m.passwords_to_refs(&m.rewrite(w, a), marker);
                     needed.extend(refs);
+                    if opts.include_secrets {
+                        return finish(&t);
+                    }
+                    // A secret on the command line: compose fills it in from `.env`.
+                    let (t, used) = m.secrets_to_refs(&t, marker);
+                    user_secrets.extend(used.into_iter().map(|(n, _)| n));
                     finish(&t)
                 })
                 .collect(),

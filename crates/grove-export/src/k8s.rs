@@ -704,6 +704,20 @@ fn app(
         .iter()
         .map(|a| m.passwords_to_refs(&m.rewrite(w, a), k8s_ref))
         .unzip();
+    // A secret on the command line becomes `$(NAME)`, from the workload's Secret.
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| {
+            let (t, used) = m.secrets_to_refs(a, k8s_ref);
+            for (name, value) in used {
+                if let std::collections::btree_map::Entry::Vacant(slot) = secrets.entry(name) {
+                    env.push(secret_env(slot.key(), &secret_name, slot.key()));
+                    slot.insert(value);
+                }
+            }
+            t
+        })
+        .collect();
     refs.extend(arg_refs.into_iter().flatten());
     refs.sort();
     refs.dedup();

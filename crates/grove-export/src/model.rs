@@ -284,6 +284,24 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// Replaces each secret variable's value that the stack file interpolated into `text` (a
+    /// command line) by a reference to the variable, and names the variables it refers to.
+    pub(crate) fn secrets_to_refs(
+        &self,
+        text: &str,
+        style: fn(&str) -> String,
+    ) -> (String, Vec<(String, String)>) {
+        let mut out = text.to_string();
+        let mut used = Vec::new();
+        for (name, value) in &self.plan.interpolated_secrets {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &style(name));
+                used.push((name.clone(), value.clone()));
+            }
+        }
+        (out, used)
+    }
+
     /// Replaces each recipe password in `text` by its variable reference.
     pub(crate) fn passwords_to_refs(
         &self,

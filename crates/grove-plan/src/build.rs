@@ -573,6 +573,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
     let remote_health = stack.services.values().filter_map(remote_health).collect();
     Ok(Plan {
         remote_health,
+        interpolated_secrets: stack.secret_values.clone(),
         stack: stack.name.clone(),
         environment: stack.environment.clone(),
         release: inputs.release.as_ref().map(|r| r.id.clone()),

@@ -62,6 +62,11 @@ pub struct Plan {
     /// targets that pass).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_health: Vec<RemoteHealth>,
+    /// Secret variables the stack file interpolates (into a command line, say), with their
+    /// values: masked by [`Plan::secret_values`], referred to by name in exports. Never
+    /// serialized.
+    #[serde(skip)]
+    pub interpolated_secrets: Vec<(String, String)>,
 }
 
 /// The probe of a remote `upstreams` service, run against each of its targets.
@@ -457,6 +462,7 @@ impl Plan {
             .flat_map(|u| u.env.values())
             .filter(|v| v.secret && v.value.len() >= 4)
             .map(|v| v.value.clone())
+            .chain(self.interpolated_secrets.iter().map(|(_, v)| v.clone()))
             .chain(self.units.values().flat_map(|u| {
                 match &u.run {
                     Run::Recipe { spec, .. } => spec

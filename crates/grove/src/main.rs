@@ -473,6 +473,24 @@ fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
+    // A secret on a command line is visible to every user of the machine (`ps`, /proc).
+    let secrets = plan.secret_values();
+    for u in plan.units.values() {
+        if let grove_plan::Run::Command { argv } = &u.run {
+            if argv
+                .iter()
+                .any(|a| secrets.iter().any(|s| a.contains(s.as_str())))
+            {
+                eprintln!(
+                    "grove: warning: {}'s command line carries a secret value, which every user of \
+                     this machine can read in `ps`; pass it through the environment instead (set it in \
+                     the service's `env` and write `$$NAME` in the command, or read it in the \
+                     program)",
+                    u.name
+                );
+            }
+        }
+    }
     let shown = plan.redacted();
     let mut out = std::io::stdout().lock();
     if json {

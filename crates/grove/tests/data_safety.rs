@@ -679,3 +679,65 @@ fn a_full_disk_loses_whole_lines_and_says_how_many() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn postgres_keeps_every_committed_row_when_grove_is_killed() {
+    let s = open_stack("[edge]\nlisten = []\n\n[services.db]\nrecipe = \"postgres\"\n");
+    up(&s);
+    let db = port(&s, "db");
+    let pw = secret(&s, "db");
+    psql(db, &pw, "CREATE TABLE kept (n int)").unwrap();
+    for i in 0..50 {
+        psql(db, &pw, &format!("INSERT INTO kept VALUES ({i})")).unwrap();
+    }
+    // Issue 27, defect 3: every acknowledged commit survives kill -9 of grove (and with it
+    // of the server).
+    kill_daemon(&s);
+    up(&s);
+    let db = port(&s, "db");
+    assert_eq!(psql(db, &pw, "SELECT count(*) FROM kept").unwrap(), "50");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_warns_about_a_secret_on_a_command_line() {
+    let s = Stack::new("");
+    std::fs::write(s.path().join(".env"), "API_TOKEN=tok-Ee93pQ77\n").unwrap();
+    s.write_stack(
+        "[edge]\nlisten = []\n\n[services.app]\ncommand = \"worker --token ${API_TOKEN}\"\n",
+    );
+    let out = s.run(&["check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("app's command line carries a secret"), "{err}");
+    assert!(!err.contains("tok-Ee93pQ77") && !text(&out.stdout).contains("tok-Ee93pQ77"));
+}
+
+#[test]
+fn a_secret_on_a_command_line_stays_out_of_exports() {
+    let s = Stack::new("");
+    std::fs::write(s.path().join(".env"), "API_TOKEN=tok-Zz41mN08\n").unwrap();
+    s.write_stack(
+        "[edge]\nlisten = []\n\n[services.app]\nimage = \"example/app:1\"\ncommand = \"worker --token ${API_TOKEN}\"\n",
+    );
+    for target in ["compose", "kubernetes"] {
+        let out_dir = s.path().join(format!("out-{target}"));
+        let out = s.run(&["export", target, "-o", &out_dir.display().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let all: String = walk(&out_dir)
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        assert!(!all.contains("tok-Zz41mN08"), "{target}:\n{all}");
+        let reference = if target == "compose" {
+            "${API_TOKEN}"
+        } else {
+            "$(API_TOKEN)"
+        };
+        assert!(all.contains(reference), "{target}:\n{all}");
+    }
+    // With --include-secrets the value is written, as asked.
+    let out = s.run(&["export", "compose", "--include-secrets"]);
+    assert!(text(&out.stdout).contains("tok-Zz41mN08"));
+}
