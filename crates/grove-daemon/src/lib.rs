@@ -36,6 +36,17 @@ use tokio::sync::Notify;
 pub use inputs::{build_plan, known_secrets, live_release, plan_inputs, recipes_installed};
 pub use state::{ensure_state_dir, make_private_dir, open_store, sticky_ports};
 
+impl DaemonError {
+    /// The message as the command line shows it (`grove: ...`).
+    pub fn shown(&self) -> String {
+        match self {
+            // Already worded as shown (stack-file errors, plan and port checks).
+            DaemonError::Refused(text) => text.clone(),
+            other => format!("grove: {other}"),
+        }
+    }
+}
+
 /// Loads the stack file for an environment: the Stack, or the text to show (the caller
 /// renders stack-file errors and prints warnings).
 pub type Loader = Arc<dyn Fn(Option<String>) -> Result<grove_config::Stack, String> + Send + Sync>;
@@ -48,11 +59,14 @@ pub enum DaemonError {
     Refused(String),
     /// Another grove runs this stack.
     #[error(
-        "grove: this stack is already running (grove pid {0}); see `grove ps`, apply changes with `grove reload`"
+        "this stack is already running (grove pid {0}); see `grove ps`, apply changes with `grove reload`"
     )]
     AlreadyRunning(u32),
+    /// Another grove is starting this stack right now.
+    #[error("this stack is already running (another grove is starting it); see `grove ps`")]
+    Starting,
     /// A file or socket could not be used.
-    #[error("grove: {what} {path}: {source}")]
+    #[error("{what} {path}: {source}")]
     Io {
         /// What was being done.
         what: &'static str,
@@ -63,10 +77,10 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// The state store.
-    #[error("grove: {0}")]
+    #[error("{0}")]
     State(#[from] grove_state::StateError),
     /// The engine ended before the stack started.
-    #[error("grove: the engine stopped before the stack started")]
+    #[error("the engine stopped before the stack started")]
     EngineGone,
 }
 
@@ -105,6 +119,8 @@ pub struct Daemon {
     admin: Option<tokio::net::TcpListener>,
     /// Called with each Plan once it runs.
     applied: Arc<dyn Fn(&Plan) + Send + Sync>,
+    /// `state/grove.lock`, locked while this grove runs the stack.
+    _lock: std::fs::File,
 }
 
 impl Daemon {
@@ -114,6 +130,9 @@ impl Daemon {
         let state = stack.root.join(&stack.state_dir);
         make_private_dir(&state)?;
         let socket = state.join("grove.sock");
+        // One grove per stack: held for the daemon's whole life, so two starts at once never
+        // both get past here (the loser used to fail on a taken port).
+        let lock = lock_stack(&state).await?;
         if let Ok(s) = Client::new(&socket).get::<Status>("/v1/status").await {
             return Err(DaemonError::AlreadyRunning(s.pid));
         }
@@ -209,6 +228,7 @@ impl Daemon {
             listener,
             admin,
             applied,
+            _lock: lock,
         })
     }
 
@@ -236,6 +256,7 @@ impl Daemon {
             listener,
             admin,
             applied,
+            _lock,
         } = self;
         tokio::spawn(observe::sample_metrics(
             engine.clone(),
@@ -273,6 +294,31 @@ impl Daemon {
         let _ = std::fs::remove_file(&socket);
         Ok(())
     }
+}
+
+/// Takes `state/grove.lock` (an exclusive `flock`, released when grove ends, even killed).
+/// A grove that is ending (a `down` just answered, a killed one being torn down) lets go
+/// within moments, so a held lock is tried again for up to two seconds.
+pub async fn lock_stack(state: &Path) -> Result<std::fs::File, DaemonError> {
+    let path = state.join("grove.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(DaemonError::io("cannot open", &path))?;
+    for _ in 0..100 {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(DaemonError::io("cannot lock", &path)(e))
+            }
+        }
+    }
+    Err(DaemonError::Starting)
 }
 
 /// Serves signals until one asks to stop (`Ok(false)`) or a `down` request has already

@@ -193,7 +193,10 @@ pub fn export(
 async fn already_running(client: &Client) -> bool {
     match client.get::<Status>("/v1/status").await {
         Ok(s) => {
-            eprintln!("{}", grove_daemon::DaemonError::AlreadyRunning(s.pid));
+            eprintln!(
+                "{}",
+                grove_daemon::DaemonError::AlreadyRunning(s.pid).shown()
+            );
             true
         }
         Err(_) => false,
@@ -213,7 +216,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let daemon = match grove_daemon::Daemon::bind(cfg).await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.shown());
             return Ok(ExitCode::from(1));
         }
     };
@@ -240,7 +243,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.shown());
             Ok(ExitCode::from(1))
         }
     }
@@ -303,7 +306,16 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
     if already_running(&client).await {
         return Ok(ExitCode::from(1));
     }
-    // Reap here rather than in the daemon, so the user sees what was left behind.
+    // Reap here rather than in the daemon, so the user sees what was left behind; under the
+    // stack's lock, so two starts at once never touch the store together (the daemon takes
+    // the lock again once it runs).
+    let lock = match grove_daemon::lock_stack(&state).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{}", e.shown());
+            return Ok(ExitCode::from(1));
+        }
+    };
     {
         let (store, damaged) = grove_daemon::state::open_checked_store(&state)?;
         if let Some(note) = &damaged {
@@ -333,6 +345,7 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
     cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    drop(lock);
     let mut child = cmd.spawn().context("cannot start the grove daemon")?;
     let began = Instant::now();
     let deadline = began + timeout;

@@ -741,3 +741,30 @@ fn a_secret_on_a_command_line_stays_out_of_exports() {
     let out = s.run(&["export", "compose", "--include-secrets"]);
     assert!(text(&out.stdout).contains("tok-Zz41mN08"));
 }
+
+#[test]
+fn two_starts_at_once_give_one_grove_and_a_clear_answer() {
+    let edge = common::free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        "[edge]\nlisten = [\"http://127.0.0.1:{edge}\"]\n\n[services.a]\ncommand = \"sleep 600\"\n"
+    ));
+    // Issue 27: the loser of two `up -d` at once said "Address already in use".
+    let spawn = || {
+        s.cmd(&["up", "-d", "--wait-timeout", "30s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let ok = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "{}\n{}", text(&a.stderr), text(&b.stderr));
+    let loser = if a.status.success() { &b } else { &a };
+    let err = text(&loser.stderr);
+    assert!(err.contains("already running"), "{err}");
+    assert!(!err.contains("Address already in use"), "{err}");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
