@@ -17,6 +17,7 @@
 pub mod acme;
 mod fast;
 pub mod framing;
+mod pages;
 mod proxy;
 pub mod rules;
 pub mod statics;
@@ -43,7 +44,9 @@ use tokio_rustls::TlsAcceptor;
 
 #[doc(hidden)]
 pub use fast::fuzz_heads;
-pub use proxy::{error_page, strip_hop_by_hop, BoxBody, Conn};
+pub use pages::error_page;
+pub use proxy::{BoxBody, Conn};
+pub use rules::strip_hop_by_hop;
 pub use table::{Balance, Table};
 
 /// Limits and timeouts (sane defaults; see [`Limits::default`]).

@@ -1,15 +1,13 @@
 //! The request path: route, limits, forwarded headers, hop-by-hop removal, load balancing
 //! with retry on connect failure for idempotent requests, upgrades, error pages, access log.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{PathAndQuery, Scheme};
@@ -18,7 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
-use crate::rules::{self, HOP_BY_HOP};
+use crate::pages::{error_page, full, request_id, usable_request_id, X_REQUEST_ID};
+use crate::rules::{self, idempotent, strip_hop_by_hop, strip_unforwardable};
 use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
 use crate::{statics, Shared};
@@ -31,70 +30,10 @@ pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// `[edge] upstream_ca`).
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, BoxBody>;
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-
-fn full(b: impl Into<Bytes>) -> BoxBody {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
-}
-
-/// A new request id: 16 hex digits, unpredictable.
-pub(crate) fn new_request_id() -> [u8; 16] {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let n = h.finish();
-    let mut hex = [0u8; 16];
-    for (i, d) in hex.iter_mut().enumerate() {
-        *d = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    hex
-}
-
-fn request_id() -> HeaderValue {
-    HeaderValue::from_bytes(&new_request_id()).unwrap_or(HeaderValue::from_static("-"))
-}
-
-/// Whether a client's `X-Request-Id` is kept (else a new one is made): 1 to 200 visible
-/// ASCII characters.
-pub(crate) fn usable_request_id(v: &[u8]) -> bool {
-    !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic())
-}
-
-/// The HTML of an error page naming the request id.
-pub(crate) fn error_html(status: StatusCode, detail: &str, id: &str) -> String {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let detail = detail
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    format!(
-        "<!doctype html>\n<html><head><title>{code} {reason}</title></head><body>\n<h1>{code} {reason}</h1>\n<p>{detail}</p>\n<p><small>request id {id} &middot; grove</small></p>\n</body></html>\n",
-        code = status.as_u16()
-    )
-}
-
-/// An error page naming the request id.
-pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBody> {
-    let mut r = Response::new(full(error_html(status, detail, id)));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    if let Ok(v) = HeaderValue::from_str(id) {
-        h.insert(X_REQUEST_ID.clone(), v);
-    }
-    r
-}
 
 /// Where a connection came in.
 #[derive(Debug, Clone, Copy)]
@@ -379,56 +318,6 @@ fn is_upgrade(h: &HeaderMap) -> bool {
                 })
                 .unwrap_or(false)
         })
-}
-
-/// Removes hop-by-hop headers, including those the Connection header names.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Names the Connection header lists beyond the fixed ones (`keep-alive`, `close` and
-    // `upgrade` are the usual tokens; they allocate nothing here).
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|t| {
-            !t.eq_ignore_ascii_case("close")
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|n| t.eq_ignore_ascii_case(n.as_str()))
-        })
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
-    }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
-    }
-}
-
-/// Removes the request headers the edge never forwards (names with `_`).
-fn strip_unforwardable(h: &mut HeaderMap) {
-    if h.keys()
-        .any(|n| !rules::forwardable_name(n.as_str().as_bytes()))
-    {
-        let names: Vec<HeaderName> = h
-            .keys()
-            .filter(|n| !rules::forwardable_name(n.as_str().as_bytes()))
-            .cloned()
-            .collect();
-        for n in names {
-            h.remove(n);
-        }
-    }
-}
-
-/// Whether a request with this method may be sent again (RFC 9110 9.2.2).
-pub(crate) fn idempotent(method: &[u8]) -> bool {
-    matches!(
-        method,
-        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
-    )
 }
 
 async fn proxy(

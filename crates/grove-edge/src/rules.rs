@@ -21,12 +21,14 @@
 //! - header names with `_` are not forwarded (upstreams such as gunicorn read `_` as `-`, so
 //!   `X_Forwarded_For` would pass as `X-Forwarded-For`; nginx's `underscores_in_headers
 //!   off`);
-//! - `CONNECT` is answered 405 (the edge is not a forward proxy).
+//! - `CONNECT` is answered 405 (the edge is not a forward proxy);
+//! - hop-by-hop headers (and those `Connection` names) are removed both ways, and only
+//!   idempotent requests are sent twice.
 //!
 //! This module knows header names and values as bytes; it must not know sockets, hyper's
 //! connection types or the route table.
 
-use hyper::header::{self, HeaderName};
+use hyper::header::{self, HeaderMap, HeaderName};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), plus the non-standard ones proxies also drop.
 pub(crate) static HOP_BY_HOP: [HeaderName; 8] = [
@@ -160,6 +162,54 @@ pub(crate) fn check_response<'a>(
 /// headers aside): names with `_` are not.
 pub(crate) fn forwardable_name(name: &[u8]) -> bool {
     !name.contains(&b'_')
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Names the Connection header lists beyond the fixed ones (`keep-alive`, `close` and
+    // `upgrade` are the usual tokens; they allocate nothing here).
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|n| t.eq_ignore_ascii_case(n.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Removes the request headers the edge never forwards (names with `_`).
+pub(crate) fn strip_unforwardable(h: &mut HeaderMap) {
+    if h.keys().any(|n| !forwardable_name(n.as_str().as_bytes())) {
+        let names: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| !forwardable_name(n.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for n in names {
+            h.remove(n);
+        }
+    }
+}
+
+/// Whether a request with this method may be sent again (RFC 9110 9.2.2).
+pub(crate) fn idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode, Stdio};
 use grove_api::{ClientError, DeployReport, DeployRequest, Record};
 use grove_state::{Release, Store};
 
-use crate::runtime::{self, Ctx};
+use crate::runtime::Ctx;
 
 // ----- the command side ------------------------------------------------------------------------
 
@@ -591,7 +591,7 @@ pub fn releases(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
             r.id.clone(),
             r.git_ref.clone(),
             short(&r.commit).to_string(),
-            runtime::format_ts(r.created_ms),
+            crate::history::format_ts(r.created_ms),
             outcome,
         ]);
     }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod deploy;
+mod history;
 mod render;
 mod runtime;
 
@@ -361,7 +362,7 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             follow,
             lines,
             units,
-        } => tokio_rt()?.block_on(runtime::logs(
+        } => tokio_rt()?.block_on(history::logs(
             &runtime_ctx(&cli, color),
             *follow,
             *lines,
@@ -372,7 +373,7 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             json,
             lines,
             units,
-        } => tokio_rt()?.block_on(runtime::events(
+        } => tokio_rt()?.block_on(history::events(
             &runtime_ctx(&cli, color),
             *follow,
             *json,

@@ -1,0 +1,73 @@
+//! What the edge answers itself on both request paths: request ids and error pages.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use crate::proxy::BoxBody;
+
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub(crate) fn full(b: impl Into<Bytes>) -> BoxBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A new request id: 16 hex digits, unpredictable.
+pub(crate) fn new_request_id() -> [u8; 16] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let n = h.finish();
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    hex
+}
+
+pub(crate) fn request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&new_request_id()).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Whether a client's `X-Request-Id` is kept (else a new one is made): 1 to 200 visible
+/// ASCII characters.
+pub(crate) fn usable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// The HTML of an error page naming the request id.
+pub(crate) fn error_html(status: StatusCode, detail: &str, id: &str) -> String {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let detail = detail
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<!doctype html>\n<html><head><title>{code} {reason}</title></head><body>\n<h1>{code} {reason}</h1>\n<p>{detail}</p>\n<p><small>request id {id} &middot; grove</small></p>\n</body></html>\n",
+        code = status.as_u16()
+    )
+}
+
+/// An error page naming the request id.
+pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBody> {
+    let mut r = Response::new(full(error_html(status, detail, id)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert(X_REQUEST_ID.clone(), v);
+    }
+    r
+}
