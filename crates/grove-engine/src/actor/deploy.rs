@@ -1,0 +1,139 @@
+//! Deploys on the actor: the next generation staged beside the serving one (`~next`),
+//! promoted (the serving one becomes `~old` and drains) or discarded.
+
+use std::time::{Duration, Instant};
+
+use grove_plan::{Plan, Unit};
+use grove_state::ProcessRecord;
+use grove_supervisor::{Input, Settings, UnitMachine};
+
+use super::{Actor, Proc, Rt, NEXT, OLD};
+use crate::status::ApplyReport;
+
+impl Actor {
+    // ----- deploys: the next generation beside the serving one ------------------------------
+
+    pub(super) fn fresh_rt(&mut self, unit: &Unit) -> Rt {
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        Rt {
+            unit: unit.clone(),
+            machine: UnitMachine::new(Settings::from_unit(unit), self.seed),
+            gen: 0,
+            proc: None,
+            probe: None,
+            log: None,
+            start_pending: true,
+            stop_pending: false,
+            blocked: None,
+            note: None,
+            last_probe_error: None,
+            kill_at: None,
+            restart_with: None,
+            remove_when_stopped: false,
+            cpu_sample: None,
+            provisioning: false,
+            stop_at: None,
+        }
+    }
+
+    /// Starts `names` of `plan` as `NAME~next` beside the running units. They wait for their
+    /// dependencies as usual, preferring a dependency's own `~next` (a migration task run
+    /// for the new code). Returns the keys, or why nothing was staged.
+    pub(super) fn stage(&mut self, plan: &Plan, names: &[String]) -> Result<Vec<String>, String> {
+        if self.shutting_down() {
+            return Err("the stack is stopping".into());
+        }
+        if let Some(k) = self.units.keys().find(|k| k.ends_with(NEXT)) {
+            return Err(format!("{k} is still staged from another deploy"));
+        }
+        let mut keys = Vec::new();
+        for name in names {
+            let Some(unit) = plan.units.get(name) else {
+                return Err(format!("the new Plan has no unit {name}"));
+            };
+            let rt = self.fresh_rt(unit);
+            let key = format!("{name}{NEXT}");
+            self.units.insert(key.clone(), rt);
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// The switch: each staged `NAME~next` becomes `NAME`, the unit it replaces becomes
+    /// `NAME~old` and is stopped once `drain` has passed, and the rest of `plan` is applied
+    /// as a reload would.
+    pub(super) fn promote(
+        &mut self,
+        plan: Plan,
+        names: &[String],
+        drain: Duration,
+        now: Instant,
+    ) -> ApplyReport {
+        let mut running = match self.plan.clone() {
+            Some(p) => p,
+            None => plan.clone(),
+        };
+        for name in names {
+            let Some(mut next) = self.units.shift_remove(&format!("{name}{NEXT}")) else {
+                continue;
+            };
+            if let Some(mut old) = self.units.shift_remove(name) {
+                if old.proc.is_some() || old.restart_with.is_some() {
+                    let mut key = format!("{name}{OLD}");
+                    let mut n = 2;
+                    while self.units.contains_key(&key) {
+                        key = format!("{name}{OLD}{n}");
+                        n += 1;
+                    }
+                    old.start_pending = false;
+                    old.restart_with = None;
+                    old.remove_when_stopped = true;
+                    old.stop_at = Some(now + drain);
+                    self.move_record(name, &key, old.proc.as_ref());
+                    self.units.insert(key, old);
+                } else if let Some(p) = old.probe.take() {
+                    p.abort();
+                }
+            }
+            self.move_record(&format!("{name}{NEXT}"), name, next.proc.as_ref());
+            if let Some(u) = plan.units.get(name) {
+                next.unit = u.clone();
+                running.units.insert(name.clone(), u.clone());
+            }
+            self.units.insert(name.clone(), next);
+            self.emit(Some(name), "switched", "now serving the new release");
+        }
+        self.plan = Some(running);
+        let what = match &plan.release {
+            Some(r) => format!("release {r} live"),
+            None => "switched".to_string(),
+        };
+        self.apply(plan, now, Some(("switched", &what)))
+    }
+
+    /// Moves the pid record of a renamed unit's process from key `from` to key `to`, so
+    /// leftovers of a killed grove are still found under the unit's new name.
+    pub(super) fn move_record(&self, from: &str, to: &str, proc: Option<&Proc>) {
+        if let (Ok(store), Some(p)) = (self.store.lock(), proc) {
+            let _ = store.forget_process(from);
+            let _ = store.record_process(&ProcessRecord {
+                unit: to.to_string(),
+                pid: p.pid,
+                start_ticks: p.start_ticks,
+            });
+        }
+    }
+
+    /// Stops and forgets staged units (a deploy that failed before its switch).
+    pub(super) fn discard(&mut self, names: &[String], now: Instant) {
+        for name in names {
+            let key = format!("{name}{NEXT}");
+            if let Some(rt) = self.units.get_mut(&key) {
+                rt.start_pending = false;
+                rt.restart_with = None;
+                rt.remove_when_stopped = true;
+                self.feed(&key, Input::Stop, now);
+            }
+        }
+    }
+}
