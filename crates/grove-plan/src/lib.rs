@@ -30,7 +30,7 @@ pub use grove_config::{
     LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
     DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
-pub use staging::{reload_staging, split_in_place, staging, Staging};
+pub use staging::{reload_staging, split_in_place, staging, start_first, Staging};
 
 /// Everything grove will run and route, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -73,6 +73,26 @@ pub fn split_in_place(current: &Plan, plan: &Plan, stage: &mut Vec<String>) -> V
     in_place
 }
 
+/// Whether a reload that changes `unit` replaces it start-first (a new one beside it on a
+/// fresh port, traffic moved once it is ready): a routed command service with a port the
+/// Plan chose (`fixed_port` false). Everything else is replaced stop-first.
+pub fn start_first(plan: &Plan, unit: &crate::Unit, fixed_port: bool) -> bool {
+    matches!(unit.run, Run::Command { .. })
+        && unit.kind == crate::ServiceKind::Service
+        && unit.port.is_some()
+        && !fixed_port
+        && routed(plan, &unit.service)
+}
+
+/// Whether a route (or a whole-port forward) sends traffic to `service`'s units.
+fn routed(plan: &Plan, service: &str) -> bool {
+    plan.routes
+        .iter()
+        .map(|r| (&r.service, &r.target))
+        .chain(plan.edge.forward.iter().map(|f| (&f.service, &f.target)))
+        .any(|(s, t)| s == service && matches!(t, crate::Target::Units(_)))
+}
+
 /// The staging of a reload from `current` to `next` (the stack file's Plan with the running
 /// ports): the routed command services that restart or are added start beside the running
 /// ones, so traffic moves only once they are ready (start-first, as deploy does). Tasks and
@@ -80,13 +100,6 @@ pub fn split_in_place(current: &Plan, plan: &Plan, stage: &mut Vec<String>) -> V
 /// singleton (a Celery beat, a cron runner) must never run at once.
 pub fn reload_staging(current: &Plan, next: &Plan) -> Staging {
     let diff = Plan::diff(current, next);
-    let routed = |service: &str| {
-        next.routes
-            .iter()
-            .map(|r| (&r.service, &r.target))
-            .chain(next.edge.forward.iter().map(|f| (&f.service, &f.target)))
-            .any(|(s, t)| s == service && matches!(t, crate::Target::Units(_)))
-    };
     // An added unit replaces something only when its service loses units in the same step
     // (a change of replica count renames them: `web` becomes `web#1`, `web#2`); one that is
     // simply new (another instance) starts as any added unit does, after the rest of the
@@ -103,13 +116,11 @@ pub fn reload_staging(current: &Plan, next: &Plan) -> Staging {
         .iter()
         .map(|r| r.unit.clone())
         .chain(diff.add.iter().filter(|n| replacing(n)).cloned())
+        // A fixed port cannot run twice: `split_in_place` takes those back out.
         .filter(|n| {
-            next.units.get(n).is_some_and(|u| {
-                matches!(u.run, Run::Command { .. })
-                    && u.kind == crate::ServiceKind::Service
-                    && u.port.is_some()
-                    && routed(&u.service)
-            })
+            next.units
+                .get(n)
+                .is_some_and(|u| start_first(next, u, false))
         })
         .collect();
     let mut avoid = BTreeSet::new();

@@ -497,7 +497,14 @@ fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
     } else {
-        write!(out, "{}", render::plan(&shown, color))?;
+        let fixed = |service: &str| {
+            loaded
+                .stack
+                .services
+                .get(service)
+                .is_some_and(|s| matches!(s.port, grove_config::PortSpec::Fixed(_)))
+        };
+        write!(out, "{}", render::plan(&shown, color, &fixed))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,7 +60,8 @@ fn environment_suffix(env: Option<&str>) -> String {
 }
 
 /// The Plan as `grove check` prints it.
-pub fn plan(plan: &Plan, color: bool) -> String {
+/// The Plan as `grove check` prints it; `fixed_port` says which services set their port.
+pub fn plan(plan: &Plan, color: bool, fixed_port: &dyn Fn(&str) -> bool) -> String {
     let mut out = String::new();
     let env = environment_suffix(plan.environment.as_deref());
     let _ = writeln!(
@@ -112,6 +113,7 @@ pub fn plan(plan: &Plan, color: bool) -> String {
             "PORT".into(),
             "HEALTH".into(),
             "WAITS FOR".into(),
+            "REPLACED".into(),
             "RUNS".into(),
         ]];
         for level in &plan.levels {
@@ -155,6 +157,11 @@ pub fn plan(plan: &Plan, color: bool) -> String {
                         "-".into()
                     } else {
                         deps.join(", ")
+                    },
+                    if grove_plan::start_first(plan, u, fixed_port(&u.service)) {
+                        "start-first".into()
+                    } else {
+                        "stop-first".into()
                     },
                     runs,
                 ]);

@@ -103,6 +103,17 @@ fn cts_instances_and_environments() {
         assert!(stdout.contains(unit), "{stdout}");
     }
     assert!(stdout.contains("/TR") && stdout.contains("/IQ") && stdout.contains("/JO"));
+    // Each unit's replacement order: the routed web units start-first, the tasks and the
+    // database stop-first.
+    let order = |unit: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(unit))
+            .map(|l| l.contains("start-first"))
+    };
+    assert_eq!(order("web@turkey"), Some(true), "{stdout}");
+    assert_eq!(order("migrate@iraq"), Some(false), "{stdout}");
+    assert_eq!(order("db"), Some(false), "{stdout}");
     let out = Command::new(env!("CARGO_BIN_EXE_grove"))
         .args(["check"])
         .current_dir(&dir)
