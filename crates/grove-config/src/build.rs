@@ -58,7 +58,7 @@ const EDGE_KEYS: [&str; 14] = [
     "forward",
     "limits",
 ];
-const LIMIT_KEYS: [&str; 7] = [
+const LIMIT_KEYS: [&str; 8] = [
     "client_header_timeout",
     "client_body_timeout",
     "max_header_bytes",
@@ -66,6 +66,7 @@ const LIMIT_KEYS: [&str; 7] = [
     "upstream_connect_timeout",
     "upstream_response_timeout",
     "max_connections",
+    "upstream_down_time",
 ];
 const SERVICE_KEYS: [&str; 22] = [
     "command",
@@ -1871,6 +1872,7 @@ impl<'a> Builder<'a> {
                 "upstream_response_timeout",
                 &mut l.upstream_response_timeout,
             ),
+            ("upstream_down_time", &mut l.upstream_down_time),
         ];
         for (key, slot) in durations {
             if let Some(e) = map.get(key) {

@@ -239,6 +239,9 @@ pub struct EdgeLimits {
     pub upstream_response_timeout: Duration,
     /// Open client connections; more wait in the accept queue.
     pub max_connections: u64,
+    /// How long an upstream that refused a connection is tried last (passive health).
+    #[serde(with = "ms")]
+    pub upstream_down_time: Duration,
 }
 
 impl Default for EdgeLimits {
@@ -251,6 +254,7 @@ impl Default for EdgeLimits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            upstream_down_time: Duration::from_secs(5),
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Backend {
     pub active: AtomicUsize,
     /// Skipped until this many ms after the table's epoch (passive health).
     down_until_ms: AtomicU64,
+    /// How long a refused connection puts it last (`[edge.limits] upstream_down_time`).
+    down_for: Duration,
     epoch: Instant,
 }
 
@@ -46,13 +48,14 @@ impl Backend {
             unit: false,
             active: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
+            down_for: PASSIVE_DOWN,
             epoch,
         }
     }
 
     /// Marks it refused: skipped for [`PASSIVE_DOWN`].
     pub fn mark_down(&self) {
-        let until = self.epoch.elapsed() + PASSIVE_DOWN;
+        let until = self.epoch.elapsed() + self.down_for;
         self.down_until_ms
             .store(until.as_millis() as u64, Ordering::Relaxed);
     }
@@ -212,6 +215,7 @@ impl Table {
     /// Builds the table for `plan`, taking each route's counters from `stats`.
     pub fn from_plan(plan: &Plan, stats: &Registry) -> Table {
         let epoch = Instant::now();
+        let down_for = plan.edge.limits.upstream_down_time;
         let unit_backend = |name: &str| -> Option<Arc<Backend>> {
             let u = plan.units.get(name)?;
             let port = u.port?;
@@ -230,6 +234,7 @@ impl Table {
                 epoch,
             );
             b.unit = true;
+            b.down_for = down_for;
             Some(Arc::new(b))
         };
         let pool = |service: &str, target: &Target, balance: Balance| -> Arc<Pool> {
@@ -238,12 +243,14 @@ impl Table {
                 Target::Remote(ups) => ups
                     .iter()
                     .map(|u| {
-                        Arc::new(Backend::new(
+                        let mut b = Backend::new(
                             format!("{}:{}", u.host, u.port),
                             format!("{}:{}", u.host, u.port),
                             u.scheme == grove_plan::Scheme::Https,
                             epoch,
-                        ))
+                        );
+                        b.down_for = down_for;
+                        Arc::new(b)
                     })
                     .collect(),
             };
@@ -435,6 +442,13 @@ mod tests {
             balance: Balance::RoundRobin,
         };
         assert_eq!(names(mixed.candidates(&|_| None)), ["10.0.0.5:80"]);
+        // The passive down time is `[edge.limits] upstream_down_time`.
+        let mut quick = Backend::new("q".into(), "q".into(), false, epoch);
+        quick.down_for = Duration::from_millis(30);
+        quick.mark_down();
+        assert!(!quick.passively_up());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(quick.passively_up());
         let lc = Pool {
             balance: Balance::LeastConn,
             next: AtomicUsize::new(0),
