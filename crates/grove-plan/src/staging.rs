@@ -41,6 +41,12 @@ pub fn staging(current: &Plan, next: &Plan, before_switch: &[String]) -> Staging
             stage.push(u.name.clone());
         }
     }
+    with_serving_ports(current, stage)
+}
+
+/// `stage` with the ports its units serve on now: avoided by the new generation, and not
+/// kept as their sticky ports.
+fn with_serving_ports(current: &Plan, stage: Vec<String>) -> Staging {
     let mut avoid = BTreeSet::new();
     let mut unpin = Vec::new();
     for n in &stage {
@@ -123,17 +129,5 @@ pub fn reload_staging(current: &Plan, next: &Plan) -> Staging {
                 .is_some_and(|u| start_first(next, u, false))
         })
         .collect();
-    let mut avoid = BTreeSet::new();
-    let mut unpin = Vec::new();
-    for n in &stage {
-        if let Some(p) = current.units.get(n).and_then(|u| u.port) {
-            avoid.insert(p);
-            unpin.push(n.clone());
-        }
-    }
-    Staging {
-        stage,
-        avoid,
-        unpin,
-    }
+    with_serving_ports(current, stage)
 }

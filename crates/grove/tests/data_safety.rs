@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{text, Stack};
+use common::{daemon_pid, text, Stack};
 
 /// A stack whose folder other users may enter: as root, PostgreSQL runs as `postgres`.
 fn open_stack(body: &str) -> Stack {
@@ -68,31 +68,8 @@ fn psql(port: u16, password: &str, sql: &str) -> Result<String, String> {
     }
 }
 
-/// The daemon's pid: the `grove up --daemon-child` of this stack's file.
-fn daemon_pid(s: &Stack) -> Option<i32> {
-    let file = s.path().join("grove.toml");
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "--daemon-child")
-            && args.iter().any(|a| std::path::Path::new(a) == file)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 fn kill_daemon(s: &Stack) {
-    let pid = daemon_pid(s).expect("a running daemon");
+    let pid = daemon_pid(s.path()).expect("a running daemon");
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     let start = Instant::now();
     while std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -181,7 +158,7 @@ fn a_first_start_killed_anywhere_still_gives_a_working_database() {
         while start.elapsed() < delay {
             std::thread::sleep(Duration::from_millis(10));
         }
-        if let Some(pid) = daemon_pid(&s) {
+        if let Some(pid) = daemon_pid(s.path()) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         let _ = child.wait();

@@ -142,29 +142,6 @@ fn host_confusion_is_refused_and_the_routing_authority_is_forwarded() {
     assert!(!s.log("app").contains("CONNECT"));
 }
 
-/// The daemon of the stack in `dir`: the `grove up --daemon-child` whose stack file is there.
-fn daemon_pid(dir: &std::path::Path) -> i32 {
-    let file = dir.join("grove.toml");
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "--daemon-child")
-            && args.iter().any(|a| std::path::Path::new(a) == file)
-        {
-            return pid;
-        }
-    }
-    panic!("no daemon for {}", dir.display());
-}
-
 /// A process's peak resident memory, in KiB.
 fn peak_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -190,7 +167,7 @@ fn static_files_are_streamed_never_read_whole() {
         "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\nstatic = {{ \"/static\" = \"public/\" }}\n"
     ));
     s.up();
-    let pid = daemon_pid(s.path());
+    let pid = daemon_pid(s.path()).expect("a running daemon");
     let before = peak_kib(pid);
     // Issue 20, defect 2: HEAD and one-byte ranges, eight of them.
     for i in 0..8 {

@@ -112,6 +112,28 @@ fn load(port: u16, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<(u32, V
     workers
 }
 
+/// An upstream on a free port that reads each request and closes without a byte of answer,
+/// until `answer` is set (then it answers 200). Returns its port and how many connections it
+/// saw.
+fn closer(answer: Arc<AtomicBool>) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(10_000) {
+            let Ok(mut c) = c else { continue };
+            let mut b = [0u8; 4096];
+            let _ = c.read(&mut b);
+            counted.fetch_add(1, Ordering::Relaxed);
+            if answer.load(Ordering::Relaxed) {
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    (port, seen)
+}
+
 fn finish(stop: &AtomicBool, workers: Vec<std::thread::JoinHandle<(u32, Vec<String>)>>) {
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
@@ -342,20 +364,7 @@ route = {{}}
 #[test]
 fn a_get_whose_upstream_closes_before_answering_goes_to_the_next_one() {
     // An upstream that accepts, reads the request and closes without a byte of answer.
-    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closer_port = closer.local_addr().unwrap().port();
-    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let seen = seen.clone();
-        std::thread::spawn(move || {
-            for c in closer.incoming().take(200) {
-                let Ok(mut c) = c else { continue };
-                let mut b = [0u8; 4096];
-                let _ = c.read(&mut b);
-                seen.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    }
+    let (closer_port, seen) = closer(Arc::new(AtomicBool::new(false)));
     let live = free_port();
     let port = free_port();
     let s = Stack::new("");
@@ -396,24 +405,8 @@ route = {{}}
 #[test]
 fn health_on_remote_upstreams_takes_failing_targets_out_and_back() {
     // A target that accepts and closes without answering: its http probe fails.
-    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closer_port = closer.local_addr().unwrap().port();
-    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let answer = Arc::new(AtomicBool::new(false));
-    {
-        let (seen, answer) = (seen.clone(), answer.clone());
-        std::thread::spawn(move || {
-            for c in closer.incoming().take(10_000) {
-                let Ok(mut c) = c else { continue };
-                let mut b = [0u8; 4096];
-                let _ = c.read(&mut b);
-                seen.fetch_add(1, Ordering::Relaxed);
-                if answer.load(Ordering::Relaxed) {
-                    let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-                }
-            }
-        });
-    }
+    let (closer_port, seen) = closer(answer.clone());
     let live = free_port();
     let port = free_port();
     let s = Stack::new("");

@@ -268,3 +268,25 @@ pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The pid of the daemon of the stack in `dir`: the `grove up --daemon-child` whose stack file
+/// is there.
+pub fn daemon_pid(dir: &Path) -> Option<i32> {
+    let file = dir.join("grove.toml");
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "--daemon-child") && args.iter().any(|a| Path::new(a) == file) {
+            return Some(pid);
+        }
+    }
+    None
+}
