@@ -745,3 +745,47 @@ fn two_starts_at_once_give_one_grove_and_a_clear_answer() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Runs Python (the venv's, which has pika) with `code`; its stdout, or the failure.
+fn python(code: &str, url: &str) -> Result<String, String> {
+    let out = Command::new(common::venv_tool("python3"))
+        .args(["-c", code, url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(text(&out.stdout).trim().to_string())
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+#[test]
+fn rabbitmq_keeps_a_persistent_message_when_grove_is_killed() {
+    let s = open_stack(
+        "[edge]\nlisten = []\n\n[services.mq]\nrecipe = \"rabbitmq\"\n\n[services.worker]\ncommand = \"sleep 600\"\ndepends_on = { mq = \"healthy\" }\nenv = { BROKER_URL = \"${mq.url}/jobs\" }\n",
+    );
+    up(&s);
+    let url = text(
+        &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    // Issue 27, defect 3: a persistent message in a durable queue, confirmed by the broker.
+    let publish = "import pika, sys\n\
+c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
+ch = c.channel(); ch.confirm_delivery()\n\
+ch.queue_declare('kept', durable=True)\n\
+ch.basic_publish('', 'kept', b'survives', pika.BasicProperties(delivery_mode=2))\n\
+c.close(); print('published')";
+    assert_eq!(python(publish, &url).unwrap(), "published");
+    kill_daemon(&s);
+    up(&s);
+    let take = "import pika, sys\n\
+c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
+m = c.channel().basic_get('kept', auto_ack=True)\n\
+print(m[2].decode() if m[0] else 'empty'); c.close()";
+    assert_eq!(python(take, &url).unwrap(), "survives");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
