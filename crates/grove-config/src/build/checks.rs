@@ -1,0 +1,373 @@
+//! The checks across the whole file once every part is built: dependencies and their
+//! cycles, references, port and route clashes.
+
+use super::*;
+
+impl<'a> Builder<'a> {
+    /// Checks that need the whole stack: dependencies, cycles, references, ports, routes.
+    pub(super) fn cross_check(
+        &mut self,
+        services: &IndexMap<String, Service>,
+        instances: &IndexMap<String, Instance>,
+        edge: &Edge,
+        top: &Map,
+    ) {
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let list = |names: &[&str]| {
+            if names.is_empty() {
+                "there are no services".to_string()
+            } else {
+                format!("services: {}", names.join(", "))
+            }
+        };
+        // Dependencies.
+        let dep_locs = std::mem::take(&mut self.dep_locs);
+        for (name, svc) in services {
+            for (dep, cond) in &svc.depends_on {
+                let loc = dep_locs
+                    .get(name)
+                    .and_then(|m| m.get(dep))
+                    .cloned()
+                    .unwrap_or_default();
+                let path = format!("services.{name}.depends_on");
+                let Some(target) = services.get(dep) else {
+                    let help = match suggest(dep, names.iter().copied()) {
+                        Some(n) => format!("did you mean `{n}`? {}", list(&names)),
+                        None => list(&names),
+                    };
+                    self.err(&loc, &path, format!("`{dep}` is not a service"), Some(help));
+                    continue;
+                };
+                match cond {
+                    Condition::Completed if target.kind != ServiceKind::Task => self.err(
+                        &loc,
+                        &path,
+                        format!("`{dep}` is a long-running service and never completes"),
+                        Some(format!("use `healthy` or `started`, or make `{dep}` a task with kind = \"task\"")),
+                    ),
+                    Condition::Healthy if target.health.is_none() && !matches!(target.source, Source::Recipe(_)) => self.err(
+                        &loc,
+                        &path,
+                        format!("`{dep}` has no health probe, so it can never be healthy"),
+                        Some(format!("add `health` to services.{dep}, or wait for `started`")),
+                    ),
+                    Condition::Healthy | Condition::Started if target.kind == ServiceKind::Task && *cond == Condition::Healthy => {
+                        self.err(&loc, &path, format!("`{dep}` is a task; wait for it with `completed`"), None)
+                    }
+                    _ => {}
+                }
+                if matches!(target.source, Source::Upstreams(_)) {
+                    self.err(&loc, &path, format!("`{dep}` is remote; grove does not start it, so nothing can wait for it"), None);
+                }
+            }
+        }
+        // Cycles.
+        if let Some(cycle) = find_cycle(services) {
+            let first = &cycle[0];
+            let loc = dep_locs
+                .get(first)
+                .and_then(|m| m.get(&cycle[1]))
+                .cloned()
+                .unwrap_or_default();
+            self.err(
+                &loc,
+                &format!("services.{first}.depends_on"),
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+                Some("remove one of these dependencies".to_string()),
+            );
+        }
+        // Instances.
+        for (name, svc) in services {
+            if svc.for_each_instance && instances.is_empty() {
+                let loc = self.service_locs.get(name).cloned().unwrap_or_default();
+                self.err(
+                    &loc,
+                    &format!("services.{name}.for_each_instance"),
+                    "there are no instances to run this service for",
+                    Some("add [instances.NAME] tables, or remove for_each_instance".to_string()),
+                );
+            }
+        }
+        // References in templates.
+        let templates = std::mem::take(&mut self.templates);
+        for (svc_name, path, t, loc) in &templates {
+            let Some(svc) = services.get(svc_name) else {
+                continue;
+            };
+            for part in &t.parts {
+                match part {
+                    Part::Instance | Part::InstanceVar(_) if !svc.for_each_instance => {
+                        self.err(loc, path, "`${instance}` is only known in a service with for_each_instance = true", None);
+                    }
+                    Part::InstanceVar(k) if k != "prefix" => {
+                        let missing: Vec<&str> = instances
+                            .values()
+                            .filter(|i| !i.vars.contains_key(k))
+                            .map(|i| i.name.as_str())
+                            .collect();
+                        if !missing.is_empty() {
+                            self.err(
+                                loc,
+                                path,
+                                format!(
+                                    "`${{instance.{k}}}` is not defined by instance {}",
+                                    one_of(&missing)
+                                ),
+                                Some(format!("add `{k} = ...` to [instances.{}]", missing[0])),
+                            );
+                        }
+                    }
+                    Part::Service(other, attr) => match services.get(other) {
+                        None => {
+                            let help = match suggest(other, names.iter().copied()) {
+                                Some(n) => format!("did you mean `{n}`? {}", list(&names)),
+                                None => list(&names),
+                            };
+                            self.err(
+                                loc,
+                                path,
+                                format!("`${{{other}.{}}}` names no service", attr.as_str()),
+                                Some(help),
+                            );
+                        }
+                        Some(target) => {
+                            if target.port == PortSpec::None
+                                && !matches!(target.source, Source::Upstreams(_))
+                            {
+                                self.err(
+                                    loc,
+                                    path,
+                                    format!("`{other}` has no port to refer to"),
+                                    Some(format!("give services.{other} a port")),
+                                );
+                            }
+                            if target.for_each_instance && !svc.for_each_instance {
+                                self.err(loc, path, format!("`{other}` runs once per instance, so `${{{other}.{}}}` is ambiguous here", attr.as_str()), Some("refer to it from a service with for_each_instance = true".to_string()));
+                            }
+                        }
+                    },
+                    Part::Port if svc.port == PortSpec::None && path.contains(".health") => {}
+                    _ => {}
+                }
+            }
+            if (path.ends_with("route.host") || path.ends_with("route.prefix"))
+                && t.parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Port | Part::Host | Part::Service(..)))
+            {
+                self.err(
+                    loc,
+                    path,
+                    "a route may refer to ${instance} and ${instance.KEY} only",
+                    None,
+                );
+            }
+        }
+        // Fixed ports.
+        let mut taken: BTreeMap<u16, String> = BTreeMap::new();
+        for l in edge
+            .listen
+            .iter()
+            .chain(edge.forward.iter().map(|f| &f.listen))
+        {
+            taken.insert(l.addr.port(), format!("the edge listener {l}"));
+        }
+        for (name, svc) in services {
+            let PortSpec::Fixed(port) = svc.port else {
+                continue;
+            };
+            let loc = self.port_loc(top, name);
+            let path = format!("services.{name}.port");
+            let units = svc.replicas as usize
+                * if svc.for_each_instance {
+                    instances.len().max(1)
+                } else {
+                    1
+                };
+            if units > 1 {
+                self.err(
+                    &loc,
+                    &path,
+                    format!("fixed port {port} would be shared by {units} units"),
+                    Some("use port = \"auto\" for replicated or per-instance services".to_string()),
+                );
+            }
+            if let Some(owner) = taken.get(&port) {
+                self.err(
+                    &loc,
+                    &path,
+                    format!("port {port} is already used by {owner}"),
+                    Some("pick another port, or port = \"auto\"".to_string()),
+                );
+            } else {
+                taken.insert(port, format!("services.{name}"));
+            }
+        }
+        // Forwards.
+        for (i, f) in edge.forward.iter().enumerate() {
+            match services.get(&f.service) {
+                None => {
+                    let loc = self.forward_loc(top, i);
+                    let help = match suggest(&f.service, names.iter().copied()) {
+                        Some(n) => format!("did you mean `{n}`? {}", list(&names)),
+                        None => list(&names),
+                    };
+                    self.err(
+                        &loc,
+                        &format!("edge.forward[{i}].service"),
+                        format!("`{}` is not a service", f.service),
+                        Some(help),
+                    );
+                }
+                Some(s)
+                    if s.port == PortSpec::None && !matches!(s.source, Source::Upstreams(_)) =>
+                {
+                    let loc = self.forward_loc(top, i);
+                    self.err(
+                        &loc,
+                        &format!("edge.forward[{i}].service"),
+                        format!("`{}` has no port to forward to", f.service),
+                        None,
+                    );
+                }
+                _ => {}
+            }
+        }
+        // Routes: two services may not claim the same host and prefix.
+        let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (name, svc) in services {
+            let Some(route) = &svc.route else { continue };
+            let mut keys = BTreeSet::new();
+            let render =
+                |t: &Option<Template>, inst: Option<&Instance>, default: String| -> String {
+                    match t {
+                        None => default,
+                        Some(t) => t
+                            .render(|p| -> Result<String, ()> {
+                                Ok(match (p, inst) {
+                                    (Part::Instance, Some(i)) => i.name.clone(),
+                                    (Part::InstanceVar(k), Some(i)) if k == "prefix" => {
+                                        i.prefix.clone()
+                                    }
+                                    (Part::InstanceVar(k), Some(i)) => {
+                                        i.vars.get(k).cloned().unwrap_or_default()
+                                    }
+                                    _ => String::new(),
+                                })
+                            })
+                            .unwrap_or_default(),
+                    }
+                };
+            if svc.for_each_instance {
+                for inst in instances.values() {
+                    keys.insert((
+                        render(&route.host, Some(inst), String::new()),
+                        render(&route.prefix, Some(inst), inst.prefix.clone()),
+                    ));
+                }
+            } else {
+                keys.insert((
+                    render(&route.host, None, String::new()),
+                    render(&route.prefix, None, "/".to_string()),
+                ));
+            }
+            for (host, prefix) in keys {
+                let key = (host, normalize_prefix(&prefix));
+                if let Some(other) = claimed.get(&key) {
+                    let loc = self.service_locs.get(name).cloned().unwrap_or_default();
+                    let host = if key.0.is_empty() {
+                        "any host".to_string()
+                    } else {
+                        key.0.clone()
+                    };
+                    self.err(
+                        &loc,
+                        &format!("services.{name}.route"),
+                        format!("the route {host} {} is already taken by `{other}`", key.1),
+                        Some("give one of them another prefix or host".to_string()),
+                    );
+                } else {
+                    claimed.insert(key, name.clone());
+                }
+            }
+        }
+        for m in &edge.static_mounts {
+            if claimed.keys().any(|(h, p)| h.is_empty() && p == &m.prefix) {
+                let loc = top
+                    .get("edge")
+                    .map(|e| e.node.loc.clone())
+                    .unwrap_or_default();
+                self.err(
+                    &loc,
+                    &join("edge.static", &m.prefix),
+                    format!("the static mount {} is also a service route", m.prefix),
+                    None,
+                );
+            }
+        }
+        // Deploy tasks must be tasks.
+        if let Some(loc) = self.before_switch_loc.take() {
+            let deploy_tasks: Vec<String> = match top.get("deploy").map(|d| &d.node.kind) {
+                Some(Kind::Table(m)) => match m.get("before_switch").map(|e| &e.node.kind) {
+                    Some(Kind::Array(a)) => a
+                        .iter()
+                        .filter_map(|n| {
+                            if let Kind::Str(s) = &n.kind {
+                                Some(s.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect(),
+                    Some(Kind::Str(s)) => vec![s.clone()],
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            for t in deploy_tasks {
+                match services.get(&t) {
+                    Some(s) if s.kind == ServiceKind::Task => {}
+                    Some(_) => self.err(
+                        &loc,
+                        "deploy.before_switch",
+                        format!("`{t}` is not a task"),
+                        Some(format!("set kind = \"task\" on services.{t}")),
+                    ),
+                    None => self.err(
+                        &loc,
+                        "deploy.before_switch",
+                        format!("`{t}` is not a service"),
+                        Some(list(&names)),
+                    ),
+                }
+            }
+        }
+    }
+
+    pub(super) fn port_loc(&self, top: &Map, service: &str) -> Loc {
+        if let Some(Kind::Table(s)) = top.get("services").map(|e| &e.node.kind) {
+            if let Some(Kind::Table(svc)) = s.get(service).map(|e| &e.node.kind) {
+                if let Some(p) = svc.get("port") {
+                    return p.node.loc.clone();
+                }
+            }
+        }
+        self.service_locs.get(service).cloned().unwrap_or_default()
+    }
+
+    pub(super) fn forward_loc(&self, top: &Map, i: usize) -> Loc {
+        if let Some(Kind::Table(e)) = top.get("edge").map(|e| &e.node.kind) {
+            if let Some(Kind::Array(items)) = e.get("forward").map(|e| &e.node.kind) {
+                if let Some(item) = items.get(i) {
+                    if let Kind::Table(t) = &item.kind {
+                        if let Some(s) = t.get("service") {
+                            return s.node.loc.clone();
+                        }
+                    }
+                    return item.loc.clone();
+                }
+            }
+        }
+        Loc::default()
+    }
+}

@@ -1,0 +1,341 @@
+//! `[edge]`: listeners, hosts, TLS, static mounts, forwards, certificate files and limits.
+
+use super::*;
+
+impl<'a> Builder<'a> {
+    pub(super) fn edge(&mut self, node: &Node) -> Option<Edge> {
+        let map = self.table(node, "edge", &EDGE_KEYS)?;
+        let mut edge = default_edge();
+        if let Some(e) = map.get("listen") {
+            for (s, loc) in self.strings(&e.node, "edge.listen").unwrap_or_default() {
+                if let Some(l) = self.listen(&s, &loc, "edge.listen") {
+                    if edge.listen.iter().any(|x| x.addr.port() == l.addr.port()) {
+                        self.err(
+                            &loc,
+                            "edge.listen",
+                            format!("port {} is listed twice", l.addr.port()),
+                            None,
+                        );
+                    }
+                    edge.listen.push(l);
+                }
+            }
+        }
+        if let Some(e) = map.get("hosts") {
+            for (h, loc) in self.strings(&e.node, "edge.hosts").unwrap_or_default() {
+                let bare = h.strip_prefix("*.").unwrap_or(&h);
+                let ok = !bare.is_empty()
+                    && bare
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                    && !bare.starts_with('.')
+                    && !bare.ends_with('.');
+                if ok {
+                    edge.hosts.push(h.to_ascii_lowercase());
+                } else {
+                    self.err(
+                        &loc,
+                        "edge.hosts",
+                        format!("`{h}` is not a host name"),
+                        Some("a DNS name such as app.example.org or *.example.org".to_string()),
+                    );
+                }
+            }
+        }
+        let has_https = edge.listen.iter().any(|l| l.scheme == Scheme::Https);
+        edge.tls = if has_https { Tls::SelfSigned } else { Tls::Off };
+        if let Some(e) = map.get("tls") {
+            match &e.node.kind {
+                Kind::Table(_) => {
+                    if let Some(pair) = self.cert_files(&e.node, "edge.tls") {
+                        edge.tls = Tls::Files { certs: vec![pair] };
+                    }
+                }
+                Kind::Array(items) => {
+                    let mut certs = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(pair) = self.cert_files(item, &format!("edge.tls[{i}]")) {
+                            certs.push(pair);
+                        }
+                    }
+                    if items.is_empty() {
+                        self.err(
+                            &e.node.loc,
+                            "edge.tls",
+                            "an empty list of certificates",
+                            Some("tls = [{ cert = \"a.pem\", key = \"a.key\" }]".to_string()),
+                        );
+                    } else if certs.len() == items.len() {
+                        edge.tls = Tls::Files { certs };
+                    }
+                }
+                _ => {
+                    if let Some(t) = self.enum_str(
+                        &e.node,
+                        "edge.tls",
+                        &[
+                            ("acme", Tls::Acme),
+                            ("self-signed", Tls::SelfSigned),
+                            ("off", Tls::Off),
+                        ]
+                        .map(|(n, t)| (n, TlsTag::from(&t))),
+                    ) {
+                        edge.tls = t.into();
+                    }
+                }
+            }
+            if has_https && edge.tls == Tls::Off {
+                self.err(
+                    &e.node.loc,
+                    "edge.tls",
+                    "an https:// listener needs certificates, but tls is off",
+                    Some("use tls = \"self-signed\", \"acme\" or { cert, key }, or listen on http://".to_string()),
+                );
+            }
+        }
+        if let Some(e) = map.get("acme_email") {
+            edge.acme_email = self.string(&e.node, "edge.acme_email");
+            if let Some(m) = &edge.acme_email {
+                if !m.contains('@') {
+                    let msg = format!("`{m}` is not an email address");
+                    self.err(&e.node.loc, "edge.acme_email", msg, None);
+                }
+            }
+        }
+        if edge.tls == Tls::Acme {
+            if edge.acme_email.is_none() && !map.contains_key("acme_email") {
+                let loc = map
+                    .get("tls")
+                    .map(|e| e.node.loc.clone())
+                    .unwrap_or(node.loc.clone());
+                self.err(
+                    &loc,
+                    "edge.acme_email",
+                    "tls = \"acme\" needs an account email",
+                    Some("acme_email = \"ops@example.org\"".to_string()),
+                );
+            }
+            if edge.hosts.is_empty() {
+                let loc = map
+                    .get("tls")
+                    .map(|e| e.node.loc.clone())
+                    .unwrap_or(node.loc.clone());
+                self.err(
+                    &loc,
+                    "edge.hosts",
+                    "tls = \"acme\" needs the host names to certify",
+                    Some("hosts = [\"app.example.org\"]".to_string()),
+                );
+            }
+        }
+        if let Some(e) = map.get("acme_directory") {
+            if let Some(s) = self.string(&e.node, "edge.acme_directory") {
+                match s.as_str() {
+                    "production" => edge.acme_directory = ACME_PRODUCTION.to_string(),
+                    "staging" => edge.acme_directory = ACME_STAGING.to_string(),
+                    url if url.starts_with("https://") || url.starts_with("http://") => {
+                        edge.acme_directory = url.to_string()
+                    }
+                    other => self.err(
+                        &e.node.loc,
+                        "edge.acme_directory",
+                        format!("`{other}` is not an ACME directory"),
+                        Some("`production`, `staging` or an https:// URL".to_string()),
+                    ),
+                }
+            }
+        }
+        if let Some(e) = map.get("acme_ca") {
+            edge.acme_ca = self.path(&e.node, "edge.acme_ca");
+        }
+        if let Some(e) = map.get("acme_challenge") {
+            if let Some(c) = self.enum_str(
+                &e.node,
+                "edge.acme_challenge",
+                &[
+                    ("http-01", AcmeChallenge::Http01),
+                    ("tls-alpn-01", AcmeChallenge::TlsAlpn01),
+                ],
+            ) {
+                edge.acme_challenge = c;
+            }
+        }
+        if let Some(e) = map.get("upstream_ca") {
+            edge.upstream_ca = self.path(&e.node, "edge.upstream_ca");
+        }
+        if let Some(e) = map.get("hsts") {
+            edge.hsts = self.bool(&e.node, "edge.hsts").unwrap_or(false);
+        }
+        if let Some(e) = map.get("redirect_https") {
+            edge.redirect_https = self.bool(&e.node, "edge.redirect_https").unwrap_or(true);
+        }
+        if let Some(e) = map.get("trusted_proxies") {
+            for (s, loc) in self
+                .strings(&e.node, "edge.trusted_proxies")
+                .unwrap_or_default()
+            {
+                match s.parse::<IpAddr>() {
+                    Ok(ip) => edge.trusted_proxies.push(ip),
+                    Err(_) => self.err(
+                        &loc,
+                        "edge.trusted_proxies",
+                        format!("`{s}` is not an IP address"),
+                        None,
+                    ),
+                }
+            }
+        }
+        if let Some(e) = map.get("limits") {
+            if let Some(l) = self.limits(&e.node) {
+                edge.limits = l;
+            }
+        }
+        if let Some(e) = map.get("static") {
+            if let Some(mounts) = self.any_table(&e.node, "edge.static") {
+                for (prefix, m) in mounts {
+                    let path = join("edge.static", prefix);
+                    if !prefix.starts_with('/') {
+                        self.err(
+                            &m.key_loc,
+                            &path,
+                            format!("the mount prefix `{prefix}` must start with `/`"),
+                            Some("\"/static\" = \"collected-static/\"".to_string()),
+                        );
+                        continue;
+                    }
+                    if let Some(dir) = self.path(&m.node, &path) {
+                        edge.static_mounts.push(StaticMount {
+                            prefix: prefix.clone(),
+                            dir,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(e) = map.get("forward") {
+            if let Kind::Array(items) = &e.node.kind {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("edge.forward[{i}]");
+                    let Some(t) = self.table(item, &path, &["listen", "service"]) else {
+                        continue;
+                    };
+                    let listen = match t.get("listen") {
+                        Some(l) => self
+                            .string(&l.node, &format!("{path}.listen"))
+                            .and_then(|s| self.listen(&s, &l.node.loc, &format!("{path}.listen"))),
+                        None => {
+                            self.err(&item.loc, &path, "a forward needs `listen`", None);
+                            None
+                        }
+                    };
+                    let service = match t.get("service") {
+                        Some(s) => self.string(&s.node, &format!("{path}.service")),
+                        None => {
+                            self.err(&item.loc, &path, "a forward needs `service`", None);
+                            None
+                        }
+                    };
+                    if let (Some(listen), Some(service)) = (listen, service) {
+                        if edge
+                            .listen
+                            .iter()
+                            .chain(edge.forward.iter().map(|f| &f.listen))
+                            .any(|x| x.addr.port() == listen.addr.port())
+                        {
+                            self.err(
+                                &item.loc,
+                                &path,
+                                format!("port {} is already an edge listener", listen.addr.port()),
+                                None,
+                            );
+                        }
+                        edge.forward.push(Forward { listen, service });
+                    }
+                }
+            } else {
+                self.type_err(
+                    &e.node,
+                    "edge.forward",
+                    "an array of { listen, service } tables",
+                );
+            }
+        }
+        Some(edge)
+    }
+
+    pub(super) fn cert_files(&mut self, node: &Node, path: &str) -> Option<CertFiles> {
+        let t = self.table(node, path, &["cert", "key"])?;
+        let cert = t
+            .get("cert")
+            .and_then(|c| self.path(&c.node, &join(path, "cert")));
+        let key = t
+            .get("key")
+            .and_then(|k| self.path(&k.node, &join(path, "key")));
+        match (cert, key) {
+            (Some(cert), Some(key)) => Some(CertFiles { cert, key }),
+            _ => {
+                self.err(
+                    &node.loc,
+                    path,
+                    "certificate files need both `cert` and `key`",
+                    Some(
+                        "tls = { cert = \"certs/site.pem\", key = \"certs/site.key\" }".to_string(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn limits(&mut self, node: &Node) -> Option<EdgeLimits> {
+        let map = self.table(node, "edge.limits", &LIMIT_KEYS)?;
+        let mut l = EdgeLimits::default();
+        let durations = [
+            ("client_header_timeout", &mut l.client_header_timeout),
+            ("client_body_timeout", &mut l.client_body_timeout),
+            ("upstream_connect_timeout", &mut l.upstream_connect_timeout),
+            (
+                "upstream_response_timeout",
+                &mut l.upstream_response_timeout,
+            ),
+            ("upstream_down_time", &mut l.upstream_down_time),
+        ];
+        for (key, slot) in durations {
+            if let Some(e) = map.get(key) {
+                let path = join("edge.limits", key);
+                if let Some(d) = self.duration(&e.node, &path) {
+                    if d.is_zero() {
+                        self.err(&e.node.loc, &path, "must be more than 0", None);
+                    } else {
+                        *slot = d;
+                    }
+                }
+            }
+        }
+        let counts = [
+            ("max_header_bytes", &mut l.max_header_bytes, 1024, 1 << 20),
+            ("max_headers", &mut l.max_headers, 8, 1000),
+            ("max_connections", &mut l.max_connections, 1, 1_000_000),
+        ];
+        for (key, slot, lo, hi) in counts {
+            if let Some(e) = map.get(key) {
+                let path = join("edge.limits", key);
+                let n = match &e.node.kind {
+                    Kind::Int(n) => u64::try_from(*n).ok(),
+                    Kind::Str(s) if key == "max_header_bytes" => parse_size(s),
+                    _ => None,
+                };
+                match n {
+                    Some(n) if (lo..=hi).contains(&n) => *slot = n,
+                    _ => self.err(
+                        &e.node.loc,
+                        &path,
+                        format!("must be a whole number from {lo} to {hi}"),
+                        None,
+                    ),
+                }
+            }
+        }
+        Some(l)
+    }
+}

@@ -1,0 +1,284 @@
+//! The parts of a service: its command, health probe and route.
+
+use super::*;
+
+impl<'a> Builder<'a> {
+    pub(super) fn command(
+        &mut self,
+        node: &Node,
+        path: &str,
+        service: &str,
+    ) -> Option<Vec<Template>> {
+        let words: Vec<(String, Loc)> = match &node.kind {
+            Kind::Str(s) => match shell_words::split(s) {
+                Ok(w) => w.into_iter().map(|w| (w, node.loc.clone())).collect(),
+                Err(_) => {
+                    self.err(
+                        &node.loc,
+                        path,
+                        "unbalanced quotes in the command",
+                        Some("close every quote, or write the command as an array".to_string()),
+                    );
+                    return None;
+                }
+            },
+            Kind::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match &item.kind {
+                        Kind::Str(s) => out.push((s.clone(), item.loc.clone())),
+                        _ => self.type_err(item, &format!("{path}[{i}]"), "a string"),
+                    }
+                }
+                out
+            }
+            _ => {
+                self.type_err(node, path, "a string or an array of strings");
+                return None;
+            }
+        };
+        if words.is_empty() {
+            self.err(&node.loc, path, "the command is empty", None);
+            return None;
+        }
+        let mut argv = Vec::new();
+        for (w, loc) in words {
+            let t = self.interp(&w, &loc, path)?;
+            self.templates
+                .push((service.to_string(), path.to_string(), t.clone(), loc));
+            argv.push(t);
+        }
+        Some(argv)
+    }
+
+    pub(super) fn health(&mut self, service: &str, node: &Node, path: &str) -> Option<Health> {
+        let map = self.table(node, path, &HEALTH_KEYS)?;
+        let kinds: Vec<&str> = ["http", "tcp", "exec"]
+            .into_iter()
+            .filter(|k| map.contains_key(*k))
+            .collect();
+        if kinds.len() != 1 {
+            let msg = if kinds.is_empty() {
+                "a health probe needs one of `http`, `tcp` or `exec`".to_string()
+            } else {
+                format!("a health probe takes only one of {}", one_of(&kinds))
+            };
+            self.err(
+                &node.loc,
+                path,
+                msg,
+                Some(
+                    "health = { http = \"/healthz\" }, { tcp = true } or { exec = \"pg_isready\" }"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        let kp = join(path, kinds[0]);
+        let e = &map[kinds[0]];
+        let check = match kinds[0] {
+            "http" => {
+                let t = self.template(&e.node, &kp)?;
+                if !t.to_string().starts_with('/') && !t.to_string().starts_with("${") {
+                    self.err(
+                        &e.node.loc,
+                        &kp,
+                        format!("`{t}` must be a path starting with `/`"),
+                        Some("http = \"/healthz\"".to_string()),
+                    );
+                    return None;
+                }
+                self.templates.push((
+                    service.to_string(),
+                    kp.clone(),
+                    t.clone(),
+                    e.node.loc.clone(),
+                ));
+                Check::Http(t)
+            }
+            "tcp" => match &e.node.kind {
+                Kind::Bool(true) => Check::Tcp(None),
+                Kind::Str(_) => {
+                    let t = self.template(&e.node, &kp)?;
+                    self.templates.push((
+                        service.to_string(),
+                        kp.clone(),
+                        t.clone(),
+                        e.node.loc.clone(),
+                    ));
+                    Check::Tcp(Some(t))
+                }
+                _ => {
+                    self.type_err(&e.node, &kp, "true (the unit's port) or \"host:port\"");
+                    return None;
+                }
+            },
+            _ => Check::Exec(self.command(&e.node, &kp, service)?),
+        };
+        let interval = map
+            .get("interval")
+            .and_then(|x| self.duration(&x.node, &join(path, "interval")))
+            .unwrap_or(Duration::from_secs(5));
+        let timeout = map
+            .get("timeout")
+            .and_then(|x| self.duration(&x.node, &join(path, "timeout")))
+            .unwrap_or(Duration::from_secs(2));
+        let retries = map
+            .get("retries")
+            .and_then(|x| self.int(&x.node, &join(path, "retries"), 1, 1000))
+            .unwrap_or(3) as u32;
+        let start_period = map
+            .get("start_period")
+            .and_then(|x| self.duration(&x.node, &join(path, "start_period")))
+            .unwrap_or(Duration::ZERO);
+        if interval.is_zero() {
+            if let Some(x) = map.get("interval") {
+                self.err(
+                    &x.node.loc,
+                    &join(path, "interval"),
+                    "the interval must be longer than 0",
+                    None,
+                );
+            }
+        }
+        let status = match map.get("status") {
+            Some(x) => self.probe_statuses(&x.node, &join(path, "status"), &check)?,
+            None => Vec::new(),
+        };
+        Some(Health {
+            check,
+            interval,
+            timeout,
+            retries,
+            start_period,
+            status,
+        })
+    }
+
+    /// `status = [200, 204]` of an `http` probe: the statuses that pass.
+    pub(super) fn probe_statuses(
+        &mut self,
+        node: &Node,
+        path: &str,
+        check: &Check,
+    ) -> Option<Vec<u16>> {
+        if !matches!(check, Check::Http(_)) {
+            self.err(
+                &node.loc,
+                path,
+                "`status` applies to `http` probes only",
+                None,
+            );
+            return None;
+        }
+        let Kind::Array(items) = &node.kind else {
+            self.type_err(node, path, "an array of HTTP statuses, such as [200]");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let code = self.int(item, &format!("{path}[{i}]"), 100, 599)?;
+            out.push(u16::try_from(code).unwrap_or(200));
+        }
+        if out.is_empty() {
+            self.err(
+                &node.loc,
+                path,
+                "needs at least one status",
+                Some("status = [200]".to_string()),
+            );
+            return None;
+        }
+        Some(out)
+    }
+
+    pub(super) fn route(&mut self, service: &str, node: &Node, path: &str) -> Option<Route> {
+        let map = self.table(node, path, &ROUTE_KEYS)?;
+        let host = map
+            .get("host")
+            .and_then(|e| self.template(&e.node, &join(path, "host")));
+        let prefix = map
+            .get("prefix")
+            .and_then(|e| self.template(&e.node, &join(path, "prefix")));
+        if let (Some(t), Some(e)) = (&host, map.get("host")) {
+            self.templates.push((
+                service.to_string(),
+                join(path, "host"),
+                t.clone(),
+                e.node.loc.clone(),
+            ));
+        }
+        if let (Some(t), Some(e)) = (&prefix, map.get("prefix")) {
+            self.templates.push((
+                service.to_string(),
+                join(path, "prefix"),
+                t.clone(),
+                e.node.loc.clone(),
+            ));
+            let s = t.to_string();
+            if !s.starts_with('/') && !s.starts_with("${") {
+                self.err(
+                    &e.node.loc,
+                    &join(path, "prefix"),
+                    format!("`{s}` must start with `/`"),
+                    Some("prefix = \"/api\"".to_string()),
+                );
+            }
+        }
+        let strip_prefix = map
+            .get("strip_prefix")
+            .and_then(|e| self.bool(&e.node, &join(path, "strip_prefix")))
+            .unwrap_or(false);
+        let websocket = map
+            .get("websocket")
+            .and_then(|e| self.bool(&e.node, &join(path, "websocket")))
+            .unwrap_or(true);
+        let max_body = match map.get("max_body") {
+            Some(e) => {
+                let s = self.string(&e.node, &join(path, "max_body"))?;
+                match parse_size(&s) {
+                    Some(n) => n,
+                    None => {
+                        self.err(
+                            &e.node.loc,
+                            &join(path, "max_body"),
+                            format!("`{s}` is not a size"),
+                            Some("a number and a unit: 512KB, 10MB, 1GiB".to_string()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => DEFAULT_MAX_BODY,
+        };
+        let balance = map
+            .get("balance")
+            .and_then(|e| {
+                self.enum_str(
+                    &e.node,
+                    &join(path, "balance"),
+                    &[
+                        ("round_robin", Balance::RoundRobin),
+                        ("least_conn", Balance::LeastConn),
+                    ],
+                )
+            })
+            .unwrap_or_default();
+        let hold_ms = match map.get("hold") {
+            Some(e) => {
+                let d = self.duration(&e.node, &join(path, "hold"))?;
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            }
+            None => DEFAULT_HOLD_MS,
+        };
+        Some(Route {
+            host,
+            prefix,
+            strip_prefix,
+            websocket,
+            max_body,
+            balance,
+            hold_ms,
+        })
+    }
+}

@@ -1,0 +1,316 @@
+//! The edge as Kubernetes objects: Ingresses for the routes (TLS by cert-manager or a
+//! Secret), and Services with Endpoints for remote upstreams.
+
+use super::*;
+
+/// Routes -> Ingress; remote upstreams -> Services without selector; forwards ->
+/// LoadBalancer Services; static mounts -> a volume and a note.
+pub(super) fn edge(m: &Model<'_>, out: &mut Out) -> Result<(), ExportError> {
+    let plan = m.plan;
+    let stack = &plan.stack;
+    for (i, r) in plan.routes.iter().enumerate() {
+        let backend_name;
+        let backend_port;
+        match &r.target {
+            Target::Units(units) => {
+                let Some(w) = units.first().and_then(|u| m.workload_of(u)) else {
+                    continue;
+                };
+                let Some(p) = w.port else { continue };
+                backend_name = w.name.clone();
+                backend_port = p;
+            }
+            Target::Remote(ups) => {
+                let Some(first) = ups.first() else { continue };
+                let name = dns_name(&format!("{}-remote", r.service));
+                backend_name = name.clone();
+                backend_port = first.port;
+                remote_service(stack, &r.service, &name, ups, out)?;
+            }
+        }
+        let name = dns_name(&format!(
+            "{stack}-{}-{}",
+            r.service,
+            r.instance.clone().unwrap_or_else(|| i.to_string())
+        ));
+        let mut ann = BTreeMap::new();
+        let (path, path_type) = if r.strip_prefix && r.prefix != "/" {
+            ann.insert(
+                "nginx.ingress.kubernetes.io/rewrite-target".to_string(),
+                "/$2".to_string(),
+            );
+            ann.insert(
+                "nginx.ingress.kubernetes.io/use-regex".into(),
+                "true".into(),
+            );
+            ann.insert(
+                "nginx.ingress.kubernetes.io/x-forwarded-prefix".into(),
+                r.prefix.clone(),
+            );
+            (
+                format!("{}(/|$)(.*)", r.prefix),
+                "ImplementationSpecific".to_string(),
+            )
+        } else {
+            (r.prefix.clone(), "Prefix".to_string())
+        };
+        ann.insert(
+            "nginx.ingress.kubernetes.io/proxy-body-size".into(),
+            format!("{}", r.max_body),
+        );
+        if r.websocket {
+            // ingress-nginx passes WebSocket upgrades; long-lived ones need long timeouts.
+            ann.insert(
+                "nginx.ingress.kubernetes.io/proxy-read-timeout".into(),
+                "3600".into(),
+            );
+            ann.insert(
+                "nginx.ingress.kubernetes.io/proxy-send-timeout".into(),
+                "3600".into(),
+            );
+        }
+        let hosts: Vec<String> = match &r.host {
+            Some(h) => vec![h.clone()],
+            None => plan.edge.hosts.clone(),
+        };
+        let tls = match &plan.edge.tls {
+            Tls::Off => None,
+            Tls::Acme => {
+                ann.insert(
+                    "cert-manager.io/cluster-issuer".into(),
+                    "letsencrypt".into(),
+                );
+                Some(())
+            }
+            _ => Some(()),
+        }
+        .filter(|_| !hosts.is_empty())
+        .map(|_| {
+            vec![IngressTLS {
+                hosts: Some(hosts.clone()),
+                secret_name: Some(dns_name(&format!("{stack}-tls"))),
+            }]
+        });
+        let http = HTTPIngressRuleValue {
+            paths: vec![HTTPIngressPath {
+                path: Some(path),
+                path_type,
+                backend: IngressBackend {
+                    service: Some(IngressServiceBackend {
+                        name: backend_name,
+                        port: Some(ServiceBackendPort {
+                            number: Some(i32::from(backend_port)),
+                            ..Default::default()
+                        }),
+                    }),
+                    ..Default::default()
+                },
+            }],
+        };
+        let rules: Vec<IngressRule> = match &r.host {
+            Some(h) => vec![IngressRule {
+                host: Some(h.clone()),
+                http: Some(http),
+            }],
+            None if !plan.edge.hosts.is_empty() => plan
+                .edge
+                .hosts
+                .iter()
+                .map(|h| IngressRule {
+                    host: Some(h.clone()),
+                    http: Some(http.clone()),
+                })
+                .collect(),
+            None => vec![IngressRule {
+                host: None,
+                http: Some(http),
+            }],
+        };
+        let mut comment = vec![format!(
+            "route {} -> service {}{}",
+            r.key(),
+            r.service,
+            r.instance
+                .as_ref()
+                .map(|i| format!(", instance {i}"))
+                .unwrap_or_default()
+        )];
+        if r.strip_prefix {
+            comment.push(
+                "strip_prefix: ingress-nginx rewrites the path and sets X-Forwarded-Prefix".into(),
+            );
+        }
+        if matches!(plan.edge.tls, Tls::SelfSigned | Tls::Files { .. }) {
+            comment.push(format!(
+                "TLS: create the Secret {stack}-tls from your certificate (kubectl create secret tls)"
+            ));
+        }
+        out.push(
+            format!("Ingress/{name}"),
+            comment,
+            &Ingress {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(labels(stack, &r.service, r.instance.as_deref())),
+                    annotations: Some(ann),
+                    ..Default::default()
+                },
+                spec: Some(IngressSpec {
+                    ingress_class_name: Some("nginx".into()),
+                    rules: Some(rules),
+                    tls,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    for f in &plan.edge.forward {
+        let Target::Units(units) = &f.target else {
+            continue;
+        };
+        let Some(w) = units.first().and_then(|u| m.workload_of(u)) else {
+            continue;
+        };
+        let Some(p) = w.port else { continue };
+        let port = f.listen.addr.port();
+        let name = dns_name(&format!("{}-port-{port}", w.name));
+        out.push(
+            format!("Service/{name}"),
+            vec![format!(
+                "listener {} -> service {}: a LoadBalancer Service (Ingress carries HTTP(S) on 80/443 only)",
+                f.listen, f.service
+            )],
+            &Service {
+                metadata: meta(&name, labels(stack, &f.service, None)),
+                spec: Some(ServiceSpec {
+                    type_: Some("LoadBalancer".into()),
+                    selector: Some(selector(stack, w.service, w.instance)),
+                    ports: Some(vec![ServicePort {
+                        port: i32::from(port),
+                        target_port: Some(IntOrString::Int(i32::from(p))),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    for (i, s) in plan.edge.static_mounts.iter().enumerate() {
+        let name = dns_name(&format!("{stack}-static-{i}"));
+        out.notes.push(format!(
+            "the edge served {} from {}; in Kubernetes serve it from the volume {name} (copy the files in) with a web server or from object storage",
+            s.prefix,
+            s.dir.display()
+        ));
+        out.push(
+            format!("PersistentVolumeClaim/{name}"),
+            vec![format!(
+                "static mount {} (was {}): a volume for the files the edge served",
+                s.prefix,
+                s.dir.display()
+            )],
+            &PersistentVolumeClaim {
+                metadata: meta(&name, labels(stack, "static", None)),
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteMany".into()]),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            Quantity("1Gi".into()),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A remote upstream: an ExternalName Service for a host name, or a Service without selector
+/// and its Endpoints for IP addresses.
+pub(super) fn remote_service(
+    stack: &str,
+    service: &str,
+    name: &str,
+    ups: &[grove_plan::Upstream],
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    if out.docs.iter().any(|d| d.id == format!("Service/{name}")) {
+        return Ok(());
+    }
+    let Some(first) = ups.first() else {
+        return Ok(());
+    };
+    let l = labels(stack, service, None);
+    let port = i32::from(first.port);
+    let ip = first.host.parse::<std::net::IpAddr>().is_ok();
+    if !ip {
+        return out.push(
+            format!("Service/{name}"),
+            vec![format!(
+                "service {service}: remote upstream {first} (ExternalName)"
+            )],
+            &Service {
+                metadata: meta(name, l),
+                spec: Some(ServiceSpec {
+                    type_: Some("ExternalName".into()),
+                    external_name: Some(first.host.clone()),
+                    ports: Some(vec![ServicePort {
+                        port,
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+    }
+    out.push(
+        format!("Service/{name}"),
+        vec![format!(
+            "service {service}: remote upstreams, no selector (see its Endpoints)"
+        )],
+        &Service {
+            metadata: meta(name, l.clone()),
+            spec: Some(ServiceSpec {
+                ports: Some(vec![ServicePort {
+                    port,
+                    target_port: Some(IntOrString::Int(port)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    let addresses: Vec<EndpointAddress> = ups
+        .iter()
+        .filter(|u| u.host.parse::<std::net::IpAddr>().is_ok() && u.port == first.port)
+        .map(|u| EndpointAddress {
+            ip: u.host.clone(),
+            ..Default::default()
+        })
+        .collect();
+    out.push(
+        format!("Endpoints/{name}"),
+        vec![format!(
+            "service {service}: the remote upstreams' addresses"
+        )],
+        &Endpoints {
+            metadata: meta(name, l),
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(addresses),
+                ports: Some(vec![EndpointPort {
+                    port,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+        },
+    )
+}

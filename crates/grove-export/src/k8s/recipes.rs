@@ -1,0 +1,297 @@
+//! Backing services as Kubernetes objects: a StatefulSet per recipe with its Service and
+//! credentials, and the Job that creates the databases dependents ask for.
+
+use super::*;
+
+pub(super) fn recipe(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    opts: &Options,
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let Some((r, spec)) = w.recipe else {
+        return Ok(());
+    };
+    let stack = &m.plan.stack;
+    let l = labels(stack, w.service, w.instance);
+    let sel = selector(stack, w.service, w.instance);
+    let port = w.port.unwrap_or(0);
+    let passwords = m.recipe_passwords(w);
+    let admin_ref = passwords.iter().find(|p| p.key == "password");
+    if !passwords.is_empty() {
+        let values: BTreeMap<String, String> = passwords
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        secret_object(
+            out,
+            &format!("{}-credentials", w.name),
+            l.clone(),
+            &values,
+            opts,
+            format!(
+                "{}: the {} recipe's generated passwords",
+                source(w),
+                r.name()
+            ),
+        )?;
+    }
+    out.push(
+        format!("Service/{}", w.name),
+        vec![format!(
+            "{}: headless Service of the {} recipe",
+            source(w),
+            r.name()
+        )],
+        &Service {
+            metadata: meta(&w.name, l.clone()),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                selector: Some(sel.clone()),
+                ports: Some(vec![ServicePort {
+                    name: Some(r.name().into()),
+                    port: i32::from(port),
+                    target_port: Some(IntOrString::Int(i32::from(port))),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    let mut env = Vec::new();
+    let mut args: Option<Vec<String>> = None;
+    let pw_env = |var: &str| admin_ref.map(|p| secret_env(var, &p.secret, &p.key));
+    let check = match r {
+        Recipe::Postgres => {
+            env.push(plain_env("POSTGRES_USER", &spec.admin.user));
+            env.extend(pw_env("POSTGRES_PASSWORD"));
+            env.push(plain_env("POSTGRES_DB", &spec.admin.user));
+            env.push(plain_env("PGDATA", "/var/lib/postgresql/data/pgdata"));
+            Probe {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "pg_isready".into(),
+                        "-U".into(),
+                        spec.admin.user.clone(),
+                    ]),
+                }),
+                ..Default::default()
+            }
+        }
+        Recipe::Redis => {
+            env.extend(pw_env("REDIS_PASSWORD"));
+            let mut a = vec!["redis-server".to_string()];
+            if admin_ref.is_some() {
+                a.extend(["--requirepass".into(), "$(REDIS_PASSWORD)".into()]);
+            }
+            if !spec.persistence {
+                a.extend(["--save".into(), String::new()]);
+            }
+            args = Some(a);
+            tcp_check(port)
+        }
+        Recipe::Rabbitmq => {
+            env.push(plain_env("RABBITMQ_DEFAULT_USER", &spec.admin.user));
+            env.extend(pw_env("RABBITMQ_DEFAULT_PASS"));
+            tcp_check(port)
+        }
+        Recipe::Memcached | Recipe::Mongodb => tcp_check(port),
+    };
+    let h = w.unit.health.clone().unwrap_or(grove_plan::Probe {
+        check: ProbeCheck::Recipe,
+        interval_ms: 2000,
+        timeout_ms: 5000,
+        retries: 3,
+        start_period_ms: 60_000,
+    });
+    let readiness = probe(check, &h);
+    let data = recipe_data_path(r);
+    let container = Container {
+        name: dns_name(r.name()),
+        image: Some(recipe_image(r).into()),
+        args,
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![ContainerPort {
+            container_port: i32::from(port),
+            name: Some(dns_name(r.name()).chars().take(15).collect()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(readiness.clone()),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(secs(h.start_period_ms, 0)),
+            ..readiness
+        }),
+        lifecycle: lifecycle(&w.unit.stop_signal),
+        volume_mounts: data.map(|p| {
+            vec![VolumeMount {
+                name: "data".into(),
+                mount_path: p.into(),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    out.push(
+        format!("StatefulSet/{}", w.name),
+        vec![format!(
+            "{}: the {} recipe on the upstream image {}",
+            source(w),
+            r.name(),
+            recipe_image(r)
+        )],
+        &StatefulSet {
+            metadata: meta(&w.name, l.clone()),
+            spec: Some(StatefulSetSpec {
+                service_name: Some(w.name.clone()),
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(sel.clone()),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(l.clone()),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![container],
+                        termination_grace_period_seconds: Some(i64::from(secs(
+                            w.unit.stop_grace_ms,
+                            1,
+                        ))),
+                        ..Default::default()
+                    }),
+                },
+                volume_claim_templates: data.map(|_| {
+                    vec![PersistentVolumeClaim {
+                        metadata: ObjectMeta {
+                            name: Some("data".into()),
+                            ..Default::default()
+                        },
+                        spec: Some(PersistentVolumeClaimSpec {
+                            access_modes: Some(vec!["ReadWriteOnce".into()]),
+                            resources: Some(VolumeResourceRequirements {
+                                requests: Some(BTreeMap::from([(
+                                    "storage".to_string(),
+                                    Quantity("10Gi".into()),
+                                )])),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )?;
+    if needs_init_job(w) {
+        init_job(m, w, r, spec, &passwords, out)?;
+    }
+    Ok(())
+}
+
+pub(super) fn tcp_check(port: u16) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(i32::from(port)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A Job that creates the recipe's roles and databases (PostgreSQL) or virtual hosts
+/// (RabbitMQ, through its management API) once the server answers.
+pub(super) fn init_job(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    r: Recipe,
+    spec: &grove_plan::RecipeSpec,
+    passwords: &[PasswordRef],
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let l = labels(&m.plan.stack, w.service, w.instance);
+    let name = format!("{}-init", w.name);
+    let port = w.port.unwrap_or(0);
+    let mut env: Vec<EnvVar> = passwords
+        .iter()
+        .map(|p| secret_env(&p.var, &p.secret, &p.key))
+        .collect();
+    let (image, script) = match r {
+        Recipe::Postgres => {
+            let admin = passwords.iter().find(|p| p.key == "password");
+            if let Some(a) = admin {
+                env.push(secret_env("PGPASSWORD", &a.secret, &a.key));
+            }
+            let vars = postgres_init_vars(spec, passwords, |v| format!("${v}"));
+            (
+                recipe_image(r),
+                format!(
+                    "until pg_isready -h {h} -p {port} -U {u}; do sleep 2; done\npsql -h {h} -p {port} -U {u} -d postgres -v ON_ERROR_STOP=1 {vars} <<'SQL'\n{sql}SQL\n",
+                    h = w.name,
+                    u = spec.admin.user,
+                    vars = vars.join(" "),
+                    sql = postgres_init_sql(spec),
+                ),
+            )
+        }
+        _ => {
+            let admin = passwords
+                .iter()
+                .find(|p| p.key == "password")
+                .map(|p| p.var.clone())
+                .unwrap_or_default();
+            let mut s = format!(
+                "until curl -fsS -u {u}:\"${admin}\" http://{h}:15672/api/overview >/dev/null; do sleep 2; done\n",
+                u = spec.admin.user,
+                h = w.name
+            );
+            for d in &spec.databases {
+                s.push_str(&format!(
+                    "curl -fsS -u {u}:\"${admin}\" -X PUT http://{h}:15672/api/vhosts/{v}\ncurl -fsS -u {u}:\"${admin}\" -X PUT -H 'content-type: application/json' -d '{{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}}' http://{h}:15672/api/permissions/{v}/{u}\n",
+                    u = spec.admin.user,
+                    h = w.name,
+                    v = d.name
+                ));
+            }
+            ("curlimages/curl:8.10.1", s)
+        }
+    };
+    out.push(
+        format!("Job/{name}"),
+        vec![format!(
+            "{}: creates the {} recipe's roles and databases (grove does this on start)",
+            source(w),
+            r.name()
+        )],
+        &Job {
+            metadata: meta(&name, l.clone()),
+            spec: Some(JobSpec {
+                backoff_limit: Some(10),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(l),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        restart_policy: Some("OnFailure".into()),
+                        containers: vec![Container {
+                            name: "init".into(),
+                            image: Some(image.into()),
+                            command: Some(vec!["sh".into(), "-c".into(), script]),
+                            env: (!env.is_empty()).then_some(env),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+}
