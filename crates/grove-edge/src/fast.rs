@@ -33,7 +33,7 @@ use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{has_blank_line, Chunked, Step};
-use crate::pages::{error_html, new_request_id, usable_request_id};
+use crate::pages::{error_html, new_request_id, starting, usable_request_id};
 use crate::proxy::{strip_port, ACME_CHALLENGE, BUFFER_BODY};
 use crate::rules::{self, hop_by_hop, idempotent, tokens};
 use crate::table::{Action, Backend, Pool, Route, Table};
@@ -735,7 +735,8 @@ where
         if !unit_refused || tokio::time::Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + HOLD_POLL)).await;
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + crate::HOLD_POLL))
+            .await;
         backends = shared
             .wait_ready(conn.local, &at.host, at.path, deadline)
             .await;
@@ -759,14 +760,6 @@ where
 
 /// Response bodies up to this size are read whole before the response is passed on.
 const SMALL_BODY: usize = 64 * 1024;
-
-/// How often a held request tries a unit that refused its connection again.
-const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// The 503 page's text when a route has no ready unit.
-pub(crate) fn starting(service: &str) -> String {
-    format!("{service} is starting: no unit is ready to take requests yet; try again shortly")
-}
 
 /// Why an exchange with an upstream gave no response.
 enum Failed {

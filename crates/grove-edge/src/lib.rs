@@ -703,6 +703,9 @@ where
     }
 }
 
+/// How often a held request looks again at a unit that refused its connection.
+pub(crate) const HOLD_POLL: Duration = Duration::from_millis(50);
+
 /// Access-log lines are written out this often...
 const ACCESS_FLUSH: Duration = Duration::from_millis(100);
 /// ...or once this much is waiting.

@@ -71,3 +71,13 @@ pub fn error_page(status: StatusCode, detail: &str, id: &str) -> Response<BoxBod
     }
     r
 }
+
+/// The 503 page's text when a route has no ready unit.
+pub(crate) fn starting(service: &str) -> String {
+    format!("{service} is starting: no unit is ready to take requests yet; try again shortly")
+}
+
+/// The 503 page when a route has no ready unit (after its hold).
+pub(crate) fn starting_page(service: &str, id: &str) -> Response<BoxBody> {
+    error_page(StatusCode::SERVICE_UNAVAILABLE, &starting(service), id)
+}

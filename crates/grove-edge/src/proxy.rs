@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
-use crate::pages::{error_page, full, request_id, usable_request_id, X_REQUEST_ID};
+use crate::pages::{error_page, full, request_id, starting_page, usable_request_id, X_REQUEST_ID};
 use crate::rules::{self, idempotent, strip_hop_by_hop, strip_unforwardable};
 use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
@@ -488,12 +488,7 @@ async fn proxy(
             .await;
     }
     if candidates.is_empty() {
-        let page = error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &crate::fast::starting(&target.pool.service),
-            id,
-        );
-        return (page, None);
+        return (starting_page(&target.pool.service, id), None);
     }
     let buffered = !matches!(body, Some(ReqBody::Streaming(_)));
     let retryable = idempotent(parts.method.as_str().as_bytes()) && buffered && !upgrade;
@@ -661,18 +656,13 @@ async fn proxy(
         if !unit_refused || !buffered || upgrade || tokio::time::Instant::now() >= deadline {
             break;
         }
-        let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+        let poll = tokio::time::Instant::now() + crate::HOLD_POLL;
         tokio::time::sleep_until(deadline.min(poll)).await;
         candidates = shared
             .wait_ready(conn.local, target.host, target.path, deadline)
             .await;
         if candidates.is_empty() {
-            let page = error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &crate::fast::starting(&target.pool.service),
-                id,
-            );
-            return (page, None);
+            return (starting_page(&target.pool.service, id), None);
         }
     }
     (
