@@ -34,7 +34,7 @@ use grove_plan::Plan;
 use tokio::sync::Notify;
 
 pub use inputs::{build_plan, known_secrets, live_release, plan_inputs, recipes_installed};
-pub use state::{ensure_state_dir, make_private_dir, open_store, sticky_ports};
+pub use state::{ensure_state_dir, make_private_dir, open_store, read_store, sticky_ports};
 
 impl DaemonError {
     /// The message as the command line shows it (`grove: ...`).

@@ -62,6 +62,17 @@ pub fn open_store(state: &Path) -> Result<Store, DaemonError> {
     Ok(store)
 }
 
+/// The state store of the folder `state` for a command that only reads it (`events`,
+/// `releases`, `exec`...): `None` when there is none yet; never creates, migrates or changes
+/// a mode, and works on a folder this process may not write.
+pub fn read_store(state: &Path) -> Result<Option<Store>, DaemonError> {
+    let path = state.join("state.db");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Store::open_read_only(&path)?))
+}
+
 /// The state store for a starting grove, checked first (issue 27): a store SQLite finds
 /// damaged is moved aside to `state.db.corrupt-<time>` (with its WAL files) and a fresh one
 /// started, so grove never runs without its pid records. The second value says what

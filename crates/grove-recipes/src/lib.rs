@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+mod amqp;
 pub mod find;
 pub mod launch;
 mod probe;

@@ -1,7 +1,8 @@
 //! Readiness and provisioning of a running server, from the engine's probe loop.
 //!
 //! Readiness speaks each server's own protocol (or its own tool): `pg_isready`, Redis `AUTH` +
-//! `PING`, memcached `version`, the AMQP protocol header, a TCP connect for MongoDB. The first
+//! `PING`, memcached `version`, an AMQP connection opened and closed cleanly as the
+//! administrator, a TCP connect for MongoDB. The first
 //! time a server is ready, and again after a reload asks for more, the roles and databases of
 //! its spec are created, idempotently; a dependent waiting for `healthy` starts only after.
 
@@ -14,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::find::binary;
-use crate::{rabbit, Server};
+use crate::{amqp, rabbit, Server};
 
 /// How long readiness may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,19 +105,10 @@ async fn ready(server: &Server) -> Result<(), String> {
         }
         Recipe::Rabbitmq => {
             let mut s = connect(&addr).await?;
-            s.write_all(b"AMQP\x00\x00\x09\x01")
+            let admin = &server.spec.admin;
+            amqp::probe(&mut s, &admin.user, &admin.password, "/")
                 .await
-                .map_err(|e| e.to_string())?;
-            let mut head = [0u8; 7];
-            s.read_exact(&mut head)
-                .await
-                .map_err(|e| format!("AMQP handshake: {e}"))?;
-            // A method frame (type 1) on channel 0: Connection.Start.
-            if head[0] == 1 && head[1] == 0 && head[2] == 0 {
-                Ok(())
-            } else {
-                Err("the AMQP port did not answer with Connection.Start".into())
-            }
+                .map_err(|e| format!("AMQP handshake: {e}"))
         }
         Recipe::Mongodb => connect(&addr).await.map(|_| ()),
     }

@@ -28,6 +28,33 @@ struct Ports {
 
 const PORTS_FILE: &str = "grove-ports.json";
 
+/// Present from the moment a node first boots on an empty data folder until its users and
+/// virtual hosts are imported: found at a later start, it says that first start was
+/// interrupted (grove killed during RabbitMQ's schema creation), and the half-made database,
+/// which can hold nothing of a user's yet, is made again from nothing.
+const FIRST_START: &str = "grove-first-start";
+
+/// Starts the node's database over when its first start never completed (see
+/// [`FIRST_START`]), and marks a first start about to begin. An existing database without the
+/// marker is always kept.
+fn first_start(dir: &Path) -> Result<(), RecipeError> {
+    let mnesia = dir.join("mnesia");
+    let marker = dir.join(FIRST_START);
+    if marker.exists() && mnesia.exists() {
+        std::fs::remove_dir_all(&mnesia).map_err(|e| {
+            RecipeError::Step(format!(
+                "cannot remove the half-made {} of an interrupted first start: {e}",
+                mnesia.display()
+            ))
+        })?;
+        eprintln!("grove: the first start of this node was interrupted; starting it afresh");
+    }
+    if !mnesia.exists() {
+        write_private(&marker, "")?;
+    }
+    Ok(())
+}
+
 /// Erlang flags for every node of the recipe (the server's and the CLI tools'): the
 /// distribution listener on loopback only, and never an `epmd -daemon` of its own (it would
 /// outlive the unit when grove's own port mapper is already gone, as during a stop).
@@ -93,6 +120,7 @@ pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
         let text: String = bytes.iter().map(|b| char::from(b'A' + b % 26)).collect();
         write_private(&cookie, &text)?;
     }
+    first_start(dir)?;
     write_private(&dir.join("rabbitmq.conf"), &conf(job))?;
     write_private(&dir.join("enabled_plugins"), "[].\n")?;
     write_private(&dir.join("rabbitmq-env.conf"), "")?;
@@ -198,6 +226,12 @@ pub(crate) async fn provision(server: &Server) -> Result<(), String> {
         .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
     let _ = std::fs::remove_file(&file);
     if out.status.success() {
+        // The first start is complete: from now on the database is the user's.
+        let marker = dir.join(FIRST_START);
+        if marker.exists() {
+            std::fs::remove_file(&marker)
+                .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+        }
         Ok(())
     } else {
         let text = String::from_utf8_lossy(&out.stderr).to_string()
@@ -212,6 +246,27 @@ pub(crate) async fn provision(server: &Server) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_first_start_is_redone_and_a_complete_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A fresh folder: the first start is marked.
+        first_start(d).unwrap();
+        assert!(d.join(FIRST_START).exists());
+        // It was interrupted after the node made part of its database: made again.
+        std::fs::create_dir_all(d.join("mnesia/node")).unwrap();
+        std::fs::write(d.join("mnesia/node/schema.DAT"), "half").unwrap();
+        first_start(d).unwrap();
+        assert!(!d.join("mnesia").exists());
+        assert!(d.join(FIRST_START).exists());
+        // A database without the marker (complete, or from before it) is never touched.
+        std::fs::create_dir_all(d.join("mnesia/node")).unwrap();
+        std::fs::remove_file(d.join(FIRST_START)).unwrap();
+        first_start(d).unwrap();
+        assert!(d.join("mnesia/node").exists());
+        assert!(!d.join(FIRST_START).exists());
+    }
 
     #[test]
     fn password_hash_matches_rabbitmqs_scheme() {

@@ -156,6 +156,43 @@ impl Store {
         Ok(Store { conn, path: name })
     }
 
+    /// Opens an existing store for reading only: nothing is created, migrated or written, so
+    /// `grove events`, `releases` and the other read-only commands work on a folder they may
+    /// not write (a read-only mount, another user's stack). When SQLite cannot make the WAL's
+    /// shared-memory file there, the file is read as immutable (nothing can be writing it).
+    pub fn open_read_only(path: &Path) -> Result<Store, StateError> {
+        use rusqlite::OpenFlags;
+        let name = path.display().to_string();
+        let wrap = |source| StateError::Sqlite {
+            path: name.clone(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+        let readable = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(wrap);
+        let conn = match readable {
+            Ok(_) => conn,
+            Err(StateError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            }) if e.code == rusqlite::ErrorCode::CannotOpen
+                || e.code == rusqlite::ErrorCode::ReadOnly =>
+            {
+                drop(conn);
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(wrap)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Store { conn, path: name })
+    }
+
     /// SQLite's own check of the file (`PRAGMA quick_check`): `Err` says what is damaged.
     pub fn check(&self) -> Result<(), String> {
         let mut stmt = self
@@ -453,9 +490,47 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `path` as a URI path: the characters a file name may hold that a URI may not, escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.display().to_string().bytes() {
+        match b {
+            b'%' | b'?' | b'#' | b' ' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_only_store_reads_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        assert!(
+            Store::open_read_only(&path).is_err(),
+            "a missing store is not made"
+        );
+        assert!(!path.exists());
+        {
+            let s = Store::open(&path).unwrap();
+            s.append(Some("web"), "started", "pid 1").unwrap();
+        }
+        let r = Store::open_read_only(&path).unwrap();
+        let events = r.last_events(10, &[]).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].message, "pid 1");
+        assert!(r.append(None, "x", "y").is_err(), "writes are refused");
+    }
+
+    #[test]
+    fn uri_paths_escape_what_a_uri_may_not_hold() {
+        assert_eq!(uri_path(Path::new("/a b/c?d#e%f")), "/a%20b/c%3Fd%23e%25f");
+        assert_eq!(uri_path(Path::new("/é")), "/%C3%A9");
+    }
 
     #[test]
     fn samples_are_averaged_per_minute_and_pruned() {

@@ -541,11 +541,9 @@ pub async fn rollback(ctx: &Ctx, target: Option<String>) -> anyhow::Result<ExitC
 /// `grove releases [--json]`.
 pub fn releases(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     let state = ctx.state_dir();
-    let (all, live) = if state.join("state.db").exists() {
-        let store = grove_daemon::open_store(&state)?;
-        (store.releases()?, store.live_release()?)
-    } else {
-        (Vec::new(), None)
+    let (all, live) = match grove_daemon::read_store(&state)? {
+        Some(store) => (store.releases()?, store.live_release()?),
+        None => (Vec::new(), None),
     };
     if json {
         let rows: Vec<serde_json::Value> = all

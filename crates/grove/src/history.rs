@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::runtime::{known_secrets, unknown_target, Ctx};
-use grove_daemon::open_store;
+use grove_daemon::read_store;
 
 fn log_files(logs: &Path, units: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut all: Vec<String> = match std::fs::read_dir(logs) {
@@ -205,14 +205,13 @@ pub async fn events(
     units: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     let state = ctx.state_dir();
-    if !state.join("state.db").exists() {
+    let Some(store) = read_store(&state)? else {
         eprintln!(
             "grove: no events yet (no store at {})",
             state.join("state.db").display()
         );
         return Ok(ExitCode::SUCCESS);
-    }
-    let store = open_store(&state)?;
+    };
     let first = store.last_events(n, &units)?;
     if first.is_empty() {
         if let Some(unknown) = unknown_target(ctx, &units) {

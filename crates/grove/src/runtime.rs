@@ -15,7 +15,8 @@ use indexmap::IndexMap;
 
 use crate::render;
 use grove_daemon::{
-    build_plan, ensure_state_dir, make_private_dir, open_store, plan_inputs, sticky_ports,
+    build_plan, ensure_state_dir, make_private_dir, open_store, plan_inputs, read_store,
+    sticky_ports,
 };
 
 /// What every runtime command needs from the command line.
@@ -78,11 +79,9 @@ impl Ctx {
 pub(crate) fn known_secrets(ctx: &Ctx) -> Vec<String> {
     let state = ctx.state_dir();
     let mut env = ctx.env.clone();
-    if state.join("state.db").exists() {
-        if let Ok(store) = open_store(&state) {
-            let running: Option<Option<String>> = store.get("environment").ok().flatten();
-            env = running.flatten().or(env);
-        }
+    if let Ok(Some(store)) = read_store(&state) {
+        let running: Option<Option<String>> = store.get("environment").ok().flatten();
+        env = running.flatten().or(env);
     }
     let loaded = ctx.load(env).ok();
     grove_daemon::known_secrets(loaded.as_ref().map(|l| &l.stack), &state)
@@ -659,13 +658,12 @@ pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode>
         }
     };
     // Use the running stack's environment and ports when there is one.
-    let (env, ports) = match first.state.join("state.db").exists() {
-        true => {
-            let store = open_store(&first.state)?;
+    let (env, ports) = match read_store(&first.state)? {
+        Some(store) => {
             let env: Option<Option<String>> = store.get("environment").ok().flatten();
             (env.flatten().or(ctx.env.clone()), sticky_ports(&store))
         }
-        false => (ctx.env.clone(), IndexMap::new()),
+        None => (ctx.env.clone(), IndexMap::new()),
     };
     let loaded = if env != ctx.env {
         match ctx.load(env) {

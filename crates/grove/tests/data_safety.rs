@@ -786,6 +786,121 @@ c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
 m = c.channel().basic_get('kept', auto_ack=True)\n\
 print(m[2].decode() if m[0] else 'empty'); c.close()";
     assert_eq!(python(take, &url).unwrap(), "survives");
+    // The readiness probe opens and closes a real AMQP connection: the broker never logs a
+    // client vanishing mid-handshake (it did at every probe, every 2 s).
+    std::thread::sleep(Duration::from_secs(5));
+    let log = std::fs::read_to_string(s.path().join(".grove/logs/mq.log")).unwrap();
+    assert!(
+        !log.contains("client unexpectedly closed TCP connection"),
+        "the probe left connections half-open:\n{log}"
+    );
+    assert!(log.contains("closing AMQP connection"), "{log}");
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_rabbitmq_first_start_killed_anywhere_still_gives_a_working_broker() {
+    let s = open_stack(
+        "[edge]\nlisten = []\n\n[services.mq]\nrecipe = \"rabbitmq\"\n\n[services.worker]\ncommand = \"sleep 600\"\ndepends_on = { mq = \"healthy\" }\nenv = { BROKER_URL = \"${mq.url}/jobs\" }\n",
+    );
+    // Issue 27, defect 2 for RabbitMQ: kill -9 the daemon at points through the node's first
+    // boot (schema creation, the definitions import), then start again: a broker whose
+    // virtual host and user work, each time.
+    let connect = "import pika, sys\n\
+c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
+c.channel().queue_declare('probe', durable=True); c.close(); print('ok')";
+    for delay_ms in [400u64, 1500, 2600, 3700, 4800] {
+        let _ = std::fs::remove_dir_all(s.path().join(".grove/data"));
+        let mut child = s
+            .cmd(&["up", "-d", "--wait-timeout", "60s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(delay_ms) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(pid) = daemon_pid(s.path()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = child.wait();
+        up(&s);
+        let url = text(
+            &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        assert_eq!(
+            python(connect, &url).unwrap_or_else(|e| panic!("kill after {delay_ms} ms: {e}")),
+            "ok",
+            "kill after {delay_ms} ms"
+        );
+        let out = s.run(&["down"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn read_only_commands_work_on_a_read_only_state_folder() {
+    if !nix_is_root() {
+        eprintln!("not root: cannot make a read-only mount; skipped");
+        return;
+    }
+    let s = Stack::new("[services.app]\ncommand = \"sleep 600\"\n");
+    up(&s);
+    // The same stack folder, mounted read-only elsewhere (issue 27: `grove events` failed on
+    // a read-only state folder although it only reads).
+    let ro = tempfile::tempdir().unwrap();
+    let bound = Command::new("mount")
+        .arg("--bind")
+        .arg(s.path())
+        .arg(ro.path())
+        .status()
+        .unwrap();
+    assert!(bound.success());
+    let _guard = Mounted(ro.path().to_path_buf());
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(ro.path())
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    assert!(std::fs::write(ro.path().join("probe"), "").is_err(), "the mount is writable");
+    let grove = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_grove"))
+            .args(args)
+            .current_dir(ro.path())
+            .env("NO_COLOR", "1")
+            .env_remove("GROVE_ENV")
+            .env_remove("GROVE_FILE")
+            .output()
+            .unwrap()
+    };
+    let check = |when: &str| {
+        for args in [
+            &["events"][..],
+            &["events", "--json", "app"],
+            &["releases"],
+            &["logs", "-n", "3"],
+        ] {
+            let out = grove(args);
+            assert!(
+                out.status.success(),
+                "`grove {}` {when} failed: {}",
+                args.join(" "),
+                text(&out.stderr)
+            );
+        }
+        let events = text(&grove(&["events"]).stdout);
+        assert!(events.contains("started"), "{when}: {events}");
+    };
+    check("while the stack runs");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check("after down");
+    let events = text(&grove(&["events", "-n", "1"]).stdout);
+    assert!(events.contains("down"), "{events}");
 }
