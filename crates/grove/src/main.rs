@@ -282,10 +282,24 @@ fn main() -> ExitCode {
     match run(cli, color) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("grove: {e:#}");
+            eprintln!("grove: {}", error_text(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes in one line, each cause said once: libraries that put their
+/// cause in their own message (SQLite's, thiserror's `{source}`) are not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn stack_path(cli: &Cli) -> PathBuf {
@@ -516,5 +530,17 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::other("unable to open database file");
+        let e = anyhow::Error::new(io).context("state store x.db: unable to open database file");
+        assert_eq!(
+            error_text(&e),
+            "state store x.db: unable to open database file"
+        );
+        let e = anyhow::anyhow!("disk full").context("cannot write log");
+        assert_eq!(error_text(&e), "cannot write log: disk full");
     }
 }

@@ -868,7 +868,10 @@ fn read_only_commands_work_on_a_read_only_state_folder() {
         .status()
         .unwrap();
     assert!(remounted.success());
-    assert!(std::fs::write(ro.path().join("probe"), "").is_err(), "the mount is writable");
+    assert!(
+        std::fs::write(ro.path().join("probe"), "").is_err(),
+        "the mount is writable"
+    );
     let grove = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_grove"))
             .args(args)
