@@ -63,8 +63,9 @@ const EDGE_KEYS: [&str; 14] = [
     "forward",
     "limits",
 ];
-const LIMIT_KEYS: [&str; 8] = [
+const LIMIT_KEYS: [&str; 9] = [
     "client_header_timeout",
+    "keepalive_timeout",
     "client_body_timeout",
     "max_header_bytes",
     "max_headers",

@@ -220,10 +220,15 @@ pub const DEFAULT_HOLD_MS: u64 = 5_000;
 /// `[edge.limits]`: the edge's limits and timeouts, named as nginx names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EdgeLimits {
-    /// A client must send its whole request head within this (slowloris); else the
+    /// A client must send its whole request head within this from its first byte (and the
+    /// first byte of a new connection within this too; slowloris); else 408 and the
     /// connection is closed.
     #[serde(with = "ms")]
     pub client_header_timeout: Duration,
+    /// How long a keep-alive connection may wait, doing nothing, for its next request; then
+    /// it is closed without an answer (nginx's `keepalive_timeout`, 75 s).
+    #[serde(with = "ms")]
+    pub keepalive_timeout: Duration,
     /// Longest wait between two reads of a request body; else 408.
     #[serde(with = "ms")]
     pub client_body_timeout: Duration,
@@ -248,6 +253,7 @@ impl Default for EdgeLimits {
     fn default() -> Self {
         EdgeLimits {
             client_header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
             client_body_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_headers: 100,

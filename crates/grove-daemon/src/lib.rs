@@ -16,6 +16,7 @@
 //! or the text to show), no terminal. The `grove` binary is its only user.
 
 pub mod inputs;
+mod memory;
 mod notify;
 mod observe;
 mod ports;
@@ -266,6 +267,7 @@ impl Daemon {
         ));
         notify::start(&plan.stack, &plan.admin, engine.subscribe_events());
         tokio::spawn(observe::feed_health(engine.clone(), edge.clone()));
+        tokio::spawn(memory::run(edge.clone()));
         if let Some(mut edge_events) = edge.take_events() {
             let engine = engine.clone();
             tokio::spawn(async move {

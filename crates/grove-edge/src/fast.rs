@@ -21,7 +21,6 @@
 //! both.
 
 use std::borrow::Cow;
-use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -33,7 +32,7 @@ use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{has_blank_line, Chunked, Step};
-use crate::pages::{error_html, new_request_id, starting, usable_request_id};
+use crate::pages::{new_request_id, page, starting, usable_request_id};
 use crate::proxy::{strip_port, ACME_CHALLENGE, BUFFER_BODY};
 use crate::rules::{self, hop_by_hop, idempotent, tokens};
 use crate::table::{Action, Backend, Pool, Route, Table};
@@ -251,11 +250,13 @@ where
         response_lines: Vec::new(),
         out: Vec::with_capacity(1024),
     };
+    let mut first = true;
     loop {
-        let head = match read_head(io, buf, shared, &mut scratch.lines).await {
+        let head = match read_head(io, buf, shared, &mut scratch.lines, first).await {
             Ok(h) => h,
             Err(o) => return o,
         };
+        first = false;
         let table = shared.table();
         let Some((route, pool, backends)) = choose(buf, &head, shared, &table, conn) else {
             return Outcome::Handoff;
@@ -313,18 +314,28 @@ fn reserve(buf: &mut BytesMut, want: usize) {
     }
 }
 
-/// Reads until `buf` starts with a whole request head the fast path takes.
+/// Reads until `buf` starts with a whole request head the fast path takes. The head must be
+/// whole within `client_header_timeout` of its first byte (else 408); between requests a
+/// keep-alive connection may wait `keepalive_timeout` for that byte and is then closed
+/// without an answer, while the `first` request of a connection that sends nothing gets 408.
 async fn read_head<I>(
     io: &mut I,
     buf: &mut BytesMut,
     shared: &Shared,
     lines: &mut Vec<Line>,
+    first: bool,
 ) -> Result<Head, Outcome>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = &shared.limits;
-    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+    let mut idle = buf.is_empty() && !first;
+    let mut deadline = tokio::time::Instant::now()
+        + if idle {
+            limits.keepalive_timeout
+        } else {
+            limits.header_read_timeout
+        };
     // Bytes known not to finish a head.
     let mut seen = 0;
     loop {
@@ -341,11 +352,18 @@ where
         seen = buf.len();
         reserve(buf, READ_BUF);
         match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(n)) if n > 0 => {
+                if idle {
+                    // The next request began: its head has the header clock.
+                    idle = false;
+                    deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+                }
+            }
             Ok(_) => return Err(Outcome::Closed),
             Err(_) => {
-                // A client that began a head and never finished it hears why.
-                if !buf.is_empty() {
+                // A client that began a head and never finished it, or opened a connection
+                // and sent nothing, hears why; an idle keep-alive connection just closes.
+                if !idle {
                     let id = new_request_id();
                     let mut out = Vec::new();
                     page(
@@ -498,45 +516,6 @@ where
     at.log(status.as_u16(), None, None);
     io.write_all(out).await.is_ok() && io.flush().await.is_ok()
 }
-
-/// An error page as bytes on the wire. `how` is (a HEAD request, send HSTS).
-fn page(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    detail: &str,
-    id: &str,
-    close: bool,
-    how: Option<(bool, bool)>,
-) {
-    let (head_request, hsts) = how.unwrap_or((false, false));
-    let body = error_html(status, detail, id);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("Error").as_bytes());
-    out.extend_from_slice(
-        b"\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ",
-    );
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    let _ = write!(out, "{}", body.len());
-    out.extend_from_slice(b"\r\n");
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        out.extend_from_slice(b"retry-after: 1\r\n");
-    }
-    if hsts {
-        out.extend_from_slice(HSTS_LINE);
-    }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !head_request {
-        out.extend_from_slice(body.as_bytes());
-    }
-}
-
-const HSTS_LINE: &[u8] = b"strict-transport-security: max-age=31536000\r\n";
 
 fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);

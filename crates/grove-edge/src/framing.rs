@@ -16,6 +16,10 @@
 //! The guard only ever changes a head it refuses. Whatever it cannot follow (a malformed head
 //! or chunk, which hyper refuses anyway; HTTP/2; the tunnel after a `101 Switching
 //! Protocols`) switches it off for the rest of the connection.
+//!
+//! The guard also keeps the connection's clocks ([`crate::idle`]): each time a read finds
+//! nothing, it asks what the connection is waiting for, and a head that never finishes gets
+//! 408, an idle keep-alive connection is closed.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -24,8 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::future::Future as _;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::idle::{self, Activity, Expiry, Waiting};
 use crate::rules;
 
 /// Most headers the guard parses; a head with more is left to hyper (which refuses it at the
@@ -318,6 +326,16 @@ impl Scanner {
         (end, result)
     }
 
+    /// Whether a head has begun and not yet ended.
+    fn in_head(&self) -> bool {
+        self.state == State::Head && !self.head.is_empty()
+    }
+
+    /// Whether the connection is a tunnel now.
+    fn tunnel(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+
     fn off(&mut self) {
         self.state = State::Off;
         self.head = Vec::new();
@@ -418,6 +436,14 @@ pub(crate) struct Guard<I> {
     prefix: bytes::Bytes,
     conn: crate::Conn,
     shared: Arc<crate::Shared>,
+    /// The connection's requests in flight.
+    activity: Activity,
+    /// When the head being read began.
+    head_since: Option<Instant>,
+    /// The running clock, kept between reads.
+    clock: Option<Pin<Box<Sleep>>>,
+    /// A clock ran out: the connection reads as ended from then on.
+    ended: bool,
 }
 
 impl<I> Guard<I> {
@@ -434,7 +460,17 @@ impl<I> Guard<I> {
             prefix: bytes::Bytes::new(),
             conn,
             shared,
+            activity: Activity::new(),
+            head_since: None,
+            clock: None,
+            ended: false,
         }
+    }
+
+    /// Counts requests in flight with `activity` (the service's side of the same count).
+    pub(crate) fn with_activity(mut self, activity: Activity) -> Guard<I> {
+        self.activity = activity;
+        self
     }
 
     /// Reads `prefix` first: what was read from the connection before, from the start of a
@@ -457,7 +493,64 @@ impl<I> Guard<I> {
     }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for Guard<I> {
+impl<I: AsyncWrite + Unpin> Guard<I> {
+    /// Nothing to read: runs the clock for what the connection waits for. `Ready` when it ran
+    /// out (the connection then reads as ended, after a 408 for an unfinished head).
+    fn poll_quiet(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let limits = &self.shared.limits;
+        let (header, keepalive) = (limits.header_read_timeout, limits.keepalive_timeout);
+        loop {
+            let waiting = if self.scanner.tunnel() {
+                Waiting::Tunnel
+            } else if let Some(since) = self.head_since {
+                Waiting::Head(since)
+            } else {
+                match self.activity.quiet_since() {
+                    Some(since) => Waiting::Idle(since),
+                    None => Waiting::Busy,
+                }
+            };
+            let Some((at, expiry)) = idle::decide(waiting, Instant::now(), header, keepalive)
+            else {
+                self.clock = None;
+                return Poll::Pending;
+            };
+            let clock = self
+                .clock
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if clock.deadline() != at {
+                clock.as_mut().reset(at);
+            }
+            if clock.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match expiry {
+                Expiry::Recheck => continue,
+                Expiry::Close => {}
+                Expiry::RequestTimeout => {
+                    let id = crate::pages::new_request_id();
+                    let mut out = Vec::new();
+                    crate::pages::page(
+                        &mut out,
+                        hyper::StatusCode::REQUEST_TIMEOUT,
+                        "the request head did not arrive in time",
+                        std::str::from_utf8(&id).unwrap_or("-"),
+                        true,
+                        None,
+                    );
+                    // One try: a client that reads nothing does not get to hold the task.
+                    let _ = Pin::new(&mut self.io).poll_write(cx, &out);
+                    let _ = Pin::new(&mut self.io).poll_flush(cx);
+                }
+            }
+            self.ended = true;
+            self.clock = None;
+            return Poll::Ready(());
+        }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -468,9 +561,21 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guard<I> {
             this.put_injected(buf);
             return Poll::Ready(Ok(()));
         }
+        if this.ended {
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         if this.prefix.is_empty() {
-            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+            match Pin::new(&mut this.io).poll_read(cx, buf) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    ready!(this.poll_quiet(cx));
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if buf.filled().len() > before {
+                this.activity.touch();
+            }
         } else {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix.split_to(n));
@@ -485,6 +590,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Guard<I> {
                 this.put_injected(buf);
             }
         }
+        this.head_since = match (this.scanner.in_head(), this.head_since) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+        };
         Poll::Ready(Ok(()))
     }
 }

@@ -17,6 +17,7 @@
 pub mod acme;
 mod fast;
 pub mod framing;
+mod idle;
 mod pages;
 mod proxy;
 pub mod rules;
@@ -56,8 +57,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most request headers; more gets 431.
     pub max_headers: usize,
-    /// A client must send its whole request head within this (slowloris).
+    /// A client must send its whole request head within this from its first byte, and a new
+    /// connection its first byte within this (slowloris); else 408.
     pub header_read_timeout: Duration,
+    /// A keep-alive connection waiting for its next request is closed after this.
+    pub keepalive_timeout: Duration,
     /// Longest wait between two reads of a request body; else 408.
     pub body_read_timeout: Duration,
     /// Connecting to an upstream.
@@ -86,6 +90,7 @@ impl From<&grove_plan::EdgeLimits> for Limits {
             max_header_bytes: n(l.max_header_bytes),
             max_headers: n(l.max_headers),
             header_read_timeout: l.client_header_timeout,
+            keepalive_timeout: l.keepalive_timeout,
             body_read_timeout: l.client_body_timeout,
             upstream_connect: l.upstream_connect_timeout,
             upstream_response: l.upstream_response_timeout,
@@ -313,6 +318,8 @@ impl std::fmt::Display for OrDash {
 pub struct Edge {
     shared: Arc<Shared>,
     bound: Vec<SocketAddr>,
+    /// One permit per open client connection.
+    connections: Arc<Semaphore>,
     events: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<EdgeEvent>>>>,
 }
 
@@ -422,8 +429,17 @@ impl Edge {
         Ok(Edge {
             shared,
             bound,
+            connections: sem,
             events: Arc::new(std::sync::Mutex::new(Some(events_rx))),
         })
+    }
+
+    /// Client connections open now, on every listener.
+    pub fn open_connections(&self) -> usize {
+        self.shared
+            .limits
+            .max_connections
+            .saturating_sub(self.connections.available_permits())
     }
 
     /// The edge's events (certificates); the first caller gets the receiver, which holds
@@ -617,30 +633,70 @@ async fn accept_loop(
         };
         let tls = tls.clone();
         tokio::spawn(async move {
-            match tls {
-                None => serve(stream, shared, conn, true).await,
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        shared.limits.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    match handshake {
-                        // A TLS-ALPN-01 validation only needs the handshake.
-                        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
-                        Ok(Ok(s)) => {
-                            // HTTP/2 (chosen by ALPN) is hyper's from the start.
-                            let h1 = s.get_ref().1.alpn_protocol() != Some(b"h2");
-                            serve(s, shared, conn, h1).await
-                        }
-                        Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
-                        Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
+            // A connection costs its socket and this small task until its first byte: the
+            // TLS session and the request path's buffers (boxed) come only once it speaks.
+            let first = shared.limits.header_read_timeout;
+            // `peek`, not `readable`: readiness can be reported before a byte is there.
+            match tokio::time::timeout(first, stream.peek(&mut [0u8; 1])).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    if tls.is_none() {
+                        // Nothing arrived: say so, as HAProxy does (TLS cannot: no session).
+                        let _ = stream.try_write(&silent_client_page());
                     }
+                    drop(permit);
+                    return;
                 }
             }
+            Box::pin(accepted(stream, tls, shared, conn)).await;
             drop(permit);
         });
     }
+}
+
+/// A connection that spoke: its TLS handshake (for an `https://` listener), then its requests.
+async fn accepted(
+    stream: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    conn: Conn,
+) {
+    let peer = conn.peer;
+    match tls {
+        None => serve(stream, shared, conn, true).await,
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream))
+                    .await;
+            match handshake {
+                // A TLS-ALPN-01 validation only needs the handshake.
+                Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
+                Ok(Ok(s)) => {
+                    // HTTP/2 (chosen by ALPN) is hyper's from the start.
+                    let h1 = s.get_ref().1.alpn_protocol() != Some(b"h2");
+                    serve(s, shared, conn, h1).await
+                }
+                Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
+                Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
+            }
+        }
+    }
+}
+
+/// The 408 for a connection that sent nothing within `client_header_timeout`.
+fn silent_client_page() -> Vec<u8> {
+    let id = pages::new_request_id();
+    let mut out = Vec::new();
+    pages::page(
+        &mut out,
+        hyper::StatusCode::REQUEST_TIMEOUT,
+        "no request arrived in time",
+        std::str::from_utf8(&id).unwrap_or("-"),
+        true,
+        None,
+    );
+    out
 }
 
 async fn serve<I>(mut io: I, shared: Arc<Shared>, conn: Conn, fast: bool)
@@ -668,7 +724,9 @@ where
         // answers, as on the fast path.
         .half_close(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout)
+        // The guard's clocks ([`idle`]) close quiet connections; hyper's own header clock
+        // (which also runs while a connection waits for its next request) is only a backstop.
+        .header_read_timeout(shared.limits.header_read_timeout + shared.limits.keepalive_timeout)
         .max_buf_size(max_buf)
         .max_headers(shared.limits.max_headers);
     // The same head limit as HTTP/1.1: a larger header list gets 431 on its stream, not the
@@ -680,19 +738,23 @@ where
     // Set once a response switched protocols: the guard stops reading the tunnel as HTTP.
     let upgraded = Arc::new(AtomicBool::new(false));
     let scanner = framing::Scanner::new(max_buf + 1024, upgraded.clone());
-    let io = framing::Guard::new(io, scanner, conn, shared.clone()).with_prefix(read.freeze());
+    let activity = idle::Activity::new();
+    let io = framing::Guard::new(io, scanner, conn, shared.clone())
+        .with_prefix(read.freeze())
+        .with_activity(activity.clone());
     let peer = hyper::header::HeaderValue::from_str(&peer)
         .unwrap_or(hyper::header::HeaderValue::from_static("unknown"));
     let service = hyper::service::service_fn(move |req| {
         let s = shared.clone();
         let upgraded = upgraded.clone();
         let peer = peer.clone();
+        let busy = activity.begin();
         async move {
             let res = proxy::handle(s, req, conn, peer).await;
             if res.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
                 upgraded.store(true, Ordering::Release);
             }
-            Ok::<_, std::convert::Infallible>(res)
+            Ok::<_, std::convert::Infallible>(res.map(|b| idle::tracked(b, busy)))
         }
     });
     if let Err(e) = builder

@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -81,3 +82,43 @@ pub(crate) fn starting(service: &str) -> String {
 pub(crate) fn starting_page(service: &str, id: &str) -> Response<BoxBody> {
     error_page(StatusCode::SERVICE_UNAVAILABLE, &starting(service), id)
 }
+
+/// A whole HTTP/1.1 error response as bytes, for the paths that write responses themselves
+/// (the fast path, the idle clock): `how` says (HEAD request, add HSTS).
+pub(crate) fn page(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    detail: &str,
+    id: &str,
+    close: bool,
+    how: Option<(bool, bool)>,
+) {
+    let (head_request, hsts) = how.unwrap_or((false, false));
+    let body = error_html(status, detail, id);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Error").as_bytes());
+    out.extend_from_slice(
+        b"\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\nx-request-id: ",
+    );
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    let _ = write!(out, "{}", body.len());
+    out.extend_from_slice(b"\r\n");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        out.extend_from_slice(b"retry-after: 1\r\n");
+    }
+    if hsts {
+        out.extend_from_slice(HSTS_LINE);
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+pub(crate) const HSTS_LINE: &[u8] = b"strict-transport-security: max-age=31536000\r\n";

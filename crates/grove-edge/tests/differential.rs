@@ -577,3 +577,40 @@ async fn no_response_queue_poisoning() {
         );
     }
 }
+
+/// Issue 20, defect 4: an HTTP/2 header list over `max_header_bytes` gets 431 on its own
+/// stream; the connection stays up and its next request is served.
+#[tokio::test]
+async fn an_oversized_h2_header_list_gets_431_on_its_stream_only() {
+    use http_body_util::{BodyExt, Empty};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let up = upstream(log.clone()).await;
+    let (_edge, port) = edge(dir.path(), up, true).await;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = |big: bool| {
+        let mut r = hyper::Request::get(format!("http://127.0.0.1:{port}/h2"));
+        if big {
+            r = r.header("x-big", "a".repeat(Limits::default().max_header_bytes + 1));
+        }
+        r.body(Empty::<bytes::Bytes>::new()).unwrap()
+    };
+    let res = send.send_request(request(true)).await.unwrap();
+    assert_eq!(res.status(), 431);
+    send.ready().await.expect("the connection survives the 431");
+    let res = send.send_request(request(false)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes().as_ref(),
+        b"ok"
+    );
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "only the small request went upstream: {seen:?}");
+}

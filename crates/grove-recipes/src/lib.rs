@@ -13,7 +13,6 @@
 
 #![deny(unsafe_code)]
 
-mod amqp;
 pub mod find;
 pub mod launch;
 mod probe;

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::find::binary;
-use crate::{amqp, rabbit, Server};
+use crate::{rabbit, Server};
 
 /// How long readiness may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,13 +103,7 @@ async fn ready(server: &Server) -> Result<(), String> {
                 Err(format!("memcached answered `{}`", first_line(&reply)))
             }
         }
-        Recipe::Rabbitmq => {
-            let mut s = connect(&addr).await?;
-            let admin = &server.spec.admin;
-            amqp::probe(&mut s, &admin.user, &admin.password, "/")
-                .await
-                .map_err(|e| format!("AMQP handshake: {e}"))
-        }
+        Recipe::Rabbitmq => rabbit::ready(server).await,
         Recipe::Mongodb => connect(&addr).await.map(|_| ()),
     }
 }

@@ -153,6 +153,25 @@ pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
     exec(&server, &[], &all, None)
 }
 
+/// Readiness: an AMQP connection opened as the administrator and closed the way a client
+/// should (`Connection.Close`, then the broker's `Close-Ok`), so the broker logs ordinary
+/// connections, never "client unexpectedly closed TCP connection" at every probe; wrong
+/// credentials are told apart from a broker still booting.
+pub(crate) async fn ready(server: &Server) -> Result<(), String> {
+    use amqprs::connection::{Connection, OpenConnectionArguments};
+    let admin = &server.spec.admin;
+    let args = OpenConnectionArguments::new(
+        &server.client_host(),
+        server.port,
+        &admin.user,
+        &admin.password,
+    );
+    let conn = Connection::open(&args)
+        .await
+        .map_err(|e| format!("AMQP handshake: {e}"))?;
+    conn.close().await.map_err(|e| format!("AMQP close: {e}"))
+}
+
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
 pub(crate) fn password_hash(password: &str, salt: [u8; 4]) -> String {
     let mut input = salt.to_vec();

@@ -229,3 +229,179 @@ fn static_files_are_streamed_never_read_whole() {
     );
     assert_eq!(status(&r), 404, "{r}");
 }
+
+/// Reads one response with a `Content-Length` body from a kept-alive connection.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len: usize = header(&text, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if rest.len() >= len {
+                return format!("{head}\r\n\r\n{rest}");
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// What the edge says on `s` until it closes, and how long that took.
+fn until_closed(s: &mut TcpStream) -> (String, Duration) {
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+}
+
+#[test]
+fn quiet_connections_get_408_or_close_by_their_clocks() {
+    let port = free_port();
+    let s = Stack::new("");
+    std::fs::create_dir_all(s.path().join("public")).unwrap();
+    std::fs::write(s.path().join("public/file.txt"), "0123456789").unwrap();
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+static = {{ "/static" = "public/" }}
+limits = {{ client_header_timeout = "1s", keepalive_timeout = "3s" }}
+
+[services.app]
+command = "python3 {echo}"
+health = {{ http = "/" }}
+route = {{ prefix = "/" }}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    let connect = || {
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        c
+    };
+    // Issue 20, defect 5: a connection that sends nothing hears 408 at the header clock, as
+    // HAProxy answers (it was closed silently).
+    let (said, took) = until_closed(&mut connect());
+    assert_eq!(status(&said), 408, "{said}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // A head that never finishes: 408, on the fast path and on hyper's (after a static file).
+    let mut c = connect();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let (said, _) = until_closed(&mut c);
+    assert_eq!(status(&said), 408, "{said}");
+    let mut c = connect();
+    c.write_all(b"GET /static/file.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(status(&read_response(&mut c)), 200);
+    c.write_all(b"GET /static/file.txt HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let (said, took) = until_closed(&mut c);
+    assert_eq!(status(&said), 408, "hyper's path: {said}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // Between requests a keep-alive connection has `keepalive_timeout`, not the header
+    // clock; then it is closed without an answer. Both paths.
+    for path in ["/", "/static/file.txt"] {
+        let mut c = connect();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.write_all(req.as_bytes()).unwrap();
+        assert_eq!(status(&read_response(&mut c)), 200, "{path}");
+        std::thread::sleep(Duration::from_millis(1800));
+        c.write_all(req.as_bytes()).unwrap();
+        assert_eq!(
+            status(&read_response(&mut c)),
+            200,
+            "{path}: idle past the header clock, within keepalive_timeout"
+        );
+        let (said, took) = until_closed(&mut c);
+        assert!(
+            said.is_empty(),
+            "{path}: an idle close says nothing: {said}"
+        );
+        assert!(
+            took > Duration::from_millis(2500) && took < Duration::from_secs(6),
+            "{path}: closed after {took:?}"
+        );
+    }
+    // HTTP/2 (prior knowledge): an idle connection is closed at keepalive_timeout too.
+    let mut c = connect();
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let (_, took) = until_closed(&mut c);
+    assert!(
+        took > Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "h2: closed after {took:?}"
+    );
+}
+
+/// A process's resident memory now, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn idle_connections_cost_little_and_their_memory_returns() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 2500 {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    let n = if getrlimit(Resource::RLIMIT_NOFILE).unwrap().0 >= 2500 {
+        2000
+    } else {
+        800
+    };
+    let (s, port) = echo_stack();
+    let pid = daemon_pid(s.path()).expect("a running daemon");
+    let start = rss_kib(pid);
+    // Issue 20, defect 5: connections that sent nothing cost about 13 KB each, and grove
+    // stayed at its peak after they closed. Three rounds, as the reproducer did ten.
+    for round in 0..3 {
+        let base = rss_kib(pid);
+        let held: Vec<TcpStream> = (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        let grown = rss_kib(pid).saturating_sub(base);
+        assert!(
+            grown * 1024 / n as u64 <= 4 * 1024,
+            "round {round}: {n} idle connections grew grove by {grown} KiB"
+        );
+        // Keep-alive connections that made a request stay cheap too.
+        drop(held);
+        let mut used: Vec<TcpStream> = (0..n / 4)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        for c in &mut used {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            assert_eq!(status(&read_response(c)), 200);
+        }
+        drop(used);
+    }
+    // Closed, they give their memory back within a few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = rss_kib(pid);
+        if now <= start + 6 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "grove stayed at {now} KiB after its connections closed (started at {start} KiB)"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

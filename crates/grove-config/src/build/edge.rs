@@ -292,6 +292,7 @@ impl<'a> Builder<'a> {
         let mut l = EdgeLimits::default();
         let durations = [
             ("client_header_timeout", &mut l.client_header_timeout),
+            ("keepalive_timeout", &mut l.keepalive_timeout),
             ("client_body_timeout", &mut l.client_body_timeout),
             ("upstream_connect_timeout", &mut l.upstream_connect_timeout),
             (

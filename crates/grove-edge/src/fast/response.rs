@@ -5,9 +5,8 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::{
-    drop_named, hop_by_hop, put_line, range_in, tokens, Kind, Line, HSTS_LINE, MAX_HEADERS,
-};
+use super::{drop_named, hop_by_hop, put_line, range_in, tokens, Kind, Line, MAX_HEADERS};
+use crate::pages::HSTS_LINE;
 use crate::rules;
 
 /// How an upstream response's body ends (RFC 9112 6.3).
