@@ -160,7 +160,8 @@ fn parse_request(buf: &[u8], lines: &mut Vec<Line>, max_headers: usize) -> Parse
     let verdict = rules::check_request(
         rules::Proto::Http11,
         req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
-    );
+    )
+    .and(rules::check_target(target.as_bytes()));
     if verdict.is_err() {
         // hyper's side refuses it (the framing guard applies the same rules).
         return Parsed::Other;

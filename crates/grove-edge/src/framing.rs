@@ -396,6 +396,7 @@ fn parse_head(buf: &[u8]) -> Head {
         proto,
         req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
     )
+    .and(rules::check_target(req.path.unwrap_or_default().as_bytes()))
     .err();
     if let Some(why) = why {
         return Head::Refuse {

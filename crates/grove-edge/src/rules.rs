@@ -62,6 +62,9 @@ pub enum Refusal {
     NoHost,
     /// More than one `Host` line.
     TwoHosts,
+    /// A `#` in the request target: a fragment never belongs there (RFC 9112 3.2), and
+    /// servers disagree on it (hyper drops it, others route on it), as HAProxy refuses it.
+    FragmentInTarget,
 }
 
 impl Refusal {
@@ -75,6 +78,7 @@ impl Refusal {
             }
             Refusal::NoHost => "an HTTP/1.1 request without Host",
             Refusal::TwoHosts => "more than one Host",
+            Refusal::FragmentInTarget => "a fragment (#) in the request target",
         }
     }
 
@@ -143,6 +147,14 @@ pub(crate) fn check_request<'a>(
         (0 | 1, _) => Ok(()),
         _ => Err(Refusal::TwoHosts),
     }
+}
+
+/// The verdict on an HTTP/1 request target, as it came on the request line.
+pub(crate) fn check_target(target: &[u8]) -> Result<(), Refusal> {
+    if target.contains(&b'#') {
+        return Err(Refusal::FragmentInTarget);
+    }
+    Ok(())
 }
 
 /// The verdict on an upstream response's header lines: `Err` (with what was wrong, for the
@@ -221,6 +233,14 @@ mod tests {
             proto,
             lines.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
         )
+    }
+
+    #[test]
+    fn a_fragment_never_belongs_in_a_target() {
+        assert_eq!(check_target(b"/f#frag"), Err(Refusal::FragmentInTarget));
+        assert_eq!(check_target(b"http://a/#"), Err(Refusal::FragmentInTarget));
+        assert_eq!(check_target(b"/f?q=%23"), Ok(()));
+        assert!(!Refusal::FragmentInTarget.is_smuggling());
     }
 
     #[test]

@@ -247,6 +247,11 @@ fn answers(mut raw: &[u8], mut heads: usize) -> Answer {
             break;
         };
         let status = res.code.unwrap_or(0);
+        if (100..200).contains(&status) && status != 101 {
+            // An interim response (`100 Continue`): its head only.
+            raw = &raw[n..];
+            continue;
+        }
         let get = |name: &str| {
             res.headers
                 .iter()
@@ -413,6 +418,89 @@ fn corpus() -> Vec<Case> {
             "chunked-body",
             c("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
             Some(vec![200]),
+        ),
+        // HTTP Garden's quirks list (narfindustries/http-garden, `quirks.yml`): what the
+        // servers behind a proxy read differently, as inputs both paths must agree on.
+        ("garden-http09", c("GET /\r\n\r\n"), Some(vec![400])),
+        ("garden-method-hash", c("G#T /m HTTP/1.1\r\nHost: a\r\n\r\n"), None),
+        ("garden-method-digit", c("GET1 /m HTTP/1.1\r\nHost: a\r\n\r\n"), None),
+        ("garden-method-lower", c("get /m HTTP/1.1\r\nHost: a\r\n\r\n"), None),
+        ("garden-method-dav", c("PROPFIND /dav HTTP/1.1\r\nHost: a\r\n\r\n"), Some(vec![200])),
+        ("garden-asterisk-form", c("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), None),
+        (
+            "garden-duplicate-header",
+            c("GET /dup HTTP/1.1\r\nHost: a\r\nX-Dup: 1\r\nX-Dup: 2\r\n\r\n"),
+            Some(vec![200]),
+        ),
+        (
+            "garden-max-forwards",
+            c("GET /mf HTTP/1.1\r\nHost: a\r\nMax-Forwards: 3\r\n\r\n"),
+            Some(vec![200]),
+        ),
+        ("garden-post-no-length", c("POST /p HTTP/1.1\r\nHost: a\r\n\r\n"), Some(vec![200])),
+        (
+            "garden-dash-and-underscore",
+            c("GET /du HTTP/1.1\r\nHost: a\r\nX-Real-IP: 1.1.1.1\r\nX_Real_IP: 6.6.6.6\r\n\r\n"),
+            Some(vec![200]),
+        ),
+        ("garden-nul-in-name", c("GET / HTTP/1.1\r\nHost: a\r\nX-A\0: 1\r\n\r\n"), None),
+        ("garden-nul-in-value", c("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n"), None),
+        ("garden-cr-in-value", c("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n"), None),
+        ("garden-leading-crlf", c("\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n"), None),
+        ("garden-version-12", c("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), None),
+        ("garden-version-lower", c("GET / http/1.1\r\nHost: a\r\n\r\n"), None),
+        (
+            "garden-te-identity",
+            c("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc"),
+            Some(vec![400]),
+        ),
+        (
+            "garden-te-not-last",
+            c("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+            None,
+        ),
+        (
+            "garden-chunk-extension",
+            c("POST /ext HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n0\r\n\r\n"),
+            Some(vec![200]),
+        ),
+        (
+            "garden-chunk-size-hex-prefix",
+            c("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n"),
+            None,
+        ),
+        (
+            "garden-cl-plus",
+            c("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc"),
+            None,
+        ),
+        (
+            "garden-cl-leading-zeros",
+            c("POST /z HTTP/1.1\r\nHost: a\r\nContent-Length: 003\r\n\r\nabc"),
+            None,
+        ),
+        (
+            "garden-cl-list",
+            c("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc"),
+            None,
+        ),
+        ("garden-host-userinfo", c("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n"), None),
+        ("garden-host-empty", c("GET / HTTP/1.1\r\nHost:\r\n\r\n"), None),
+        ("garden-host-space", c("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), None),
+        (
+            "garden-expect-continue",
+            c("POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"),
+            None,
+        ),
+        (
+            "garden-space-in-target",
+            c("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            None,
+        ),
+        (
+            "garden-fragment-in-target",
+            c("GET /f#frag HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(vec![400]),
         ),
         // Upstream responses (the second corpus).
         ("resp-conn-cl", c("GET /r/conn-cl HTTP/1.1\r\nHost: a\r\n\r\n"), Some(vec![502])),
@@ -612,5 +700,9 @@ async fn an_oversized_h2_header_list_gets_431_on_its_stream_only() {
         b"ok"
     );
     let seen = log.lock().unwrap().clone();
-    assert_eq!(seen.len(), 1, "only the small request went upstream: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the small request went upstream: {seen:?}"
+    );
 }
