@@ -21,6 +21,7 @@ mod notify;
 mod observe;
 mod ports;
 mod remote;
+pub mod sd_notify;
 pub mod state;
 mod switch;
 
@@ -266,6 +267,8 @@ impl Daemon {
             Duration::from_millis(plan.admin.sample_interval_ms),
         ));
         notify::start(&plan.stack, &plan.admin, engine.subscribe_events());
+        let manager = sd_notify::notifier();
+        manager.start_watchdog();
         tokio::spawn(observe::feed_health(engine.clone(), edge.clone()));
         tokio::spawn(memory::run(edge.clone()));
         if let Some(mut edge_events) = edge.take_events() {
@@ -287,7 +290,9 @@ impl Daemon {
         if engine.apply(plan).await.is_err() {
             return Err(DaemonError::EngineGone);
         }
-        let already_down = until_stopped(&api).await?;
+        tokio::spawn(sd_notify::announce_ready(manager.clone(), engine.clone()));
+        let already_down = until_stopped(&api, &manager).await?;
+        manager.send("STOPPING=1\nSTATUS=stopping the units");
         if !already_down {
             stopping();
             let _ = engine.shutdown().await;
@@ -325,7 +330,10 @@ pub async fn lock_stack(state: &Path) -> Result<std::fs::File, DaemonError> {
 
 /// Serves signals until one asks to stop (`Ok(false)`) or a `down` request has already
 /// stopped everything (`Ok(true)`). SIGHUP reloads through the API's own reload path.
-async fn until_stopped(api: &ApiContext) -> Result<bool, DaemonError> {
+async fn until_stopped(
+    api: &ApiContext,
+    manager: &sd_notify::Notifier,
+) -> Result<bool, DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |kind| {
         signal(kind).map_err(DaemonError::io(
@@ -340,13 +348,20 @@ async fn until_stopped(api: &ApiContext) -> Result<bool, DaemonError> {
         tokio::select! {
             _ = sigint.recv() => return Ok(false),
             _ = sigterm.recv() => return Ok(false),
-            _ = sighup.recv() => match grove_api::reload(api).await {
-                Ok(r) => eprintln!("grove: reloaded: {}", r.summary()),
-                Err(grove_api::ReloadError::Refused(text)) => {
-                    eprintln!("{text}\ngrove: reload refused; nothing changed")
+            _ = sighup.recv() => {
+                manager.send("RELOADING=1\nSTATUS=reloading the stack file");
+                match grove_api::reload(api).await {
+                    Ok(r) => {
+                        eprintln!("grove: reloaded: {}", r.summary());
+                        manager.send(&format!("READY=1\nSTATUS=reloaded: {}", r.summary()));
+                    }
+                    Err(grove_api::ReloadError::Refused(text)) => {
+                        eprintln!("{text}\ngrove: reload refused; nothing changed");
+                        manager.send("READY=1\nSTATUS=reload refused; nothing changed");
+                    }
+                    Err(grove_api::ReloadError::Gone) => return Ok(false),
                 }
-                Err(grove_api::ReloadError::Gone) => return Ok(false),
-            },
+            }
             _ = api.down.notified() => return Ok(true),
         }
     }

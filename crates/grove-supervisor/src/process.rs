@@ -45,7 +45,11 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Child> {
         .current_dir(spec.cwd)
         .stdin(Stdio::null())
         .process_group(0)
-        .kill_on_drop(false);
+        .kill_on_drop(false)
+        // systemd's notification socket and watchdog are grove's, never a unit's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }

@@ -11,6 +11,7 @@ mod deploy;
 mod history;
 mod render;
 mod runtime;
+mod systemd;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -199,6 +200,17 @@ enum Command {
         #[arg(long)]
         include_secrets: bool,
     },
+    /// Write the systemd unit that boots the stack: grove in the foreground as a `Type=notify`
+    /// service (READY=1 once every unit has settled, reload on SIGHUP, a watchdog), restarted
+    /// always. Printed, or with --install written to the unit folder.
+    Systemd {
+        /// Write `grove-<stack>.service` into --unit-dir instead of printing it.
+        #[arg(long)]
+        install: bool,
+        /// Where --install writes the unit.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -254,6 +266,9 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__recipe") {
         return recipe_child();
     }
+    // systemd's notification socket is grove's own: read it before any thread starts, and
+    // pass it on to nothing grove runs.
+    grove_daemon::sd_notify::take_from_env();
     let cli = Cli::parse();
     let color =
         !cli.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -414,6 +429,9 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             output,
             *include_secrets,
         ),
+        Command::Systemd { install, unit_dir } => {
+            systemd::run(&runtime_ctx(&cli, color), *install, unit_dir)
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "grove", &mut std::io::stdout());
