@@ -40,8 +40,13 @@ pub fn build_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, 
 
 /// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
 /// automatic port another program holds is moved (the store keeps the new one); a fixed one
-/// is an error naming the holder.
-pub fn free_ports_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
+/// is an error naming the holder. The units in `adopting` (left running by an earlier grove)
+/// hold their own ports.
+pub fn free_ports_plan(
+    stack: &Stack,
+    ports: &IndexMap<String, u16>,
+    adopting: &[String],
+) -> Result<Plan, String> {
     let mut avoid = BTreeSet::new();
     // Each round moves every taken automatic port; a few rounds settle any race.
     for _ in 0..5 {
@@ -51,7 +56,7 @@ pub fn free_ports_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<P
         // A port moved away from must not come back as the unit's sticky one.
         inputs.ports.retain(|_, p| !avoid.contains(p));
         let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))?;
-        match ports::verdict(&ports::taken(&plan, stack)) {
+        match ports::verdict(&ports::taken(&plan, stack, adopting)) {
             ports::Verdict::Free => return Ok(plan),
             ports::Verdict::Refuse(b) => return Err(format!("grove: {}", ports::refusal(&b))),
             ports::Verdict::Avoid(more) => {

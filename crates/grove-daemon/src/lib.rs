@@ -144,10 +144,26 @@ impl Daemon {
             eprintln!("grove: {note}");
             let _ = store.append(None, "store-reset", note);
         }
-        for line in grove_engine::reap_leftovers(&store) {
+        // Units an earlier grove left running (it was killed, or is being replaced) are
+        // supervised again; only what nobody can adopt is reaped.
+        let (found, ended) = grove_supervisor::shim::discover(&state.join("run")).await;
+        for e in &ended {
+            let _ = store.append(
+                Some(&e.hello.unit),
+                "exited",
+                &format!(
+                    "pid {} ended while no grove was running: {}",
+                    e.hello.pid,
+                    grove_engine::describe_exit(&e.status)
+                ),
+            );
+        }
+        let adopted: Vec<i32> = found.iter().map(|a| a.hello.pid).collect();
+        for line in grove_engine::reap_leftovers(&store, &adopted) {
             eprintln!("grove: {line}");
         }
-        let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store))
+        let adopting: Vec<String> = found.iter().map(|a| a.hello.unit.clone()).collect();
+        let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store), &adopting)
             .and_then(|p| recipes_installed(&p).map(|_| p))
             .map_err(DaemonError::Refused)?;
         let limits = grove_edge::Limits::from(&plan.edge.limits);
@@ -168,7 +184,7 @@ impl Daemon {
             None => String::new(),
         };
         let api_store = Arc::new(std::sync::Mutex::new(open_store(&state)?));
-        let engine = grove_engine::start(store);
+        let engine = grove_engine::start_adopting(store, found);
         let listener = tokio::net::UnixListener::bind(&socket)
             .map_err(DaemonError::io("cannot listen on", &socket))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))

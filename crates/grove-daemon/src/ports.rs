@@ -45,12 +45,16 @@ pub(crate) fn verdict(busy: &[Busy]) -> Verdict {
 }
 
 /// The units of `plan` that will listen on a port another program holds now.
-pub(crate) fn taken(plan: &Plan, stack: &Stack) -> Vec<Busy> {
+pub(crate) fn taken(plan: &Plan, stack: &Stack, adopting: &[String]) -> Vec<Busy> {
     let mut out = Vec::new();
-    for u in plan.units.values() {
+    for (key, u) in &plan.units {
         let Some(port) = u.port else {
             continue;
         };
+        // A unit left running by an earlier grove holds its own port.
+        if adopting.contains(key) {
+            continue;
+        }
         if bindable(u.bind, port) {
             continue;
         }

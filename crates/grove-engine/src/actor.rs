@@ -2,7 +2,6 @@
 //! through a channel, so no state is shared and every decision happens in one place.
 
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,8 @@ use grove_plan::{Plan, Run, Unit};
 use grove_state::{EventRecord, ProcessRecord, Store};
 use grove_supervisor::cgroup;
 use grove_supervisor::logs::LogFile;
-use grove_supervisor::process::{self, Signal, SpawnSpec};
+use grove_supervisor::process::{self, Signal};
+use grove_supervisor::shim::{self, ShimSpec};
 use grove_supervisor::{probe, Action, Event, ExitStatus, Input, Settings, State, UnitMachine};
 use indexmap::IndexMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -102,6 +102,9 @@ pub(crate) struct Actor {
     /// The stack's cgroups (`None` inside: this machine has none for us); made at the first
     /// spawn.
     cgroups: Option<Option<cgroup::Tree>>,
+    /// Units an earlier grove left running (they outlived it), by key, until the Plan's unit
+    /// of that key is started: then adopted instead.
+    adoptable: HashMap<String, shim::Attached>,
 }
 
 impl Actor {
@@ -124,7 +127,30 @@ impl Actor {
             seed: u64::from(std::process::id()) << 32 | 0x9e37,
             last_gen: 0,
             cgroups: None,
+            adoptable: HashMap::new(),
         }
+    }
+
+    /// Units to adopt instead of starting (see [`shim::discover`]).
+    pub(crate) fn adopting(mut self, found: Vec<shim::Attached>) -> Actor {
+        self.adoptable = found
+            .into_iter()
+            .map(|a| (a.hello.unit.clone(), a))
+            .collect();
+        self
+    }
+
+    /// Ends a process an earlier grove left running that is not adopted, saying why.
+    fn retire(&mut self, name: &str, hello: &shim::Hello, why: &str) {
+        let _ = process::signal_group(hello.pid, Signal::SIGKILL);
+        if let Some(dir) = &hello.cgroup {
+            cgroup::Group::at(dir).kill_and_remove();
+        }
+        let msg = format!(
+            "stopped pid {} left running by an earlier grove: {why}",
+            hello.pid
+        );
+        self.emit(Some(name), "reaped", &msg);
     }
 
     pub(crate) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
@@ -359,6 +385,18 @@ impl Actor {
             },
         };
         self.secrets = plan.secret_values();
+        // Processes left running for units this Plan no longer has.
+        let gone: Vec<String> = self
+            .adoptable
+            .keys()
+            .filter(|k| !plan.units.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(a) = self.adoptable.remove(&key) {
+                self.retire(&key, &a.hello, "the stack file no longer has it");
+            }
+        }
         for name in &diff.remove {
             if let Some(rt) = self.units.get_mut(name) {
                 rt.start_pending = false;
@@ -480,6 +518,18 @@ impl Actor {
                     .unwrap_or(0);
                 ("started", format!("started (pid {pid})"))
             }
+            Event::Adopted => {
+                let (pid, age) = self
+                    .units
+                    .get(name)
+                    .and_then(|rt| rt.proc.as_ref())
+                    .map(|p| (p.pid, p.started.elapsed().as_secs()))
+                    .unwrap_or((0, 0));
+                (
+                    "adopted",
+                    format!("adopted (pid {pid}, running for {age} s, left by an earlier grove)"),
+                )
+            }
             Event::Exited { status } => ("exited", describe_exit(status)),
             Event::Healthy => {
                 let probe = self
@@ -528,6 +578,7 @@ impl Actor {
         let root = plan.root.clone();
         let stack = plan.stack.clone();
         let logs_dir = state_dir(plan).join("logs");
+        let run_dir = state_dir(plan).join("run");
         let rotation = plan.logs;
         // Both generations of a unit write the one log file of its name.
         let label = match self.units.get(name) {
@@ -559,75 +610,115 @@ impl Actor {
             }
         }
         let cwd = root.join(&rt.unit.cwd);
-        let group = match self
-            .cgroups
-            .get_or_insert_with(|| open_cgroups(&stack, &self.store))
-        {
-            Some(tree) => tree.group(name, gen).ok(),
+        let print = fingerprint(&rt.unit);
+        // A process an earlier grove left running is adopted when the stack file still says
+        // the same; else it goes, and a new one starts.
+        let adopted = match self.adoptable.remove(name) {
+            Some(a) if a.hello.fingerprint == print => Some(a),
+            Some(stale) => {
+                self.retire(
+                    name,
+                    &stale.hello,
+                    "its definition changed while grove was not running",
+                );
+                None
+            }
             None => None,
+        };
+        let group = match adopted {
+            Some(_) => None,
+            None => match self
+                .cgroups
+                .get_or_insert_with(|| open_cgroups(&stack, &self.store))
+            {
+                Some(tree) => tree.group(name, gen).ok(),
+                None => None,
+            },
         };
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
-        let result = match &rt.unit.run {
-            Run::Command { argv } => process::spawn(&SpawnSpec {
-                argv,
-                cwd: &cwd,
-                env: spawn_env(&rt.unit),
-                capture: true,
-                cgroup: group.as_ref(),
-            })
-            .map_err(|e| {
-                let program = argv.first().map(String::as_str).unwrap_or("");
-                format!("cannot run `{program}` in {}: {e}", cwd.display())
+        let result = match adopted {
+            Some(a) => Ok((a, None)),
+            None => launch(&stack, &root, &rt.unit).and_then(|(argv, env)| {
+                let exe = std::env::current_exe()
+                    .map_err(|e| format!("cannot find grove's own binary: {e}"))?;
+                let spec = ShimSpec {
+                    unit: name.to_string(),
+                    fingerprint: print,
+                    argv,
+                    cwd: cwd.clone(),
+                    env,
+                    cgroup: group.as_ref().map(|g| g.dir().to_path_buf()),
+                    run_dir: run_dir.clone(),
+                    log: logs_dir.join(format!("{label}.log")),
+                    log_max_size: rotation.max_size,
+                    log_keep: rotation.keep,
+                };
+                shim::spawn(&exe, &spec)
+                    .map(|(a, child)| (a, Some(child)))
+                    .map_err(|e| e.to_string())
             }),
-            Run::Recipe { .. } => spawn_recipe(&stack, &root, &rt.unit, &cwd, group.as_ref()),
         };
         match result {
-            Ok(mut child) => {
-                let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-                let start_ticks = process::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
+            Ok((attached, shim_child)) => {
+                let was_adopted = shim_child.is_none();
+                let shim::Attached {
+                    hello,
+                    stdout,
+                    stderr,
+                    exit,
+                } = attached;
+                let pid = hello.pid;
+                let start_ticks = hello.start_ticks;
+                let (started, group) = if was_adopted {
+                    let age = process::age(start_ticks).unwrap_or_default();
+                    (
+                        now.checked_sub(age).unwrap_or(now),
+                        hello.cgroup.clone().map(cgroup::Group::at),
+                    )
+                } else {
+                    (now, group)
+                };
                 rt.proc = Some(Proc {
                     pid,
-                    started: now,
+                    started,
                     start_ticks,
                     group: group.clone(),
                 });
                 let unit: Arc<str> = Arc::from(label.as_str());
-                let mut pumps = Vec::new();
-                if let Some(out) = child.stdout.take() {
-                    pumps.push(tokio::spawn(pump(
-                        out,
+                let pumps = vec![
+                    tokio::spawn(pump(
+                        stdout,
                         "out",
                         unit.clone(),
                         rt.log.clone(),
                         self.lines.clone(),
                         self.internal.clone(),
-                    )));
-                }
-                if let Some(err) = child.stderr.take() {
-                    pumps.push(tokio::spawn(pump(
-                        err,
+                    )),
+                    tokio::spawn(pump(
+                        stderr,
                         "err",
                         unit.clone(),
                         rt.log.clone(),
                         self.lines.clone(),
                         self.internal.clone(),
-                    )));
+                    )),
+                ];
+                if let Some(mut shim) = shim_child {
+                    tokio::spawn(async move {
+                        let _ = shim.wait().await;
+                    });
                 }
                 let tx = self.internal.clone();
                 let unit_name = name.to_string();
                 tokio::spawn(async move {
-                    let status = match child.wait().await {
-                        Ok(s) => ExitStatus {
-                            code: s.code(),
-                            signal: s.signal(),
-                        },
-                        Err(_) => ExitStatus {
-                            code: None,
-                            signal: None,
-                        },
-                    };
+                    // The shim says how the unit ended; a shim gone without a word took its
+                    // unit with it (the unit's parent-death signal).
+                    let status = exit.await.unwrap_or(ExitStatus {
+                        code: None,
+                        signal: None,
+                    });
                     // Whatever the main process left in its group, and in its cgroup (what left
                     // the group: setsid, a double fork), goes with it.
                     let _ = process::signal_group(pid, Signal::SIGKILL);
@@ -640,11 +731,10 @@ impl Actor {
                             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                         }
                     }
-                    // Its last words reach the log before the line saying it exited (the pipes
-                    // close as soon as the group is gone; a stray holder does not delay us long).
+                    // Its last words reach the log before the line saying it exited.
                     for p in pumps {
                         let _ =
-                            tokio::time::timeout(std::time::Duration::from_millis(100), p).await;
+                            tokio::time::timeout(std::time::Duration::from_millis(500), p).await;
                     }
                     let _ = tx.send(Internal::Exited {
                         unit: unit_name,
@@ -663,7 +753,12 @@ impl Actor {
                     }
                 }
                 self.start_probe(name);
-                self.feed(name, Input::Spawned, now);
+                let input = if was_adopted {
+                    Input::Adopted
+                } else {
+                    Input::Spawned
+                };
+                self.feed(name, input, now);
             }
             Err(msg) => {
                 self.emit(Some(name), "spawn-failed", &msg);
@@ -926,9 +1021,6 @@ mod io;
 mod report;
 mod schedule;
 
-pub use io::reap_leftovers;
 pub(crate) use io::state_dir;
-use io::{
-    describe_exit, open_cgroups, probe_loop, pump, sleep_until, spawn_env, spawn_recipe,
-    state_label,
-};
+pub use io::{describe_exit, reap_leftovers};
+use io::{fingerprint, launch, open_cgroups, probe_loop, pump, sleep_until, state_label};

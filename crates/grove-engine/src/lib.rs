@@ -23,7 +23,7 @@ use grove_plan::Plan;
 use grove_state::{EventRecord, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use actor::{reap_leftovers, NEXT, OLD};
+pub use actor::{describe_exit, reap_leftovers, NEXT, OLD};
 pub use status::{ApplyReport, Health, LogLine, Status, UnitKind, UnitState, UnitStatus};
 
 /// The engine is gone (it shut down).
@@ -91,10 +91,18 @@ pub struct EngineHandle {
 /// Starts the engine with nothing running; [`EngineHandle::apply`] the first Plan to bring
 /// the stack up. Must be called inside a multi-threaded tokio runtime.
 pub fn start(store: Store) -> EngineHandle {
+    start_adopting(store, Vec::new())
+}
+
+/// [`start`], adopting the units an earlier grove left running (found by
+/// [`grove_supervisor::shim::discover`]): each is supervised again, without a restart, when
+/// the first Plan still defines its unit the same way; the others are stopped.
+pub fn start_adopting(store: Store, found: Vec<grove_supervisor::shim::Attached>) -> EngineHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let (events, _) = broadcast::channel(1024);
     let (lines, _) = broadcast::channel(4096);
-    let actor = actor::Actor::new(Arc::new(Mutex::new(store)), events.clone(), lines.clone());
+    let actor = actor::Actor::new(Arc::new(Mutex::new(store)), events.clone(), lines.clone())
+        .adopting(found);
     tokio::spawn(actor.run(rx));
     EngineHandle { tx, events, lines }
 }

@@ -99,6 +99,11 @@ impl Tree {
 }
 
 impl Group {
+    /// The group at `dir` (made by [`Tree::group`], possibly by another grove).
+    pub fn at(dir: impl Into<PathBuf>) -> Group {
+        Group { dir: dir.into() }
+    }
+
     /// Its folder.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -21,5 +21,6 @@ pub mod logs;
 mod machine;
 pub mod probe;
 pub mod process;
+pub mod shim;
 
 pub use machine::{Action, Event, ExitStatus, Input, Settings, State, UnitMachine};

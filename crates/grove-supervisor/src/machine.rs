@@ -56,7 +56,7 @@ impl Settings {
 pub const EX_CONFIG: i32 = 78;
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ExitStatus {
     /// Exit code, when it exited.
     pub code: Option<i32>,
@@ -108,6 +108,9 @@ pub enum Input {
     Start,
     /// The process layer spawned it.
     Spawned,
+    /// The process layer found it already running, started by an earlier grove (it outlived
+    /// that grove): supervised from now on as if just spawned, but not a restart.
+    Adopted,
     /// The process layer could not spawn it.
     SpawnFailed,
     /// The process exited.
@@ -137,6 +140,8 @@ pub enum Action {
 pub enum Event {
     /// The process started.
     Started,
+    /// A running process of an earlier grove is supervised again.
+    Adopted,
     /// The process exited.
     Exited {
         /// Its status.
@@ -240,7 +245,7 @@ impl UnitMachine {
                     out.push(Action::Spawn);
                 }
             }
-            Input::Spawned => {
+            Input::Spawned | Input::Adopted => {
                 self.started_at = Some(now);
                 self.failures = 0;
                 self.healing = false;
@@ -249,7 +254,11 @@ impl UnitMachine {
                 } else {
                     State::Running
                 };
-                out.push(Action::Event(Event::Started));
+                out.push(Action::Event(if input == Input::Adopted {
+                    Event::Adopted
+                } else {
+                    Event::Started
+                }));
             }
             Input::SpawnFailed => self.after_exit(None, now, &mut out),
             Input::Exited(status) => {
@@ -452,6 +461,40 @@ mod tests {
             start_period: Duration::from_secs(1),
             permanent_exit: None,
         }
+    }
+
+    #[test]
+    fn an_adopted_process_is_supervised_without_counting_a_restart() {
+        let t0 = Instant::now();
+        let mut m = UnitMachine::new(
+            settings(ServiceKind::Service, RestartPolicy::Always, true),
+            1,
+        );
+        m.handle(Input::Start, t0);
+        let out = m.handle(Input::Adopted, t0);
+        assert_eq!(out, vec![Action::Event(Event::Adopted)]);
+        assert_eq!(
+            m.state(),
+            &State::Starting,
+            "probed: healthy once its probe passes"
+        );
+        assert_eq!(m.restarts(), 0);
+        m.handle(Input::Probe(true), t0);
+        assert_eq!(m.state(), &State::Healthy);
+        // Its exit later is handled like any other.
+        let out = m.handle(
+            Input::Exited(ExitStatus {
+                code: Some(1),
+                signal: None,
+            }),
+            t0 + Duration::from_secs(30),
+        );
+        assert!(out.contains(&Action::Event(Event::Exited {
+            status: ExitStatus {
+                code: Some(1),
+                signal: None
+            }
+        })));
     }
 
     #[test]

@@ -112,6 +112,24 @@ pub fn release_free_memory() {
     }
 }
 
+/// How long ago a process that started at `start_ticks` (clock ticks after boot) started.
+pub fn age(start_ticks: u64) -> Option<std::time::Duration> {
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)? as f64;
+    let started = start_ticks as f64 / hz;
+    Some(std::time::Duration::from_secs_f64(
+        (uptime - started).max(0.0),
+    ))
+}
+
 /// Parses a signal name (`SIGTERM`, `TERM`, `term`).
 pub fn parse_signal(name: &str) -> Option<Signal> {
     let upper = name.to_ascii_uppercase();

@@ -266,6 +266,12 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__recipe") {
         return recipe_child();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == grove_supervisor::shim::SHIM_ARG)
+    {
+        return grove_supervisor::shim::main();
+    }
     // systemd's notification socket is grove's own: read it before any thread starts, and
     // pass it on to nothing grove runs.
     grove_daemon::sd_notify::take_from_env();

@@ -321,9 +321,8 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
             eprintln!("grove: {note}");
             let _ = store.append(None, "store-reset", note);
         }
-        for line in grove_engine::reap_leftovers(&store) {
-            eprintln!("grove: {line}");
-        }
+        // Leftovers are the daemon's to reap: it first adopts the units that outlived the
+        // last grove.
     }
     let logs = state.join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -635,7 +634,7 @@ pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             let state = ctx.state_dir();
             if state.join("state.db").exists() {
                 let store = open_store(&state)?;
-                let reaped = grove_engine::reap_leftovers(&store);
+                let reaped = grove_engine::reap_leftovers(&store, &[]);
                 for line in &reaped {
                     eprintln!("grove: {line}");
                 }

@@ -10,73 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::servers::{kill_daemon, open_stack, port, psql, redis, secret, up};
 use common::{daemon_pid, text, Stack};
-
-/// A stack whose folder other users may enter: as root, PostgreSQL runs as `postgres`.
-fn open_stack(body: &str) -> Stack {
-    let s = Stack::new("");
-    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    s.write_stack(body);
-    s
-}
-
-fn up(s: &Stack) {
-    let out = s.run(&["up", "-d", "--wait-timeout", "60s"]);
-    assert!(
-        out.status.success(),
-        "up failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
-fn secret(s: &Stack, name: &str) -> String {
-    std::fs::read_to_string(s.path().join(".grove/secrets").join(name))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn port(s: &Stack, unit: &str) -> u16 {
-    s.unit(unit)["port"].as_u64().unwrap() as u16
-}
-
-fn psql(port: u16, password: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-Atc",
-            sql,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["-U", "grove", "-d", "postgres"])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(text(&out.stdout).trim().to_string())
-    } else {
-        Err(text(&out.stderr))
-    }
-}
-
-fn kill_daemon(s: &Stack) {
-    let pid = daemon_pid(s.path()).expect("a running daemon");
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    let start = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && start.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -175,22 +113,6 @@ fn a_first_start_killed_anywhere_still_gives_a_working_database() {
         let out = s.run(&["down"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-}
-
-fn redis(port: u16, password: &str, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--no-auth-warning",
-        ])
-        .args(["-a", password])
-        .args(args)
-        .output()
-        .unwrap();
-    text(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -507,33 +429,26 @@ command = "bash -c 'setsid bash -c \"exec -a {tag}-setsid sleep 600\" & (bash -c
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     gone("after down");
-    // ...and after kill -9 of grove, reaped by the next start from the unit's cgroup.
+    // ...and after kill -9 of grove they belong to their unit's tree: the unit outlives grove
+    // (issue 22), the next start adopts it with them, and `down` ends them all.
     up(&s);
     wait_for_children();
+    let before = pids_with(&tag);
+    let unit_pid = s.pid("esc").unwrap();
     kill_daemon(&s);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        !pids_with(&tag).is_empty(),
-        "the escapees died with grove already"
-    );
+    assert_eq!(pids_with(&tag), before, "the escapees died with grove");
     let out = s.run(&["up", "-d", "--wait-timeout", "20s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(s.pid("esc"), Some(unit_pid), "the unit was not adopted");
     assert!(
-        text(&out.stderr).contains("esc: reaped"),
-        "{}",
-        text(&out.stderr)
+        s.events()
+            .iter()
+            .any(|e| e["unit"] == "esc" && e["kind"] == "adopted"),
+        "{:?}",
+        s.events()
     );
-    let start = Instant::now();
-    loop {
-        let left: Vec<i32> = pids_with(&format!("{tag}-"));
-        // The new generation's own children start again; only the old ones must be gone.
-        let old_gone = left.len() <= 2;
-        if old_gone {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{left:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(pids_with(&tag), before, "adopted with their unit");
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     gone("after the last down");

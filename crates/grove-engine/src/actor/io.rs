@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use grove_plan::{Plan, Unit};
 use grove_state::Store;
 use grove_supervisor::cgroup;
-use grove_supervisor::process::{self, Signal, SpawnSpec};
+use grove_supervisor::process::{self, Signal};
 use grove_supervisor::{probe, ExitStatus, State};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{broadcast, mpsc};
@@ -16,33 +16,46 @@ use tokio::sync::{broadcast, mpsc};
 use super::{Internal, SharedLog};
 use crate::status::{LogLine, UnitState};
 
-/// Starts a recipe unit: grove itself (`grove __recipe`) prepares the data folder and then
-/// replaces itself with the server, so the unit's pid is the server's.
-pub(super) fn spawn_recipe(
+/// A process's command line and environment.
+pub(super) type Launch = (Vec<String>, Vec<(String, String)>);
+
+/// What a unit's process runs: its argv and environment. A recipe unit runs grove itself
+/// (`grove __recipe`), which prepares the data folder and then replaces itself with the
+/// server, so the unit's pid is the server's.
+pub(super) fn launch(
     stack: &str,
     root: &std::path::Path,
     unit: &Unit,
-    cwd: &std::path::Path,
-    cgroup: Option<&cgroup::Group>,
-) -> Result<tokio::process::Child, String> {
-    let Some(server) = grove_recipes::Server::of(stack, root, unit) else {
-        return Err(format!("the recipe unit {} has no port", unit.name));
+) -> Result<Launch, String> {
+    let owned = |env: Vec<(&str, &str)>| -> Vec<(String, String)> {
+        env.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
-    grove_recipes::preflight(server.recipe).map_err(|e| e.to_string())?;
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find grove's own binary: {e}"))?;
-    let job = serde_json::to_string(&server.job()).map_err(|e| e.to_string())?;
-    let argv = vec![exe.display().to_string(), "__recipe".to_string()];
-    let mut env = spawn_env(unit);
-    env.push((grove_recipes::JOB_VAR, &job));
-    process::spawn(&SpawnSpec {
-        argv: &argv,
-        cwd,
-        env,
-        capture: true,
-        cgroup,
-    })
-    .map_err(|e| format!("cannot start the {} recipe: {e}", server.recipe.name()))
+    match &unit.run {
+        grove_plan::Run::Command { argv } => Ok((argv.clone(), owned(spawn_env(unit)))),
+        grove_plan::Run::Recipe { .. } => {
+            let Some(server) = grove_recipes::Server::of(stack, root, unit) else {
+                return Err(format!("the recipe unit {} has no port", unit.name));
+            };
+            grove_recipes::preflight(server.recipe).map_err(|e| e.to_string())?;
+            let exe = std::env::current_exe()
+                .map_err(|e| format!("cannot find grove's own binary: {e}"))?;
+            let job = serde_json::to_string(&server.job()).map_err(|e| e.to_string())?;
+            let mut env = owned(spawn_env(unit));
+            env.push((grove_recipes::JOB_VAR.to_string(), job));
+            Ok((vec![exe.display().to_string(), "__recipe".to_string()], env))
+        }
+    }
+}
+
+/// What a running process of the unit is known by: a digest of its whole definition, so a
+/// grove that finds a unit left running by an earlier one adopts it only when the stack
+/// file still says the same.
+pub(super) fn fingerprint(unit: &Unit) -> String {
+    let text = serde_json::to_vec(unit).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &text);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The unit's variables, plus `PYTHONUNBUFFERED=1` unless the unit sets it, so a Python
@@ -73,7 +86,8 @@ pub(super) fn state_label(s: &State) -> UnitState {
     }
 }
 
-pub(super) fn describe_exit(s: &ExitStatus) -> String {
+/// How a process ended, in words: `exited with code 1`, `killed by signal 9 (SIGKILL)`.
+pub fn describe_exit(s: &ExitStatus) -> String {
     match (s.code, s.signal) {
         (Some(c), _) => format!("exited with code {c}"),
         (None, Some(sig)) => match Signal::try_from(sig) {
@@ -196,8 +210,10 @@ pub(super) async fn probe_loop(
 }
 
 /// Kills what a previous grove left running (it was killed before it could stop its units),
-/// using the pid records in the store; returns one line per unit that had leftovers.
-pub fn reap_leftovers(store: &Store) -> Vec<String> {
+/// using the pid records in the store, except the units in `adopted` (pids of units the next
+/// grove supervises again, with what they started); returns one line per unit that had
+/// leftovers.
+pub fn reap_leftovers(store: &Store, adopted: &[i32]) -> Vec<String> {
     let mut out = Vec::new();
     // What a killed grove's units left in their cgroups (setsid children and double-forked
     // daemons among them, which their process groups no longer reach).
@@ -205,6 +221,9 @@ pub fn reap_leftovers(store: &Store) -> Vec<String> {
         let tree = cgroup::Tree::at(&base);
         for g in tree.groups() {
             let pids = g.pids();
+            if pids.iter().any(|p| adopted.contains(p)) {
+                continue;
+            }
             let n = g.kill_and_remove();
             if n > 0 {
                 let unit = g
@@ -228,6 +247,9 @@ pub fn reap_leftovers(store: &Store) -> Vec<String> {
         return out;
     };
     for r in records {
+        if adopted.contains(&r.pid) {
+            continue;
+        }
         let left = process::leftovers(r.pid, r.start_ticks);
         if !left.is_empty() {
             let _ = process::signal_group(r.pid, Signal::SIGKILL);

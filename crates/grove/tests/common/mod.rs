@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod pki;
+pub mod servers;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
