@@ -47,6 +47,8 @@ struct Proc {
     start_ticks: u64,
     /// Its cgroup, when the machine has one for it (every process it starts stays inside).
     group: Option<cgroup::Group>,
+    /// Its shim's ear.
+    control: Option<shim::Control>,
 }
 
 /// The key suffix of a unit of the next generation, started beside the serving one by a
@@ -668,6 +670,7 @@ impl Actor {
                     stdout,
                     stderr,
                     exit,
+                    control,
                 } = attached;
                 let pid = hello.pid;
                 let start_ticks = hello.start_ticks;
@@ -685,6 +688,7 @@ impl Actor {
                     started,
                     start_ticks,
                     group: group.clone(),
+                    control: Some(control),
                 });
                 let unit: Arc<str> = Arc::from(label.as_str());
                 let pumps = vec![

@@ -10,9 +10,10 @@
 //! ([`attach`]) and adopts the units without restarting them. A unit that exits while no
 //! grove is attached leaves its status in `<pid>.sock.exit`.
 //!
-//! On the wire, from shim to grove only: frames of one kind byte, a 4-byte big-endian
-//! length and the payload: `HELLO` (who the unit is, once per connection), `OUT` and `ERR`
-//! (output bytes as read), `EXIT` (the status, last).
+//! On the wire: frames of one kind byte, a 4-byte big-endian length and the payload. From
+//! the shim: `HELLO` (who the unit is, once per connection), `OUT` and `ERR` (output bytes as
+//! read), `EXIT` (the status, last). From grove: `RENAME` (the unit's new key and
+//! fingerprint, when a deploy's switch renames it).
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -37,6 +38,7 @@ const HELLO: u8 = 1;
 const OUT: u8 = 2;
 const ERR: u8 = 3;
 const EXIT: u8 = 4;
+const RENAME: u8 = 5;
 /// Largest frame accepted (output is forwarded in reads of at most 16 KiB).
 const MAX_FRAME: usize = 1 << 20;
 /// How long a new shim waits for the grove that started it before it reads output itself.
@@ -81,6 +83,31 @@ pub struct Attached {
     pub stderr: DuplexStream,
     /// The unit's exit status; an error when the shim went away without one.
     pub exit: oneshot::Receiver<ExitStatus>,
+    /// What grove tells the shim.
+    pub control: Control,
+}
+
+/// grove's side of a shim's connection, for what the shim must remember.
+#[derive(Debug, Clone)]
+pub struct Control(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+
+/// A unit's key and definition fingerprint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Name {
+    unit: String,
+    fingerprint: String,
+}
+
+impl Control {
+    /// The unit is known by `unit` and `fingerprint` from now on (a deploy's switch renamed
+    /// it): the next grove adopts it under that name.
+    pub fn rename(&self, unit: &str, fingerprint: &str) {
+        let name = Name {
+            unit: unit.to_string(),
+            fingerprint: fingerprint.to_string(),
+        };
+        let _ = self.0.send(frame(RENAME, &json(&name)));
+    }
 }
 
 /// `<run_dir>/<pid>.sock`.
@@ -180,7 +207,7 @@ pub fn spawn(exe: &Path, spec: &ShimSpec) -> io::Result<(Attached, tokio::proces
 
 /// Connects to the shim at `socket`: its [`Hello`], then its output and exit as they come.
 pub async fn attach(socket: &Path) -> io::Result<Attached> {
-    let mut s = UnixStream::connect(socket).await?;
+    let (mut s, mut w) = UnixStream::connect(socket).await?.into_split();
     let hello = match tokio::time::timeout(Duration::from_secs(2), read_frame(&mut s)).await {
         Ok(Ok(Some((HELLO, payload)))) => serde_json::from_slice::<Hello>(&payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
@@ -190,6 +217,14 @@ pub async fn attach(socket: &Path) -> io::Result<Attached> {
     let (mut out_tx, stdout) = tokio::io::duplex(64 * 1024);
     let (mut err_tx, stderr) = tokio::io::duplex(64 * 1024);
     let (exit_tx, exit) = oneshot::channel();
+    let (control, mut to_shim) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(f) = to_shim.recv().await {
+            if w.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut exit_tx = Some(exit_tx);
         while let Ok(Some((kind, payload))) = read_frame(&mut s).await {
@@ -218,6 +253,7 @@ pub async fn attach(socket: &Path) -> io::Result<Attached> {
         stdout,
         stderr,
         exit,
+        control: Control(control),
     })
 }
 
@@ -338,8 +374,28 @@ impl Sink {
     }
 }
 
+/// The attached grove's writing side; its frames to us arrive on `renames`.
+type Client = Option<tokio::net::unix::OwnedWriteHalf>;
+
+/// Takes a new grove's connection: its writing half, and a task that passes on what it says.
+fn connected(
+    s: UnixStream,
+    said: &tokio::sync::mpsc::UnboundedSender<(u8, Vec<u8>)>,
+) -> tokio::net::unix::OwnedWriteHalf {
+    let (mut r, w) = s.into_split();
+    let said = said.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(f)) = read_frame(&mut r).await {
+            if said.send(f).is_err() {
+                break;
+            }
+        }
+    });
+    w
+}
+
 /// Sends a frame to the attached grove; on failure the grove is gone (detached).
-async fn send(client: &mut Option<UnixStream>, kind: u8, payload: &[u8]) -> bool {
+async fn send(client: &mut Client, kind: u8, payload: &[u8]) -> bool {
     let Some(c) = client else { return false };
     if c.write_all(&frame(kind, payload)).await.is_ok() {
         return true;
@@ -396,8 +452,10 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
         partial: [Vec::new(), Vec::new()],
     };
     // The grove that started us attaches at once; until it does, the pipes hold the output.
-    let mut client = match tokio::time::timeout(FIRST_CLIENT, listener.accept()).await {
-        Ok(Ok((s, _))) => Some(s),
+    let mut hello = hello;
+    let (said, mut heard) = tokio::sync::mpsc::unbounded_channel::<(u8, Vec<u8>)>();
+    let mut client: Client = match tokio::time::timeout(FIRST_CLIENT, listener.accept()).await {
+        Ok(Ok((s, _))) => Some(connected(s, &said)),
         _ => None,
     };
     send(&mut client, HELLO, &json(&hello)).await;
@@ -405,9 +463,17 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
     let (mut out_open, mut err_open) = (true, true);
     let status = loop {
         tokio::select! {
+            Some((kind, payload)) = heard.recv() => {
+                if kind == RENAME {
+                    if let Ok(name) = serde_json::from_slice::<Name>(&payload) {
+                        hello.unit = name.unit;
+                        hello.fingerprint = name.fingerprint;
+                    }
+                }
+            }
             accepted = listener.accept() => {
                 if let Ok((s, _)) = accepted {
-                    client = Some(s);
+                    client = Some(connected(s, &said));
                     if send(&mut client, HELLO, &json(&hello)).await {
                         for kind in [OUT, ERR] {
                             let rest = sink.take_partial(kind);
@@ -455,13 +521,8 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-    if send(&mut client, EXIT, &json(&status)).await {
-        // Let grove read to the end before the socket goes.
-        if let Some(c) = &mut client {
-            let mut scratch = [0u8; 64];
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.read(&mut scratch)).await;
-        }
-    } else {
+    // What was written stays readable after we go: grove reads it to the end.
+    if !send(&mut client, EXIT, &json(&status)).await {
         for kind in [OUT, ERR] {
             let rest = sink.take_partial(kind);
             if !rest.is_empty() {
@@ -476,7 +537,7 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
     Ok(())
 }
 
-async fn deliver(client: &mut Option<UnixStream>, sink: &mut Sink, kind: u8, bytes: &[u8]) {
+async fn deliver(client: &mut Client, sink: &mut Sink, kind: u8, bytes: &[u8]) {
     if !send(client, kind, bytes).await {
         sink.write(kind, bytes);
     }

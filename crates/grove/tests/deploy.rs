@@ -576,3 +576,37 @@ drain = "300ms"
         assert!(!u["name"].as_str().unwrap().contains('~'), "{ps}");
     }
 }
+
+#[test]
+fn a_deployed_release_is_adopted_after_grove_is_killed() {
+    let s = Stack::new("");
+    let port = repo(&s, &format!("{WEB}\n[deploy]\ndrain = \"200ms\"\n"));
+    s.up();
+    commit(&s, "v2");
+    let out = s.run(&["deploy"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(version_of(&get(port, "/").unwrap().1), "v2");
+    let pid = s.pid("web").unwrap();
+    // Issue 22: the switch renamed the new unit (`web~next` to `web`); its shim knows, so the
+    // next grove adopts it as `web` instead of stopping it.
+    servers::kill_daemon(&s);
+    let out = s.run(&["up", "-d", "--wait-timeout", "30s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(s.pid("web"), Some(pid), "the deployed unit was restarted");
+    assert_eq!(version_of(&get(port, "/").unwrap().1), "v2");
+    let events = s.events();
+    let last_up = events
+        .iter()
+        .rposition(|e| e["kind"] == "up")
+        .expect("an up event");
+    assert!(
+        events[last_up..]
+            .iter()
+            .any(|e| e["unit"] == "web" && e["kind"] == "adopted"),
+        "{events:?}"
+    );
+    assert!(
+        !events[last_up..].iter().any(|e| e["kind"] == "reaped"),
+        "{events:?}"
+    );
+}

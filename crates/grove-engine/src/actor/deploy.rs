@@ -7,7 +7,7 @@ use grove_plan::{Plan, Unit};
 use grove_state::ProcessRecord;
 use grove_supervisor::{Input, Settings, UnitMachine};
 
-use super::{Actor, Proc, Rt, NEXT, OLD};
+use super::{Actor, Rt, NEXT, OLD};
 use crate::status::ApplyReport;
 
 impl Actor {
@@ -89,17 +89,17 @@ impl Actor {
                     old.restart_with = None;
                     old.remove_when_stopped = true;
                     old.stop_at = Some(now + drain);
-                    self.move_record(name, &key, old.proc.as_ref());
+                    self.move_record(name, &key, &old);
                     self.units.insert(key, old);
                 } else if let Some(p) = old.probe.take() {
                     p.abort();
                 }
             }
-            self.move_record(&format!("{name}{NEXT}"), name, next.proc.as_ref());
             if let Some(u) = plan.units.get(name) {
                 next.unit = u.clone();
                 running.units.insert(name.clone(), u.clone());
             }
+            self.move_record(&format!("{name}{NEXT}"), name, &next);
             self.units.insert(name.clone(), next);
             self.emit(Some(name), "switched", "now serving the new release");
         }
@@ -112,8 +112,13 @@ impl Actor {
     }
 
     /// Moves the pid record of a renamed unit's process from key `from` to key `to`, so
-    /// leftovers of a killed grove are still found under the unit's new name.
-    pub(super) fn move_record(&self, from: &str, to: &str, proc: Option<&Proc>) {
+    /// leftovers of a killed grove are still found under the unit's new name, and tells its
+    /// shim the new name, so the next grove adopts it as that unit.
+    pub(super) fn move_record(&self, from: &str, to: &str, rt: &Rt) {
+        let proc = rt.proc.as_ref();
+        if let Some(c) = proc.and_then(|p| p.control.as_ref()) {
+            c.rename(to, &super::fingerprint(&rt.unit));
+        }
         if let (Ok(store), Some(p)) = (self.store.lock(), proc) {
             let _ = store.forget_process(from);
             let _ = store.record_process(&ProcessRecord {

@@ -22,11 +22,7 @@ pub(super) type Launch = (Vec<String>, Vec<(String, String)>);
 /// What a unit's process runs: its argv and environment. A recipe unit runs grove itself
 /// (`grove __recipe`), which prepares the data folder and then replaces itself with the
 /// server, so the unit's pid is the server's.
-pub(super) fn launch(
-    stack: &str,
-    root: &std::path::Path,
-    unit: &Unit,
-) -> Result<Launch, String> {
+pub(super) fn launch(stack: &str, root: &std::path::Path, unit: &Unit) -> Result<Launch, String> {
     let owned = |env: Vec<(&str, &str)>| -> Vec<(String, String)> {
         env.into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
