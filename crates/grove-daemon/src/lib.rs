@@ -22,6 +22,7 @@ mod observe;
 mod ports;
 mod remote;
 pub mod sd_notify;
+pub mod sockets;
 pub mod state;
 mod switch;
 
@@ -167,9 +168,21 @@ impl Daemon {
             .and_then(|p| recipes_installed(&p).map(|_| p))
             .map_err(DaemonError::Refused)?;
         let limits = grove_edge::Limits::from(&plan.edge.limits);
-        let edge = grove_edge::Edge::start(&plan, &state, limits)
+        // The sockets the last grove served on, with what waits in their backlogs.
+        let run_dir = state.join("run");
+        let inherited = sockets::take(&run_dir);
+        let edge = grove_edge::Edge::start_inheriting(&plan, &state, limits, inherited)
             .await
             .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
+        match grove_supervisor::process::own_binary() {
+            Ok(exe) => {
+                let env = [("GROVE_STACK", plan.stack.as_str())];
+                if let Err(e) = sockets::hold(&exe, &run_dir, edge.listening(), &env).await {
+                    tracing::warn!("the edge's sockets will close with grove: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("the edge's sockets will close with grove: {e}"),
+        }
         // The admin listener binds before anything starts, so a taken port stops `up` cleanly.
         let admin = match plan.admin.listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -315,6 +328,8 @@ impl Daemon {
         }
         server.abort();
         let _ = std::fs::remove_file(&socket);
+        // Stopped on purpose: the edge's sockets go with it.
+        sockets::release(&state.join("run"));
         Ok(())
     }
 }

@@ -320,6 +320,8 @@ pub struct Edge {
     bound: Vec<SocketAddr>,
     /// One permit per open client connection.
     connections: Arc<Semaphore>,
+    /// A descriptor of each listening socket with a fixed address, to hand over.
+    held: Arc<Vec<(SocketAddr, std::os::fd::OwnedFd)>>,
     events: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<EdgeEvent>>>>,
 }
 
@@ -329,6 +331,18 @@ impl Edge {
     /// `state/certs/`. `https://` listeners with `tls = "acme"` are skipped with a warning
     /// until ACME support lands.
     pub async fn start(plan: &Plan, state: &Path, limits: Limits) -> Result<Edge, EdgeError> {
+        Edge::start_inheriting(plan, state, limits, Vec::new()).await
+    }
+
+    /// [`Edge::start`], serving on `inherited` listening sockets (handed over by the grove
+    /// before, with the connections waiting in their backlogs) instead of binding their
+    /// addresses again.
+    pub async fn start_inheriting(
+        plan: &Plan,
+        state: &Path,
+        limits: Limits,
+        mut inherited: Vec<(SocketAddr, std::net::TcpListener)>,
+    ) -> Result<Edge, EdgeError> {
         let access_log = state.join("logs").join("edge.access.log");
         let access_log = access_log.as_path();
         let stats = stats::Registry::default();
@@ -411,12 +425,28 @@ impl Edge {
         }
         let sem = Arc::new(Semaphore::new(shared.limits.max_connections));
         let mut bound = Vec::new();
+        let mut held = Vec::new();
         for (addr, tls) in addrs {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| EdgeError::Bind { addr, source })?;
+            let taken = inherited
+                .iter()
+                .position(|(a, _)| *a == addr)
+                .map(|i| inherited.swap_remove(i).1);
+            let listener = match taken {
+                Some(l) => l
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l)),
+                None => TcpListener::bind(addr).await,
+            }
+            .map_err(|source| EdgeError::Bind { addr, source })?;
             let local = listener.local_addr().unwrap_or(addr);
             bound.push(local);
+            // A fixed address can be handed to the next grove (port 0 is a test's).
+            if addr.port() != 0 {
+                use std::os::fd::AsFd;
+                if let Ok(fd) = listener.as_fd().try_clone_to_owned() {
+                    held.push((addr, fd));
+                }
+            }
             tokio::spawn(accept_loop(
                 listener,
                 local,
@@ -429,9 +459,19 @@ impl Edge {
         Ok(Edge {
             shared,
             bound,
+            held: Arc::new(held),
             connections: sem,
             events: Arc::new(std::sync::Mutex::new(Some(events_rx))),
         })
+    }
+
+    /// The listening sockets with fixed addresses (new descriptors of them), for whoever keeps
+    /// them open while no grove runs.
+    pub fn listening(&self) -> Vec<(SocketAddr, std::os::fd::OwnedFd)> {
+        self.held
+            .iter()
+            .filter_map(|(a, fd)| fd.try_clone().ok().map(|fd| (*a, fd)))
+            .collect()
     }
 
     /// Client connections open now, on every listener.

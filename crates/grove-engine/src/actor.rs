@@ -643,7 +643,7 @@ impl Actor {
         let result = match adopted {
             Some(a) => Ok((a, None)),
             None => launch(&stack, &root, &rt.unit).and_then(|(argv, env)| {
-                let exe = std::env::current_exe()
+                let exe = process::own_binary()
                     .map_err(|e| format!("cannot find grove's own binary: {e}"))?;
                 let spec = ShimSpec {
                     unit: name.to_string(),

@@ -112,6 +112,18 @@ pub fn release_free_memory() {
     }
 }
 
+/// The binary this process runs, for starting grove's own helpers (`__shim`, `__recipe`,
+/// `__sockets`): `/proc/self/exe`, which names the running binary even after the file was
+/// replaced on disk (an upgrade), where the path it was started from would name the new one,
+/// or nothing while it is being replaced.
+pub fn own_binary() -> io::Result<std::path::PathBuf> {
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    if proc_exe.exists() {
+        return Ok(proc_exe.to_path_buf());
+    }
+    std::env::current_exe()
+}
+
 /// How long ago a process that started at `start_ticks` (clock ticks after boot) started.
 pub fn age(start_ticks: u64) -> Option<std::time::Duration> {
     let uptime: f64 = std::fs::read_to_string("/proc/uptime")

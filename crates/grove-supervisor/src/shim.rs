@@ -156,6 +156,10 @@ pub fn spawn(exe: &Path, spec: &ShimSpec) -> io::Result<(Attached, tokio::proces
     std::fs::create_dir_all(&spec.run_dir)?;
     let _ = std::fs::set_permissions(&spec.run_dir, std::fs::Permissions::from_mode(0o700));
     let mut cmd = tokio::process::Command::new(exe);
+    // `ps` shows grove's path, not `/proc/self/exe`.
+    if let Ok(shown) = std::env::current_exe() {
+        cmd.arg0(shown);
+    }
     cmd.arg(SHIM_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -282,7 +286,10 @@ pub async fn discover(run_dir: &Path) -> (Vec<Attached>, Vec<Ended>) {
                 }
             }
             let _ = std::fs::remove_file(&path);
-        } else if name.ends_with(".sock") {
+        } else if name
+            .strip_suffix(".sock")
+            .is_some_and(|pid| pid.parse::<i32>().is_ok())
+        {
             match attach(&path).await {
                 Ok(a) => live.push(a),
                 Err(_) => {

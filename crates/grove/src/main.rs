@@ -272,6 +272,12 @@ fn main() -> ExitCode {
     {
         return grove_supervisor::shim::main();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == grove_daemon::sockets::HOLDER_ARG)
+    {
+        return grove_daemon::sockets::main();
+    }
     // systemd's notification socket is grove's own: read it before any thread starts, and
     // pass it on to nothing grove runs.
     grove_daemon::sd_notify::take_from_env();

@@ -635,6 +635,7 @@ pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             if state.join("state.db").exists() {
                 let store = open_store(&state)?;
                 let reaped = grove_engine::reap_leftovers(&store, &[]);
+                grove_daemon::sockets::release(&state.join("run"));
                 for line in &reaped {
                     eprintln!("grove: {line}");
                 }

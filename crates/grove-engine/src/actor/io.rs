@@ -35,7 +35,7 @@ pub(super) fn launch(stack: &str, root: &std::path::Path, unit: &Unit) -> Result
                 return Err(format!("the recipe unit {} has no port", unit.name));
             };
             grove_recipes::preflight(server.recipe).map_err(|e| e.to_string())?;
-            let exe = std::env::current_exe()
+            let exe = process::own_binary()
                 .map_err(|e| format!("cannot find grove's own binary: {e}"))?;
             let job = serde_json::to_string(&server.job()).map_err(|e| e.to_string())?;
             let mut env = owned(spawn_env(unit));
