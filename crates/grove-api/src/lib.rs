@@ -11,6 +11,7 @@
 //! | POST | `/v1/start`, `/v1/stop`, `/v1/restart` | body `{"targets": [...]}`; the units acted on |
 //! | POST | `/v1/reload` | re-read the stack file and apply the difference ([`grove_engine::ApplyReport`]) |
 //! | POST | `/v1/down` | stop everything; answers once every process is gone |
+//! | POST | `/v1/handover` | body `{"binary": PATH}` (optional): hand the running units and the edge's sockets to a new grove started from PATH (default: this grove's file), then drain and end ([`Handover`]) |
 //! | GET | `/metrics` | Prometheus text: host, units, routes |
 //! | GET | `/v1/units`, `/v1/now` | unit states; everything measured now (JSON) |
 //! | GET | `/v1/series`, `/v1/metrics?series=S&since=SECONDS` | stored series and their points |
@@ -84,6 +85,18 @@ pub struct Record {
     pub kind: String,
     /// One sentence.
     pub message: String,
+}
+
+/// A handover to the next grove (`grove upgrade`): asked of the running one, answered at
+/// once with its pid; the daemon then starts its successor, drains and ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// The successor's binary; this grove's own file when absent.
+    #[serde(default)]
+    pub binary: Option<std::path::PathBuf>,
+    /// The grove that hands over (in the answer).
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 /// Answer of start/stop/restart.

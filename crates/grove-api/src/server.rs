@@ -90,6 +90,8 @@ pub struct ApiContext {
     pub changes: Arc<tokio::sync::Mutex<()>>,
     /// Notified once a `down` request has stopped everything: the daemon should exit.
     pub down: Arc<Notify>,
+    /// Where a handover request goes (the daemon hands over and ends).
+    pub handover: tokio::sync::mpsc::UnboundedSender<crate::Handover>,
     /// Applies a reloaded Plan.
     pub apply: Applier,
     /// What the API observes: metrics, samples, logs.
@@ -564,6 +566,20 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             Err(ReloadError::Gone) => gone(),
             Err(ReloadError::Refused(text)) => error(StatusCode::UNPROCESSABLE_ENTITY, text),
         },
+        (Method::POST, "/v1/handover") => {
+            let asked: crate::Handover = match body_json(req).await {
+                Ok(h) => h,
+                Err(res) => return res,
+            };
+            if ctx.handover.send(asked).is_err() {
+                return gone();
+            }
+            let answer = crate::Handover {
+                binary: None,
+                pid: Some(std::process::id()),
+            };
+            json(StatusCode::OK, &answer)
+        }
         (Method::POST, "/v1/down") => {
             let _ = ctx.engine.shutdown().await;
             ctx.down.notify_one();
@@ -572,7 +588,7 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
         (
             _,
             "/v1/status" | "/v1/plan" | "/v1/start" | "/v1/stop" | "/v1/restart" | "/v1/reload"
-            | "/v1/down" | "/v1/deploy" | "/v1/record",
+            | "/v1/down" | "/v1/deploy" | "/v1/record" | "/v1/handover",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"),
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }

@@ -15,6 +15,7 @@
 //! stack-file errors (the caller's [`Loader`] turns a stack file into a [`grove_config::Stack`]
 //! or the text to show), no terminal. The `grove` binary is its only user.
 
+mod handover;
 pub mod inputs;
 mod memory;
 mod notify;
@@ -107,6 +108,8 @@ pub struct Config {
     pub load: Loader,
     /// The environment overlay.
     pub env: Option<String>,
+    /// The stack file, absolute (a handover's successor loads it again).
+    pub file: PathBuf,
 }
 
 /// A stack whose listeners are bound and whose Plan is built, ready to run.
@@ -123,7 +126,12 @@ pub struct Daemon {
     /// Called with each Plan once it runs.
     applied: Arc<dyn Fn(&Plan) + Send + Sync>,
     /// `state/grove.lock`, locked while this grove runs the stack.
-    _lock: std::fs::File,
+    lock: std::fs::File,
+    /// The stack file and environment, for a handover's successor.
+    file: PathBuf,
+    env: Option<String>,
+    /// Handover requests from the API.
+    handovers: tokio::sync::mpsc::UnboundedReceiver<grove_api::Handover>,
 }
 
 impl Daemon {
@@ -240,12 +248,14 @@ impl Daemon {
             Box::pin(async move { me.replace(current, next).await })
         });
         let deploy = switcher.into_deployer();
+        let (handover_tx, handovers) = tokio::sync::mpsc::unbounded_channel();
         let api = Arc::new(ApiContext {
             engine: engine.clone(),
             reload,
             deploy,
             changes: Arc::new(tokio::sync::Mutex::new(())),
             down: Arc::new(Notify::new()),
+            handover: handover_tx,
             apply,
             observe,
         });
@@ -259,7 +269,10 @@ impl Daemon {
             listener,
             admin,
             applied,
-            _lock: lock,
+            lock,
+            file: cfg.file.clone(),
+            env: cfg.env.clone(),
+            handovers,
         })
     }
 
@@ -287,7 +300,10 @@ impl Daemon {
             listener,
             admin,
             applied,
-            _lock,
+            lock,
+            file,
+            env,
+            mut handovers,
         } = self;
         tokio::spawn(observe::sample_metrics(
             engine.clone(),
@@ -320,9 +336,36 @@ impl Daemon {
             return Err(DaemonError::EngineGone);
         }
         tokio::spawn(sd_notify::announce_ready(manager.clone(), engine.clone()));
-        let already_down = until_stopped(&api, &manager).await?;
+        let ending = until_stopped(&api, &manager, &mut handovers).await?;
+        if let Ending::Handover(asked) = ending {
+            // The units and the edge's sockets go on with the successor.
+            edge.start_draining();
+            let _ = engine.detach().await;
+            server.abort();
+            let _ = std::fs::remove_file(&socket);
+            drop(lock);
+            let started = handover::binary(asked.binary).and_then(|b| {
+                handover::successor(&b, &file, env.as_deref(), &state, &manager)?.spawn()
+            });
+            match started {
+                Ok(child) => {
+                    if let Some(pid) = child.id() {
+                        manager.send(&format!(
+                            "MAINPID={pid}\nSTATUS=handed over to grove pid {pid}"
+                        ));
+                    }
+                    edge.drain(handover::DRAIN).await;
+                }
+                Err(e) => {
+                    // Nothing took over: the units run on under their shims, and the next
+                    // `grove up -d` adopts them.
+                    eprintln!("grove: cannot start the next grove: {e}");
+                }
+            }
+            return Ok(());
+        }
         manager.send("STOPPING=1\nSTATUS=stopping the units");
-        if !already_down {
+        if ending == Ending::Signal {
             stopping();
             let _ = engine.shutdown().await;
         }
@@ -330,6 +373,7 @@ impl Daemon {
         let _ = std::fs::remove_file(&socket);
         // Stopped on purpose: the edge's sockets go with it.
         sockets::release(&state.join("run"));
+        drop(lock);
         Ok(())
     }
 }
@@ -359,12 +403,24 @@ pub async fn lock_stack(state: &Path) -> Result<std::fs::File, DaemonError> {
     Err(DaemonError::Starting)
 }
 
-/// Serves signals until one asks to stop (`Ok(false)`) or a `down` request has already
-/// stopped everything (`Ok(true)`). SIGHUP reloads through the API's own reload path.
+/// Why the daemon's serving ended.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    /// SIGINT or SIGTERM: stop everything.
+    Signal,
+    /// A `down` request stopped everything already.
+    Down,
+    /// Hand the stack over to the next grove (`grove upgrade`, SIGUSR2).
+    Handover(grove_api::Handover),
+}
+
+/// Serves signals until one asks to stop, a `down` request has stopped everything, or a
+/// handover is asked for. SIGHUP reloads through the API's own reload path.
 async fn until_stopped(
     api: &ApiContext,
     manager: &sd_notify::Notifier,
-) -> Result<bool, DaemonError> {
+    handovers: &mut tokio::sync::mpsc::UnboundedReceiver<grove_api::Handover>,
+) -> Result<Ending, DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |kind| {
         signal(kind).map_err(DaemonError::io(
@@ -375,10 +431,13 @@ async fn until_stopped(
     let mut sigint = sig(SignalKind::interrupt())?;
     let mut sigterm = sig(SignalKind::terminate())?;
     let mut sighup = sig(SignalKind::hangup())?;
+    let mut sigusr2 = sig(SignalKind::user_defined2())?;
     loop {
         tokio::select! {
-            _ = sigint.recv() => return Ok(false),
-            _ = sigterm.recv() => return Ok(false),
+            _ = sigint.recv() => return Ok(Ending::Signal),
+            _ = sigterm.recv() => return Ok(Ending::Signal),
+            _ = sigusr2.recv() => return Ok(Ending::Handover(grove_api::Handover::default())),
+            Some(h) = handovers.recv() => return Ok(Ending::Handover(h)),
             _ = sighup.recv() => {
                 manager.send("RELOADING=1\nSTATUS=reloading the stack file");
                 match grove_api::reload(api).await {
@@ -390,10 +449,10 @@ async fn until_stopped(
                         eprintln!("{text}\ngrove: reload refused; nothing changed");
                         manager.send("READY=1\nSTATUS=reload refused; nothing changed");
                     }
-                    Err(grove_api::ReloadError::Gone) => return Ok(false),
+                    Err(grove_api::ReloadError::Gone) => return Ok(Ending::Signal),
                 }
             }
-            _ = api.down.notified() => return Ok(true),
+            _ = api.down.notified() => return Ok(Ending::Down),
         }
     }
 }

@@ -28,6 +28,8 @@ enum Address {
 pub struct Notifier {
     to: Option<Address>,
     watchdog: Option<Duration>,
+    /// The variables as they came, for a successor (a handover).
+    vars: Vec<(String, String)>,
 }
 
 impl Notifier {
@@ -57,7 +59,25 @@ impl Notifier {
             Some(_) => watchdog_period(usec, watchdog_pid, pid),
             None => None,
         };
-        Notifier { to, watchdog }
+        let mut vars = Vec::new();
+        if let (Some(s), Some(_)) = (socket, &to) {
+            vars.push(("NOTIFY_SOCKET".to_string(), s.to_string()));
+            if let Some(u) = usec.filter(|_| watchdog.is_some()) {
+                vars.push(("WATCHDOG_USEC".to_string(), u.to_string()));
+            }
+        }
+        Notifier { to, watchdog, vars }
+    }
+
+    /// No service manager.
+    pub fn off() -> Notifier {
+        Notifier::from_vars(None, None, None, 0)
+    }
+
+    /// The variables a successor needs to speak to the same service manager (it becomes the
+    /// main process once told, with `MAINPID=`).
+    pub fn successor_env(&self) -> Vec<(String, String)> {
+        self.vars.clone()
     }
 
     /// Whether a service manager listens.

@@ -45,6 +45,9 @@ use response::{parse_response, write_response_head, Framing, ParsedResponse, Res
 /// Most header lines parsed here (a head with more goes to hyper, which applies the
 /// configured limit).
 const MAX_HEADERS: usize = 100;
+/// How long a connection of a draining edge may stay idle before it is closed.
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Largest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Room kept for reading a client's requests.
@@ -302,6 +305,8 @@ where
         )
         .await;
         buf.advance(need);
+        // Only a response that said `Connection: close` ends the connection here (one begun
+        // before the edge started draining did not: the next request hears it).
         if !keep || head.close {
             let _ = io.shutdown().await;
             return Outcome::Closed;
@@ -352,7 +357,17 @@ where
         }
         seen = buf.len();
         reserve(buf, READ_BUF);
-        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, io.read_buf(buf)) => r,
+            // A draining edge answers the next request of an open connection (saying
+            // `Connection: close`), so a client that reuses it loses nothing; a connection
+            // idle for a second more is closed.
+            _ = async {
+                shared.drained().await;
+                tokio::time::sleep(DRAIN_IDLE).await;
+            }, if idle => return Err(Outcome::Closed),
+        };
+        match read {
             Ok(Ok(n)) if n > 0 => {
                 if idle {
                     // The next request began: its head has the header clock.
@@ -487,7 +502,8 @@ fn started<'a>(
         path: text(&head.path),
         id,
         head_request: &buf[head.method.clone()] == b"HEAD",
-        close: head.close,
+        // A draining edge ends each connection after its current response, and says so.
+        close: head.close || shared.draining(),
         hsts: false,
         stats: &route.stats,
     }

@@ -18,6 +18,7 @@ pub mod acme;
 mod fast;
 pub mod framing;
 mod idle;
+mod listen;
 mod pages;
 mod proxy;
 pub mod rules;
@@ -31,14 +32,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use grove_plan::{Plan, Scheme};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -159,6 +159,10 @@ pub struct Shared {
     limits: Limits,
     access: Arc<AccessLog>,
     stats: stats::Registry,
+    /// Set once the edge drains (a handover to the next grove): no new connection is taken,
+    /// each open one ends after its current response.
+    draining: std::sync::atomic::AtomicBool,
+    drain: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -168,6 +172,20 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Whether the edge drains.
+    fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once the edge drains.
+    async fn drained(&self) {
+        let notified = self.drain.notified();
+        if self.draining() {
+            return;
+        }
+        notified.await;
+    }
+
     fn table(&self) -> Arc<Table> {
         match self.table.read() {
             Ok(t) => t.clone(),
@@ -400,6 +418,8 @@ impl Edge {
             limits,
             access,
             stats,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            drain: tokio::sync::Notify::new(),
         });
         let mut addrs: Vec<(SocketAddr, Option<TlsAcceptor>)> = Vec::new();
         let listens: Vec<&grove_plan::Listen> = plan
@@ -447,7 +467,7 @@ impl Edge {
                     held.push((addr, fd));
                 }
             }
-            tokio::spawn(accept_loop(
+            tokio::spawn(listen::accept_loop(
                 listener,
                 local,
                 addr,
@@ -472,6 +492,27 @@ impl Edge {
             .iter()
             .filter_map(|(a, fd)| fd.try_clone().ok().map(|fd| (*a, fd)))
             .collect()
+    }
+
+    /// Takes no new connection from now on and ends each open one after its current
+    /// response (see [`Edge::drain`]).
+    pub fn start_draining(&self) {
+        self.shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.drain.notify_waiters();
+    }
+
+    /// Hands the edge over (to the next grove, which serves on the same sockets): takes no
+    /// new connection from now on, answers each open one's current request with
+    /// `Connection: close` (HTTP/2: `GOAWAY`), closes idle ones, and returns once none is
+    /// left or `within` has passed.
+    pub async fn drain(&self, within: Duration) {
+        self.start_draining();
+        let deadline = tokio::time::Instant::now() + within;
+        while self.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Client connections open now, on every listener.
@@ -636,172 +677,6 @@ async fn watch_files(
                 message,
             });
         }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    local: SocketAddr,
-    configured: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    sem: Arc<Semaphore>,
-) {
-    loop {
-        let Ok(permit) = sem.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept on {local}: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        // Forwards are keyed by the configured address (which may say port 0 in tests).
-        let conn = Conn {
-            peer,
-            local: if shared.table().forwards.contains_key(&configured) {
-                configured
-            } else {
-                local
-            },
-            scheme: if tls.is_some() { "https" } else { "http" },
-        };
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            // A connection costs its socket and this small task until its first byte: the
-            // TLS session and the request path's buffers (boxed) come only once it speaks.
-            let first = shared.limits.header_read_timeout;
-            // `peek`, not `readable`: readiness can be reported before a byte is there.
-            match tokio::time::timeout(first, stream.peek(&mut [0u8; 1])).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return,
-                Err(_) => {
-                    if tls.is_none() {
-                        // Nothing arrived: say so, as HAProxy does (TLS cannot: no session).
-                        let _ = stream.try_write(&silent_client_page());
-                    }
-                    drop(permit);
-                    return;
-                }
-            }
-            Box::pin(accepted(stream, tls, shared, conn)).await;
-            drop(permit);
-        });
-    }
-}
-
-/// A connection that spoke: its TLS handshake (for an `https://` listener), then its requests.
-async fn accepted(
-    stream: tokio::net::TcpStream,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    conn: Conn,
-) {
-    let peer = conn.peer;
-    match tls {
-        None => serve(stream, shared, conn, true).await,
-        Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream))
-                    .await;
-            match handshake {
-                // A TLS-ALPN-01 validation only needs the handshake.
-                Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
-                Ok(Ok(s)) => {
-                    // HTTP/2 (chosen by ALPN) is hyper's from the start.
-                    let h1 = s.get_ref().1.alpn_protocol() != Some(b"h2");
-                    serve(s, shared, conn, h1).await
-                }
-                Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
-                Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
-            }
-        }
-    }
-}
-
-/// The 408 for a connection that sent nothing within `client_header_timeout`.
-fn silent_client_page() -> Vec<u8> {
-    let id = pages::new_request_id();
-    let mut out = Vec::new();
-    pages::page(
-        &mut out,
-        hyper::StatusCode::REQUEST_TIMEOUT,
-        "no request arrived in time",
-        std::str::from_utf8(&id).unwrap_or("-"),
-        true,
-        None,
-    );
-    out
-}
-
-async fn serve<I>(mut io: I, shared: Arc<Shared>, conn: Conn, fast: bool)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    // The client's address as X-Forwarded-For wants it, made once per connection.
-    let peer = conn.peer.ip().to_string();
-    // The common case first, without hyper; what it leaves (from a request's start) is
-    // hyper's, with the bytes it read.
-    let mut read = bytes::BytesMut::new();
-    if fast
-        && shared.limits.fast_path
-        && fast::serve(&mut io, &mut read, &shared, conn, peer.as_bytes()).await
-            == fast::Outcome::Closed
-    {
-        return;
-    }
-    // hyper's read buffer (8 KiB at least); a head past it is refused 431.
-    let max_buf = shared.limits.max_header_bytes.max(8192);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // A client that shuts its writing side after its requests (`nc -N`) still gets the
-        // answers, as on the fast path.
-        .half_close(true)
-        .timer(TokioTimer::new())
-        // The guard's clocks ([`idle`]) close quiet connections; hyper's own header clock
-        // (which also runs while a connection waits for its next request) is only a backstop.
-        .header_read_timeout(shared.limits.header_read_timeout + shared.limits.keepalive_timeout)
-        .max_buf_size(max_buf)
-        .max_headers(shared.limits.max_headers);
-    // The same head limit as HTTP/1.1: a larger header list gets 431 on its stream, not the
-    // connection dropped.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(shared.limits.max_header_bytes).unwrap_or(u32::MAX));
-    // Set once a response switched protocols: the guard stops reading the tunnel as HTTP.
-    let upgraded = Arc::new(AtomicBool::new(false));
-    let scanner = framing::Scanner::new(max_buf + 1024, upgraded.clone());
-    let activity = idle::Activity::new();
-    let io = framing::Guard::new(io, scanner, conn, shared.clone())
-        .with_prefix(read.freeze())
-        .with_activity(activity.clone());
-    let peer = hyper::header::HeaderValue::from_str(&peer)
-        .unwrap_or(hyper::header::HeaderValue::from_static("unknown"));
-    let service = hyper::service::service_fn(move |req| {
-        let s = shared.clone();
-        let upgraded = upgraded.clone();
-        let peer = peer.clone();
-        let busy = activity.begin();
-        async move {
-            let res = proxy::handle(s, req, conn, peer).await;
-            if res.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
-                upgraded.store(true, Ordering::Release);
-            }
-            Ok::<_, std::convert::Infallible>(res.map(|b| idle::tracked(b, busy)))
-        }
-    });
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .await
-    {
-        tracing::debug!("connection from {}: {e}", conn.peer);
     }
 }
 

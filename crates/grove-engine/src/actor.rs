@@ -107,6 +107,8 @@ pub(crate) struct Actor {
     /// Units an earlier grove left running (they outlived it), by key, until the Plan's unit
     /// of that key is started: then adopted instead.
     adoptable: HashMap<String, shim::Attached>,
+    /// Set at a handover: the processes' watchers leave them alone.
+    detached: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Actor {
@@ -130,6 +132,7 @@ impl Actor {
             last_gen: 0,
             cgroups: None,
             adoptable: HashMap::new(),
+            detached: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -172,6 +175,11 @@ impl Actor {
                 _ = sleep_until(deadline) => None,
             };
             let now = Instant::now();
+            if let Some(Msg::Request(Request::Detach(tx))) = msg {
+                self.detach();
+                let _ = tx.send(());
+                return;
+            }
             match msg {
                 Some(Msg::Request(r)) => self.request(r, now),
                 Some(Msg::Internal(i)) => self.internal(i, now),
@@ -197,6 +205,19 @@ impl Actor {
                 return;
             }
         }
+    }
+
+    /// Lets go of every unit: probes stop, the processes' watchers will not touch them, and
+    /// the actor ends (the next grove adopts them).
+    fn detach(&mut self) {
+        self.detached
+            .store(true, std::sync::atomic::Ordering::Release);
+        for rt in self.units.values_mut() {
+            if let Some(p) = rt.probe.take() {
+                p.abort();
+            }
+        }
+        self.emit(None, "handover", "handing the units over to the next grove");
     }
 
     fn shutting_down(&self) -> bool {
@@ -302,6 +323,11 @@ impl Actor {
                     }
                 }
                 let _ = tx.send(r);
+            }
+            // Handled by the loop itself, which then ends.
+            Request::Detach(tx) => {
+                self.detach();
+                let _ = tx.send(());
             }
             Request::Shutdown(tx) => {
                 self.shutdown.push(tx);
@@ -716,6 +742,7 @@ impl Actor {
                 }
                 let tx = self.internal.clone();
                 let unit_name = name.to_string();
+                let detached = self.detached.clone();
                 tokio::spawn(async move {
                     // The shim says how the unit ended; a shim gone without a word took its
                     // unit with it (the unit's parent-death signal).
@@ -723,6 +750,10 @@ impl Actor {
                         code: None,
                         signal: None,
                     });
+                    // Handed over: the shim now talks to the next grove; this one only lets go.
+                    if detached.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
                     // Whatever the main process left in its group, and in its cgroup (what left
                     // the group: setsid, a double fork), goes with it.
                     let _ = process::signal_group(pid, Signal::SIGKILL);

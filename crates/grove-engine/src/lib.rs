@@ -61,6 +61,7 @@ pub(crate) enum Request {
         oneshot::Sender<Result<Vec<String>, TargetError>>,
     ),
     Shutdown(oneshot::Sender<()>),
+    Detach(oneshot::Sender<()>),
     Stage(
         Box<Plan>,
         Vec<String>,
@@ -193,6 +194,12 @@ impl EngineHandle {
     /// the engine has ended.
     pub async fn shutdown(&self) -> Result<(), Gone> {
         self.ask(Request::Shutdown).await
+    }
+
+    /// Lets go of every unit without stopping one (a handover to the next grove, which adopts
+    /// them): no probe, restart or stop from this engine any more; it ends.
+    pub async fn detach(&self) -> Result<(), Gone> {
+        self.ask(Request::Detach).await
     }
 
     /// Records an event from another part of grove (the edge's certificates, say) in the same

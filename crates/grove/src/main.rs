@@ -12,6 +12,7 @@ mod history;
 mod render;
 mod runtime;
 mod systemd;
+mod upgrade;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -199,6 +200,18 @@ enum Command {
         /// output instead of leaving them to be filled.
         #[arg(long)]
         include_secrets: bool,
+    },
+    /// Upgrade grove itself without stopping a unit or dropping a request: the running grove
+    /// hands its units and the edge's sockets to a new one started from --binary (default:
+    /// its own file, which a package upgrade replaced), finishes its requests and ends; the
+    /// new one adopts every unit. SIGUSR2 to grove does the same.
+    Upgrade {
+        /// The new grove binary.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// How long to wait for the new grove and its units.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
     },
     /// Write the systemd unit that boots the stack: grove in the foreground as a `Type=notify`
     /// service (READY=1 once every unit has settled, reload on SIGHUP, a watchdog), restarted
@@ -441,6 +454,14 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             output,
             *include_secrets,
         ),
+        Command::Upgrade {
+            binary,
+            wait_timeout,
+        } => tokio_rt()?.block_on(upgrade::run(
+            &runtime_ctx(&cli, color),
+            binary.as_deref(),
+            *wait_timeout,
+        )),
         Command::Systemd { install, unit_dir } => {
             systemd::run(&runtime_ctx(&cli, color), *install, unit_dir)
         }

@@ -211,6 +211,7 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let cfg = grove_daemon::Config {
         load: Arc::new(move |env| loader.load(env).map(|l| l.stack)),
         env: ctx.env.clone(),
+        file: std::fs::canonicalize(&ctx.file).unwrap_or_else(|_| ctx.file.clone()),
     };
     let daemon = match grove_daemon::Daemon::bind(cfg).await {
         Ok(d) => d,
@@ -446,7 +447,7 @@ fn print_file_tail_from(path: &Path, from: u64) {
 
 // ----- control -------------------------------------------------------------------------------
 
-fn not_running(e: &ClientError) -> ExitCode {
+pub(crate) fn not_running(e: &ClientError) -> ExitCode {
     eprintln!("grove: {e}");
     if matches!(e, ClientError::NotRunning(_)) {
         eprintln!("grove: start it with `grove up` or `grove up -d`");
@@ -517,7 +518,7 @@ async fn pids(client: &Client) -> HashMap<String, Option<i32>> {
 /// Waits until each unit is ready (healthy, or running without a probe, or a completed task),
 /// with another process than the one given when one is; prints the outcome. Exit 1 names a
 /// unit that failed, or one still not ready after `timeout`.
-async fn wait_until_ready(
+pub(crate) async fn wait_until_ready(
     client: &Client,
     units: &[(String, Option<i32>)],
     timeout: Duration,

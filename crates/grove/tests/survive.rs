@@ -284,3 +284,153 @@ fn units_still_start_after_the_grove_binary_is_replaced_on_disk() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Requests on one kept-alive connection, reconnecting when the edge says `Connection:
+/// close`; (served, failed).
+fn keep_alive_client(port: u16, stop: &std::sync::atomic::AtomicBool) -> (u32, u32) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (mut ok, mut failed) = (0, 0);
+    let mut conn: Option<BufReader<std::net::TcpStream>> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if conn.is_none() {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(c) => {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+                    conn = Some(BufReader::new(c));
+                }
+                Err(_) => {
+                    failed += 1;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let mut answer = || -> Option<(u16, bool)> {
+            c.get_mut()
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .ok()?;
+            let mut line = String::new();
+            c.read_line(&mut line).ok()?;
+            let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+            let (mut length, mut close) = (0usize, false);
+            loop {
+                let mut h = String::new();
+                c.read_line(&mut h).ok()?;
+                let h = h.trim_end().to_ascii_lowercase();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.strip_prefix("content-length:") {
+                    length = v.trim().parse().ok()?;
+                }
+                if h == "connection: close" {
+                    close = true;
+                }
+            }
+            let mut body = vec![0u8; length];
+            c.read_exact(&mut body).ok()?;
+            Some((status, close))
+        };
+        match answer() {
+            Some((200, close)) => {
+                ok += 1;
+                if close {
+                    conn = None;
+                }
+            }
+            _ => {
+                failed += 1;
+                conn = None;
+            }
+        }
+    }
+    (ok, failed)
+}
+
+#[test]
+fn grove_upgrade_under_load_fails_no_request_and_restarts_no_unit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let port = common::free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\n\n[services.web]\ncommand = \"python3 -m http.server ${{PORT}} --bind 127.0.0.1\"\nhealth = {{ http = \"/\" }}\nroute = {{ prefix = \"/\" }}\n\n[services.worker]\ncommand = \"sleep 600\"\n"
+    ));
+    s.up();
+    let pids = (s.pid("web"), s.pid("worker"));
+    let grove_before = s.ps()["pid"].as_u64();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two clients on kept-alive connections, two with a new connection per request.
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                if i % 2 == 0 {
+                    keep_alive_client(port, &stop)
+                } else {
+                    let (mut ok, mut failed) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        if get(port) == 200 {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (ok, failed)
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    // Issue 22, point 2: the new binary (a copy here) takes over.
+    let bin = tempfile::tempdir().unwrap();
+    let new = bin.path().join("grove");
+    std::fs::copy(env!("CARGO_BIN_EXE_grove"), &new).unwrap();
+    let out = s.run(&["upgrade", "--binary", new.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("2 of 2 running units kept their processes"),
+        "{}",
+        text(&out.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for (i, c) in clients.into_iter().enumerate() {
+        let (o, f) = c.join().unwrap();
+        if f > 0 {
+            eprintln!(
+                "client {i} ({}): {f} failed",
+                if i % 2 == 0 {
+                    "kept alive"
+                } else {
+                    "new connections"
+                }
+            );
+        }
+        ok += o;
+        failed += f;
+    }
+    eprintln!("grove upgrade under load: {ok} served, {failed} failed");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert_eq!(
+        (s.pid("web"), s.pid("worker")),
+        pids,
+        "a unit was restarted"
+    );
+    assert_ne!(
+        s.ps()["pid"].as_u64(),
+        grove_before,
+        "the same grove still runs"
+    );
+    let events = s.events();
+    assert!(events.iter().any(|e| e["kind"] == "handover"), "{events:?}");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+}
