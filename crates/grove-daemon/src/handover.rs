@@ -58,8 +58,72 @@ pub(crate) fn binary(asked: Option<PathBuf>) -> std::io::Result<PathBuf> {
     }
 }
 
+/// How many panics in a row a detached grove answers by starting a successor, within
+/// [`PANIC_STREAK`] of the first; then it only dies (a grove that panics at every start must
+/// not start forever).
+const PANIC_RESTARTS: u32 = 5;
+const PANIC_STREAK: u64 = 300;
+const PANICKED: &str = "GROVE_PANICKED";
+
+/// The streak a panic continues: (how many so far, when the first was), from `GROVE_PANICKED`
+/// (`COUNT:UNIX_SECONDS`), reset when the first is older than [`PANIC_STREAK`].
+pub(crate) fn panic_streak(var: Option<&str>, now: u64) -> (u32, u64) {
+    let parsed = var.and_then(|v| {
+        let (n, at) = v.split_once(':')?;
+        Some((n.parse::<u32>().ok()?, at.parse::<u64>().ok()?))
+    });
+    match parsed {
+        Some((n, at)) if now.saturating_sub(at) <= PANIC_STREAK => (n, at),
+        _ => (0, now),
+    }
+}
+
+/// Makes a panic anywhere in this (detached) grove a handover by crash: after the panic is
+/// written to the log, a successor `grove up --daemon-child` is started (it adopts the units
+/// and takes the sockets, as after `kill -9`) and this process aborts, so no half-broken grove
+/// lingers. Not under systemd, whose `Restart=always` does the same.
+pub fn respawn_on_panic(file: PathBuf, env: Option<String>) {
+    let shown = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        shown(info);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (n, first) = panic_streak(std::env::var(PANICKED).ok().as_deref(), now);
+        if n < PANIC_RESTARTS {
+            if let Ok(bin) = binary(None) {
+                let mut cmd = std::process::Command::new(bin);
+                cmd.arg("up").arg("--daemon-child").arg("-f").arg(&file);
+                if let Some(e) = &env {
+                    cmd.arg("--env").arg(e);
+                }
+                cmd.env(PANICKED, format!("{}:{first}", n + 1))
+                    .stdin(Stdio::null());
+                match cmd.spawn() {
+                    Ok(c) => eprintln!("grove: panicked; grove pid {} takes over", c.id()),
+                    Err(e) => eprintln!("grove: panicked, and cannot start another: {e}"),
+                }
+            }
+        } else {
+            eprintln!(
+                "grove: panicked {n} times in a row; not starting again (`grove up -d` does)"
+            );
+        }
+        std::process::abort();
+    }));
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_panic_streak_is_counted_and_forgotten() {
+        assert_eq!(panic_streak(None, 1000), (0, 1000));
+        assert_eq!(panic_streak(Some("2:900"), 1000), (2, 900));
+        assert_eq!(panic_streak(Some("4:100"), 1000), (0, 1000), "long ago");
+        assert_eq!(panic_streak(Some("junk"), 1000), (0, 1000));
+    }
+
     use super::*;
 
     #[test]

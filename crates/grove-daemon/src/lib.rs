@@ -15,7 +15,7 @@
 //! stack-file errors (the caller's [`Loader`] turns a stack file into a [`grove_config::Stack`]
 //! or the text to show), no terminal. The `grove` binary is its only user.
 
-mod handover;
+pub mod handover;
 pub mod inputs;
 mod memory;
 mod notify;

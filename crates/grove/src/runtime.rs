@@ -213,6 +213,22 @@ pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
         env: ctx.env.clone(),
         file: std::fs::canonicalize(&ctx.file).unwrap_or_else(|_| ctx.file.clone()),
     };
+    if daemon_child && !grove_daemon::sd_notify::notifier().enabled() {
+        grove_daemon::handover::respawn_on_panic(cfg.file.clone(), cfg.env.clone());
+        // For the test of exactly that (debug builds only): panic once, after a while.
+        #[cfg(debug_assertions)]
+        if let (Some(ms), None) = (
+            std::env::var("GROVE_TEST_PANIC_AFTER_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok()),
+            std::env::var_os("GROVE_PANICKED"),
+        ) {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                panic!("the panic GROVE_TEST_PANIC_AFTER_MS asked for");
+            });
+        }
+    }
     let daemon = match grove_daemon::Daemon::bind(cfg).await {
         Ok(d) => d,
         Err(e) => {

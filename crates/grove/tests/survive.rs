@@ -434,3 +434,36 @@ fn grove_upgrade_under_load_fails_no_request_and_restarts_no_unit() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(s.processes().is_empty(), "left: {:?}", s.processes());
 }
+
+#[test]
+fn a_detached_grove_that_panics_hands_over_to_a_new_one() {
+    let s = Stack::new("[services.worker]\ncommand = \"sleep 600\"\n");
+    // A debug build panics when asked to (GROVE_TEST_PANIC_AFTER_MS), once.
+    let out = s
+        .cmd(&["up", "-d", "--wait-timeout", "20s"])
+        .env("GROVE_TEST_PANIC_AFTER_MS", "800")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let worker = s.pid("worker").unwrap();
+    let first = s.ps()["pid"].as_u64().unwrap();
+    s.wait_for("another grove", 20, |s| {
+        let out = s.run(&["ps", "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["pid"].as_u64())
+                .is_some_and(|p| p != first)
+    });
+    // The successor adopted the unit; the log says what happened.
+    assert_eq!(s.pid("worker"), Some(worker));
+    let log = std::fs::read_to_string(s.path().join(".grove/logs/grove.log")).unwrap();
+    assert!(
+        log.contains("the panic GROVE_TEST_PANIC_AFTER_MS asked for"),
+        "{log}"
+    );
+    assert!(log.contains("takes over"), "{log}");
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+}
