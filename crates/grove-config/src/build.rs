@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 22] = [
+const SERVICE_KEYS: [&str; 23] = [
     "command",
     "recipe",
     "upstreams",
@@ -91,6 +91,7 @@ const SERVICE_KEYS: [&str; 22] = [
     "restart",
     "stop_signal",
     "stop_grace",
+    "replace",
     "route",
     "description",
     "secret",

@@ -436,6 +436,19 @@ pub enum Source {
     Upstreams(Vec<Upstream>),
 }
 
+/// How a change replaces a service's units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replace {
+    /// Start-first for a routed service whose port grove chooses, else stop-first.
+    #[default]
+    Auto,
+    /// The new unit starts beside the old one and takes over once ready.
+    StartFirst,
+    /// The old unit stops before the new one starts (a singleton must never run twice).
+    StopFirst,
+}
+
 /// A service's port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -589,6 +602,8 @@ pub struct Service {
     /// Grace period before SIGKILL.
     #[serde(with = "ms")]
     pub stop_grace: Duration,
+    /// How a change replaces its units (`replace`); `Auto` decides by route and port.
+    pub replace: Replace,
     /// Edge route.
     pub route: Option<Route>,
     /// Recipe settings (defaults for other services).

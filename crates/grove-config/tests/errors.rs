@@ -512,3 +512,28 @@ fn route_hold_is_a_duration() {
         &["grove.toml:5:18: services.a.route.hold: `soon` is not a duration"],
     );
 }
+
+#[test]
+fn replace_order_must_be_possible() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nreplace = \"sometimes\"\n",
+        &["grove.toml:5:11: services.a.replace: `sometimes` is not valid here"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nport = 8000\nreplace = \"start-first\"\n",
+        &["grove.toml:6:11: services.a.replace: start-first is not possible here: a fixed port cannot be held by two processes at once"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"redis\"\nreplace = \"start-first\"\n",
+        &["grove.toml:5:11: services.db.replace: start-first is not possible here: a recipe's server keeps one data folder"],
+    );
+    expect(
+        "[services.m]\ncommand = \"x\"\nkind = \"task\"\nreplace = \"start-first\"\n",
+        &["grove.toml:6:11: services.m.replace: start-first is not possible here: a task runs to completion; it is not replaced"],
+    );
+    // Stop-first is always possible.
+    expect(
+        "[services.a]\ncommand = \"x\"\nport = 8000\nreplace = \"stop-first\"\n",
+        &[],
+    );
+}

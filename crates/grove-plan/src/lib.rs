@@ -27,7 +27,7 @@ pub use build::{
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
     AcmeChallenge, Admin, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen,
-    LogRotation, Recipe, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
+    LogRotation, Recipe, Replace, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
     DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
 pub use staging::{reload_staging, split_in_place, staging, start_first, Staging};
@@ -132,6 +132,9 @@ pub struct Unit {
     pub stop_signal: String,
     /// Grace before SIGKILL, in milliseconds.
     pub stop_grace_ms: u64,
+    /// How a change replaces it (`replace`; `auto` unless the stack file says).
+    #[serde(skip_serializing_if = "is_auto")]
+    pub replace: Replace,
     /// Units this one waits for.
     pub depends_on: Vec<Dependency>,
     /// Start level (0 = no dependencies).
@@ -142,6 +145,10 @@ pub struct Unit {
     /// The release its code comes from (its folder is inside that release's checkout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+}
+
+fn is_auto(r: &Replace) -> bool {
+    *r == Replace::Auto
 }
 
 /// What a unit runs.

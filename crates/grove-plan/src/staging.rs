@@ -23,10 +23,14 @@ pub struct Staging {
 /// the running ports); `before_switch` names the services whose tasks run for every release.
 pub fn staging(current: &Plan, next: &Plan, before_switch: &[String]) -> Staging {
     let diff = Plan::diff(current, next);
+    // A unit told `replace = "stop-first"` is not staged: it restarts at the switch, when
+    // the rest of the Plan is applied.
     let is_app = |n: &String| {
-        next.units
-            .get(n)
-            .is_some_and(|u| matches!(u.run, Run::Command { .. }) && u.release.is_some())
+        next.units.get(n).is_some_and(|u| {
+            matches!(u.run, Run::Command { .. })
+                && u.release.is_some()
+                && u.replace != crate::Replace::StopFirst
+        })
     };
     let mut stage: Vec<String> = diff
         .restart
@@ -80,14 +84,19 @@ pub fn split_in_place(current: &Plan, plan: &Plan, stage: &mut Vec<String>) -> V
 }
 
 /// Whether a reload that changes `unit` replaces it start-first (a new one beside it on a
-/// fresh port, traffic moved once it is ready): a routed command service with a port the
-/// Plan chose (`fixed_port` false). Everything else is replaced stop-first.
+/// fresh port, traffic moved once it is ready): by default a routed command service with a
+/// port the Plan chose (`fixed_port` false), everything else stop-first; `replace` in the
+/// stack file decides otherwise (start-first only where a second copy can run).
 pub fn start_first(plan: &Plan, unit: &crate::Unit, fixed_port: bool) -> bool {
-    matches!(unit.run, Run::Command { .. })
+    let possible = matches!(unit.run, Run::Command { .. })
         && unit.kind == crate::ServiceKind::Service
         && unit.port.is_some()
-        && !fixed_port
-        && routed(plan, &unit.service)
+        && !fixed_port;
+    match unit.replace {
+        crate::Replace::StopFirst => false,
+        crate::Replace::StartFirst => possible,
+        crate::Replace::Auto => possible && routed(plan, &unit.service),
+    }
 }
 
 /// Whether a route (or a whole-port forward) sends traffic to `service`'s units.

@@ -647,6 +647,10 @@ replicas = 2
 command = "admin --port ${PORT}"
 port = 9100
 
+[services.beat]
+command = "beat"
+replace = "stop-first"
+
 [services.migrate]
 command = "migrate"
 kind = "task"
@@ -678,7 +682,8 @@ before_switch = ["migrate"]
     let s = grove_plan::staging(&current, &next, &["migrate".to_string()]);
     let mut staged = s.stage.clone();
     staged.sort();
-    // The recipe is not the release's code: it stays as it is.
+    // The recipe is not the release's code: it stays as it is; `beat` (stop-first) restarts
+    // at the switch instead of running twice.
     assert_eq!(staged, ["admin", "migrate", "web#1", "web#2"]);
     let web_ports: Vec<u16> = ["web#1", "web#2"]
         .iter()
@@ -755,4 +760,44 @@ prefix = "/a"
     // A new instance replaces nothing: it starts as any added unit, after the rest.
     let s = grove_plan::reload_staging(&current, &plan(1, "1", true));
     assert!(s.stage.is_empty(), "{:?}", s.stage);
+}
+
+#[test]
+fn replace_overrides_the_default_order() {
+    let plan = |env: &str| {
+        plan_of(&format!(
+            r#"
+[stack]
+name = "r"
+
+[services.web]
+command = "web --port ${{PORT}}"
+route = {{}}
+replace = "stop-first"
+env = {{ V = "{env}" }}
+
+[services.worker]
+command = "worker --port ${{PORT}}"
+port = "auto"
+replace = "start-first"
+env = {{ V = "{env}" }}
+
+[services.beat]
+command = "beat"
+env = {{ V = "{env}" }}
+"#
+        ))
+    };
+    let current = plan("1");
+    let next = plan("2");
+    // A routed service told stop-first is not staged; an unrouted one told start-first is.
+    let s = grove_plan::reload_staging(&current, &next);
+    assert_eq!(s.stage, ["worker"]);
+    let order = |name: &str| grove_plan::start_first(&next, &next.units[name], false);
+    assert!(!order("web"));
+    assert!(order("worker"));
+    assert!(
+        !order("beat"),
+        "the default for an unrouted service stays stop-first"
+    );
 }

@@ -123,8 +123,9 @@ fn what_changed_or_ended_while_no_grove_ran_is_started_again() {
     // While no grove runs: `ending` exits (its shim keeps the status), and the stack file
     // changes `changed`.
     std::thread::sleep(Duration::from_millis(1500));
+    // `same` only changes how it is supervised: still the same process.
     s.write_stack(
-        "[services.same]\ncommand = \"sleep 600\"\n\n[services.changed]\ncommand = \"sleep 602\"\n\n[services.ending]\ncommand = \"sh -c 'sleep 1; exit 3'\"\nrestart = \"always\"\n",
+        "[services.same]\ncommand = \"sleep 600\"\nstop_grace = \"3s\"\n\n[services.changed]\ncommand = \"sleep 602\"\n\n[services.ending]\ncommand = \"sh -c 'sleep 1; exit 3'\"\nrestart = \"always\"\n",
     );
     let out = s.run(&["up", "-d", "--wait-timeout", "20s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -3,6 +3,47 @@
 use super::*;
 
 impl<'a> Builder<'a> {
+    /// `replace = "start-first" | "stop-first"`: start-first needs a second copy to be
+    /// possible (a command service whose port grove chooses).
+    pub(super) fn replace(
+        &mut self,
+        node: &Node,
+        path: &str,
+        source: &Source,
+        port: PortSpec,
+        kind: ServiceKind,
+    ) -> Option<Replace> {
+        let order = self.enum_str(
+            node,
+            path,
+            &[
+                ("start-first", Replace::StartFirst),
+                ("stop-first", Replace::StopFirst),
+            ],
+        )?;
+        if order == Replace::StartFirst {
+            let why = match (source, port, kind) {
+                (Source::Recipe(_), _, _) => Some("a recipe's server keeps one data folder"),
+                (Source::Upstreams(_), _, _) => Some("grove runs no process for remote upstreams"),
+                (_, _, ServiceKind::Task) => Some("a task runs to completion; it is not replaced"),
+                (_, PortSpec::Fixed(_), _) => {
+                    Some("a fixed port cannot be held by two processes at once")
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                self.err(
+                    &node.loc,
+                    path,
+                    format!("start-first is not possible here: {why}"),
+                    Some("use replace = \"stop-first\", or let grove choose the port".to_string()),
+                );
+                return None;
+            }
+        }
+        Some(order)
+    }
+
     pub(super) fn command(
         &mut self,
         node: &Node,

@@ -602,6 +602,10 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        let replace = map
+            .get("replace")
+            .and_then(|e| self.replace(&e.node, &p("replace"), &source, port, kind))
+            .unwrap_or_default();
         Some(Service {
             name: name.to_string(),
             source,
@@ -617,6 +621,7 @@ impl<'a> Builder<'a> {
             restart,
             stop_signal,
             stop_grace,
+            replace,
             route,
             recipe: recipe_options,
             image,

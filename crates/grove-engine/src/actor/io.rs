@@ -45,11 +45,21 @@ pub(super) fn launch(stack: &str, root: &std::path::Path, unit: &Unit) -> Result
     }
 }
 
-/// What a running process of the unit is known by: a digest of its whole definition, so a
-/// grove that finds a unit left running by an earlier one adopts it only when the stack
-/// file still says the same.
+/// What a running process of the unit is known by: a digest of what its process is (what it
+/// runs, where, with which environment, port and release), so a grove that finds a unit left
+/// running by an earlier one adopts it only when the stack file still says the same. The
+/// supervision settings (probe, restart policy, grace) are left out: they apply to an
+/// adopted process as they are, and a newer grove's Plan may carry new ones.
 pub(super) fn fingerprint(unit: &Unit) -> String {
-    let text = serde_json::to_vec(unit).unwrap_or_default();
+    let what = serde_json::json!({
+        "run": unit.run,
+        "cwd": unit.cwd,
+        "env": unit.env,
+        "port": unit.port,
+        "bind": unit.bind,
+        "release": unit.release,
+    });
+    let text = serde_json::to_vec(&what).unwrap_or_default();
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
