@@ -241,6 +241,7 @@ impl Daemon {
             applied: applied.clone(),
             store: api_store,
             logs_dir: state.join("logs"),
+            edge: edge.clone(),
         };
         let replacer = switcher.clone();
         let apply: grove_api::Applier = Arc::new(move |current: Plan, next: Plan| {

@@ -14,8 +14,13 @@ use grove_state::Store;
 
 use crate::{inputs, Loader};
 
-/// How long a reload's replaced units keep serving what they have before their stop signal.
-pub(crate) const RELOAD_DRAIN: Duration = Duration::from_secs(1);
+/// The longest a reload's replaced units keep serving the requests they have before their
+/// stop signal; they stop as soon as the edge has none in flight to them.
+pub(crate) const RELOAD_DRAIN: Duration = Duration::from_secs(30);
+
+/// How long a drain waits before it looks: a request that chose a unit an instant before the
+/// switch is counted by then.
+const DRAIN_SETTLE: Duration = Duration::from_millis(50);
 
 /// What the daemon's deployer needs.
 #[derive(Clone)]
@@ -28,6 +33,8 @@ pub(crate) struct Switcher {
     pub applied: Arc<dyn Fn(&Plan) + Send + Sync>,
     pub store: Arc<Mutex<Store>>,
     pub logs_dir: PathBuf,
+    /// The edge, for what each unit still serves.
+    pub edge: grove_edge::Edge,
 }
 
 impl Switcher {
@@ -37,6 +44,61 @@ impl Switcher {
             let me = self.clone();
             Box::pin(async move { me.switch(req).await })
         })
+    }
+
+    /// Waits until the edge has no request in flight to any of `units` (as `plan` has them),
+    /// at most `max`; returns how long that took.
+    async fn drained(&self, plan: &Plan, units: &[String], max: Duration) -> Duration {
+        let start = Instant::now();
+        let authorities: Vec<String> = units
+            .iter()
+            .filter_map(|n| plan.units.get(n))
+            .filter_map(grove_edge::unit_authority)
+            .collect();
+        tokio::time::sleep(DRAIN_SETTLE).await;
+        while start.elapsed() < max && authorities.iter().any(|a| self.edge.in_flight(a) > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        start.elapsed()
+    }
+
+    /// Stops the old generation of `names` (`NAME~old`) once the edge has no request in
+    /// flight to them (at most `max`), rather than after a fixed time.
+    async fn retire_old(&self, current: &Plan, names: &[String], max: Duration) -> Duration {
+        let olds: Vec<String> = names
+            .iter()
+            .filter(|n| current.units.contains_key(*n))
+            .cloned()
+            .collect();
+        if olds.is_empty() {
+            return Duration::ZERO;
+        }
+        let took = self.drained(current, &olds, max).await;
+        if let Ok(status) = self.engine.status().await {
+            let keys: Vec<String> = status
+                .units
+                .iter()
+                .filter(|u| {
+                    olds.iter()
+                        .any(|n| u.name.starts_with(&format!("{n}{OLD}")))
+                })
+                .map(|u| u.name.clone())
+                .collect();
+            for k in &keys {
+                self.engine.record(
+                    Some(k),
+                    "drained",
+                    &format!(
+                        "no request in flight after {} ms: stopping it",
+                        took.as_millis()
+                    ),
+                );
+            }
+            if !keys.is_empty() {
+                let _ = self.engine.stop_units(keys).await;
+            }
+        }
+        took
     }
 
     fn record(&self, kind: &str, message: &str) {
@@ -145,12 +207,14 @@ impl Switcher {
                 in_place.join(", ")
             ));
         }
-        // The old generation drains, then stops; answer once it is gone.
+        // The old generation drains (until the edge has nothing in flight to it, at most
+        // `drain`), then stops; answer once it is gone.
         let olds: Vec<String> = stage
             .iter()
             .filter(|n| current.units.contains_key(*n))
             .cloned()
             .collect();
+        let drained_in = self.retire_old(&current, &stage, settings.drain).await;
         if !olds.is_empty() {
             let grace = current
                 .units
@@ -172,8 +236,8 @@ impl Switcher {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             steps.push(format!(
-                "old generation drained for {} and stopped",
-                humantime::format_duration(settings.drain)
+                "old generation drained in {} ms and stopped",
+                drained_in.as_millis()
             ));
         }
         Ok(DeployReport {
@@ -219,6 +283,23 @@ impl Switcher {
             (plan, stage)
         };
         if stage.is_empty() {
+            // Routed replicas that go (a smaller replica count) leave the route first and
+            // stop once the edge has nothing in flight to them.
+            let leaving: Vec<String> = diff
+                .remove
+                .iter()
+                .filter(|n| {
+                    current
+                        .units
+                        .get(*n)
+                        .is_some_and(|u| grove_plan::start_first(&current, u, false))
+                })
+                .cloned()
+                .collect();
+            if !leaving.is_empty() {
+                (self.applied)(&plan);
+                self.drained(&current, &leaving, RELOAD_DRAIN).await;
+            }
             let report = self.engine.apply(plan.clone()).await.map_err(gone)?;
             (self.applied)(&plan);
             return Ok(report);
@@ -245,6 +326,7 @@ impl Switcher {
             .await
             .map_err(gone)?;
         (self.applied)(&plan);
+        self.retire_old(&current, &stage, RELOAD_DRAIN).await;
         // The report names what the reload replaced, as a stop-first reload's would.
         for n in &stage {
             match diff.restart.iter().find(|r| &r.unit == n) {

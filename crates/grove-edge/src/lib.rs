@@ -48,7 +48,7 @@ pub use fast::fuzz_heads;
 pub use pages::error_page;
 pub use proxy::{BoxBody, Conn};
 pub use rules::strip_hop_by_hop;
-pub use table::{Balance, Table};
+pub use table::{unit_authority, Balance, Table};
 
 /// Limits and timeouts (sane defaults; see [`Limits::default`]).
 #[derive(Debug, Clone)]
@@ -513,6 +513,12 @@ impl Edge {
         while self.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Requests in flight to the upstream at `authority` (a unit's, see [`unit_authority`]),
+    /// across every table since the start: what a replaced unit still serves.
+    pub fn in_flight(&self, authority: &str) -> usize {
+        self.shared.stats.in_flight_now(authority)
     }
 
     /// Client connections open now, on every listener.

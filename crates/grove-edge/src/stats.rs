@@ -97,6 +97,9 @@ pub struct RouteSnapshot {
 #[derive(Debug, Default)]
 pub struct Registry {
     routes: Mutex<BTreeMap<String, Arc<RouteStats>>>,
+    /// Requests in flight per upstream address, kept across reloads: a reload's new table
+    /// counts on the same counters, so the old generation's drain sees every request.
+    in_flight: Mutex<BTreeMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
 }
 
 impl Registry {
@@ -107,6 +110,25 @@ impl Registry {
             Err(p) => p.into_inner(),
         };
         g.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The in-flight counter of the upstream at `authority`, created when new.
+    pub fn in_flight(&self, authority: &str) -> Arc<std::sync::atomic::AtomicUsize> {
+        let mut g = match self.in_flight.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.entry(authority.to_string()).or_default().clone()
+    }
+
+    /// Requests in flight to `authority` now.
+    pub fn in_flight_now(&self, authority: &str) -> usize {
+        let g = match self.in_flight.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.get(authority)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Snapshots of every route, by key.

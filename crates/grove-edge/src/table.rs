@@ -29,8 +29,9 @@ pub struct Backend {
     pub unit: bool,
     /// `authority`, parsed once for request URIs (`None` if it is not a valid authority).
     pub uri_authority: Option<hyper::http::uri::Authority>,
-    /// Requests in flight (least-connections).
-    pub active: AtomicUsize,
+    /// Requests in flight (least-connections, and the drain of a replaced unit); shared by
+    /// every table that has this upstream address.
+    pub active: Arc<AtomicUsize>,
     /// Skipped until this many ms after the table's epoch (passive health).
     down_until_ms: AtomicU64,
     /// How long a refused connection puts it last (`[edge.limits] upstream_down_time`).
@@ -46,7 +47,7 @@ impl Backend {
             authority,
             https,
             unit: false,
-            active: AtomicUsize::new(0),
+            active: Arc::new(AtomicUsize::new(0)),
             down_until_ms: AtomicU64::new(0),
             down_for: PASSIVE_DOWN,
             epoch,
@@ -218,21 +219,9 @@ impl Table {
         let down_for = plan.edge.limits.upstream_down_time;
         let unit_backend = |name: &str| -> Option<Arc<Backend>> {
             let u = plan.units.get(name)?;
-            let port = u.port?;
-            let ip = if u.bind.is_unspecified() {
-                match u.bind {
-                    IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
-                    IpAddr::V6(_) => IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
-                }
-            } else {
-                u.bind
-            };
-            let mut b = Backend::new(
-                name.to_string(),
-                SocketAddr::new(ip, port).to_string(),
-                false,
-                epoch,
-            );
+            let authority = unit_authority(u)?;
+            let mut b = Backend::new(name.to_string(), authority, false, epoch);
+            b.active = stats.in_flight(&b.authority);
             b.unit = true;
             b.down_for = down_for;
             Some(Arc::new(b))
@@ -249,6 +238,7 @@ impl Table {
                             u.scheme == grove_plan::Scheme::Https,
                             epoch,
                         );
+                        b.active = stats.in_flight(&b.authority);
                         b.down_for = down_for;
                         Arc::new(b)
                     })
@@ -341,6 +331,21 @@ impl Table {
         }
         best.map(|(r, _)| r)
     }
+}
+
+/// Where the edge connects to a unit: its bind address (loopback for an unspecified one) and
+/// port; `None` for a unit without a port.
+pub fn unit_authority(u: &grove_plan::Unit) -> Option<String> {
+    let port = u.port?;
+    let ip = if u.bind.is_unspecified() {
+        match u.bind {
+            IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(_) => IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+        }
+    } else {
+        u.bind
+    };
+    Some(SocketAddr::new(ip, port).to_string())
 }
 
 #[cfg(test)]

@@ -291,8 +291,9 @@ route = {{ hold = "30s" }}
     let stop = Arc::new(AtomicBool::new(false));
     let workers = load(port, stop.clone());
     // Issue 25: a reload changing the env of 2 replicas (4,322 of 6,044 failed before), then
-    // one from 2 replicas to 1 (1,085 failed), then back to 2.
-    for (replicas, version) in [(2, "2"), (1, "2"), (2, "3")] {
+    // one from 2 replicas to 1 (1,085 failed), then back to 2, to 3, and from 3 to 2: the
+    // replica that goes leaves the route and drains before it stops.
+    for (replicas, version) in [(2, "2"), (1, "2"), (2, "3"), (3, "4"), (2, "4")] {
         std::thread::sleep(Duration::from_millis(400));
         s.write_stack(&file(replicas, version));
         let out = s.run(&["reload"]);
@@ -469,4 +470,44 @@ route = {{}}
                     .is_some_and(|m| m.contains("back in the route"))
         })
     });
+}
+
+#[test]
+fn a_replica_that_goes_finishes_its_requests_before_it_stops() {
+    let port = free_port();
+    let s = Stack::new("");
+    let file = |replicas: u32| {
+        format!(
+            "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\n\n[services.web]\ncommand = \"python3 {echo}\"\nreplicas = {replicas}\nhealth = {{ http = \"/\", interval = \"200ms\" }}\nroute = {{}}\n",
+            echo = echo_app()
+        )
+    };
+    s.write_stack(&file(3));
+    s.up();
+    // Slow POSTs (not retried: not idempotent), spread over the three replicas.
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                c.write_all(
+                    b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                String::from_utf8_lossy(&out).into_owned()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Issue 25: scaling down takes the replica out of the route, lets it finish, then stops it.
+    s.write_stack(&file(2));
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for t in slow {
+        let answer = t.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(s.ps()["units"].as_array().unwrap().len(), 2);
 }
