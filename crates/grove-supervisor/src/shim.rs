@@ -450,7 +450,7 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
         let _ = writeln!(out, "{pid}");
         let _ = out.flush();
     }
-    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(io::Error::other("the unit's output is not captured"));
     };
     let mut sink = Sink {
@@ -466,8 +466,12 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
         _ => None,
     };
     send(&mut client, HELLO, &json(&hello)).await;
-    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut out_open, mut err_open) = (true, true);
+    let mut output = Output {
+        out,
+        err,
+        bufs: [vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]],
+        open: [true, true],
+    };
     let status = loop {
         tokio::select! {
             Some((kind, payload)) = heard.recv() => {
@@ -491,14 +495,11 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
                     }
                 }
             }
-            n = out.read(&mut out_buf), if out_open => match n {
-                Ok(n) if n > 0 => deliver(&mut client, &mut sink, OUT, &out_buf[..n]).await,
-                _ => out_open = false,
-            },
-            n = err.read(&mut err_buf), if err_open => match n {
-                Ok(n) if n > 0 => deliver(&mut client, &mut sink, ERR, &err_buf[..n]).await,
-                _ => err_open = false,
-            },
+            got = output.next(), if output.open() => {
+                if let Some((kind, bytes)) = got {
+                    deliver(&mut client, &mut sink, kind, bytes).await;
+                }
+            }
             st = child.wait() => break match st {
                 Ok(s) => {
                     use std::os::unix::process::ExitStatusExt;
@@ -514,17 +515,8 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
         g.kill();
     }
     let drain = async {
-        while out_open || err_open {
-            tokio::select! {
-                n = out.read(&mut out_buf), if out_open => match n {
-                    Ok(n) if n > 0 => deliver(&mut client, &mut sink, OUT, &out_buf[..n]).await,
-                    _ => out_open = false,
-                },
-                n = err.read(&mut err_buf), if err_open => match n {
-                    Ok(n) if n > 0 => deliver(&mut client, &mut sink, ERR, &err_buf[..n]).await,
-                    _ => err_open = false,
-                },
-            }
+        while let Some((kind, bytes)) = output.next().await {
+            deliver(&mut client, &mut sink, kind, bytes).await;
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
@@ -542,6 +534,39 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// The unit's two pipes, read as they have something.
+struct Output {
+    out: tokio::process::ChildStdout,
+    err: tokio::process::ChildStderr,
+    bufs: [Vec<u8>; 2],
+    /// Which of the two has not ended.
+    open: [bool; 2],
+}
+
+impl Output {
+    /// Whether either pipe is still open.
+    fn open(&self) -> bool {
+        self.open.iter().any(|o| *o)
+    }
+
+    /// The next bytes from whichever pipe has some, with their kind (`OUT`, `ERR`); `None`
+    /// once both have ended.
+    async fn next(&mut self) -> Option<(u8, &[u8])> {
+        while self.open() {
+            let [out_buf, err_buf] = &mut self.bufs;
+            let (i, n) = tokio::select! {
+                n = self.out.read(out_buf), if self.open[0] => (0, n),
+                n = self.err.read(err_buf), if self.open[1] => (1, n),
+            };
+            match n {
+                Ok(n) if n > 0 => return Some(([OUT, ERR][i], &self.bufs[i][..n])),
+                _ => self.open[i] = false,
+            }
+        }
+        None
+    }
 }
 
 async fn deliver(client: &mut Client, sink: &mut Sink, kind: u8, bytes: &[u8]) {

@@ -78,28 +78,34 @@ fn no_command_changes_a_mode_under_a_running_postgres() {
     }
 }
 
+/// A first start from an empty data folder, with the daemon killed (`kill -9`) `delay`
+/// after `up -d` began.
+fn first_start_killed_after(s: &Stack, delay: Duration) {
+    let _ = std::fs::remove_dir_all(s.path().join(".grove/data"));
+    let mut child = s
+        .cmd(&["up", "-d", "--wait-timeout", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < delay {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(pid) = daemon_pid(s.path()) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let _ = child.wait();
+}
+
 #[test]
 fn a_first_start_killed_anywhere_still_gives_a_working_database() {
     let s = open_stack("[edge]\nlisten = []\n\n[services.db]\nrecipe = \"postgres\"\n");
     // Issue 27, defect 2: kill -9 the daemon at ten points through the first start
     // (initdb among them), then start again: a healthy cluster with its databases each time.
     for i in 0..10u64 {
-        let _ = std::fs::remove_dir_all(s.path().join(".grove/data"));
-        let mut child = s
-            .cmd(&["up", "-d", "--wait-timeout", "60s"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
         let delay = Duration::from_millis(150 + 90 * i);
-        let start = Instant::now();
-        while start.elapsed() < delay {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(pid) = daemon_pid(s.path()) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        let _ = child.wait();
+        first_start_killed_after(&s, delay);
         // What the killed daemon left (a server, an initdb) is reaped by the next start.
         up(&s);
         let db = port(&s, "db");
@@ -726,21 +732,7 @@ fn a_rabbitmq_first_start_killed_anywhere_still_gives_a_working_broker() {
 c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
 c.channel().queue_declare('probe', durable=True); c.close(); print('ok')";
     for delay_ms in [400u64, 1500, 2600, 3700, 4800] {
-        let _ = std::fs::remove_dir_all(s.path().join(".grove/data"));
-        let mut child = s
-            .cmd(&["up", "-d", "--wait-timeout", "60s"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(delay_ms) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(pid) = daemon_pid(s.path()) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        let _ = child.wait();
+        first_start_killed_after(&s, Duration::from_millis(delay_ms));
         up(&s);
         let url = text(
             &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])

@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
+use common::servers::psql_as;
 use common::{alive, echo_app, free_port, text, Stack};
 
 /// A stack whose folder other users may enter: as root, PostgreSQL runs as `postgres`.
@@ -45,30 +46,6 @@ fn secret(s: &Stack, name: &str) -> String {
 
 fn port(s: &Stack, unit: &str) -> u16 {
     s.unit(unit)["port"].as_u64().unwrap() as u16
-}
-
-/// `psql -Atc SQL` as `user` on database `db`; Ok(stdout) or Err(stderr).
-fn psql(port: u16, user: &str, password: &str, db: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-Atc",
-            sql,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["-U", user, "-d", db])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(text(&out.stdout).trim().to_string())
-    } else {
-        Err(text(&out.stderr))
-    }
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {
@@ -135,7 +112,7 @@ command = "sleep 601"
     let iraq = secret(&s, "db.iraq");
     assert_ne!(turkey, iraq);
     // The databases: one per instance owned by its role, plus the one `reports` asked for.
-    let dbs = psql(db, "grove", &admin, "postgres", "SELECT datname || ':' || pg_get_userbyid(datdba) FROM pg_database WHERE datname NOT LIKE 'template%' ORDER BY 1").unwrap();
+    let dbs = psql_as(db, "grove", &admin, "postgres", "SELECT datname || ':' || pg_get_userbyid(datdba) FROM pg_database WHERE datname NOT LIKE 'template%' ORDER BY 1").unwrap();
     assert_eq!(
         dbs.lines().collect::<Vec<_>>(),
         [
@@ -147,7 +124,7 @@ command = "sleep 601"
         ]
     );
     // Isolation: an instance reaches its own database and not another's.
-    psql(
+    psql_as(
         db,
         "turkey",
         &turkey,
@@ -155,13 +132,13 @@ command = "sleep 601"
         "CREATE TABLE t (v text); INSERT INTO t VALUES ('kebab')",
     )
     .unwrap();
-    let denied = psql(db, "turkey", &turkey, "iraq", "SELECT 1").unwrap_err();
+    let denied = psql_as(db, "turkey", &turkey, "iraq", "SELECT 1").unwrap_err();
     assert!(
         denied.contains("permission denied for database \"iraq\""),
         "{denied}"
     );
-    assert!(psql(db, "iraq", &iraq, "turkey", "SELECT 1").is_err());
-    assert!(psql(db, "turkey", "wrong-password", "turkey", "SELECT 1").is_err());
+    assert!(psql_as(db, "iraq", &iraq, "turkey", "SELECT 1").is_err());
+    assert!(psql_as(db, "turkey", "wrong-password", "turkey", "SELECT 1").is_err());
 
     // The unit's URL logs in as its instance; `grove exec` runs in that environment.
     let out = s.run(&[
@@ -217,7 +194,7 @@ command = "sleep 601"
     );
     let jordan = secret(&s, "db.jordan");
     assert_eq!(
-        psql(db, "jordan", &jordan, "jordan", "SELECT current_database()").unwrap(),
+        psql_as(db, "jordan", &jordan, "jordan", "SELECT current_database()").unwrap(),
         "jordan"
     );
     let (code, body) = http_get(edge, "/JO/x");
@@ -230,7 +207,7 @@ command = "sleep 601"
     assert!(!before.iter().any(|p| alive(*p)), "a process outlived down");
     up(&s, Some("staging"));
     assert_eq!(
-        psql(
+        psql_as(
             port(&s, "db"),
             "turkey",
             &turkey,

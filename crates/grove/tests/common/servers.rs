@@ -36,7 +36,19 @@ pub fn port(s: &Stack, unit: &str) -> u16 {
     s.unit(unit)["port"].as_u64().unwrap() as u16
 }
 
+/// `psql -Atc SQL` as the administrator `grove` on `postgres`; Ok(stdout) or Err(stderr).
 pub fn psql(port: u16, password: &str, sql: &str) -> Result<String, String> {
+    psql_as(port, "grove", password, "postgres", sql)
+}
+
+/// `psql -Atc SQL` as `user` on database `db`; Ok(stdout) or Err(stderr).
+pub fn psql_as(
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+    sql: &str,
+) -> Result<String, String> {
     let out = Command::new("psql")
         .args([
             "-X",
@@ -47,7 +59,7 @@ pub fn psql(port: u16, password: &str, sql: &str) -> Result<String, String> {
             "-p",
             &port.to_string(),
         ])
-        .args(["-U", "grove", "-d", "postgres"])
+        .args(["-U", user, "-d", db])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "5")
         .output()
