@@ -680,18 +680,22 @@ fn python(code: &str, url: &str) -> Result<String, String> {
     }
 }
 
+/// RabbitMQ and a worker whose `BROKER_URL` names the `jobs` virtual host.
+fn broker_stack() -> Stack {
+    open_stack("[edge]\nlisten = []\n\n[services.mq]\nrecipe = \"rabbitmq\"\n\n[services.worker]\ncommand = \"sleep 600\"\ndepends_on = { mq = \"healthy\" }\nenv = { BROKER_URL = \"${mq.url}/jobs\" }\n")
+}
+
+/// The worker's `BROKER_URL`, as its environment has it.
+fn broker_url(s: &Stack) -> String {
+    let out = s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"]);
+    text(&out.stdout).trim().to_string()
+}
+
 #[test]
 fn rabbitmq_keeps_a_persistent_message_when_grove_is_killed() {
-    let s = open_stack(
-        "[edge]\nlisten = []\n\n[services.mq]\nrecipe = \"rabbitmq\"\n\n[services.worker]\ncommand = \"sleep 600\"\ndepends_on = { mq = \"healthy\" }\nenv = { BROKER_URL = \"${mq.url}/jobs\" }\n",
-    );
+    let s = broker_stack();
     up(&s);
-    let url = text(
-        &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])
-            .stdout,
-    )
-    .trim()
-    .to_string();
+    let url = broker_url(&s);
     // Issue 27, defect 3: a persistent message in a durable queue, confirmed by the broker.
     let publish = "import pika, sys\n\
 c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
@@ -722,9 +726,7 @@ print(m[2].decode() if m[0] else 'empty'); c.close()";
 
 #[test]
 fn a_rabbitmq_first_start_killed_anywhere_still_gives_a_working_broker() {
-    let s = open_stack(
-        "[edge]\nlisten = []\n\n[services.mq]\nrecipe = \"rabbitmq\"\n\n[services.worker]\ncommand = \"sleep 600\"\ndepends_on = { mq = \"healthy\" }\nenv = { BROKER_URL = \"${mq.url}/jobs\" }\n",
-    );
+    let s = broker_stack();
     // Issue 27, defect 2 for RabbitMQ: kill -9 the daemon at points through the node's first
     // boot (schema creation, the definitions import), then start again: a broker whose
     // virtual host and user work, each time.
@@ -734,12 +736,7 @@ c.channel().queue_declare('probe', durable=True); c.close(); print('ok')";
     for delay_ms in [400u64, 1500, 2600, 3700, 4800] {
         first_start_killed_after(&s, Duration::from_millis(delay_ms));
         up(&s);
-        let url = text(
-            &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])
-                .stdout,
-        )
-        .trim()
-        .to_string();
+        let url = broker_url(&s);
         assert_eq!(
             python(connect, &url).unwrap_or_else(|e| panic!("kill after {delay_ms} ms: {e}")),
             "ok",
