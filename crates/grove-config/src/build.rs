@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 23] = [
+const SERVICE_KEYS: [&str; 24] = [
     "command",
     "recipe",
     "upstreams",
@@ -97,6 +97,7 @@ const SERVICE_KEYS: [&str; 23] = [
     "secret",
     "databases",
     "persistence",
+    "allow",
     "image",
 ];
 const HEALTH_KEYS: [&str; 8] = [

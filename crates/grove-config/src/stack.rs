@@ -388,6 +388,9 @@ pub struct RecipeOptions {
     pub databases: Databases,
     /// Redis: keep data on disk (RDB snapshots and a save on stop).
     pub persistence: bool,
+    /// PostgreSQL: the networks (CIDR, `10.77.0.0/24`) whose clients may log in with a
+    /// password, beyond loopback.
+    pub allow: Vec<String>,
 }
 
 impl Default for RecipeOptions {
@@ -395,6 +398,7 @@ impl Default for RecipeOptions {
         RecipeOptions {
             databases: Databases::Asked,
             persistence: true,
+            allow: Vec::new(),
         }
     }
 }

@@ -537,3 +537,23 @@ fn replace_order_must_be_possible() {
         &[],
     );
 }
+
+#[test]
+fn a_postgres_beyond_loopback_names_its_clients() {
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\nbind = \"0.0.0.0\"\n",
+        &["grove.toml:5:8: services.db.bind: a postgres reachable beyond loopback needs `allow`: the networks whose clients may log in"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\nbind = \"0.0.0.0\"\nallow = [\"10.77.0.0/24\", \"10.77.1.9\"]\n",
+        &[],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\nallow = [\"10.77.0.0/40\"]\n",
+        &["grove.toml:5:10: services.db.allow[0]: `10.77.0.0/40` is not a network"],
+    );
+    expect(
+        "[services.cache]\nrecipe = \"redis\"\nallow = [\"10.77.0.0/24\"]\n",
+        &["grove.toml:5:1: services.cache.allow: `allow` applies to the postgres recipe only"],
+    );
+}

@@ -764,6 +764,7 @@ fn recipe_spec(
         roles,
         databases,
         persistence: svc.recipe.persistence,
+        allow: svc.recipe.allow.clone(),
     })
 }
 

@@ -182,6 +182,9 @@ pub struct RecipeSpec {
     pub databases: Vec<Database>,
     /// Redis: snapshots on disk and a save on stop.
     pub persistence: bool,
+    /// PostgreSQL: networks whose clients may log in with a password, beyond loopback.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
 }
 
 impl RecipeSpec {

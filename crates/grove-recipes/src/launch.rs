@@ -242,6 +242,11 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
         // `dir` is empty: rename(2) replaces it in one step.
         std::fs::rename(&building, dir).map_err(RecipeError::io("cannot move into place", dir))?;
     }
+    let hba = dir.join("pg_hba.conf");
+    write_private(&hba, &pg_hba(&job.allow))?;
+    if let Some(u) = &user {
+        chown(&hba, u)?;
+    }
     // Stale pid file of a server that was killed: PostgreSQL checks it itself and starts
     // when that process is gone.
     let args = vec![
@@ -260,6 +265,33 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
         &[("LC_ALL".into(), "C".into())],
         user.as_ref(),
     )
+}
+
+/// PostgreSQL's client authentication, written at every start: passwords (scram-sha-256)
+/// from loopback, and from each network of `allow` (the recipe's key); nothing else.
+pub(crate) fn pg_hba(allow: &[String]) -> String {
+    let mut c = String::from(
+        "# written by grove at every start (the recipe's `allow` adds networks)
+",
+    );
+    c.push_str(
+        "# TYPE DATABASE USER ADDRESS METHOD
+",
+    );
+    for net in ["127.0.0.1/32", "::1/128"]
+        .into_iter()
+        .chain(allow.iter().map(String::as_str))
+    {
+        c.push_str(&format!(
+            "host all all {net} scram-sha-256
+"
+        ));
+        c.push_str(&format!(
+            "host replication all {net} scram-sha-256
+"
+        ));
+    }
+    c
 }
 
 /// Redis' configuration: the password lives in a 0600 file, never on the command line.
@@ -350,6 +382,24 @@ pub fn runs_as_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_hba_allows_loopback_and_the_named_networks_only() {
+        let text = pg_hba(&["10.77.0.0/24".to_string()]);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "host all all 127.0.0.1/32 scram-sha-256",
+                "host replication all 127.0.0.1/32 scram-sha-256",
+                "host all all ::1/128 scram-sha-256",
+                "host replication all ::1/128 scram-sha-256",
+                "host all all 10.77.0.0/24 scram-sha-256",
+                "host replication all 10.77.0.0/24 scram-sha-256",
+            ]
+        );
+        assert!(!pg_hba(&[]).contains("trust"));
+    }
     use std::path::PathBuf;
 
     fn job(persistence: bool) -> Job {
@@ -363,6 +413,7 @@ mod tests {
             user: "grove".into(),
             password: "pw0123456789".into(),
             persistence,
+            allow: Vec::new(),
         }
     }
 

@@ -123,6 +123,7 @@ impl Server {
             user: self.spec.admin.user.clone(),
             password: self.spec.admin.password.clone(),
             persistence: self.spec.persistence,
+            allow: self.spec.allow.clone(),
         }
     }
 }
@@ -148,6 +149,9 @@ pub struct Job {
     pub password: String,
     /// Redis persistence.
     pub persistence: bool,
+    /// PostgreSQL: networks whose clients may log in, beyond loopback.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// RabbitMQ's Erlang node name for a unit: unique per stack and unit, so two stacks (and a

@@ -300,6 +300,7 @@ mod tests {
                     private: true,
                 }],
                 persistence: true,
+                allow: Vec::new(),
             },
         };
         let sql = postgres_script(&server);

@@ -12,16 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use common::servers::psql_as;
+use common::servers::{open_stack, psql_as};
 use common::{alive, echo_app, free_port, text, Stack};
-
-/// A stack whose folder other users may enter: as root, PostgreSQL runs as `postgres`.
-fn open_stack(body: &str) -> Stack {
-    let s = Stack::new("");
-    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    s.write_stack(body);
-    s
-}
 
 fn up(s: &Stack, env: Option<&str>) {
     let mut args = vec!["up", "-d", "--wait-timeout", "45s"];
@@ -396,4 +388,59 @@ recipe = "mongodb"
     );
     assert!(err.contains("not packaged by Debian"), "{err}");
     assert!(s.processes().is_empty());
+}
+
+/// This machine's first address beyond loopback, if it has one.
+fn outside_address() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    text(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn postgres_takes_clients_only_from_the_networks_it_allows() {
+    let Some(ip) = outside_address() else {
+        eprintln!("no address beyond loopback here; skipped");
+        return;
+    };
+    let s = open_stack("");
+    let file = |allow: &str| {
+        format!("[edge]\nlisten = []\n\n[services.db]\nrecipe = \"postgres\"\nbind = \"0.0.0.0\"\nallow = [\"{allow}\"]\n")
+    };
+    s.write_stack(&file(&format!("{ip}/32")));
+    s.up();
+    let port = s.unit("db")["port"].as_u64().unwrap().to_string();
+    let password = secret(&s, "db");
+    // Issue 26, point 2: a client on the network `allow` names logs in with the password.
+    let from_outside = || {
+        Command::new("psql")
+            .args([
+                "-X", "-Atc", "SELECT 1", "-h", &ip, "-p", &port, "-U", "grove", "-d", "postgres",
+            ])
+            .env("PGPASSWORD", &password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .unwrap()
+    };
+    let out = from_outside();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "1");
+    // Another network: the same client is refused by pg_hba.conf.
+    s.write_stack(&file("10.255.255.0/24"));
+    let out = s.run(&["reload", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = from_outside();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no pg_hba.conf entry"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -3,6 +3,32 @@
 use super::*;
 
 impl<'a> Builder<'a> {
+    /// An array of networks (`10.77.0.0/24`, `2001:db8::/32`; an address alone is one host),
+    /// each as CIDR text.
+    pub(super) fn networks(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let Kind::Array(items) = &node.kind else {
+            self.type_err(node, path, "an array of networks such as \"10.77.0.0/24\"");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let Some(text) = self.string(item, &at) else {
+                continue;
+            };
+            match parse_network(&text) {
+                Some(net) => out.push(net),
+                None => self.err(
+                    &item.loc,
+                    &at,
+                    format!("`{text}` is not a network"),
+                    Some("an address with a prefix length, such as 10.77.0.0/24".to_string()),
+                ),
+            }
+        }
+        out
+    }
+
     /// `replace = "start-first" | "stop-first"`: start-first needs a second copy to be
     /// possible (a command service whose port grove chooses).
     pub(super) fn replace(
@@ -321,5 +347,43 @@ impl<'a> Builder<'a> {
             balance,
             hold_ms,
         })
+    }
+}
+
+/// `10.77.0.0/24` (or an address alone: one host) as CIDR text; `None` when it is not one.
+pub(crate) fn parse_network(text: &str) -> Option<String> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let ip: IpAddr = addr.trim().parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = match len {
+        Some(l) => l.trim().parse().ok().filter(|&l| l <= max)?,
+        None => max,
+    };
+    Some(format!("{ip}/{len}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_network;
+
+    #[test]
+    fn networks_are_cidr() {
+        assert_eq!(
+            parse_network("10.77.0.0/24").as_deref(),
+            Some("10.77.0.0/24")
+        );
+        assert_eq!(
+            parse_network("10.77.0.11").as_deref(),
+            Some("10.77.0.11/32")
+        );
+        assert_eq!(
+            parse_network("2001:db8::/32").as_deref(),
+            Some("2001:db8::/32")
+        );
+        assert_eq!(parse_network("10.77.0.0/33"), None);
+        assert_eq!(parse_network("ten/8"), None);
     }
 }

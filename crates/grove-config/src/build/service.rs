@@ -507,7 +507,7 @@ impl<'a> Builder<'a> {
             Some(Source::Recipe(r)) => Some(*r),
             _ => None,
         };
-        for k in ["secret", "databases", "persistence"] {
+        for k in ["secret", "databases", "persistence", "allow"] {
             let Some(e) = map.get(k) else { continue };
             let Some(r) = recipe else {
                 self.err(
@@ -541,6 +541,13 @@ impl<'a> Builder<'a> {
                         recipe_options.persistence = b;
                     }
                 }
+                "allow" if r != Recipe::Postgres => self.err(
+                    &e.key_loc,
+                    &p(k),
+                    "`allow` applies to the postgres recipe only",
+                    Some("the other recipes log in with their password from any address they are bound to".to_string()),
+                ),
+                "allow" => recipe_options.allow = self.networks(&e.node, &p(k)),
                 _ => {
                     self.bool(&e.node, &p(k));
                 }
@@ -600,6 +607,16 @@ impl<'a> Builder<'a> {
                         None,
                     );
                 }
+            }
+        }
+        if let (Source::Recipe(Recipe::Postgres), Some(e)) = (&source, map.get("bind")) {
+            if !bind.is_loopback() && recipe_options.allow.is_empty() {
+                self.err(
+                    &e.node.loc,
+                    &p("bind"),
+                    "a postgres reachable beyond loopback needs `allow`: the networks whose clients may log in",
+                    Some("allow = [\"10.77.0.0/24\"] (each is written to pg_hba.conf, with scram-sha-256)".to_string()),
+                );
             }
         }
         let replace = map
