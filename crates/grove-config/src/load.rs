@@ -95,7 +95,15 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
     if !errors.is_empty() {
         return Err(ConfigErrors { errors });
     }
-    if let Some(env) = &opts.environment {
+    // `--env appserver,split`: overlays applied in order, each an environment of its own.
+    let selected: Vec<String> = opts
+        .environment
+        .iter()
+        .flat_map(|e| e.split(','))
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    for env in &selected {
         if !known.contains(env) {
             let loc = inline
                 .as_ref()
@@ -119,11 +127,11 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
     }
 
     // Build the selected environment strictly, then every other one for overlay-only mistakes.
-    let build_one = |env: Option<&String>, sources: &Sources, strict: bool| {
+    let build_one = |envs: &[String], sources: &Sources, strict: bool| {
         let mut tree = base.clone();
         let mut errs = Vec::new();
         let mut region: Vec<Loc> = Vec::new();
-        if let Some(env) = env {
+        for env in envs {
             if let Some(Node {
                 kind: Kind::Table(map),
                 ..
@@ -148,17 +156,18 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
         let (vars, env_sources) = vars;
         let mut b = Builder::new(&env_sources, &vars, root_dir.clone(), strict);
-        let stack = b.build(&tree, env.cloned(), known.clone());
+        let name = (!envs.is_empty()).then(|| envs.join(","));
+        let stack = b.build(&tree, name, known.clone());
         errs.extend(b.errors);
         (stack, errs, b.warnings, region)
     };
 
-    let (stack, mut errors, warnings, _) = build_one(opts.environment.as_ref(), &sources, true);
+    let (stack, mut errors, warnings, _) = build_one(&selected, &sources, true);
     for env in &known {
-        if Some(env) == opts.environment.as_ref() {
+        if selected.len() == 1 && selected.contains(env) {
             continue;
         }
-        let (_, errs, _, region) = build_one(Some(env), &sources, false);
+        let (_, errs, _, region) = build_one(std::slice::from_ref(env), &sources, false);
         for mut e in errs {
             let inside = region.iter().any(|r| {
                 sources

@@ -244,3 +244,27 @@ mod arbitrary {
         }
     }
 }
+
+#[test]
+fn environments_compose_in_order() {
+    // Issue 26, point 1: `--env staging,lean` applies both overlays, the later one last.
+    let dir = Dir::new(BASE).file("grove.solo.toml", "[services.web]\nreplicas = 3\n");
+    let s = dir.load(Some("staging,lean"), &[]).unwrap().stack;
+    assert_eq!(s.environment.as_deref(), Some("staging,lean"));
+    assert_eq!(s.edge.hosts, vec!["staging.example.org"]);
+    assert!(!s.services.contains_key("worker"), "lean removed it");
+    assert!(s.edge.static_mounts.is_empty());
+    assert_eq!(s.services["web"].replicas, 1);
+    // Order matters: a sibling file after staging sets what staging set.
+    let s = dir.load(Some("staging, solo"), &[]).unwrap().stack;
+    assert_eq!(s.services["web"].replicas, 3);
+    let s = dir.load(Some("solo,staging"), &[]).unwrap().stack;
+    assert_eq!(s.services["web"].replicas, 1);
+    // Every name must be known.
+    let errs = dir.load(Some("staging,nope"), &[]).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("unknown environment `nope`")),
+        "{errs:?}"
+    );
+}

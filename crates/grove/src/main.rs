@@ -34,7 +34,8 @@ struct Cli {
         value_name = "FILE"
     )]
     file: Option<PathBuf>,
-    /// The environment overlay to apply.
+    /// The environment overlays to apply, in order: `--env split,appserver` applies `split`,
+    /// then `appserver` over it.
     #[arg(long = "env", global = true, env = "GROVE_ENV", value_name = "NAME")]
     env: Option<String>,
     /// Never colour the output.
