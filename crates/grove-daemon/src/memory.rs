@@ -18,15 +18,20 @@ pub(crate) fn worth_trimming(peak: usize, now: usize) -> bool {
 /// Watches `edge`'s connections until the daemon ends.
 pub(crate) async fn run(edge: grove_edge::Edge) {
     let mut peak = 0;
+    // A connection's memory is freed a moment after it stops counting as open: trim once
+    // more at the next look after a fall.
+    let mut again = false;
     let mut tick = tokio::time::interval(EVERY);
     loop {
         tick.tick().await;
         let now = edge.open_connections();
         peak = peak.max(now);
-        if worth_trimming(peak, now) {
+        let fell = worth_trimming(peak, now);
+        if fell || again {
             tokio::task::spawn_blocking(grove_supervisor::process::release_free_memory);
             peak = now;
         }
+        again = fell;
     }
 }
 
