@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod example;
 pub mod pki;
 pub mod servers;
 
