@@ -331,11 +331,13 @@ impl Daemon {
             }
             tokio::spawn(grove_api::serve_admin(l, api.clone()));
         }
-        let server = tokio::spawn(grove_api::serve(listener, api.clone()));
         applied(&plan);
         if engine.apply(plan).await.is_err() {
             return Err(DaemonError::EngineGone);
         }
+        // Answered only once the first Plan is applied: a status asked earlier (`up -d`
+        // waiting for its units) would see no unit at all and take that for "all started".
+        let server = tokio::spawn(grove_api::serve(listener, api.clone()));
         tokio::spawn(sd_notify::announce_ready(manager.clone(), engine.clone()));
         let ending = until_stopped(&api, &manager, &mut handovers).await?;
         if let Ending::Handover(asked) = ending {

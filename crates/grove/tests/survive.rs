@@ -101,10 +101,15 @@ command = "sh -c 'i=0; while true; do i=$$((i+1)); echo tick-$$i; sleep 0.1; don
         all.iter().any(|&n| n > during),
         "nothing logged after the adoption"
     );
-    // `down` after an adoption ends everything, leaves nothing behind.
+    // `down` after an adoption ends everything, leaves nothing behind (the stack's cgroup tree
+    // included, which the adopting grove did not make).
+    if let Some(tree) = common::cgroup_tree(&s.name) {
+        assert!(tree.exists(), "no cgroup tree at {}", tree.display());
+    }
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    common::assert_no_cgroup_left(&s.name);
     let run = std::fs::read_dir(s.path().join(".grove/run"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -171,6 +176,7 @@ fn what_changed_or_ended_while_no_grove_ran_is_started_again() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    common::assert_no_cgroup_left(&s.name);
 }
 
 /// One GET on a new connection; the status, or 0 when it failed.
@@ -249,6 +255,7 @@ fn connections_that_arrive_while_no_grove_runs_wait_for_the_next_one() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    common::assert_no_cgroup_left(&s.name);
     // Down lets the sockets go.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
@@ -434,6 +441,7 @@ fn grove_upgrade_under_load_fails_no_request_and_restarts_no_unit() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    common::assert_no_cgroup_left(&s.name);
 }
 
 #[test]
@@ -467,4 +475,5 @@ fn a_detached_grove_that_panics_hands_over_to_a_new_one() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(s.processes().is_empty(), "left: {:?}", s.processes());
+    common::assert_no_cgroup_left(&s.name);
 }

@@ -104,15 +104,14 @@ impl Actor {
             }
             None => None,
         };
-        let group = match adopted {
-            Some(_) => None,
-            None => match self
-                .cgroups
-                .get_or_insert_with(|| open_cgroups(&stack, &self.store))
-            {
-                Some(tree) => tree.group(name, gen).ok(),
-                None => None,
-            },
+        // The stack's tree is opened even for an adopted unit (whose cgroup an earlier grove
+        // made): `down` removes it once empty.
+        let tree = self
+            .cgroups
+            .get_or_insert_with(|| open_cgroups(&stack, &self.store));
+        let group = match (adopted.is_some(), tree) {
+            (false, Some(tree)) => tree.group(name, gen).ok(),
+            _ => None,
         };
         let Some(rt) = self.units.get_mut(name) else {
             return;

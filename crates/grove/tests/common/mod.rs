@@ -292,3 +292,26 @@ pub fn daemon_pid(dir: &Path) -> Option<i32> {
     }
     None
 }
+
+/// The cgroup tree grove makes for the stack `name` (beside this process, where a cgroup v2
+/// mount is writable), if this machine has one.
+pub fn cgroup_tree(name: &str) -> Option<std::path::PathBuf> {
+    let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|m| m.join("cgroup.procs").exists() && m.join("cgroup.subtree_control").exists())?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(
+        mount
+            .join(own.trim_start_matches('/'))
+            .join(format!("grove-{name}")),
+    )
+}
+
+/// Asserts grove left no cgroup of the stack `name` behind.
+pub fn assert_no_cgroup_left(name: &str) {
+    if let Some(tree) = cgroup_tree(name) {
+        assert!(!tree.exists(), "{} is left behind", tree.display());
+    }
+}
