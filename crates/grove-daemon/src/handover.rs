@@ -13,6 +13,22 @@ use crate::sd_notify::Notifier;
 /// How long the grove that hands over lets its open connections finish.
 pub(crate) const DRAIN: Duration = Duration::from_secs(30);
 
+/// The arguments that start a detached grove for the stack file `file`:
+/// `up --daemon-child -f FILE [--env ENV]` (what `up -d` runs, and a successor).
+pub fn daemon_child_args(file: &Path, env: Option<&str>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "up".into(),
+        "--daemon-child".into(),
+        "-f".into(),
+        file.into(),
+    ];
+    if let Some(e) = env {
+        args.push("--env".into());
+        args.push(e.into());
+    }
+    args
+}
+
 /// What starts the successor: `BINARY up --daemon-child -f FILE [--env ENV]`, its output
 /// appended to the state folder's `logs/grove.log`.
 pub(crate) fn successor(
@@ -28,10 +44,7 @@ pub(crate) fn successor(
         .append(true)
         .open(&log_path)?;
     let mut cmd = tokio::process::Command::new(binary);
-    cmd.arg("up").arg("--daemon-child").arg("-f").arg(file);
-    if let Some(e) = env {
-        cmd.arg("--env").arg(e);
-    }
+    cmd.args(daemon_child_args(file, env));
     for (k, v) in manager.successor_env() {
         cmd.env(k, v);
     }
@@ -94,10 +107,7 @@ pub fn respawn_on_panic(file: PathBuf, env: Option<String>) {
         if n < PANIC_RESTARTS {
             if let Ok(bin) = binary(None) {
                 let mut cmd = std::process::Command::new(bin);
-                cmd.arg("up").arg("--daemon-child").arg("-f").arg(&file);
-                if let Some(e) = &env {
-                    cmd.arg("--env").arg(e);
-                }
+                cmd.args(daemon_child_args(&file, env.as_deref()));
                 cmd.env(PANICKED, format!("{}:{first}", n + 1))
                     .stdin(Stdio::null());
                 match cmd.spawn() {

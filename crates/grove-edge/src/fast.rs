@@ -32,7 +32,7 @@ use hyper::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{has_blank_line, Chunked, Step};
-use crate::pages::{new_request_id, page, starting, usable_request_id};
+use crate::pages::{new_request_id, page, starting, timeout_page, usable_request_id};
 use crate::proxy::{strip_port, ACME_CHALLENGE, BUFFER_BODY};
 use crate::rules::{self, hop_by_hop, idempotent, tokens};
 use crate::table::{Action, Backend, Pool, Route, Table};
@@ -380,16 +380,7 @@ where
                 // A client that began a head and never finished it, or opened a connection
                 // and sent nothing, hears why; an idle keep-alive connection just closes.
                 if !idle {
-                    let id = new_request_id();
-                    let mut out = Vec::new();
-                    page(
-                        &mut out,
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the request head did not arrive in time",
-                        std::str::from_utf8(&id).unwrap_or("-"),
-                        false,
-                        None,
-                    );
+                    let out = timeout_page("the request head did not arrive in time", false);
                     let _ = io.write_all(&out).await;
                     let _ = io.shutdown().await;
                 }

@@ -529,16 +529,8 @@ impl<I: AsyncWrite + Unpin> Guard<I> {
                 Expiry::Recheck => continue,
                 Expiry::Close => {}
                 Expiry::RequestTimeout => {
-                    let id = crate::pages::new_request_id();
-                    let mut out = Vec::new();
-                    crate::pages::page(
-                        &mut out,
-                        hyper::StatusCode::REQUEST_TIMEOUT,
-                        "the request head did not arrive in time",
-                        std::str::from_utf8(&id).unwrap_or("-"),
-                        true,
-                        None,
-                    );
+                    let out =
+                        crate::pages::timeout_page("the request head did not arrive in time", true);
                     // One try: a client that reads nothing does not get to hold the task.
                     let _ = Pin::new(&mut self.io).poll_write(cx, &out);
                     let _ = Pin::new(&mut self.io).poll_flush(cx);

@@ -68,7 +68,8 @@ pub(crate) async fn accept_loop(
                 Err(_) => {
                     if tls.is_none() {
                         // Nothing arrived: say so, as HAProxy does (TLS cannot: no session).
-                        let _ = stream.try_write(&silent_client_page());
+                        let _ = stream
+                            .try_write(&pages::timeout_page("no request arrived in time", true));
                     }
                     drop(permit);
                     return;
@@ -107,21 +108,6 @@ async fn accepted(
             }
         }
     }
-}
-
-/// The 408 for a connection that sent nothing within `client_header_timeout`.
-fn silent_client_page() -> Vec<u8> {
-    let id = pages::new_request_id();
-    let mut out = Vec::new();
-    pages::page(
-        &mut out,
-        hyper::StatusCode::REQUEST_TIMEOUT,
-        "no request arrived in time",
-        std::str::from_utf8(&id).unwrap_or("-"),
-        true,
-        None,
-    );
-    out
 }
 
 async fn serve<I>(mut io: I, shared: Arc<Shared>, conn: Conn, fast: bool)

@@ -122,3 +122,19 @@ pub(crate) fn page(
 }
 
 pub(crate) const HSTS_LINE: &[u8] = b"strict-transport-security: max-age=31536000\r\n";
+
+/// A whole 408 response as bytes, with a new request id, for a client too slow to ask:
+/// `detail` says what did not arrive; `close` adds `connection: close`.
+pub(crate) fn timeout_page(detail: &str, close: bool) -> Vec<u8> {
+    let id = new_request_id();
+    let mut out = Vec::new();
+    page(
+        &mut out,
+        StatusCode::REQUEST_TIMEOUT,
+        detail,
+        std::str::from_utf8(&id).unwrap_or("-"),
+        close,
+        None,
+    );
+    out
+}

@@ -353,10 +353,10 @@ pub async fn up_detached(ctx: &Ctx, timeout: Duration) -> anyhow::Result<ExitCod
     let exe = std::env::current_exe().context("cannot find the grove binary")?;
     let file = std::fs::canonicalize(&ctx.file).unwrap_or_else(|_| ctx.file.clone());
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("up").arg("--daemon-child").arg("-f").arg(&file);
-    if let Some(e) = &ctx.env {
-        cmd.arg("--env").arg(e);
-    }
+    cmd.args(grove_daemon::handover::daemon_child_args(
+        &file,
+        ctx.env.as_deref(),
+    ));
     cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
