@@ -85,8 +85,9 @@ impl Client {
         // `down` waits for every unit's grace period; everything else answers at once.
         let limit = if path == "/v1/down" {
             std::time::Duration::from_secs(600)
-        } else if path == "/v1/deploy" {
-            // Health gate and drain, each as long as the stack file says.
+        } else if matches!(path, "/v1/deploy" | "/v1/reload" | "/v1/restart") {
+            // Health gate and drain (a start-first replacement's too), each as long as the
+            // stack file says.
             std::time::Duration::from_secs(6 * 3600)
         } else {
             std::time::Duration::from_secs(15)

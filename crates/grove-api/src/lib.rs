@@ -35,8 +35,8 @@ mod server;
 
 pub use client::{Client, ClientError};
 pub use server::{
-    exposition, reload, serve, serve_admin, unit_metrics, ApiContext, Applier, Deployer, Observe,
-    ReloadError, Reloader,
+    exposition, reload, serve, serve_admin, unit_metrics, ActError, ApiContext, Applier, Deployer,
+    Observe, ReloadError, Reloader, Restarter,
 };
 
 use serde::{Deserialize, Serialize};
@@ -100,10 +100,13 @@ pub struct Handover {
 }
 
 /// Answer of start/stop/restart.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Acted {
     /// The units acted on.
     pub units: Vec<String>,
+    /// What was done, step by step, when more than a signal (a start-first replacement).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// Any error answer.

@@ -53,6 +53,31 @@ pub enum ReloadError {
     Gone,
 }
 
+/// Why `restart` did not act.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// A target names nothing.
+    #[error(transparent)]
+    Unknown(#[from] grove_engine::TargetError),
+    /// A start-first replacement was given up (its new unit never got ready); the text says
+    /// why, and the running unit serves on.
+    #[error("{0}")]
+    Refused(String),
+    /// The engine is gone (grove is shutting down).
+    #[error("grove is shutting down")]
+    Gone,
+}
+
+/// Restarts units: routed ones start-first (a new unit beside the old one, traffic moved once
+/// it is ready, the old one drained), the rest with a stop signal.
+pub type Restarter = Arc<
+    dyn Fn(
+            Vec<String>,
+        ) -> Pin<Box<dyn std::future::Future<Output = Result<Acted, ActError>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Applies a reloaded Plan (the second) to the running stack (the first is its Plan now):
 /// the daemon replaces routed units start-first and swaps the edge's table.
 pub type Applier = Arc<
@@ -94,6 +119,8 @@ pub struct ApiContext {
     pub handover: tokio::sync::mpsc::UnboundedSender<crate::Handover>,
     /// Applies a reloaded Plan.
     pub apply: Applier,
+    /// Restarts units.
+    pub restart: Restarter,
     /// What the API observes: metrics, samples, logs.
     pub observe: Observe,
 }
@@ -517,18 +544,37 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             Ok(p) => json(StatusCode::OK, &p.redacted()),
             Err(_) => gone(),
         },
-        (Method::POST, "/v1/start" | "/v1/stop" | "/v1/restart") => {
+        (Method::POST, "/v1/restart") => {
+            let targets: Targets = match body_json(req).await {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
+            // A replacement changes the running Plan (a unit's port): one change at a time.
+            let _changing = ctx.changes.lock().await;
+            match (ctx.restart)(targets.targets).await {
+                Ok(acted) => json(StatusCode::OK, &acted),
+                Err(ActError::Unknown(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
+                Err(ActError::Refused(text)) => error(StatusCode::CONFLICT, text),
+                Err(ActError::Gone) => gone(),
+            }
+        }
+        (Method::POST, "/v1/start" | "/v1/stop") => {
             let targets: Targets = match body_json(req).await {
                 Ok(t) => t,
                 Err(r) => return r,
             };
             let r = match path.as_str() {
                 "/v1/start" => ctx.engine.start_units(targets.targets).await,
-                "/v1/stop" => ctx.engine.stop_units(targets.targets).await,
-                _ => ctx.engine.restart_units(targets.targets).await,
+                _ => ctx.engine.stop_units(targets.targets).await,
             };
             match r {
-                Ok(Ok(units)) => json(StatusCode::OK, &Acted { units }),
+                Ok(Ok(units)) => json(
+                    StatusCode::OK,
+                    &Acted {
+                        units,
+                        steps: Vec::new(),
+                    },
+                ),
                 Ok(Err(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
                 Err(_) => gone(),
             }
@@ -559,7 +605,7 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
                 );
             }
             ctx.engine.record(None, &r.kind, &r.message);
-            json(StatusCode::OK, &Acted { units: Vec::new() })
+            json(StatusCode::OK, &Acted::default())
         }
         (Method::POST, "/v1/reload") => match reload(ctx).await {
             Ok(report) => json(StatusCode::OK, &report),
@@ -583,7 +629,7 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
         (Method::POST, "/v1/down") => {
             let _ = ctx.engine.shutdown().await;
             ctx.down.notify_one();
-            json(StatusCode::OK, &Acted { units: Vec::new() })
+            json(StatusCode::OK, &Acted::default())
         }
         (
             _,

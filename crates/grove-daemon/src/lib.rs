@@ -22,6 +22,7 @@ mod notify;
 mod observe;
 mod ports;
 mod remote;
+mod replace;
 pub mod sd_notify;
 pub mod sockets;
 pub mod state;
@@ -219,14 +220,6 @@ impl Daemon {
             logs_dir: state.join("logs"),
             token,
         };
-        let load = cfg.load.clone();
-        let reload_env = plan.environment.clone();
-        let reload: grove_api::Reloader = Arc::new(move |current: &Plan| {
-            let stack = load(reload_env.clone())?;
-            let plan = build_plan(&stack, &current.ports())?;
-            recipes_installed(&plan)?;
-            Ok(plan)
-        });
         let edge_for_api = edge.clone();
         let probes = Arc::new(remote::RemoteProbes::default());
         let (probes_for_api, engine_for_api) = (probes.clone(), engine.clone());
@@ -242,11 +235,28 @@ impl Daemon {
             store: api_store,
             logs_dir: state.join("logs"),
             edge: edge.clone(),
+            running: Arc::new(std::sync::Mutex::new(stack)),
+            pending: Arc::new(std::sync::Mutex::new(None)),
         };
+        let (load, pending) = (cfg.load.clone(), switcher.pending.clone());
+        let reload_env = plan.environment.clone();
+        let reload: grove_api::Reloader = Arc::new(move |current: &Plan| {
+            let stack = load(reload_env.clone())?;
+            let plan = build_plan(&stack, &current.ports())?;
+            recipes_installed(&plan)?;
+            // The applier takes it: the stack the Plan comes from, once the Plan runs.
+            *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(stack);
+            Ok(plan)
+        });
         let replacer = switcher.clone();
         let apply: grove_api::Applier = Arc::new(move |current: Plan, next: Plan| {
             let me = replacer.clone();
             Box::pin(async move { me.replace(current, next).await })
+        });
+        let restarter = switcher.clone();
+        let restart: grove_api::Restarter = Arc::new(move |targets: Vec<String>| {
+            let me = restarter.clone();
+            Box::pin(async move { me.restart(targets).await })
         });
         let deploy = switcher.into_deployer();
         let (handover_tx, handovers) = tokio::sync::mpsc::unbounded_channel();
@@ -258,6 +268,7 @@ impl Daemon {
             down: Arc::new(Notify::new()),
             handover: handover_tx,
             apply,
+            restart,
             observe,
         });
         Ok(Daemon {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grove_api::{DeployReport, DeployRequest, ReloadError};
+use grove_api::{DeployReport, DeployRequest};
+use grove_config::Stack;
 use grove_engine::{EngineHandle, UnitKind, UnitState, NEXT, OLD};
 use grove_plan::{Plan, ReleaseInput};
 use grove_state::Store;
@@ -35,6 +36,11 @@ pub(crate) struct Switcher {
     pub logs_dir: PathBuf,
     /// The edge, for what each unit still serves.
     pub edge: grove_edge::Edge,
+    /// The stack the running Plan was built from: `restart` builds a unit's fresh port from
+    /// it, so a stack file edited since is not applied by a restart.
+    pub running: Arc<Mutex<Stack>>,
+    /// The stack a reload in progress loaded, until its Plan runs.
+    pub pending: Arc<Mutex<Option<Stack>>>,
 }
 
 impl Switcher {
@@ -48,7 +54,7 @@ impl Switcher {
 
     /// Waits until the edge has no request in flight to any of `units` (as `plan` has them),
     /// at most `max`; returns how long that took.
-    async fn drained(&self, plan: &Plan, units: &[String], max: Duration) -> Duration {
+    pub(crate) async fn drained(&self, plan: &Plan, units: &[String], max: Duration) -> Duration {
         let start = Instant::now();
         let authorities: Vec<String> = units
             .iter()
@@ -64,7 +70,12 @@ impl Switcher {
 
     /// Stops the old generation of `names` (`NAME~old`) once the edge has no request in
     /// flight to them (at most `max`), rather than after a fixed time.
-    async fn retire_old(&self, current: &Plan, names: &[String], max: Duration) -> Duration {
+    pub(crate) async fn retire_old(
+        &self,
+        current: &Plan,
+        names: &[String],
+        max: Duration,
+    ) -> Duration {
         let olds: Vec<String> = names
             .iter()
             .filter(|n| current.units.contains_key(*n))
@@ -99,6 +110,38 @@ impl Switcher {
             }
         }
         took
+    }
+
+    /// Waits until the old generation of `olds` (`NAME~old`) has stopped: at most `drain`,
+    /// their longest stop grace and ten seconds more.
+    pub(crate) async fn until_old_gone(&self, current: &Plan, olds: &[String], drain: Duration) {
+        let grace = current
+            .units
+            .values()
+            .filter(|u| olds.contains(&u.name))
+            .map(|u| u.stop_grace_ms)
+            .max()
+            .unwrap_or(0);
+        let limit = drain + Duration::from_millis(grace) + Duration::from_secs(10);
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let Ok(status) = self.engine.status().await else {
+                return;
+            };
+            let draining = status.units.iter().any(|u| {
+                olds.iter()
+                    .any(|n| u.name.starts_with(&format!("{n}{OLD}")))
+            });
+            if !draining {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The stack the running Plan now comes from.
+    pub(crate) fn set_running(&self, stack: Stack) {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = stack;
     }
 
     fn record(&self, kind: &str, message: &str) {
@@ -197,6 +240,7 @@ impl Switcher {
             .await
             .map_err(gone)?;
         (self.applied)(&plan);
+        self.set_running(stack.clone());
         self.outcome(req, "deployed", "");
         let what = format!("release {}: routes switched to the new units", req.release);
         self.record("deployed", &what);
@@ -216,25 +260,7 @@ impl Switcher {
             .collect();
         let drained_in = self.retire_old(&current, &stage, settings.drain).await;
         if !olds.is_empty() {
-            let grace = current
-                .units
-                .values()
-                .map(|u| u.stop_grace_ms)
-                .max()
-                .unwrap_or(0);
-            let limit = settings.drain + Duration::from_millis(grace) + Duration::from_secs(10);
-            let start = Instant::now();
-            loop {
-                let status = self.engine.status().await.map_err(gone)?;
-                let draining = status.units.iter().any(|u| {
-                    olds.iter()
-                        .any(|n| u.name.starts_with(&format!("{n}{OLD}")))
-                });
-                if !draining || start.elapsed() > limit {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            self.until_old_gone(&current, &olds, settings.drain).await;
             steps.push(format!(
                 "old generation drained in {} ms and stopped",
                 drained_in.as_millis()
@@ -249,101 +275,9 @@ impl Switcher {
         })
     }
 
-    /// Applies a reloaded Plan: the routed services that restart or are added start beside
-    /// the running units on fresh ports, traffic moves once they are ready, and the old ones
-    /// drain for [`RELOAD_DRAIN`] and stop (start-first, as a deploy); the rest of the
-    /// difference is applied as before. New units that never get ready are discarded and the
-    /// reload is refused, with the running units serving on.
-    pub(crate) async fn replace(
-        &self,
-        current: Plan,
-        next: Plan,
-    ) -> Result<grove_engine::ApplyReport, ReloadError> {
-        let gone = |_| ReloadError::Gone;
-        let refused = |why: String| ReloadError::Refused(format!("grove: reload: {why}"));
-        let staging = grove_plan::reload_staging(&current, &next);
-        // What changed, for the report (the staged Plan differs in its ports too).
-        let diff = Plan::diff(&current, &next);
-        let (plan, stage) = if staging.stage.is_empty() {
-            (next, Vec::new())
-        } else {
-            // The staged units get fresh ports: the Plan again, the serving ports avoided.
-            let stack = (self.load)(self.env.clone()).map_err(ReloadError::Refused)?;
-            let mut inputs =
-                inputs::plan_inputs(&stack, &current.ports(), true).map_err(refused)?;
-            inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
-            inputs.avoid.extend(staging.avoid.iter().copied());
-            for n in &staging.unpin {
-                inputs.ports.shift_remove(n);
-            }
-            let plan =
-                grove_plan::build_with(&stack, &inputs).map_err(|e| refused(e.to_string()))?;
-            let mut stage = staging.stage;
-            grove_plan::split_in_place(&current, &plan, &mut stage);
-            (plan, stage)
-        };
-        if stage.is_empty() {
-            // Routed replicas that go (a smaller replica count) leave the route first and
-            // stop once the edge has nothing in flight to them.
-            let leaving: Vec<String> = diff
-                .remove
-                .iter()
-                .filter(|n| {
-                    current
-                        .units
-                        .get(*n)
-                        .is_some_and(|u| grove_plan::start_first(&current, u, false))
-                })
-                .cloned()
-                .collect();
-            if !leaving.is_empty() {
-                (self.applied)(&plan);
-                self.drained(&current, &leaving, RELOAD_DRAIN).await;
-            }
-            let report = self.engine.apply(plan.clone()).await.map_err(gone)?;
-            (self.applied)(&plan);
-            return Ok(report);
-        }
-        let keys = self
-            .engine
-            .stage(&plan, stage.clone())
-            .await
-            .map_err(gone)?
-            .map_err(|e| refused(e.to_string()))?;
-        let timeout = (self.load)(self.env.clone())
-            .ok()
-            .and_then(|s| s.deploy.map(|d| d.health_timeout))
-            .unwrap_or(Duration::from_secs(60));
-        if let Err(why) = self.gate(&keys, timeout, &plan.secret_values()).await {
-            let _ = self.engine.discard(stage).await;
-            return Err(refused(format!(
-                "{why}; nothing changed, the running units keep serving"
-            )));
-        }
-        let mut report = self
-            .engine
-            .promote(plan.clone(), stage.clone(), RELOAD_DRAIN)
-            .await
-            .map_err(gone)?;
-        (self.applied)(&plan);
-        self.retire_old(&current, &stage, RELOAD_DRAIN).await;
-        // The report names what the reload replaced, as a stop-first reload's would.
-        for n in &stage {
-            match diff.restart.iter().find(|r| &r.unit == n) {
-                Some(r) => report
-                    .restarted
-                    .push((n.clone(), r.reasons.iter().map(|s| s.to_string()).collect())),
-                None if !current.units.contains_key(n) => report.added.push(n.clone()),
-                None => {}
-            }
-            report.kept = report.kept.saturating_sub(1);
-        }
-        Ok(report)
-    }
-
     /// Waits until every staged unit is ready: a task completed, a service healthy (or, without
     /// a probe, running for a second). A failure, an exit or the timeout ends it with why.
-    async fn gate(
+    pub(crate) async fn gate(
         &self,
         keys: &[String],
         timeout: Duration,

@@ -322,46 +322,9 @@ impl Actor {
         }
     }
 
-    /// Unit names for targets that are unit or service names.
+    /// Unit names for targets that are unit, service or instance names.
     fn resolve(&self, targets: &[String]) -> Result<Vec<String>, TargetError> {
-        let mut out = Vec::new();
-        for t in targets {
-            let before = out.len();
-            if self.units.contains_key(t) {
-                out.push(t.clone());
-            } else {
-                for (name, rt) in &self.units {
-                    if name.contains('~') {
-                        continue;
-                    }
-                    if &rt.unit.service == t
-                        || rt
-                            .unit
-                            .instance
-                            .as_deref()
-                            .is_some_and(|i| format!("{}@{i}", rt.unit.service) == *t)
-                    {
-                        out.push(name.clone());
-                    }
-                }
-            }
-            if out.len() == before {
-                let best = self
-                    .units
-                    .values()
-                    .flat_map(|rt| [rt.unit.name.as_str(), rt.unit.service.as_str()])
-                    .min_by_key(|c| strsim::levenshtein(c, t))
-                    .filter(|c| strsim::levenshtein(c, t) <= 3);
-                return Err(TargetError::Unknown {
-                    name: t.clone(),
-                    hint: best
-                        .map(|b| format!(", did you mean `{b}`?"))
-                        .unwrap_or_default(),
-                });
-            }
-        }
-        out.dedup();
-        Ok(out)
+        crate::targets::resolve_in(self.units.iter().map(|(n, rt)| (n, &rt.unit)), targets)
     }
 
     // ----- apply ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 mod actor;
 mod status;
+mod targets;
 
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use actor::{describe_exit, reap_leftovers, NEXT, OLD};
 pub use status::{ApplyReport, Health, LogLine, Status, UnitKind, UnitState, UnitStatus};
+pub use targets::resolve;
 
 /// The engine is gone (it shut down).
 #[derive(Debug, thiserror::Error)]

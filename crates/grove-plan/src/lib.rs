@@ -30,7 +30,10 @@ pub use grove_config::{
     LogRotation, Recipe, Replace, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
     DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
-pub use staging::{reload_staging, split_in_place, staging, start_first, Staging};
+pub use staging::{
+    reload_staging, restart_staging, rolling, split_in_place, staging, start_first, with_unit_of,
+    Staging,
+};
 
 /// Everything grove will run and route, fully resolved.
 #[derive(Debug, Clone, PartialEq, Serialize)]

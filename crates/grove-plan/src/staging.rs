@@ -140,3 +140,51 @@ pub fn reload_staging(current: &Plan, next: &Plan) -> Staging {
         .collect();
     with_serving_ports(current, stage)
 }
+
+/// The staging of `grove restart` for `names` (units of `current` replaced start-first): each
+/// gets a fresh port, its serving one avoided and not kept as its sticky port.
+pub fn restart_staging(current: &Plan, names: &[String]) -> Staging {
+    with_serving_ports(current, names.to_vec())
+}
+
+/// The running Plan with one unit taken from `next`: a step of a rolling replacement, in
+/// which nothing else changes.
+pub fn with_unit_of(current: &Plan, next: &Plan, name: &str) -> Plan {
+    let mut plan = current.clone();
+    if let (Some(slot), Some(unit)) = (plan.units.get_mut(name), next.units.get(name)) {
+        *slot = unit.clone();
+    }
+    plan
+}
+
+/// A start-first replacement one unit at a time: the Plans to stage and promote in turn, each
+/// with the units it replaces. Each step but the last replaces one running unit and changes
+/// nothing else, so a service's other replicas keep serving (never fewer ready units than
+/// when it began, one more at most); the last step is `next` itself with the rest of `stage`
+/// (the last replaced unit, and units a new replica count adds, which replace their service's
+/// old ones together). A unit whose dependencies change waits for the last step, where they
+/// are applied.
+pub fn rolling(current: &Plan, next: &Plan, stage: &[String]) -> Vec<(Plan, Vec<String>)> {
+    let alone = |n: &String| match (current.units.get(n), next.units.get(n)) {
+        (Some(old), Some(new)) => old.depends_on == new.depends_on,
+        _ => false,
+    };
+    let mut singles: Vec<&String> = stage.iter().filter(|n| alone(n)).collect();
+    // The last one goes with the last step, which applies everything else too.
+    singles.pop();
+    let mut steps = Vec::new();
+    let mut plan = current.clone();
+    for n in &singles {
+        plan = with_unit_of(&plan, next, n);
+        steps.push((plan.clone(), vec![(*n).clone()]));
+    }
+    let rest: Vec<String> = stage
+        .iter()
+        .filter(|n| !singles.contains(n))
+        .cloned()
+        .collect();
+    if !rest.is_empty() || steps.is_empty() {
+        steps.push((next.clone(), rest));
+    }
+    steps
+}

@@ -801,3 +801,50 @@ env = {{ V = "{env}" }}
         "the default for an unrouted service stays stop-first"
     );
 }
+
+#[test]
+fn a_rolling_replacement_takes_one_replica_at_a_time() {
+    let plan = |env: &str, db: bool| {
+        plan_of(&format!(
+            r#"
+[stack]
+name = "r"
+
+[services.cache]
+command = "cache --port ${{PORT}}"
+port = "auto"
+
+[services.web]
+command = "web --port ${{PORT}}"
+replicas = 3
+route = {{}}
+env = {{ V = "{env}" }}
+{deps}
+"#,
+            deps = if db { "depends_on = [\"cache\"]" } else { "" }
+        ))
+    };
+    let current = plan("1", false);
+    let next = plan("2", false);
+    let stage = grove_plan::reload_staging(&current, &next).stage;
+    assert_eq!(stage, ["web#1", "web#2", "web#3"]);
+    let steps = grove_plan::rolling(&current, &next, &stage);
+    let names: Vec<&[String]> = steps.iter().map(|(_, n)| n.as_slice()).collect();
+    assert_eq!(names, [["web#1"], ["web#2"], ["web#3"]]);
+    // Each step changes one unit more than the last, and nothing else.
+    let v = |p: &Plan, n: &str| format!("{:?}", p.units[n].env.get("V"));
+    assert_eq!(v(&steps[0].0, "web#1"), v(&next, "web#1"));
+    assert_eq!(v(&steps[0].0, "web#2"), v(&current, "web#2"));
+    assert_eq!(v(&steps[1].0, "web#2"), v(&next, "web#2"));
+    assert_eq!(v(&steps[1].0, "web#3"), v(&current, "web#3"));
+    assert_eq!(steps[2].0, next);
+    // Units whose dependencies change go together in the last step, which applies them.
+    let next = plan("2", true);
+    let steps = grove_plan::rolling(&current, &next, &stage);
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].1, stage);
+    // Nothing staged: one step, the new Plan.
+    let steps = grove_plan::rolling(&current, &current, &[]);
+    assert_eq!(steps.len(), 1);
+    assert!(steps[0].1.is_empty());
+}

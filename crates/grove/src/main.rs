@@ -100,7 +100,8 @@ enum Command {
         #[arg(required = true, value_name = "UNIT")]
         targets: Vec<String>,
     },
-    /// Restart units or services.
+    /// Restart units or services (routed ones start-first, one replica at a time: a new unit
+    /// beside the old one, traffic moved once it is ready, the old one drained).
     Restart {
         /// Unit or service names.
         #[arg(required = true, value_name = "UNIT")]

@@ -504,6 +504,9 @@ pub async fn act(
                 _ => "restarting",
             };
             println!("{done} {}", a.units.join(", "));
+            for step in &a.steps {
+                println!("  {step}");
+            }
             let Some(timeout) = wait else {
                 return Ok(ExitCode::SUCCESS);
             };

@@ -511,3 +511,95 @@ fn a_replica_that_goes_finishes_its_requests_before_it_stops() {
     }
     assert_eq!(s.ps()["units"].as_array().unwrap().len(), 2);
 }
+
+/// Two replicas of an app that takes a second and a half to listen (and, once `broken`
+/// exists in the stack folder, exits instead), behind a route that holds requests only
+/// 300 ms: a stop-first restart could not hide its start.
+fn slow_pair(s: &Stack, port: u16) {
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "sh -c 'test ! -e {dir}/broken || exit 3; sleep 1.5; exec python3 {echo}'"
+replicas = 2
+health = {{ http = "/", interval = "200ms", start_period = "10s" }}
+route = {{ hold = "300ms" }}
+
+[deploy]
+health_timeout = "8s"
+"#,
+        dir = s.path().display(),
+        echo = echo_app()
+    ));
+}
+
+#[test]
+fn restart_replaces_routed_replicas_start_first_one_at_a_time() {
+    let port = free_port();
+    let s = Stack::new("");
+    slow_pair(&s, port);
+    s.up();
+    let before: Vec<(i64, i64)> = ["web#1", "web#2"]
+        .iter()
+        .map(|n| {
+            let u = s.unit(n);
+            (u["pid"].as_i64().unwrap(), u["port"].as_i64().unwrap())
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(port, stop.clone());
+    std::thread::sleep(Duration::from_millis(400));
+    // Issue 25: `grove restart web` with 2 replicas restarted both at once (1,479 of 3,325
+    // failed). Now each gets a new unit beside it on a fresh port, and the old one goes
+    // once the new one is ready.
+    let out = s.run(&["restart", "web"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}{said}", text(&out.stderr));
+    for n in ["web#1", "web#2"] {
+        assert!(
+            said.contains(&format!("{n}: a new one started beside it on port")),
+            "{said}"
+        );
+    }
+    // It answered once both were replaced: new processes on new ports, healthy.
+    for (n, (pid, port)) in ["web#1", "web#2"].iter().zip(&before) {
+        let u = s.unit(n);
+        assert_eq!(u["health"], "healthy", "{u}");
+        assert_ne!(u["pid"].as_i64(), Some(*pid), "{n} kept its process");
+        assert_ne!(u["port"].as_i64(), Some(*port), "{n} kept its port");
+    }
+    assert_eq!(s.ps()["units"].as_array().unwrap().len(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    finish(&stop, workers);
+}
+
+#[test]
+fn a_restart_whose_new_unit_never_gets_ready_leaves_the_old_one_serving() {
+    let port = free_port();
+    let s = Stack::new("");
+    slow_pair(&s, port);
+    s.up();
+    let pids: Vec<i64> = ["web#1", "web#2"]
+        .iter()
+        .map(|n| s.pid(n).unwrap())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(port, stop.clone());
+    std::fs::write(s.path().join("broken"), "").unwrap();
+    let out = s.run(&["restart", "web#1"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("restart: web#1~next"), "{err}");
+    assert!(err.contains("the running web#1 keeps serving"), "{err}");
+    // Nothing changed: the same processes serve, and nothing was dropped.
+    let now: Vec<i64> = ["web#1", "web#2"]
+        .iter()
+        .map(|n| s.pid(n).unwrap())
+        .collect();
+    assert_eq!(now, pids);
+    assert_eq!(s.ps()["units"].as_array().unwrap().len(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    finish(&stop, workers);
+}
