@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 24] = [
+const SERVICE_KEYS: [&str; 25] = [
     "command",
     "recipe",
     "upstreams",
@@ -92,6 +92,7 @@ const SERVICE_KEYS: [&str; 24] = [
     "stop_signal",
     "stop_grace",
     "replace",
+    "max_surge",
     "route",
     "description",
     "secret",

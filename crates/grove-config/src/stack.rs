@@ -608,6 +608,9 @@ pub struct Service {
     pub stop_grace: Duration,
     /// How a change replaces its units (`replace`); `Auto` decides by route and port.
     pub replace: Replace,
+    /// How many of its units a start-first replacement replaces at once (`max_surge`, 1):
+    /// the new units beside the old ones, at most.
+    pub max_surge: u32,
     /// Edge route.
     pub route: Option<Route>,
     /// Recipe settings (defaults for other services).

@@ -539,6 +539,22 @@ fn replace_order_must_be_possible() {
 }
 
 #[test]
+fn max_surge_is_a_small_positive_count() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nmax_surge = 0\n",
+        &["grove.toml:5:13: services.a.max_surge: 0 is out of range"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nmax_surge = \"all\"\n",
+        &["grove.toml:5:13: services.a.max_surge: expected an integer, found a string"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nreplicas = 4\nmax_surge = 2\n",
+        &[],
+    );
+}
+
+#[test]
 fn a_postgres_beyond_loopback_names_its_clients() {
     expect(
         "[services.db]\nrecipe = \"postgres\"\nbind = \"0.0.0.0\"\n",

@@ -222,8 +222,8 @@ impl Switcher {
                 .await
                 .map_err(|_| ActError::Gone)??;
         }
-        for n in &rolling {
-            steps.push(self.restart_one(n).await?);
+        if !rolling.is_empty() {
+            steps = self.restart_rolling(&current, &rolling).await?;
         }
         Ok(Acted {
             units: names,
@@ -231,16 +231,20 @@ impl Switcher {
         })
     }
 
-    /// Replaces the running unit `name` start-first; says what it did.
-    async fn restart_one(&self, name: &str) -> Result<String, ActError> {
+    /// Replaces the running units `names` start-first, `max_surge` of a service at a time;
+    /// says what it did, one line per unit.
+    async fn restart_rolling(
+        &self,
+        current: &Plan,
+        names: &[String],
+    ) -> Result<Vec<String>, ActError> {
         let refused = |why: String| ActError::Refused(format!("restart: {why}"));
-        let current = self.engine.plan().await.map_err(|_| ActError::Gone)?;
         let stack = self
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let staging = grove_plan::restart_staging(&current, &[name.to_string()]);
+        let staging = grove_plan::restart_staging(current, names);
         let mut inputs = inputs::plan_inputs(&stack, &current.ports(), true).map_err(refused)?;
         inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
         inputs.avoid.extend(staging.avoid.iter().copied());
@@ -248,37 +252,59 @@ impl Switcher {
             inputs.ports.shift_remove(n);
         }
         let next = grove_plan::build_with(&stack, &inputs).map_err(|e| refused(e.to_string()))?;
-        let plan = grove_plan::with_unit_of(&current, &next, name);
-        let old_port = current.units.get(name).and_then(|u| u.port);
-        let new_port = plan.units.get(name).and_then(|u| u.port);
-        if new_port == old_port {
-            // A port the stack file fixes cannot run twice: restart in place.
-            self.engine
-                .restart_units(vec![name.to_string()])
-                .await
-                .map_err(|_| ActError::Gone)??;
-            return Ok(format!("{name}: restarted in place (its port is fixed)"));
-        }
-        let port = new_port.map(|p| p.to_string()).unwrap_or_default();
-        self.engine.record(
-            Some(name),
-            "restarting",
-            &format!("start-first: a new {name} starts beside the running one on port {port}"),
-        );
-        let started = Instant::now();
-        match self
-            .step(&current, &plan, &[name.to_string()], ready_timeout(&stack))
-            .await
-        {
-            Ok(_) => Ok(format!(
-                "{name}: a new one started beside it on port {port} and was ready in {} ms; \
-                 traffic moved to it and the old one drained and stopped",
-                started.elapsed().as_millis()
-            )),
-            Err(StepError::Gone) => Err(ActError::Gone),
-            Err(StepError::NotReady(why)) => {
-                Err(refused(format!("{why}; the running {name} keeps serving")))
+        // The running Plan with only these units taken from the new one.
+        let mut target = current.clone();
+        let mut lines = Vec::new();
+        let mut moving = Vec::new();
+        for n in names {
+            let port = |p: &Plan| p.units.get(n).and_then(|u| u.port);
+            if port(&next) == port(current) {
+                // A port the stack file fixes cannot run twice: restart in place.
+                self.engine
+                    .restart_units(vec![n.clone()])
+                    .await
+                    .map_err(|_| ActError::Gone)??;
+                lines.push(format!("{n}: restarted in place (its port is fixed)"));
+                continue;
             }
+            target = grove_plan::with_unit_of(&target, &next, n);
+            moving.push(n.clone());
         }
+        let timeout = ready_timeout(&stack);
+        let mut serving = current.clone();
+        for (plan, batch) in grove_plan::rolling(current, &target, &moving) {
+            for n in &batch {
+                let port = plan.units.get(n).and_then(|u| u.port).unwrap_or_default();
+                self.engine.record(
+                    Some(n),
+                    "restarting",
+                    &format!("start-first: a new {n} starts beside the running one on port {port}"),
+                );
+            }
+            let started = Instant::now();
+            match self.step(&serving, &plan, &batch, timeout).await {
+                Ok(_) => {}
+                Err(StepError::Gone) => return Err(ActError::Gone),
+                Err(StepError::NotReady(why)) => {
+                    let keeps = if batch.len() == 1 { "keeps" } else { "keep" };
+                    let mut text =
+                        format!("{why}; the running {} {keeps} serving", batch.join(", "));
+                    if !lines.is_empty() {
+                        text.push_str(&format!(" (done before: {})", lines.join("; ")));
+                    }
+                    return Err(refused(text));
+                }
+            }
+            for n in &batch {
+                let port = plan.units.get(n).and_then(|u| u.port).unwrap_or_default();
+                lines.push(format!(
+                    "{n}: a new one started beside it on port {port} and was ready in {} ms; \
+                     traffic moved to it and the old one drained and stopped",
+                    started.elapsed().as_millis()
+                ));
+            }
+            serving = plan;
+        }
+        Ok(lines)
     }
 }

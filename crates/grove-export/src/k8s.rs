@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use grove_plan::{Condition, Plan, ProbeCheck, Recipe, RestartPolicy, Run, Target, Tls};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+    StatefulSetSpec,
+};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EndpointAddress, EndpointPort,
@@ -278,6 +281,30 @@ fn app_probes(m: &Model<'_>, w: &Workload<'_>) -> (Option<Probe>, Option<Probe>,
     (Some(p.clone()), Some(p), startup)
 }
 
+/// How grove replaces the unit, as a Deployment's strategy: start-first is a rolling update
+/// that never goes below the ready count (`maxUnavailable: 0`) with `max_surge` new pods at
+/// a time; stop-first is `Recreate` (two copies of a singleton never run at once).
+fn strategy(plan: &Plan, unit: &grove_plan::Unit) -> (DeploymentStrategy, String) {
+    // In a cluster every pod has its own address: a fixed port does not rule start-first out.
+    if grove_plan::start_first(plan, unit, false) {
+        let surge = i32::try_from(unit.max_surge.max(1)).unwrap_or(1);
+        let s = DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(surge)),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        };
+        (s, format!("start-first ({surge} at a time)"))
+    } else {
+        let s = DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        };
+        (s, "stop-first".to_string())
+    }
+}
+
 fn lifecycle(signal: &str) -> Option<Lifecycle> {
     if signal == "SIGTERM" {
         return None;
@@ -537,9 +564,10 @@ fn app(
             w.name, w.unit.restart.policy
         ));
     }
+    let (strategy, order) = strategy(m.plan, w.unit);
     out.push(
         format!("Deployment/{}", w.name),
-        vec![format!("{}: {} replica(s)", source(w), w.replicas)],
+        vec![format!("{}: {} replica(s), {order}", source(w), w.replicas)],
         &Deployment {
             metadata: meta(&w.name, l.clone()),
             spec: Some(DeploymentSpec {
@@ -549,6 +577,7 @@ fn app(
                     ..Default::default()
                 },
                 template: template(None),
+                strategy: Some(strategy),
                 ..Default::default()
             }),
             ..Default::default()

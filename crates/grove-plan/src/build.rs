@@ -406,6 +406,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                 stop_signal: svc.stop_signal.clone(),
                 stop_grace_ms: ms(svc.stop_grace),
                 replace: svc.replace,
+                max_surge: svc.max_surge,
                 depends_on: Vec::new(),
                 level: 0,
                 image: svc.image.clone(),

@@ -138,6 +138,9 @@ pub struct Unit {
     /// How a change replaces it (`replace`; `auto` unless the stack file says).
     #[serde(skip_serializing_if = "is_auto")]
     pub replace: Replace,
+    /// How many of its service's units a start-first replacement replaces at once.
+    #[serde(skip_serializing_if = "is_one")]
+    pub max_surge: u32,
     /// Units this one waits for.
     pub depends_on: Vec<Dependency>,
     /// Start level (0 = no dependencies).
@@ -148,6 +151,10 @@ pub struct Unit {
     /// The release its code comes from (its folder is inside that release's checkout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn is_auto(r: &Replace) -> bool {

@@ -157,30 +157,46 @@ pub fn with_unit_of(current: &Plan, next: &Plan, name: &str) -> Plan {
     plan
 }
 
-/// A start-first replacement one unit at a time: the Plans to stage and promote in turn, each
-/// with the units it replaces. Each step but the last replaces one running unit and changes
-/// nothing else, so a service's other replicas keep serving (never fewer ready units than
-/// when it began, one more at most); the last step is `next` itself with the rest of `stage`
-/// (the last replaced unit, and units a new replica count adds, which replace their service's
-/// old ones together). A unit whose dependencies change waits for the last step, where they
-/// are applied.
+/// A start-first replacement a few units at a time: the Plans to stage and promote in turn,
+/// each with the units it replaces. Each step but the last replaces up to `max_surge` (1 by
+/// default) running units of one service and changes nothing else, so the service's other
+/// replicas keep serving (never fewer ready units than when it began, `max_surge` more at
+/// most); the last step is `next` itself with the rest of `stage` (the last batch, and units
+/// a new replica count adds, which replace their service's old ones together). A unit whose
+/// dependencies change waits for the last step, where they are applied.
 pub fn rolling(current: &Plan, next: &Plan, stage: &[String]) -> Vec<(Plan, Vec<String>)> {
     let alone = |n: &String| match (current.units.get(n), next.units.get(n)) {
         (Some(old), Some(new)) => old.depends_on == new.depends_on,
         _ => false,
     };
-    let mut singles: Vec<&String> = stage.iter().filter(|n| alone(n)).collect();
-    // The last one goes with the last step, which applies everything else too.
-    singles.pop();
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    for n in stage.iter().filter(|n| alone(n)) {
+        let unit = &next.units[n];
+        let fits = |b: &Vec<String>| {
+            b.len() < unit.max_surge.max(1) as usize
+                && next
+                    .units
+                    .get(&b[0])
+                    .is_some_and(|f| f.service == unit.service)
+        };
+        match batches.last_mut() {
+            Some(b) if fits(b) => b.push(n.clone()),
+            _ => batches.push(vec![n.clone()]),
+        }
+    }
+    // The last batch goes with the last step, which applies everything else too.
+    batches.pop();
     let mut steps = Vec::new();
     let mut plan = current.clone();
-    for n in &singles {
-        plan = with_unit_of(&plan, next, n);
-        steps.push((plan.clone(), vec![(*n).clone()]));
+    for batch in &batches {
+        for n in batch {
+            plan = with_unit_of(&plan, next, n);
+        }
+        steps.push((plan.clone(), batch.clone()));
     }
     let rest: Vec<String> = stage
         .iter()
-        .filter(|n| !singles.contains(n))
+        .filter(|n| !batches.iter().any(|b| b.contains(n)))
         .cloned()
         .collect();
     if !rest.is_empty() || steps.is_empty() {

@@ -848,3 +848,43 @@ env = {{ V = "{env}" }}
     assert_eq!(steps.len(), 1);
     assert!(steps[0].1.is_empty());
 }
+
+#[test]
+fn max_surge_replaces_that_many_replicas_per_step() {
+    let plan = |env: &str| {
+        plan_of(&format!(
+            r#"
+[stack]
+name = "r"
+
+[services.web]
+command = "web --port ${{PORT}}"
+replicas = 5
+max_surge = 2
+route = {{}}
+env = {{ V = "{env}" }}
+
+[services.api]
+command = "api --port ${{PORT}}"
+replicas = 2
+route = {{ prefix = "/api" }}
+env = {{ V = "{env}" }}
+"#
+        ))
+    };
+    let (current, next) = (plan("1"), plan("2"));
+    let stage = grove_plan::reload_staging(&current, &next).stage;
+    let steps = grove_plan::rolling(&current, &next, &stage);
+    let names: Vec<Vec<String>> = steps.into_iter().map(|(_, n)| n).collect();
+    // A batch never mixes services; the last one goes with the whole new Plan.
+    assert_eq!(
+        names,
+        [
+            vec!["web#1", "web#2"],
+            vec!["web#3", "web#4"],
+            vec!["web#5"],
+            vec!["api#1"],
+            vec!["api#2"],
+        ]
+    );
+}

@@ -159,7 +159,10 @@ pub fn plan(plan: &Plan, color: bool, fixed_port: &dyn Fn(&str) -> bool) -> Stri
                         deps.join(", ")
                     },
                     if grove_plan::start_first(plan, u, fixed_port(&u.service)) {
-                        "start-first".into()
+                        match u.max_surge {
+                            0 | 1 => "start-first".into(),
+                            n => format!("start-first, {n} at a time"),
+                        }
                     } else {
                         "stop-first".into()
                     },

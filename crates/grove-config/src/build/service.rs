@@ -623,6 +623,10 @@ impl<'a> Builder<'a> {
             .get("replace")
             .and_then(|e| self.replace(&e.node, &p("replace"), &source, port, kind))
             .unwrap_or_default();
+        let max_surge = map
+            .get("max_surge")
+            .and_then(|e| self.int(&e.node, &p("max_surge"), 1, 64))
+            .unwrap_or(1) as u32;
         Some(Service {
             name: name.to_string(),
             source,
@@ -639,6 +643,7 @@ impl<'a> Builder<'a> {
             stop_signal,
             stop_grace,
             replace,
+            max_surge,
             route,
             recipe: recipe_options,
             image,
