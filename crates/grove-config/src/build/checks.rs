@@ -3,8 +3,27 @@
 
 use super::*;
 
+/// The whole stack, as the cross-checks see it.
+#[derive(Clone, Copy)]
+struct Whole<'s> {
+    services: &'s IndexMap<String, Service>,
+    instances: &'s IndexMap<String, Instance>,
+    edge: &'s Edge,
+    top: &'s Map,
+}
+
+/// `services: a, b` (or that there are none), for a help line.
+fn services_list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "there are no services".to_string()
+    } else {
+        format!("services: {}", names.join(", "))
+    }
+}
+
 impl<'a> Builder<'a> {
-    /// Checks that need the whole stack: dependencies, cycles, references, ports, routes.
+    /// Checks that need the whole stack, one rule each, in order: dependencies, cycles,
+    /// instances, references, ports, forwards, routes, deploy tasks.
     pub(super) fn cross_check(
         &mut self,
         services: &IndexMap<String, Service>,
@@ -12,16 +31,32 @@ impl<'a> Builder<'a> {
         edge: &Edge,
         top: &Map,
     ) {
-        let names: Vec<&str> = services.keys().map(String::as_str).collect();
-        let list = |names: &[&str]| {
-            if names.is_empty() {
-                "there are no services".to_string()
-            } else {
-                format!("services: {}", names.join(", "))
-            }
+        let w = Whole {
+            services,
+            instances,
+            edge,
+            top,
         };
-        // Dependencies.
         let dep_locs = std::mem::take(&mut self.dep_locs);
+        self.check_dependencies(&w, &dep_locs);
+        self.check_cycles(&w, &dep_locs);
+        self.check_instances(&w);
+        self.check_references(&w);
+        self.check_fixed_ports(&w);
+        self.check_forwards(&w);
+        self.check_routes(&w);
+        self.check_deploy_tasks(&w);
+    }
+
+    /// Each dependency names a service it can wait for, with a condition it can reach.
+    fn check_dependencies(
+        &mut self,
+        w: &Whole<'_>,
+        dep_locs: &HashMap<String, HashMap<String, Loc>>,
+    ) {
+        let Whole { services, .. } = *w;
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let list = |names: &[&str]| services_list(names);
         for (name, svc) in services {
             for (dep, cond) in &svc.depends_on {
                 let loc = dep_locs
@@ -61,7 +96,11 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        // Cycles.
+    }
+
+    /// No dependency cycle.
+    fn check_cycles(&mut self, w: &Whole<'_>, dep_locs: &HashMap<String, HashMap<String, Loc>>) {
+        let Whole { services, .. } = *w;
         if let Some(cycle) = find_cycle(services) {
             let first = &cycle[0];
             let loc = dep_locs
@@ -76,7 +115,15 @@ impl<'a> Builder<'a> {
                 Some("remove one of these dependencies".to_string()),
             );
         }
-        // Instances.
+    }
+
+    /// A `for_each_instance` service has instances to run for.
+    fn check_instances(&mut self, w: &Whole<'_>) {
+        let Whole {
+            services,
+            instances,
+            ..
+        } = *w;
         for (name, svc) in services {
             if svc.for_each_instance && instances.is_empty() {
                 let loc = self.service_locs.get(name).cloned().unwrap_or_default();
@@ -88,7 +135,17 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        // References in templates.
+    }
+
+    /// Every `${...}` in a template names something that exists where it is used.
+    fn check_references(&mut self, w: &Whole<'_>) {
+        let Whole {
+            services,
+            instances,
+            ..
+        } = *w;
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let list = |names: &[&str]| services_list(names);
         let templates = std::mem::take(&mut self.templates);
         for (svc_name, path, t, loc) in &templates {
             let Some(svc) = services.get(svc_name) else {
@@ -163,7 +220,17 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        // Fixed ports.
+    }
+
+    /// A fixed port belongs to one unit: not shared by replicas or instances, by another
+    /// service or by an edge listener.
+    fn check_fixed_ports(&mut self, w: &Whole<'_>) {
+        let Whole {
+            services,
+            instances,
+            edge,
+            top,
+        } = *w;
         let mut taken: BTreeMap<u16, String> = BTreeMap::new();
         for l in edge
             .listen
@@ -203,7 +270,18 @@ impl<'a> Builder<'a> {
                 taken.insert(port, format!("services.{name}"));
             }
         }
-        // Forwards.
+    }
+
+    /// Each whole-port forward names a service that has a port.
+    fn check_forwards(&mut self, w: &Whole<'_>) {
+        let Whole {
+            services,
+            edge,
+            top,
+            ..
+        } = *w;
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let list = |names: &[&str]| services_list(names);
         for (i, f) in edge.forward.iter().enumerate() {
             match services.get(&f.service) {
                 None => {
@@ -233,7 +311,16 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
-        // Routes: two services may not claim the same host and prefix.
+    }
+
+    /// Two services may not claim the same host and prefix (nor a static mount).
+    fn check_routes(&mut self, w: &Whole<'_>) {
+        let Whole {
+            services,
+            instances,
+            edge,
+            top,
+        } = *w;
         let mut claimed: BTreeMap<(String, String), String> = BTreeMap::new();
         for (name, svc) in services {
             let Some(route) = &svc.route else { continue };
@@ -305,7 +392,13 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        // Deploy tasks must be tasks.
+    }
+
+    /// `[deploy] before_switch` names tasks.
+    fn check_deploy_tasks(&mut self, w: &Whole<'_>) {
+        let Whole { services, top, .. } = *w;
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let list = |names: &[&str]| services_list(names);
         if let Some(loc) = self.before_switch_loc.take() {
             let deploy_tasks: Vec<String> = match top.get("deploy").map(|d| &d.node.kind) {
                 Some(Kind::Table(m)) => match m.get("before_switch").map(|e| &e.node.kind) {

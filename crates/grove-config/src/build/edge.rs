@@ -6,6 +6,18 @@ impl<'a> Builder<'a> {
     pub(super) fn edge(&mut self, node: &Node) -> Option<Edge> {
         let map = self.table(node, "edge", &EDGE_KEYS)?;
         let mut edge = default_edge();
+        self.edge_listen(map, &mut edge);
+        self.edge_hosts(map, &mut edge);
+        self.edge_tls(map, &mut edge);
+        self.edge_acme(map, node, &mut edge);
+        self.edge_settings(map, &mut edge);
+        self.edge_static(map, &mut edge);
+        self.edge_forward(map, &mut edge);
+        Some(edge)
+    }
+
+    /// `listen`: the edge's listeners, each port once.
+    fn edge_listen(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("listen") {
             for (s, loc) in self.strings(&e.node, "edge.listen").unwrap_or_default() {
                 if let Some(l) = self.listen(&s, &loc, "edge.listen") {
@@ -21,6 +33,10 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// `hosts`: the DNS names the edge answers for.
+    fn edge_hosts(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("hosts") {
             for (h, loc) in self.strings(&e.node, "edge.hosts").unwrap_or_default() {
                 let bare = h.strip_prefix("*.").unwrap_or(&h);
@@ -42,6 +58,11 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// `tls`: self-signed by default behind an https:// listener, `acme`, `off` or
+    /// certificate files.
+    fn edge_tls(&mut self, map: &Map, edge: &mut Edge) {
         let has_https = edge.listen.iter().any(|l| l.scheme == Scheme::Https);
         edge.tls = if has_https { Tls::SelfSigned } else { Tls::Off };
         if let Some(e) = map.get("tls") {
@@ -93,6 +114,10 @@ impl<'a> Builder<'a> {
                 );
             }
         }
+    }
+
+    /// `acme_*`: the ACME account, directory, CA and challenge.
+    fn edge_acme(&mut self, map: &Map, node: &Node, edge: &mut Edge) {
         if let Some(e) = map.get("acme_email") {
             edge.acme_email = self.string(&e.node, "edge.acme_email");
             if let Some(m) = &edge.acme_email {
@@ -160,6 +185,10 @@ impl<'a> Builder<'a> {
                 edge.acme_challenge = c;
             }
         }
+    }
+
+    /// `upstream_ca`, `hsts`, `redirect_https`, `trusted_proxies`, `limits`.
+    fn edge_settings(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("upstream_ca") {
             edge.upstream_ca = self.path(&e.node, "edge.upstream_ca");
         }
@@ -190,6 +219,10 @@ impl<'a> Builder<'a> {
                 edge.limits = l;
             }
         }
+    }
+
+    /// `static`: the static mounts, each under a prefix.
+    fn edge_static(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("static") {
             if let Some(mounts) = self.any_table(&e.node, "edge.static") {
                 for (prefix, m) in mounts {
@@ -212,6 +245,10 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// `forward`: whole ports forwarded to a service.
+    fn edge_forward(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("forward") {
             if let Kind::Array(items) = &e.node.kind {
                 for (i, item) in items.iter().enumerate() {
@@ -260,7 +297,6 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        Some(edge)
     }
 
     pub(super) fn cert_files(&mut self, node: &Node, path: &str) -> Option<CertFiles> {

@@ -2,9 +2,196 @@
 
 use super::*;
 
+/// What the port decision of a service looks at.
+struct ServiceParts<'s> {
+    source: &'s Source,
+    env: &'s IndexMap<String, EnvValue>,
+    port: Option<PortSpec>,
+    bind: IpAddr,
+    kind: ServiceKind,
+    health: Option<&'s Health>,
+    route: Option<&'s Route>,
+    recipe: &'s RecipeOptions,
+}
+
 impl<'a> Builder<'a> {
     pub(super) fn service(&mut self, name: &str, node: &Node, path: &str) -> Option<Service> {
         let map = self.table(node, path, &SERVICE_KEYS)?;
+        let p = |k: &str| join(path, k);
+        let (source, ok) = self.service_source(name, node, map, path)?;
+        self.not_for_upstreams(&source, map, path);
+        let cwd = self.service_cwd(name, map, path);
+        let mut env = IndexMap::new();
+        self.env_file(name, map, path, &mut env);
+        self.env_table(name, map, path, &mut env);
+        let kind = map
+            .get("kind")
+            .and_then(|e| {
+                self.enum_str(
+                    &e.node,
+                    &p("kind"),
+                    &[
+                        ("service", ServiceKind::Service),
+                        ("task", ServiceKind::Task),
+                    ],
+                )
+            })
+            .unwrap_or(ServiceKind::Service);
+        let port = self.port_spec(map, path);
+        let bind = self.bind_addr(map, path);
+        let replicas = map
+            .get("replicas")
+            .and_then(|e| self.int(&e.node, &p("replicas"), 1, 64))
+            .unwrap_or(1) as u32;
+        let for_each_instance = map
+            .get("for_each_instance")
+            .and_then(|e| self.bool(&e.node, &p("for_each_instance")))
+            .unwrap_or(false);
+        let depends_on = self.depends_on(name, map, path);
+        let health = map
+            .get("health")
+            .and_then(|e| self.health(name, &e.node, &p("health")));
+        let restart = self.restart_policy(kind, map, path);
+        let (stop_signal, stop_grace) = self.stop_settings(&source, map, path);
+        let route = self.service_route(name, kind, map, path);
+        let image = self.image(&source, map, path);
+        let recipe_options = self.recipe_options(&source, map, path);
+        let source = source?;
+        if !ok {
+            return None;
+        }
+        let port = self.settle_port(
+            &ServiceParts {
+                source: &source,
+                env: &env,
+                port,
+                bind,
+                kind,
+                health: health.as_ref(),
+                route: route.as_ref(),
+                recipe: &recipe_options,
+            },
+            map,
+            path,
+        );
+        let replace = map
+            .get("replace")
+            .and_then(|e| self.replace(&e.node, &p("replace"), &source, port, kind))
+            .unwrap_or_default();
+        let max_surge = map
+            .get("max_surge")
+            .and_then(|e| self.int(&e.node, &p("max_surge"), 1, 64))
+            .unwrap_or(1) as u32;
+        Some(Service {
+            name: name.to_string(),
+            source,
+            cwd,
+            env,
+            port,
+            bind,
+            kind,
+            replicas,
+            for_each_instance,
+            depends_on,
+            health,
+            restart,
+            stop_signal,
+            stop_grace,
+            replace,
+            max_surge,
+            route,
+            recipe: recipe_options,
+            image,
+        })
+    }
+
+    /// The port a service gets when `port` is not written (one when anything needs it), and
+    /// the checks between its port, its probe and its bind.
+    fn settle_port(&mut self, parts: &ServiceParts<'_>, map: &Map, path: &str) -> PortSpec {
+        let p = |k: &str| join(path, k);
+        let ServiceParts {
+            source,
+            env,
+            port,
+            bind,
+            kind,
+            health,
+            route,
+            recipe,
+        } = *parts;
+        let uses_port = match source {
+            Source::Command(argv) => argv.iter().any(Template::uses_port),
+            _ => false,
+        } || env.values().any(|v| v.value.uses_port());
+        let port = match port {
+            Some(p) => p,
+            None => {
+                let needs = route.is_some()
+                    || uses_port
+                    || matches!(source, Source::Recipe(_))
+                    || matches!(
+                        health.map(|h| &h.check),
+                        Some(Check::Http(_)) | Some(Check::Tcp(None))
+                    );
+                if (needs && kind == ServiceKind::Service) || uses_port {
+                    PortSpec::Auto
+                } else {
+                    PortSpec::None
+                }
+            }
+        };
+        if matches!(source, Source::Upstreams(_))
+            && port != PortSpec::None
+            && map.contains_key("port")
+        {
+            self.err(
+                &map["port"].key_loc,
+                &p("port"),
+                "a service of remote upstreams has no port of its own",
+                None,
+            );
+        }
+        let port = if matches!(source, Source::Upstreams(_)) {
+            PortSpec::None
+        } else {
+            port
+        };
+        if port == PortSpec::None {
+            if let Some(h) = health {
+                if matches!(h.check, Check::Http(_) | Check::Tcp(None))
+                    && !matches!(source, Source::Upstreams(_))
+                {
+                    self.err(
+                        &map["health"].node.loc,
+                        &p("health"),
+                        "this probe needs the unit's port, but port is \"none\"",
+                        None,
+                    );
+                }
+            }
+        }
+        if let (Source::Recipe(Recipe::Postgres), Some(e)) = (source, map.get("bind")) {
+            if !bind.is_loopback() && recipe.allow.is_empty() {
+                self.err(
+                    &e.node.loc,
+                    &p("bind"),
+                    "a postgres reachable beyond loopback needs `allow`: the networks whose clients may log in",
+                    Some("allow = [\"10.77.0.0/24\"] (each is written to pg_hba.conf, with scram-sha-256)".to_string()),
+                );
+            }
+        }
+        port
+    }
+
+    /// The service's one source (`command`, `recipe` or `upstreams`) and whether every
+    /// upstream address parsed; `None` ends the service.
+    fn service_source(
+        &mut self,
+        name: &str,
+        node: &Node,
+        map: &Map,
+        path: &str,
+    ) -> Option<(Option<Source>, bool)> {
         let p = |k: &str| join(path, k);
         let sources: Vec<&str> = ["command", "recipe", "upstreams"]
             .into_iter()
@@ -94,6 +281,12 @@ impl<'a> Builder<'a> {
                 Some(Source::Upstreams(ups))
             }
         };
+        Some((source, ok))
+    }
+
+    /// The keys that mean nothing for remote upstreams, refused there.
+    fn not_for_upstreams(&mut self, source: &Option<Source>, map: &Map, path: &str) {
+        let p = |k: &str| join(path, k);
         let is_process = matches!(source, Some(Source::Command(_)));
         if !is_process {
             for k in [
@@ -116,7 +309,11 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
 
+    /// `cwd`, a template (its references checked with the others).
+    fn service_cwd(&mut self, name: &str, map: &Map, path: &str) -> Option<Template> {
+        let p = |k: &str| join(path, k);
         let cwd = map
             .get("cwd")
             .and_then(|e| self.template(&e.node, &p("cwd")));
@@ -128,8 +325,18 @@ impl<'a> Builder<'a> {
                 map["cwd"].node.loc.clone(),
             ));
         }
+        cwd
+    }
 
-        let mut env = IndexMap::new();
+    /// `env_file`: each line interpolated exactly as an `env` value.
+    fn env_file(
+        &mut self,
+        name: &str,
+        map: &Map,
+        path: &str,
+        env: &mut IndexMap<String, EnvValue>,
+    ) {
+        let p = |k: &str| join(path, k);
         if let Some(e) = map.get("env_file") {
             if let Some(file) = self.path(&e.node, &p("env_file")) {
                 let full = self.root.join(&file);
@@ -185,6 +392,17 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// `env`: each variable a string, number, boolean or `{ value, secret }`.
+    fn env_table(
+        &mut self,
+        name: &str,
+        map: &Map,
+        path: &str,
+        env: &mut IndexMap<String, EnvValue>,
+    ) {
+        let p = |k: &str| join(path, k);
         if let Some(e) = map.get("env") {
             if let Some(vars) = self.any_table(&e.node, &p("env")) {
                 for (k, v) in vars {
@@ -259,21 +477,11 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
 
-        let kind = map
-            .get("kind")
-            .and_then(|e| {
-                self.enum_str(
-                    &e.node,
-                    &p("kind"),
-                    &[
-                        ("service", ServiceKind::Service),
-                        ("task", ServiceKind::Task),
-                    ],
-                )
-            })
-            .unwrap_or(ServiceKind::Service);
-
+    /// `port`: a number, `"auto"` or `"none"`; `None` when not written.
+    fn port_spec(&mut self, map: &Map, path: &str) -> Option<PortSpec> {
+        let p = |k: &str| join(path, k);
         let port = match map.get("port") {
             None => None,
             Some(e) => match &e.node.kind {
@@ -291,7 +499,12 @@ impl<'a> Builder<'a> {
                 }
             },
         };
+        port
+    }
 
+    /// `bind`: an IP address (loopback when not written or wrong).
+    fn bind_addr(&mut self, map: &Map, path: &str) -> IpAddr {
+        let p = |k: &str| join(path, k);
         let bind = match map.get("bind") {
             Some(e) => match self.string(&e.node, &p("bind")) {
                 Some(s) => match s.parse::<IpAddr>() {
@@ -310,16 +523,13 @@ impl<'a> Builder<'a> {
             },
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
+        bind
+    }
 
-        let replicas = map
-            .get("replicas")
-            .and_then(|e| self.int(&e.node, &p("replicas"), 1, 64))
-            .unwrap_or(1) as u32;
-        let for_each_instance = map
-            .get("for_each_instance")
-            .and_then(|e| self.bool(&e.node, &p("for_each_instance")))
-            .unwrap_or(false);
-
+    /// `depends_on`: names (started) or a table of conditions; their locations are kept for
+    /// the cross-checks.
+    fn depends_on(&mut self, name: &str, map: &Map, path: &str) -> IndexMap<String, Condition> {
+        let p = |k: &str| join(path, k);
         let mut depends_on = IndexMap::new();
         if let Some(e) = map.get("depends_on") {
             match &e.node.kind {
@@ -360,13 +570,12 @@ impl<'a> Builder<'a> {
                 .map(|(k, (_, l))| (k.clone(), l.clone()))
                 .collect(),
         );
-        let depends_on: IndexMap<String, Condition> =
-            depends_on.into_iter().map(|(k, (c, _))| (k, c)).collect();
+        depends_on.into_iter().map(|(k, (c, _))| (k, c)).collect()
+    }
 
-        let health = map
-            .get("health")
-            .and_then(|e| self.health(name, &e.node, &p("health")));
-
+    /// `restart`: a policy, or a table with the policy and its backoff.
+    fn restart_policy(&mut self, kind: ServiceKind, map: &Map, path: &str) -> Restart {
+        let p = |k: &str| join(path, k);
         let default_policy = if kind == ServiceKind::Task {
             RestartPolicy::Never
         } else {
@@ -434,9 +643,19 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        restart
+    }
 
+    /// `stop_signal` and `stop_grace` (a recipe's defaults are its server's clean shutdown).
+    fn stop_settings(
+        &mut self,
+        source: &Option<Source>,
+        map: &Map,
+        path: &str,
+    ) -> (String, Duration) {
+        let p = |k: &str| join(path, k);
         // Recipes default to their server's clean and quick shutdown, with time to finish it.
-        let (default_signal, default_grace) = match &source {
+        let (default_signal, default_grace) = match source {
             Some(Source::Recipe(r)) => (r.stop_signal(), Duration::from_secs(30)),
             _ => ("SIGTERM", Duration::from_secs(10)),
         };
@@ -462,7 +681,18 @@ impl<'a> Builder<'a> {
             .get("stop_grace")
             .and_then(|e| self.duration(&e.node, &p("stop_grace")))
             .unwrap_or(default_grace);
+        (stop_signal, stop_grace)
+    }
 
+    /// `route` (a task has none) and `description`.
+    fn service_route(
+        &mut self,
+        name: &str,
+        kind: ServiceKind,
+        map: &Map,
+        path: &str,
+    ) -> Option<Route> {
+        let p = |k: &str| join(path, k);
         let route = map
             .get("route")
             .and_then(|e| self.route(name, &e.node, &p("route")));
@@ -477,6 +707,12 @@ impl<'a> Builder<'a> {
         if let Some(e) = map.get("description") {
             self.string(&e.node, &p("description"));
         }
+        route
+    }
+
+    /// `image`, for the exports of a command service.
+    fn image(&mut self, source: &Option<Source>, map: &Map, path: &str) -> Option<String> {
+        let p = |k: &str| join(path, k);
         let image = map.get("image").and_then(|e| {
             if !matches!(source, Some(Source::Command(_))) {
                 self.err(
@@ -502,8 +738,14 @@ impl<'a> Builder<'a> {
             }
             Some(s)
         });
+        image
+    }
+
+    /// The recipe-only keys: `secret`, `databases`, `persistence`, `allow`.
+    fn recipe_options(&mut self, source: &Option<Source>, map: &Map, path: &str) -> RecipeOptions {
+        let p = |k: &str| join(path, k);
         let mut recipe_options = RecipeOptions::default();
-        let recipe = match &source {
+        let recipe = match source {
             Some(Source::Recipe(r)) => Some(*r),
             _ => None,
         };
@@ -553,101 +795,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-
-        let source = source?;
-        if !ok {
-            return None;
-        }
-        let uses_port = match &source {
-            Source::Command(argv) => argv.iter().any(Template::uses_port),
-            _ => false,
-        } || env.values().any(|v| v.value.uses_port());
-        let port = match port {
-            Some(p) => p,
-            None => {
-                let needs = route.is_some()
-                    || uses_port
-                    || matches!(source, Source::Recipe(_))
-                    || matches!(
-                        health.as_ref().map(|h| &h.check),
-                        Some(Check::Http(_)) | Some(Check::Tcp(None))
-                    );
-                if (needs && kind == ServiceKind::Service) || uses_port {
-                    PortSpec::Auto
-                } else {
-                    PortSpec::None
-                }
-            }
-        };
-        if matches!(source, Source::Upstreams(_))
-            && port != PortSpec::None
-            && map.contains_key("port")
-        {
-            self.err(
-                &map["port"].key_loc,
-                &p("port"),
-                "a service of remote upstreams has no port of its own",
-                None,
-            );
-        }
-        let port = if matches!(source, Source::Upstreams(_)) {
-            PortSpec::None
-        } else {
-            port
-        };
-        if port == PortSpec::None {
-            if let Some(h) = &health {
-                if matches!(h.check, Check::Http(_) | Check::Tcp(None))
-                    && !matches!(source, Source::Upstreams(_))
-                {
-                    self.err(
-                        &map["health"].node.loc,
-                        &p("health"),
-                        "this probe needs the unit's port, but port is \"none\"",
-                        None,
-                    );
-                }
-            }
-        }
-        if let (Source::Recipe(Recipe::Postgres), Some(e)) = (&source, map.get("bind")) {
-            if !bind.is_loopback() && recipe_options.allow.is_empty() {
-                self.err(
-                    &e.node.loc,
-                    &p("bind"),
-                    "a postgres reachable beyond loopback needs `allow`: the networks whose clients may log in",
-                    Some("allow = [\"10.77.0.0/24\"] (each is written to pg_hba.conf, with scram-sha-256)".to_string()),
-                );
-            }
-        }
-        let replace = map
-            .get("replace")
-            .and_then(|e| self.replace(&e.node, &p("replace"), &source, port, kind))
-            .unwrap_or_default();
-        let max_surge = map
-            .get("max_surge")
-            .and_then(|e| self.int(&e.node, &p("max_surge"), 1, 64))
-            .unwrap_or(1) as u32;
-        Some(Service {
-            name: name.to_string(),
-            source,
-            cwd,
-            env,
-            port,
-            bind,
-            kind,
-            replicas,
-            for_each_instance,
-            depends_on,
-            health,
-            restart,
-            stop_signal,
-            stop_grace,
-            replace,
-            max_surge,
-            route,
-            recipe: recipe_options,
-            image,
-        })
+        recipe_options
     }
 
     /// `databases = "per-instance"` or `["name", ...]`.
