@@ -1,5 +1,7 @@
 //! Stack -> Plan: expansion, ports, references, dependencies, levels and routes.
 
+mod units;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -183,395 +185,21 @@ fn role_key(unit: &str, instance: &str) -> String {
 
 /// Builds the Plan for `stack` from `inputs`.
 pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
-    let sticky = &inputs.ports;
     let credentials = &inputs.credentials;
     let asked: RefCell<Vec<Asked>> = RefCell::new(Vec::new());
-    // 1. Expand services into unit slots.
-    let mut slots: Vec<Slot<'_>> = Vec::new();
-    for svc in stack.services.values() {
-        if matches!(svc.source, Source::Upstreams(_)) {
-            continue;
-        }
-        let instances: Vec<Option<&Instance>> = if svc.for_each_instance {
-            stack.instances.values().map(Some).collect()
-        } else {
-            vec![None]
-        };
-        for inst in instances {
-            for r in 1..=svc.replicas {
-                slots.push(Slot {
-                    name: unit_name(&svc.name, inst.map(|i| i.name.as_str()), r, svc.replicas),
-                    service: svc,
-                    instance: inst,
-                    replica: r,
-                });
-            }
-        }
-    }
-
-    // 2. Ports: fixed first, then automatic ones, stable per unit name.
-    let (low, high) = stack.ports;
-    let mut taken: BTreeSet<u16> = inputs.avoid.clone();
-    for l in stack
-        .edge
-        .listen
-        .iter()
-        .chain(stack.edge.forward.iter().map(|f| &f.listen))
-    {
-        taken.insert(l.addr.port());
-    }
-    let mut ports: BTreeMap<String, u16> = BTreeMap::new();
-    for s in &slots {
-        if let PortSpec::Fixed(p) = s.service.port {
-            ports.insert(s.name.clone(), p);
-            taken.insert(p);
-        }
-    }
-    let mut auto: Vec<&Slot<'_>> = slots
-        .iter()
-        .filter(|s| s.service.port == PortSpec::Auto)
-        .collect();
-    auto.sort_by(|a, b| a.name.cmp(&b.name));
-    // Units that existed before keep their port when it is still free.
-    let mut pending = Vec::new();
-    for s in auto {
-        let kept = sticky
-            .get(&s.name)
-            .copied()
-            .filter(|p| *p >= low && *p <= high && !taken.contains(p));
-        match kept {
-            Some(p) => {
-                taken.insert(p);
-                ports.insert(s.name.clone(), p);
-            }
-            None => pending.push(s),
-        }
-    }
-    let size = u64::from(high - low) + 1;
-    for s in pending {
-        let start = fnv(&format!("{}/{}", stack.name, s.name)) % size;
-        let mut found = None;
-        for i in 0..size {
-            let p = low + ((start + i) % size) as u16;
-            if !taken.contains(&p) {
-                found = Some(p);
-                break;
-            }
-        }
-        let p = found.ok_or_else(|| PlanError::PortsExhausted(low, high, s.name.clone()))?;
-        taken.insert(p);
-        ports.insert(s.name.clone(), p);
-    }
-
-    // 3. Units.
+    let slots = units::slots(stack);
+    let ports = units::assign_ports(stack, inputs, &slots)?;
     let mut units: IndexMap<String, Unit> = IndexMap::new();
     for s in &slots {
-        let svc = s.service;
-        let port = ports.get(&s.name).copied();
-        let ctx = Ctx {
-            stack,
-            unit: &s.name,
-            port,
-            bind: svc.bind,
-            instance: s.instance,
-            ports: &ports,
-            credentials,
-            asked: &asked,
-        };
-        let run = match &svc.source {
-            Source::Command(argv) => Run::Command {
-                argv: argv
-                    .iter()
-                    .map(|t| ctx.render(t))
-                    .collect::<Result<_, _>>()?,
-            },
-            Source::Recipe(r) => Run::Recipe {
-                recipe: *r,
-                spec: recipe_spec(stack, svc, *r, &s.name, credentials)?,
-            },
-            Source::Upstreams(_) => continue,
-        };
-        let cwd = match &svc.cwd {
-            Some(t) => PathBuf::from(ctx.render(t)?),
-            None => PathBuf::from("."),
-        };
-        // Application code comes from the deployed release; backing servers and absolute
-        // folders stay where they are.
-        let release = match (&inputs.release, &run) {
-            (Some(r), Run::Command { .. }) if cwd.is_relative() => Some(r),
-            _ => None,
-        };
-        let cwd = match release {
-            Some(r) => r.dir.join(&cwd),
-            None => cwd,
-        };
-        let mut env = IndexMap::new();
-        for (k, v) in &svc.env {
-            env.insert(
-                k.clone(),
-                EnvVar {
-                    value: ctx.render(&v.value)?,
-                    secret: v.secret,
-                },
-            );
-        }
-        let plain = |v: String| EnvVar {
-            value: v,
-            secret: false,
-        };
-        if let Some(p) = port {
-            env.entry("PORT".into())
-                .or_insert_with(|| plain(p.to_string()));
-            env.entry("HOST".into())
-                .or_insert_with(|| plain(svc.bind.to_string()));
-        }
-        env.insert("GROVE_STACK".into(), plain(stack.name.clone()));
-        env.insert("GROVE_SERVICE".into(), plain(svc.name.clone()));
-        env.insert("GROVE_UNIT".into(), plain(s.name.clone()));
-        if let Some(i) = s.instance {
-            env.insert("GROVE_INSTANCE".into(), plain(i.name.clone()));
-        }
-        if let Some(e) = &stack.environment {
-            env.insert("GROVE_ENV".into(), plain(e.clone()));
-        }
-        if let Some(r) = release {
-            env.insert("GROVE_RELEASE".into(), plain(r.id.clone()));
-        }
-        let addr = port.map(|p| host_port(&client_host(svc.bind), p));
-        let health = match &svc.health {
-            Some(h) => {
-                let check = match &h.check {
-                    Check::Http(path) => ProbeCheck::Http {
-                        addr: addr.clone().unwrap_or_default(),
-                        path: ctx.render(path)?,
-                        status: h.status.clone(),
-                    },
-                    Check::Tcp(None) => ProbeCheck::Tcp {
-                        addr: addr.clone().unwrap_or_default(),
-                    },
-                    Check::Tcp(Some(t)) => ProbeCheck::Tcp {
-                        addr: ctx.render(t)?,
-                    },
-                    Check::Exec(argv) => ProbeCheck::Exec {
-                        argv: argv
-                            .iter()
-                            .map(|t| ctx.render(t))
-                            .collect::<Result<_, _>>()?,
-                    },
-                };
-                Some(Probe {
-                    check,
-                    interval_ms: ms(h.interval),
-                    timeout_ms: ms(h.timeout),
-                    retries: h.retries,
-                    start_period_ms: ms(h.start_period),
-                })
-            }
-            // A recipe's own check; failures while the server boots (RabbitMQ's Erlang VM,
-            // PostgreSQL's recovery after a crash) do not count, so autoheal never kills a
-            // server that is still starting.
-            None if matches!(svc.source, Source::Recipe(_)) => Some(Probe {
-                check: ProbeCheck::Recipe,
-                interval_ms: 2000,
-                timeout_ms: 5000,
-                retries: 3,
-                start_period_ms: match svc.source {
-                    Source::Recipe(Recipe::Rabbitmq) => 180_000,
-                    Source::Recipe(Recipe::Postgres | Recipe::Mongodb) => 120_000,
-                    _ => 30_000,
-                },
-            }),
-            None => None,
-        };
-        units.insert(
-            s.name.clone(),
-            Unit {
-                name: s.name.clone(),
-                service: svc.name.clone(),
-                instance: s.instance.map(|i| i.name.clone()),
-                replica: s.replica,
-                kind: svc.kind,
-                run,
-                cwd,
-                env,
-                port,
-                bind: svc.bind,
-                health,
-                restart: Restart {
-                    policy: svc.restart.policy,
-                    backoff_ms: ms(svc.restart.backoff),
-                    max_backoff_ms: ms(svc.restart.max_backoff),
-                    max_restarts: svc.restart.max_restarts,
-                },
-                stop_signal: svc.stop_signal.clone(),
-                stop_grace_ms: ms(svc.stop_grace),
-                replace: svc.replace,
-                max_surge: svc.max_surge,
-                depends_on: Vec::new(),
-                level: 0,
-                image: svc.image.clone(),
-                release: release.map(|r| r.id.clone()),
-            },
-        );
-    }
-
-    // 3b. Databases the dependents asked for by appending `/NAME` to a recipe's URL; every
-    // variable that carries a generated password or another secret's value is secret.
-    for a in asked.take() {
-        if let Some(Unit {
-            run: Run::Recipe { spec, .. },
-            ..
-        }) = units.get_mut(&a.server)
-        {
-            let db = Database {
-                name: a.database,
-                owner: a.owner,
-                private: false,
-            };
-            if !spec.databases.iter().any(|d| d.name == db.name) {
-                spec.databases.push(db);
-            }
+        if let Some(unit) = units::unit_of(stack, inputs, s, &ports, &asked)? {
+            units.insert(s.name.clone(), unit);
         }
     }
-    let mut passwords: Vec<String> = Vec::new();
-    for u in units.values_mut() {
-        if let Run::Recipe { spec, .. } = &mut u.run {
-            spec.databases.sort();
-            passwords.extend(spec.passwords().map(str::to_string));
-        }
-    }
-    // A value that carries a secret one (a URL built from a `secret = true` value, say) is a
-    // secret as well, whichever unit it is in.
-    for u in units.values() {
-        passwords.extend(u.env.values().filter(|v| v.secret).map(|v| v.value.clone()));
-    }
-    passwords.retain(|p| p.len() >= 4);
-    for u in units.values_mut() {
-        for v in u.env.values_mut() {
-            if passwords.iter().any(|p| v.value.contains(p.as_str())) {
-                v.secret = true;
-            }
-        }
-    }
-
-    // 4. Dependencies between units: same instance when both are per instance, else all units.
-    let names: Vec<String> = units.keys().cloned().collect();
-    for name in &names {
-        let Some(unit) = units.get(name) else {
-            continue;
-        };
-        let Some(svc) = stack.services.get(&unit.service) else {
-            continue;
-        };
-        let inst = unit.instance.clone();
-        let mut deps = Vec::new();
-        for (dep, cond) in &svc.depends_on {
-            let Some(dsvc) = stack.services.get(dep) else {
-                continue;
-            };
-            for du in units.values().filter(|u| &u.service == dep) {
-                if dsvc.for_each_instance && inst.is_some() && du.instance != inst {
-                    continue;
-                }
-                deps.push(Dependency {
-                    unit: du.name.clone(),
-                    condition: *cond,
-                });
-            }
-        }
-        if let Some(u) = units.get_mut(name) {
-            u.depends_on = deps;
-        }
-    }
-
-    // 5. Levels (the stack has no cycles; bound the passes anyway).
-    let mut level: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..=units.len() {
-        let mut changed = false;
-        for u in units.values() {
-            let l = u
-                .depends_on
-                .iter()
-                .map(|d| level.get(&d.unit).copied().unwrap_or(0) + 1)
-                .max()
-                .unwrap_or(0);
-            if level.get(&u.name) != Some(&l) {
-                level.insert(u.name.clone(), l);
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let depth = level.values().copied().max().map(|m| m + 1).unwrap_or(0);
-    let mut levels = vec![Vec::new(); depth];
-    for u in units.values_mut() {
-        u.level = level.get(&u.name).copied().unwrap_or(0);
-        if let Some(l) = levels.get_mut(u.level) {
-            l.push(u.name.clone());
-        }
-    }
-
-    // 6. Routes.
-    let mut routes = Vec::new();
-    for svc in stack.services.values() {
-        let Some(route) = &svc.route else { continue };
-        let instances: Vec<Option<&Instance>> = if svc.for_each_instance {
-            stack.instances.values().map(Some).collect()
-        } else {
-            vec![None]
-        };
-        for inst in instances {
-            let ctx = Ctx {
-                stack,
-                unit: &svc.name,
-                port: None,
-                bind: svc.bind,
-                instance: inst,
-                ports: &ports,
-                credentials,
-                asked: &asked,
-            };
-            let host = match &route.host {
-                Some(t) => Some(ctx.render(t)?).filter(|h| !h.is_empty()),
-                None => None,
-            };
-            let prefix = match (&route.prefix, inst) {
-                (Some(t), _) => ctx.render(t)?,
-                (None, Some(i)) => i.prefix.clone(),
-                (None, None) => "/".to_string(),
-            };
-            routes.push(Route {
-                host: host.map(|h| h.to_ascii_lowercase()),
-                prefix: normalize_prefix(&prefix),
-                strip_prefix: route.strip_prefix,
-                websocket: route.websocket,
-                max_body: route.max_body,
-                balance: route.balance,
-                hold_ms: route.hold_ms,
-                service: svc.name.clone(),
-                instance: inst.map(|i| i.name.clone()),
-                target: target(svc, inst, &units),
-            });
-        }
-    }
-    routes.sort_by(|a, b| (&a.host, &a.prefix).cmp(&(&b.host, &b.prefix)));
-
-    let forward = stack
-        .edge
-        .forward
-        .iter()
-        .filter_map(|f| {
-            let svc = stack.services.get(&f.service)?;
-            Some(Forward {
-                listen: f.listen,
-                service: f.service.clone(),
-                target: target(svc, None, &units),
-            })
-        })
-        .collect();
-
+    units::databases_and_secrets(&mut units, asked.take());
+    units::link_dependencies(stack, &mut units);
+    let levels = units::assign_levels(&mut units);
+    let routes = routes(stack, inputs, &ports, &asked, &units)?;
+    let forward = forwards(stack, &units);
     let remote_health = stack.services.values().filter_map(remote_health).collect();
     Ok(Plan {
         remote_health,
@@ -636,6 +264,78 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             notify: stack.admin.notify.clone(),
         },
     })
+}
+
+/// Phase 6: the route table, sorted by host then prefix.
+fn routes(
+    stack: &Stack,
+    inputs: &Inputs,
+    ports: &BTreeMap<String, u16>,
+    asked: &RefCell<Vec<Asked>>,
+    units: &IndexMap<String, Unit>,
+) -> Result<Vec<Route>, PlanError> {
+    let credentials = &inputs.credentials;
+    let mut routes = Vec::new();
+    for svc in stack.services.values() {
+        let Some(route) = &svc.route else { continue };
+        let instances: Vec<Option<&Instance>> = if svc.for_each_instance {
+            stack.instances.values().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for inst in instances {
+            let ctx = Ctx {
+                stack,
+                unit: &svc.name,
+                port: None,
+                bind: svc.bind,
+                instance: inst,
+                ports,
+                credentials,
+                asked,
+            };
+            let host = match &route.host {
+                Some(t) => Some(ctx.render(t)?).filter(|h| !h.is_empty()),
+                None => None,
+            };
+            let prefix = match (&route.prefix, inst) {
+                (Some(t), _) => ctx.render(t)?,
+                (None, Some(i)) => i.prefix.clone(),
+                (None, None) => "/".to_string(),
+            };
+            routes.push(Route {
+                host: host.map(|h| h.to_ascii_lowercase()),
+                prefix: normalize_prefix(&prefix),
+                strip_prefix: route.strip_prefix,
+                websocket: route.websocket,
+                max_body: route.max_body,
+                balance: route.balance,
+                hold_ms: route.hold_ms,
+                service: svc.name.clone(),
+                instance: inst.map(|i| i.name.clone()),
+                target: target(svc, inst, units),
+            });
+        }
+    }
+    routes.sort_by(|a, b| (&a.host, &a.prefix).cmp(&(&b.host, &b.prefix)));
+    Ok(routes)
+}
+
+/// The edge's whole-port forwards, each to its service's units.
+fn forwards(stack: &Stack, units: &IndexMap<String, Unit>) -> Vec<Forward> {
+    stack
+        .edge
+        .forward
+        .iter()
+        .filter_map(|f| {
+            let svc = stack.services.get(&f.service)?;
+            Some(Forward {
+                listen: f.listen,
+                service: f.service.clone(),
+                target: target(svc, None, units),
+            })
+        })
+        .collect()
 }
 
 /// The probes of a remote `upstreams` service with `health`: the same check against each
