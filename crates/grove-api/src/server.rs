@@ -458,84 +458,14 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             let list = ctx.observe.store.lock().ok().and_then(|s| s.series().ok());
             json(StatusCode::OK, &list.unwrap_or_default())
         }
-        (Method::GET, "/v1/metrics") => {
-            let Some(series) = query(&req, "series") else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "name a series: /v1/metrics?series=host.cpu&since=3600",
-                );
-            };
-            let since: i64 = query(&req, "since")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(3600)
-                .clamp(1, 30 * 24 * 3600);
-            let now = grove_metrics::now_ms();
-            let points = ctx
-                .observe
-                .store
-                .lock()
-                .ok()
-                .and_then(|s| s.sample_range(&series, now - since * 1000, now, now).ok())
-                .unwrap_or_default();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({"series": series, "points": points}),
-            )
-        }
-        (Method::GET, "/v1/events") => {
-            let n: usize = query(&req, "limit")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(100)
-                .min(10_000);
-            let events = ctx
-                .observe
-                .store
-                .lock()
-                .ok()
-                .and_then(|s| s.last_events(n, &[]).ok())
-                .unwrap_or_default();
-            json(StatusCode::OK, &events)
-        }
+        (Method::GET, "/v1/metrics") => metric_points(ctx, &req),
+        (Method::GET, "/v1/events") => last_events(ctx, &req),
         (Method::GET, "/v1/events/stream") => {
             let events = ctx.engine.subscribe_events();
             let opening = vec![Bytes::from_static(b": grove events\n\n")];
             forward(events, opening, |e| Some(sse_event(&e)))
         }
-        (Method::GET, "/v1/logs" | "/v1/logs/stream") => {
-            let Some(unit) = query(&req, "unit") else {
-                return error(StatusCode::BAD_REQUEST, "name a unit: /v1/logs?unit=web");
-            };
-            let Ok(plan) = ctx.engine.plan().await else {
-                return gone();
-            };
-            if !plan.units.contains_key(&unit) {
-                return error(StatusCode::NOT_FOUND, format!("no unit named `{unit}`"));
-            }
-            let secrets = plan.secret_values();
-            let n: usize = query(&req, "lines")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(100)
-                .min(5000);
-            let file = ctx.observe.logs_dir.join(format!("{unit}.log"));
-            let tail: Vec<String> = grove_supervisor::logs::tail(&file, n)
-                .unwrap_or_default()
-                .iter()
-                .map(|l| grove_plan::scrub(l, &secrets))
-                .collect();
-            if path == "/v1/logs" {
-                return json(StatusCode::OK, &tail);
-            }
-            let opening = tail
-                .iter()
-                .map(|l| sse_event(&serde_json::json!({"line": l})))
-                .collect();
-            forward(ctx.engine.subscribe_lines(), opening, move |l| {
-                (*l.unit == *unit).then(|| {
-                    let text = grove_plan::scrub(&l.text, &secrets);
-                    sse_event(&serde_json::json!({"stream": l.stream, "text": text}))
-                })
-            })
-        }
+        (Method::GET, "/v1/logs" | "/v1/logs/stream") => logs(ctx, &req, &path).await,
         (Method::GET, "/v1/status") => match ctx.engine.status().await {
             Ok(s) => json(StatusCode::OK, &s),
             Err(_) => gone(),
@@ -544,41 +474,8 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             Ok(p) => json(StatusCode::OK, &p.redacted()),
             Err(_) => gone(),
         },
-        (Method::POST, "/v1/restart") => {
-            let targets: Targets = match body_json(req).await {
-                Ok(t) => t,
-                Err(r) => return r,
-            };
-            // A replacement changes the running Plan (a unit's port): one change at a time.
-            let _changing = ctx.changes.lock().await;
-            match (ctx.restart)(targets.targets).await {
-                Ok(acted) => json(StatusCode::OK, &acted),
-                Err(ActError::Unknown(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
-                Err(ActError::Refused(text)) => error(StatusCode::CONFLICT, text),
-                Err(ActError::Gone) => gone(),
-            }
-        }
-        (Method::POST, "/v1/start" | "/v1/stop") => {
-            let targets: Targets = match body_json(req).await {
-                Ok(t) => t,
-                Err(r) => return r,
-            };
-            let r = match path.as_str() {
-                "/v1/start" => ctx.engine.start_units(targets.targets).await,
-                _ => ctx.engine.stop_units(targets.targets).await,
-            };
-            match r {
-                Ok(Ok(units)) => json(
-                    StatusCode::OK,
-                    &Acted {
-                        units,
-                        steps: Vec::new(),
-                    },
-                ),
-                Ok(Err(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
-                Err(_) => gone(),
-            }
-        }
+        (Method::POST, "/v1/restart") => restart(ctx, req).await,
+        (Method::POST, "/v1/start" | "/v1/stop") => start_stop(ctx, req, &path).await,
         (Method::POST, "/v1/deploy") => {
             let req: DeployRequest = match body_json(req).await {
                 Ok(t) => t,
@@ -590,42 +487,13 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
                 Err(text) => error(StatusCode::CONFLICT, text),
             }
         }
-        (Method::POST, "/v1/record") => {
-            let r: Record = match body_json(req).await {
-                Ok(t) => t,
-                Err(r) => return r,
-            };
-            let kind_ok = !r.kind.is_empty()
-                && r.kind.len() <= 32
-                && r.kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
-            if !kind_ok || r.message.len() > 4096 {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "kind must be 1-32 lowercase letters or dashes, message at most 4096 bytes",
-                );
-            }
-            ctx.engine.record(None, &r.kind, &r.message);
-            json(StatusCode::OK, &Acted::default())
-        }
+        (Method::POST, "/v1/record") => record(ctx, req).await,
         (Method::POST, "/v1/reload") => match reload(ctx).await {
             Ok(report) => json(StatusCode::OK, &report),
             Err(ReloadError::Gone) => gone(),
             Err(ReloadError::Refused(text)) => error(StatusCode::UNPROCESSABLE_ENTITY, text),
         },
-        (Method::POST, "/v1/handover") => {
-            let asked: crate::Handover = match body_json(req).await {
-                Ok(h) => h,
-                Err(res) => return res,
-            };
-            if ctx.handover.send(asked).is_err() {
-                return gone();
-            }
-            let answer = crate::Handover {
-                binary: None,
-                pid: Some(std::process::id()),
-            };
-            json(StatusCode::OK, &answer)
-        }
+        (Method::POST, "/v1/handover") => handover(ctx, req).await,
         (Method::POST, "/v1/down") => {
             let _ = ctx.engine.shutdown().await;
             ctx.down.notify_one();
@@ -638,6 +506,160 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"),
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }
+}
+
+/// `GET /v1/metrics?series=NAME&since=SECONDS`: one series' samples.
+fn metric_points(ctx: &ApiContext, req: &Request<Incoming>) -> Response<Body> {
+    let Some(series) = query(req, "series") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name a series: /v1/metrics?series=host.cpu&since=3600",
+        );
+    };
+    let since: i64 = query(req, "since")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3600)
+        .clamp(1, 30 * 24 * 3600);
+    let now = grove_metrics::now_ms();
+    let points = ctx
+        .observe
+        .store
+        .lock()
+        .ok()
+        .and_then(|s| s.sample_range(&series, now - since * 1000, now, now).ok())
+        .unwrap_or_default();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"series": series, "points": points}),
+    )
+}
+
+/// `GET /v1/events?limit=N`: the last events.
+fn last_events(ctx: &ApiContext, req: &Request<Incoming>) -> Response<Body> {
+    let n: usize = query(req, "limit")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+        .min(10_000);
+    let events = ctx
+        .observe
+        .store
+        .lock()
+        .ok()
+        .and_then(|s| s.last_events(n, &[]).ok())
+        .unwrap_or_default();
+    json(StatusCode::OK, &events)
+}
+
+/// `GET /v1/logs?unit=U&lines=N` (scrubbed lines) and `/v1/logs/stream` (then the new
+/// ones, as server-sent events).
+async fn logs(ctx: &ApiContext, req: &Request<Incoming>, path: &str) -> Response<Body> {
+    let Some(unit) = query(req, "unit") else {
+        return error(StatusCode::BAD_REQUEST, "name a unit: /v1/logs?unit=web");
+    };
+    let Ok(plan) = ctx.engine.plan().await else {
+        return gone();
+    };
+    if !plan.units.contains_key(&unit) {
+        return error(StatusCode::NOT_FOUND, format!("no unit named `{unit}`"));
+    }
+    let secrets = plan.secret_values();
+    let n: usize = query(req, "lines")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+        .min(5000);
+    let file = ctx.observe.logs_dir.join(format!("{unit}.log"));
+    let tail: Vec<String> = grove_supervisor::logs::tail(&file, n)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| grove_plan::scrub(l, &secrets))
+        .collect();
+    if path == "/v1/logs" {
+        return json(StatusCode::OK, &tail);
+    }
+    let opening = tail
+        .iter()
+        .map(|l| sse_event(&serde_json::json!({"line": l})))
+        .collect();
+    forward(ctx.engine.subscribe_lines(), opening, move |l| {
+        (*l.unit == *unit).then(|| {
+            let text = grove_plan::scrub(&l.text, &secrets);
+            sse_event(&serde_json::json!({"stream": l.stream, "text": text}))
+        })
+    })
+}
+
+/// `POST /v1/restart`: routed units start-first, one change of the Plan at a time.
+async fn restart(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
+    let targets: Targets = match body_json(req).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    // A replacement changes the running Plan (a unit's port): one change at a time.
+    let _changing = ctx.changes.lock().await;
+    match (ctx.restart)(targets.targets).await {
+        Ok(acted) => json(StatusCode::OK, &acted),
+        Err(ActError::Unknown(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(ActError::Refused(text)) => error(StatusCode::CONFLICT, text),
+        Err(ActError::Gone) => gone(),
+    }
+}
+
+/// `POST /v1/start` and `/v1/stop`.
+async fn start_stop(ctx: &ApiContext, req: Request<Incoming>, path: &str) -> Response<Body> {
+    let targets: Targets = match body_json(req).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let r = match path {
+        "/v1/start" => ctx.engine.start_units(targets.targets).await,
+        _ => ctx.engine.stop_units(targets.targets).await,
+    };
+    match r {
+        Ok(Ok(units)) => json(
+            StatusCode::OK,
+            &Acted {
+                units,
+                steps: Vec::new(),
+            },
+        ),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(_) => gone(),
+    }
+}
+
+/// `POST /v1/record`: an event from another part of grove (kind and message checked).
+async fn record(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
+    let r: Record = match body_json(req).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let kind_ok = !r.kind.is_empty()
+        && r.kind.len() <= 32
+        && r.kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+    if !kind_ok || r.message.len() > 4096 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "kind must be 1-32 lowercase letters or dashes, message at most 4096 bytes",
+        );
+    }
+    ctx.engine.record(None, &r.kind, &r.message);
+    json(StatusCode::OK, &Acted::default())
+}
+
+/// `POST /v1/handover`: asks the daemon to hand over to a successor; answers with its pid.
+async fn handover(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
+    let asked: crate::Handover = match body_json(req).await {
+        Ok(h) => h,
+        Err(res) => return res,
+    };
+    if ctx.handover.send(asked).is_err() {
+        return gone();
+    }
+    let answer = crate::Handover {
+        binary: None,
+        pid: Some(std::process::id()),
+    };
+    json(StatusCode::OK, &answer)
 }
 
 async fn body_json<T: for<'de> serde::Deserialize<'de>>(

@@ -154,24 +154,7 @@ impl Daemon {
             eprintln!("grove: {note}");
             let _ = store.append(None, "store-reset", note);
         }
-        // Units an earlier grove left running (it was killed, or is being replaced) are
-        // supervised again; only what nobody can adopt is reaped.
-        let (found, ended) = grove_supervisor::shim::discover(&state.join("run")).await;
-        for e in &ended {
-            let _ = store.append(
-                Some(&e.hello.unit),
-                "exited",
-                &format!(
-                    "pid {} ended while no grove was running: {}",
-                    e.hello.pid,
-                    grove_engine::describe_exit(&e.status)
-                ),
-            );
-        }
-        let adopted: Vec<i32> = found.iter().map(|a| a.hello.pid).collect();
-        for line in grove_engine::reap_leftovers(&store, &adopted) {
-            eprintln!("grove: {line}");
-        }
+        let found = leftovers(&state, &store).await;
         let adopting: Vec<String> = found.iter().map(|a| a.hello.unit.clone()).collect();
         let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store), &adopting)
             .and_then(|p| recipes_installed(&p).map(|_| p))
@@ -390,6 +373,32 @@ impl Daemon {
         drop(lock);
         Ok(())
     }
+}
+
+/// The units an earlier grove left running (it was killed, or is being replaced), to be
+/// supervised again; those that ended meanwhile get their exit recorded, and only what
+/// nobody can adopt is reaped.
+async fn leftovers(
+    state: &Path,
+    store: &grove_state::Store,
+) -> Vec<grove_supervisor::shim::Attached> {
+    let (found, ended) = grove_supervisor::shim::discover(&state.join("run")).await;
+    for e in &ended {
+        let _ = store.append(
+            Some(&e.hello.unit),
+            "exited",
+            &format!(
+                "pid {} ended while no grove was running: {}",
+                e.hello.pid,
+                grove_engine::describe_exit(&e.status)
+            ),
+        );
+    }
+    let adopted: Vec<i32> = found.iter().map(|a| a.hello.pid).collect();
+    for line in grove_engine::reap_leftovers(store, &adopted) {
+        eprintln!("grove: {line}");
+    }
+    found
 }
 
 /// Takes `state/grove.lock` (an exclusive `flock`, released when grove ends, even killed).

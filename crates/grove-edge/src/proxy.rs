@@ -320,92 +320,70 @@ fn is_upgrade(h: &HeaderMap) -> bool {
         })
 }
 
-async fn proxy(
-    cx: Cx<'_>,
-    mut req: Request<Incoming>,
-    target: Target<'_>,
-) -> (Response<BoxBody>, Option<String>) {
-    let (shared, table, conn, id) = (cx.shared, cx.table, cx.conn, cx.id());
-    // Body size.
-    let declared: Option<u64> = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    if declared.is_some_and(|n| n > target.max_body) {
-        return (
-            error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "the request body is larger than this route allows ({} bytes)",
-                    target.max_body
-                ),
-                id,
-            ),
-            None,
-        );
-    }
-    let upgrade = is_upgrade(req.headers());
-    if upgrade && !target.websocket {
-        return (
-            error_page(
-                StatusCode::BAD_REQUEST,
-                "upgrades are not allowed on this route",
-                id,
-            ),
-            None,
-        );
-    }
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
+/// The answer of [`proxy`]: the response, and the upstream that gave it.
+type Answered = (Response<BoxBody>, Option<String>);
+
+/// An error page, from no upstream.
+fn refused_with(status: StatusCode, message: &str, id: &str) -> Answered {
+    (error_page(status, message, id), None)
+}
+
+/// An error page with `Connection: close` (what was left of the request cannot be read).
+fn closing(status: StatusCode, message: &str, id: &str) -> Response<BoxBody> {
+    let mut r = error_page(status, message, id);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// The request's body for the upstream: none, whole (up to the buffer size, so it can be sent
+/// again) or streaming; an error page when it is too large, too slow or malformed.
+async fn request_body(
+    shared: &Shared,
+    declared: Option<u64>,
+    headers: &HeaderMap,
+    body: Incoming,
+    max_body: u64,
+    id: &str,
+) -> Result<Option<ReqBody>, Response<BoxBody>> {
     let empty_body = declared == Some(0)
-        || (declared.is_none() && !parts.headers.contains_key(header::TRANSFER_ENCODING));
-    let body: Option<ReqBody> = if empty_body {
-        None
-    } else {
-        let limit = usize::try_from(target.max_body).unwrap_or(usize::MAX);
-        let body = ReadTimeout::new(Limited::new(body, limit), shared.limits.body_read_timeout);
-        match buffer_body(body).await {
-            Ok(b) => Some(b),
-            Err(e) if e.is::<BodyTimeout>() => {
-                let mut r = error_page(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body did not arrive in time",
-                    id,
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return (r, None);
-            }
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return (
-                    error_page(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "the request body is too large for this route",
-                        id,
-                    ),
-                    None,
-                )
-            }
-            Err(e) => {
-                let mut r = error_page(
-                    StatusCode::BAD_REQUEST,
-                    &format!("malformed request body: {e}"),
-                    id,
-                );
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return (r, None);
-            }
+        || (declared.is_none() && !headers.contains_key(header::TRANSFER_ENCODING));
+    if empty_body {
+        return Ok(None);
+    }
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let body = ReadTimeout::new(Limited::new(body, limit), shared.limits.body_read_timeout);
+    match buffer_body(body).await {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.is::<BodyTimeout>() => Err(closing(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+            id,
+        )),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large for this route",
+                id,
+            ))
         }
-    };
-    // Path and query, after stripping (without stripping, the request's own, shared).
-    let pq: PathAndQuery = match (target.strip, parts.uri.path_and_query()) {
-        (None, Some(pq)) => pq.clone(),
-        (None, None) => PathAndQuery::from_static("/"),
+        Err(e) => Err(closing(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed request body: {e}"),
+            id,
+        )),
+    }
+}
+
+/// Path and query for the upstream, after stripping the route's prefix (without stripping,
+/// the request's own, shared).
+fn upstream_target(strip: Option<&str>, uri: &Uri) -> Result<PathAndQuery, String> {
+    match (strip, uri.path_and_query()) {
+        (None, Some(pq)) => Ok(pq.clone()),
+        (None, None) => Ok(PathAndQuery::from_static("/")),
         (Some(prefix), pq) => {
             let pq = pq.map_or("/", |p| p.as_str());
             let rest = &pq[prefix.len().min(pq.len())..];
@@ -414,22 +392,21 @@ async fn proxy(
             } else {
                 PathAndQuery::try_from(rest)
             };
-            match stripped {
-                Ok(p) => p,
-                Err(e) => {
-                    return (
-                        error_page(
-                            StatusCode::BAD_REQUEST,
-                            &format!("bad request target: {e}"),
-                            id,
-                        ),
-                        None,
-                    )
-                }
-            }
+            stripped.map_err(|e| format!("bad request target: {e}"))
         }
-    };
-    // Headers.
+    }
+}
+
+/// The headers the upstream hears: hop-by-hop and unforwardable ones removed (an upgrade's
+/// kept), `X-Forwarded-*` set (kept from a trusted proxy), `Host` from the authority that
+/// routed the request, the request id.
+fn upstream_headers(
+    cx: &Cx<'_>,
+    parts: &mut hyper::http::request::Parts,
+    upgrade: bool,
+    strip: Option<&str>,
+) -> HeaderMap {
+    let (table, conn) = (cx.table, &cx.conn);
     let mut headers = std::mem::take(&mut parts.headers);
     let upgrade_value = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
@@ -472,12 +449,153 @@ async fn proxy(
     if let Some(h) = &original_host {
         headers.insert(header::HOST, h.clone());
     }
-    if let Some(prefix) = target.strip {
+    if let Some(prefix) = strip {
         if let Ok(v) = HeaderValue::from_str(prefix) {
             headers.insert(X_FORWARDED_PREFIX.clone(), v);
         }
     }
     headers.insert(X_REQUEST_ID.clone(), cx.id.clone());
+    headers
+}
+
+/// The request to one backend: its absolute URI (hyper-util's client wants one), the body
+/// (a copy of a buffered one; a streaming one is taken), the headers given.
+fn upstream_request(
+    backend: &Backend,
+    pq: &PathAndQuery,
+    method: &hyper::Method,
+    body: &mut Option<ReqBody>,
+    headers: HeaderMap,
+) -> Result<Request<BoxBody>, String> {
+    let mut uri = hyper::http::uri::Parts::default();
+    uri.scheme = Some(if backend.https {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    });
+    uri.authority = backend.uri_authority.clone();
+    uri.path_and_query = Some(pq.clone());
+    let uri = Uri::from_parts(uri)
+        .map_err(|e| format!("{} is not a valid upstream address: {e}", backend.name))?;
+    let this_body = match body {
+        None => full(Bytes::new()),
+        Some(ReqBody::Whole(b)) => full(b.clone()),
+        Some(ReqBody::Streaming(_)) => match body.take() {
+            Some(ReqBody::Streaming(b)) => b,
+            _ => full(Bytes::new()),
+        },
+    };
+    let mut out = Request::new(this_body);
+    *out.method_mut() = method.clone();
+    *out.uri_mut() = uri;
+    *out.version_mut() = Version::HTTP_11;
+    *out.headers_mut() = headers;
+    if !out.headers().contains_key(header::HOST) {
+        if let Ok(v) = HeaderValue::from_str(&backend.authority) {
+            out.headers_mut().insert(header::HOST, v);
+        }
+    }
+    Ok(out)
+}
+
+/// The client's answer from an upstream's response: an upgrade's tunnel started, a bad
+/// response refused with 502, hop-by-hop headers removed, the client's protocol version.
+fn answer_from(
+    mut res: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    backend: &Arc<Backend>,
+    version: Version,
+    id: &str,
+) -> Response<BoxBody> {
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_side) = client_upgrade {
+            let upstream_side = hyper::upgrade::on(&mut res);
+            tokio::spawn(tunnel(client_side, upstream_side, backend.clone()));
+        }
+        let (p, _) = res.into_parts();
+        return Response::from_parts(p, full(Bytes::new()));
+    }
+    let (mut p, b) = res.into_parts();
+    let lines = p
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    if let Err(why) = rules::check_response(lines) {
+        return error_page(
+            StatusCode::BAD_GATEWAY,
+            &format!("{} sent a bad response: {why}", backend.name),
+            id,
+        );
+    }
+    strip_hop_by_hop(&mut p.headers);
+    // Speak the client's protocol version, whatever the upstream spoke.
+    p.version = version;
+    let body = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+    Response::from_parts(p, body)
+}
+
+/// The answer to an exchange that failed after the request was sent (a body that timed out
+/// or was too large is the client's doing; anything else is 502).
+fn exchange_failed(
+    e: &(dyn std::error::Error + 'static),
+    backend: &Backend,
+    id: &str,
+) -> Response<BoxBody> {
+    if caused_by::<BodyTimeout>(e, BODY_TIMEOUT) {
+        return error_page(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+            id,
+        );
+    }
+    if caused_by::<http_body_util::LengthLimitError>(e, "length limit exceeded") {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large for this route",
+            id,
+        );
+    }
+    error_page(
+        StatusCode::BAD_GATEWAY,
+        &format!("{} failed: {}", backend.name, root_cause(e)),
+        id,
+    )
+}
+
+async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> Answered {
+    let (shared, conn, id) = (cx.shared, cx.conn, cx.id());
+    let declared: Option<u64> = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if declared.is_some_and(|n| n > target.max_body) {
+        let why = format!(
+            "the request body is larger than this route allows ({} bytes)",
+            target.max_body
+        );
+        return refused_with(StatusCode::PAYLOAD_TOO_LARGE, &why, id);
+    }
+    let upgrade = is_upgrade(req.headers());
+    if upgrade && !target.websocket {
+        return refused_with(
+            StatusCode::BAD_REQUEST,
+            "upgrades are not allowed on this route",
+            id,
+        );
+    }
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let body = match request_body(shared, declared, &parts.headers, body, target.max_body, id).await
+    {
+        Ok(b) => b,
+        Err(page) => return (page, None),
+    };
+    let pq = match upstream_target(target.strip, &parts.uri) {
+        Ok(pq) => pq,
+        Err(why) => return refused_with(StatusCode::BAD_REQUEST, &why, id),
+    };
+    let headers = upstream_headers(&cx, &mut parts, upgrade, target.strip);
     // While no unit is ready (the only one restarts), the request waits up to the route's
     // `hold` for one.
     let deadline = tokio::time::Instant::now() + target.hold;
@@ -495,6 +613,7 @@ async fn proxy(
     let mut body = body;
     let mut last_err = String::new();
     let mut headers = Some(headers);
+    let mut client_upgrade = client_upgrade;
     loop {
         // A refused connection sent nothing: the next target may have a buffered request
         // whatever its method (a streamed body cannot be sent twice).
@@ -505,71 +624,34 @@ async fn proxy(
         };
         let mut unit_refused = false;
         for (attempt, backend) in candidates.iter().take(attempts).enumerate() {
-            // hyper-util's client wants the absolute URI.
-            let mut uri = hyper::http::uri::Parts::default();
-            uri.scheme = Some(if backend.https {
-                Scheme::HTTPS
-            } else {
-                Scheme::HTTP
-            });
-            uri.authority = backend.uri_authority.clone();
-            uri.path_and_query = Some(pq.clone());
-            let uri = match Uri::from_parts(uri) {
-                Ok(u) => u,
-                Err(e) => {
-                    return (
-                        error_page(
-                            StatusCode::BAD_GATEWAY,
-                            &format!("{} is not a valid upstream address: {e}", backend.name),
-                            id,
-                        ),
-                        Some(backend.name.clone()),
-                    )
-                }
-            };
-            let this_body = match &body {
-                None => full(Bytes::new()),
-                Some(ReqBody::Whole(b)) => full(b.clone()),
-                Some(ReqBody::Streaming(_)) => match body.take() {
-                    Some(ReqBody::Streaming(b)) => b,
-                    _ => full(Bytes::new()),
-                },
-            };
-            let mut out = Request::new(this_body);
-            *out.method_mut() = parts.method.clone();
-            *out.uri_mut() = uri;
-            *out.version_mut() = Version::HTTP_11;
-            // The last attempt takes the headers; earlier ones (and a unit's, which may be tried
-            // again while the request is held) copy them.
-            *out.headers_mut() = if attempt + 1 == attempts && !backend.unit {
+            // The last attempt takes the headers; earlier ones (and a unit's, which may be
+            // tried again while the request is held) copy them.
+            let these = if attempt + 1 == attempts && !backend.unit {
                 headers.take().unwrap_or_default()
             } else {
                 headers.clone().unwrap_or_default()
             };
-            if !out.headers().contains_key(header::HOST) {
-                if let Ok(v) = HeaderValue::from_str(&backend.authority) {
-                    out.headers_mut().insert(header::HOST, v);
+            let out = match upstream_request(backend, &pq, &parts.method, &mut body, these) {
+                Ok(out) => out,
+                Err(why) => {
+                    let page = error_page(StatusCode::BAD_GATEWAY, &why, id);
+                    return (page, Some(backend.name.clone()));
                 }
-            }
+            };
             backend.active.fetch_add(1, Ordering::Relaxed);
             let sent =
                 tokio::time::timeout(shared.limits.upstream_response, send(shared, out)).await;
             backend.active.fetch_sub(1, Ordering::Relaxed);
-            match sent {
-                Err(_) => {
-                    return (
-                        error_page(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            &format!(
-                                "{} did not answer within {} s",
-                                backend.name,
-                                shared.limits.upstream_response.as_secs()
-                            ),
-                            id,
-                        ),
-                        Some(backend.name.clone()),
-                    );
-                }
+            let page = match sent {
+                Err(_) => error_page(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "{} did not answer within {} s",
+                        backend.name,
+                        shared.limits.upstream_response.as_secs()
+                    ),
+                    id,
+                ),
                 Ok(Err(SendError::Connect(why))) => {
                     backend.mark_down();
                     last_err = format!("cannot connect to {} ({why})", backend.name);
@@ -578,81 +660,23 @@ async fn proxy(
                 }
                 Ok(Err(SendError::Exchange(e))) => {
                     let e: &(dyn std::error::Error + 'static) = &*e;
-                    // An idempotent request whose target closed before any response byte goes
-                    // to the next target.
+                    // An idempotent request whose target closed before any response byte
+                    // goes to the next target.
                     if retryable && closed_before_answering(e) {
                         backend.mark_down();
                         last_err = format!("{} closed the connection", backend.name);
                         unit_refused |= backend.unit;
                         continue;
                     }
-                    if caused_by::<BodyTimeout>(e, BODY_TIMEOUT) {
-                        return (
-                            error_page(
-                                StatusCode::REQUEST_TIMEOUT,
-                                "the request body did not arrive in time",
-                                id,
-                            ),
-                            Some(backend.name.clone()),
-                        );
-                    }
-                    if caused_by::<http_body_util::LengthLimitError>(e, "length limit exceeded") {
-                        return (
-                            error_page(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "the request body is too large for this route",
-                                id,
-                            ),
-                            Some(backend.name.clone()),
-                        );
-                    }
-                    return (
-                        error_page(
-                            StatusCode::BAD_GATEWAY,
-                            &format!("{} failed: {}", backend.name, root_cause(e)),
-                            id,
-                        ),
-                        Some(backend.name.clone()),
-                    );
+                    exchange_failed(e, backend, id)
                 }
-                Ok(Ok(mut res)) => {
-                    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        if let Some(client_side) = client_upgrade {
-                            let upstream_side = hyper::upgrade::on(&mut res);
-                            tokio::spawn(tunnel(client_side, upstream_side, backend.clone()));
-                        }
-                        let (p, _) = res.into_parts();
-                        return (
-                            Response::from_parts(p, full(Bytes::new())),
-                            Some(backend.name.clone()),
-                        );
-                    }
-                    let (mut p, b) = res.into_parts();
-                    let lines = p
-                        .headers
-                        .iter()
-                        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-                    if let Err(why) = rules::check_response(lines) {
-                        return (
-                            error_page(
-                                StatusCode::BAD_GATEWAY,
-                                &format!("{} sent a bad response: {why}", backend.name),
-                                id,
-                            ),
-                            Some(backend.name.clone()),
-                        );
-                    }
-                    strip_hop_by_hop(&mut p.headers);
-                    // Speak the client's protocol version, whatever the upstream spoke.
-                    p.version = parts.version;
-                    let body = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
-                    return (Response::from_parts(p, body), Some(backend.name.clone()));
-                }
-            }
+                Ok(Ok(res)) => answer_from(res, client_upgrade.take(), backend, parts.version, id),
+            };
+            return (page, Some(backend.name.clone()));
         }
         // Every unit tried refused the connection (nothing was sent): one of the stack's own
-        // units is starting or restarting; look again within the hold time when the body can be
-        // sent again. A remote upstream's refusal is answered at once.
+        // units is starting or restarting; look again within the hold time when the body can
+        // be sent again. A remote upstream's refusal is answered at once.
         if !unit_refused || !buffered || upgrade || tokio::time::Instant::now() >= deadline {
             break;
         }
@@ -665,17 +689,11 @@ async fn proxy(
             return (starting_page(&target.pool.service, id), None);
         }
     }
-    (
-        error_page(
-            StatusCode::BAD_GATEWAY,
-            &format!(
-                "no unit of {} could be reached: {last_err}",
-                target.pool.service
-            ),
-            id,
-        ),
-        None,
-    )
+    let why = format!(
+        "no unit of {} could be reached: {last_err}",
+        target.pool.service
+    );
+    refused_with(StatusCode::BAD_GATEWAY, &why, id)
 }
 
 /// One exchange with one upstream, through hyper-util's pooled client.

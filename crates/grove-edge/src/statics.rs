@@ -119,30 +119,7 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mut file_path = path.clone();
-    let mut encoding = None;
-    let wants_range = req.contains_key(header::RANGE);
-    if !wants_range {
-        for (enc, ext) in [("br", "br"), ("gzip", "gz")] {
-            if !accepts(accept, enc) {
-                continue;
-            }
-            let mut sib = path.clone().into_os_string();
-            sib.push(format!(".{ext}"));
-            let sib = PathBuf::from(sib);
-            if let Ok(m) = tokio::fs::metadata(&sib).await {
-                let fresh = match (m.modified(), meta.modified()) {
-                    (Ok(a), Ok(b)) => a >= b,
-                    _ => true,
-                };
-                if m.is_file() && fresh {
-                    file_path = sib;
-                    encoding = Some(enc);
-                    break;
-                }
-            }
-        }
-    }
+    let (file_path, encoding) = precompressed(&path, &meta, accept, req).await;
     let tag = etag(&meta);
     let tag = match encoding {
         Some(e) => format!("{}-{e}\"", &tag[..tag.len() - 1]),
@@ -170,43 +147,8 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
     if let Some(e) = encoding {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
     }
-    // Conditional GET: If-None-Match wins over If-Modified-Since.
-    let not_modified =
-        if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-            inm.split(',').any(|t| {
-                let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == tag
-            })
-        } else if let (Some(ims), Some(m)) = (
-            req.get(header::IF_MODIFIED_SINCE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| httpdate::parse_http_date(s).ok()),
-            modified,
-        ) {
-            // HTTP dates have whole seconds.
-            let secs = |t: SystemTime| {
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-            };
-            secs(m) <= secs(ims)
-        } else {
-            false
-        };
-    if not_modified {
-        let mut r = Response::new(full(Bytes::new()));
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        for k in [
-            header::ETAG,
-            header::LAST_MODIFIED,
-            header::CACHE_CONTROL,
-            header::VARY,
-        ] {
-            if let Some(v) = headers.get(&k) {
-                r.headers_mut().insert(k, v.clone());
-            }
-        }
-        return r;
+    if not_modified(req, &tag, modified) {
+        return not_modified_answer(&headers);
     }
     let len = match tokio::fs::metadata(&file_path).await {
         Ok(m) => m.len(),
@@ -250,6 +192,79 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;
+    r
+}
+
+/// A precompressed sibling (`.br`, `.gz`) the client accepts, when it is at least as new as
+/// the file; else the file itself. Never for a range request.
+async fn precompressed(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    accept: &str,
+    req: &HeaderMap,
+) -> (PathBuf, Option<&'static str>) {
+    if req.contains_key(header::RANGE) {
+        return (path.to_path_buf(), None);
+    }
+    for (enc, ext) in [("br", "br"), ("gzip", "gz")] {
+        if !accepts(accept, enc) {
+            continue;
+        }
+        let mut sib = path.to_path_buf().into_os_string();
+        sib.push(format!(".{ext}"));
+        let sib = PathBuf::from(sib);
+        if let Ok(m) = tokio::fs::metadata(&sib).await {
+            let fresh = match (m.modified(), meta.modified()) {
+                (Ok(a), Ok(b)) => a >= b,
+                _ => true,
+            };
+            if m.is_file() && fresh {
+                return (sib, Some(enc));
+            }
+        }
+    }
+    (path.to_path_buf(), None)
+}
+
+/// Whether a conditional GET is answered 304: If-None-Match wins over If-Modified-Since.
+fn not_modified(req: &HeaderMap, tag: &str, modified: Option<SystemTime>) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        inm.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == tag
+        })
+    } else if let (Some(ims), Some(m)) = (
+        req.get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok()),
+        modified,
+    ) {
+        // HTTP dates have whole seconds.
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        secs(m) <= secs(ims)
+    } else {
+        false
+    }
+}
+
+/// The 304 answer: the validators and caching headers of the 200 it stands for.
+fn not_modified_answer(headers: &HeaderMap) -> Response<BoxBody> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    for k in [
+        header::ETAG,
+        header::LAST_MODIFIED,
+        header::CACHE_CONTROL,
+        header::VARY,
+    ] {
+        if let Some(v) = headers.get(&k) {
+            r.headers_mut().insert(k, v.clone());
+        }
+    }
     r
 }
 

@@ -1,6 +1,8 @@
 //! The Plan as a docker compose file (the Compose Specification), for containers on one host.
 
-use grove_plan::{Condition, Plan, ProbeCheck, Recipe, RestartPolicy, Run, Target};
+use grove_plan::{
+    Condition, Plan, Probe, ProbeCheck, Recipe, RecipeSpec, RestartPolicy, Run, Target,
+};
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -109,237 +111,328 @@ fn labels(plan: &Plan, w: &Workload<'_>) -> IndexMap<String, String> {
 /// The compose file of a Plan: its YAML, and the header lines (notes, variables to set).
 pub fn compose(plan: &Plan, opts: &Options) -> Result<(Vec<String>, String), ExportError> {
     let m = Model::new(plan)?;
-    let mut services = IndexMap::new();
-    let mut volumes = IndexMap::new();
-    let mut needed: Vec<PasswordRef> = Vec::new();
-    let mut user_secrets: Vec<String> = Vec::new();
-    let mut notes = Vec::new();
-    let secret_value = |r: &PasswordRef| {
-        if opts.include_secrets {
+    let mut b = Build {
+        m: &m,
+        opts,
+        services: IndexMap::new(),
+        volumes: IndexMap::new(),
+        needed: Vec::new(),
+        user_secrets: Vec::new(),
+        notes: Vec::new(),
+    };
+    for w in &m.workloads {
+        match w.recipe {
+            Some((r, spec)) => b.recipe_services(w, r, spec),
+            None => b.command_service(w),
+        }
+    }
+    b.publish_ports();
+    b.finish()
+}
+
+/// The compose file being built, with what its header needs to say.
+#[derive(Debug)]
+struct Build<'a> {
+    m: &'a Model<'a>,
+    opts: &'a Options,
+    services: IndexMap<String, Svc>,
+    volumes: IndexMap<String, Volume>,
+    /// Recipe passwords the file refers to.
+    needed: Vec<PasswordRef>,
+    /// User secrets the file refers to (set in `.env`).
+    user_secrets: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// A compose service with what every workload has: restart, stop signal and grace, labels.
+fn base_service(plan: &Plan, w: &Workload<'_>) -> Svc {
+    Svc {
+        restart: restart(w),
+        stop_signal: (w.unit.stop_signal != "SIGTERM").then(|| w.unit.stop_signal.clone()),
+        stop_grace_period: dur(w.unit.stop_grace_ms),
+        labels: labels(plan, w),
+        ..Default::default()
+    }
+}
+
+/// The healthcheck of a recipe service: the image's own check, on a fixed schedule.
+fn recipe_healthcheck(test: Vec<String>) -> Healthcheck {
+    Healthcheck {
+        test,
+        interval: "5s".into(),
+        timeout: "5s".into(),
+        retries: 5,
+        start_period: "60s".into(),
+    }
+}
+
+/// Whether a recipe needs a one-shot `-init` service (PostgreSQL roles and databases).
+fn recipe_init_needed(r: Recipe, spec: &RecipeSpec) -> bool {
+    match r {
+        Recipe::Postgres => {
+            !spec.roles.is_empty() || spec.databases.iter().any(|d| d.name != spec.admin.user)
+        }
+        _ => false,
+    }
+}
+
+impl Build<'_> {
+    /// A password as the file writes it: its value when asked, else `${VAR}` from `.env`.
+    fn secret_value(&self, r: &PasswordRef) -> String {
+        if self.opts.include_secrets {
             r.value.clone()
         } else {
             format!("${{{}}}", r.var)
         }
-    };
-    for w in &m.workloads {
-        let mut svc = Svc {
-            restart: restart(w),
-            stop_signal: (w.unit.stop_signal != "SIGTERM").then(|| w.unit.stop_signal.clone()),
-            stop_grace_period: dur(w.unit.stop_grace_ms),
-            labels: labels(plan, w),
-            ..Default::default()
-        };
-        if let Some((r, spec)) = w.recipe {
-            let port = w.port.unwrap_or(0);
-            svc.image = recipe_image(r).into();
-            let pws = m.recipe_passwords(w);
-            needed.extend(pws.iter().cloned());
-            let admin = pws.iter().find(|p| p.key == "password");
-            let hc = |test: Vec<String>| Healthcheck {
-                test,
-                interval: "5s".into(),
-                timeout: "5s".into(),
-                retries: 5,
-                start_period: "60s".into(),
-            };
-            match r {
-                Recipe::Postgres => {
-                    svc.environment
-                        .insert("POSTGRES_USER".into(), spec.admin.user.clone());
-                    if let Some(a) = admin {
-                        svc.environment
-                            .insert("POSTGRES_PASSWORD".into(), secret_value(a));
-                    }
-                    svc.environment
-                        .insert("POSTGRES_DB".into(), spec.admin.user.clone());
-                    svc.healthcheck = Some(hc(vec![
-                        "CMD".into(),
-                        "pg_isready".into(),
-                        "-U".into(),
-                        spec.admin.user.clone(),
-                    ]));
-                }
-                Recipe::Redis => {
-                    let mut cmd = vec!["redis-server".to_string()];
-                    if let Some(a) = admin {
-                        cmd.extend(["--requirepass".into(), secret_value(a)]);
-                    }
-                    if !spec.persistence {
-                        cmd.extend(["--save".into(), String::new()]);
-                    }
-                    svc.command = Some(cmd);
-                    svc.healthcheck = Some(hc(vec![
-                        "CMD-SHELL".into(),
-                        "redis-cli -a \"$$REDIS_PASSWORD\" --no-auth-warning ping | grep -q PONG"
-                            .into(),
-                    ]));
-                    if let Some(a) = admin {
-                        svc.environment
-                            .insert("REDIS_PASSWORD".into(), secret_value(a));
-                    }
-                }
-                Recipe::Rabbitmq => {
-                    svc.environment
-                        .insert("RABBITMQ_DEFAULT_USER".into(), spec.admin.user.clone());
-                    if let Some(a) = admin {
-                        svc.environment
-                            .insert("RABBITMQ_DEFAULT_PASS".into(), secret_value(a));
-                    }
-                    svc.healthcheck = Some(hc(vec![
-                        "CMD".into(),
-                        "rabbitmq-diagnostics".into(),
-                        "-q".into(),
-                        "ping".into(),
-                    ]));
-                }
-                Recipe::Mongodb => {
-                    svc.healthcheck = Some(hc(vec![
-                        "CMD".into(),
-                        "mongosh".into(),
-                        "--quiet".into(),
-                        "--eval".into(),
-                        "db.runCommand({ping: 1})".into(),
-                    ]));
-                }
-                Recipe::Memcached => {}
-            }
-            if let Some(path) = recipe_data_path(r) {
-                let vol = format!("{}-data", w.name);
-                svc.volumes.push(format!("{vol}:{path}"));
-                volumes.insert(vol, Volume {});
-            }
-            let _ = port;
-            let init_needed = match r {
-                Recipe::Postgres => {
-                    !spec.roles.is_empty()
-                        || spec.databases.iter().any(|d| d.name != spec.admin.user)
-                }
-                _ => false,
-            };
-            services.insert(w.name.clone(), svc);
-            if init_needed {
-                let vars = postgres_init_vars(spec, &pws, |v| format!("${v}"));
-                let script = format!(
-                    "psql -h {h} -U {u} -d postgres -v ON_ERROR_STOP=1 {vars} <<'SQL'\n{sql}SQL\n",
-                    h = w.name,
-                    u = spec.admin.user,
-                    vars = vars.join(" "),
-                    sql = postgres_init_sql(spec)
-                );
-                let mut env = IndexMap::new();
-                if let Some(a) = admin {
-                    env.insert("PGPASSWORD".to_string(), secret_value(a));
-                }
-                for p in &pws {
-                    env.insert(p.var.clone(), secret_value(p));
-                }
-                let mut deps = IndexMap::new();
-                deps.insert(
-                    w.name.clone(),
-                    DependsOn {
-                        condition: "service_healthy",
-                    },
-                );
-                services.insert(
-                    format!("{}-init", w.name),
-                    Svc {
-                        image: recipe_image(r).into(),
-                        command: Some(vec!["sh".into(), "-c".into(), script.replace('$', "$$")]),
-                        environment: env,
-                        depends_on: deps,
-                        restart: "no".into(),
-                        stop_grace_period: "10s".into(),
-                        labels: labels(plan, w),
-                        ..Default::default()
-                    },
-                );
-            } else if r == Recipe::Rabbitmq && !spec.databases.is_empty() {
-                notes.push(format!(
-                    "{}: create the virtual hosts {} (rabbitmqctl add_vhost) once it runs",
-                    w.name,
-                    spec.databases
-                        .iter()
-                        .map(|d| d.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            continue;
+    }
+
+    /// A recipe's service, its data volume, and its `-init` service or a note.
+    fn recipe_services(&mut self, w: &Workload<'_>, r: Recipe, spec: &RecipeSpec) {
+        let mut svc = base_service(self.m.plan, w);
+        svc.image = recipe_image(r).into();
+        let pws = self.m.recipe_passwords(w);
+        self.needed.extend(pws.iter().cloned());
+        let admin = pws.iter().find(|p| p.key == "password");
+        self.recipe_settings(&mut svc, r, spec, admin);
+        if let Some(path) = recipe_data_path(r) {
+            let vol = format!("{}-data", w.name);
+            svc.volumes.push(format!("{vol}:{path}"));
+            self.volumes.insert(vol, Volume {});
         }
-        let Run::Command { argv } = &w.unit.run else {
-            continue;
-        };
-        svc.image = w.unit.image.clone().unwrap_or_default();
-        svc.command = Some(
-            argv.iter()
-                .map(|a| {
-                    let (t, refs) = m.passwords_to_refs(&m.rewrite(w, a), marker);
-                    needed.extend(refs);
-                    if opts.include_secrets {
-                        return finish(&t);
-                    }
-                    // A secret on the command line: compose fills it in from `.env`.
-                    let (t, used) = m.secrets_to_refs(&t, marker);
-                    user_secrets.extend(used.into_iter().map(|(n, _)| n));
-                    finish(&t)
-                })
-                .collect(),
+        self.services.insert(w.name.clone(), svc);
+        if recipe_init_needed(r, spec) {
+            self.postgres_init_service(w, r, spec, &pws, admin);
+        } else if r == Recipe::Rabbitmq && !spec.databases.is_empty() {
+            self.notes.push(format!(
+                "{}: create the virtual hosts {} (rabbitmqctl add_vhost) once it runs",
+                w.name,
+                spec.databases
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+
+    /// A recipe's environment, command and healthcheck, as its upstream image wants them.
+    fn recipe_settings(
+        &self,
+        svc: &mut Svc,
+        r: Recipe,
+        spec: &RecipeSpec,
+        admin: Option<&PasswordRef>,
+    ) {
+        match r {
+            Recipe::Postgres => {
+                svc.environment
+                    .insert("POSTGRES_USER".into(), spec.admin.user.clone());
+                if let Some(a) = admin {
+                    svc.environment
+                        .insert("POSTGRES_PASSWORD".into(), self.secret_value(a));
+                }
+                svc.environment
+                    .insert("POSTGRES_DB".into(), spec.admin.user.clone());
+                svc.healthcheck = Some(recipe_healthcheck(vec![
+                    "CMD".into(),
+                    "pg_isready".into(),
+                    "-U".into(),
+                    spec.admin.user.clone(),
+                ]));
+            }
+            Recipe::Redis => {
+                let mut cmd = vec!["redis-server".to_string()];
+                if let Some(a) = admin {
+                    cmd.extend(["--requirepass".into(), self.secret_value(a)]);
+                }
+                if !spec.persistence {
+                    cmd.extend(["--save".into(), String::new()]);
+                }
+                svc.command = Some(cmd);
+                svc.healthcheck = Some(recipe_healthcheck(vec![
+                    "CMD-SHELL".into(),
+                    "redis-cli -a \"$$REDIS_PASSWORD\" --no-auth-warning ping | grep -q PONG"
+                        .into(),
+                ]));
+                if let Some(a) = admin {
+                    svc.environment
+                        .insert("REDIS_PASSWORD".into(), self.secret_value(a));
+                }
+            }
+            Recipe::Rabbitmq => {
+                svc.environment
+                    .insert("RABBITMQ_DEFAULT_USER".into(), spec.admin.user.clone());
+                if let Some(a) = admin {
+                    svc.environment
+                        .insert("RABBITMQ_DEFAULT_PASS".into(), self.secret_value(a));
+                }
+                svc.healthcheck = Some(recipe_healthcheck(vec![
+                    "CMD".into(),
+                    "rabbitmq-diagnostics".into(),
+                    "-q".into(),
+                    "ping".into(),
+                ]));
+            }
+            Recipe::Mongodb => {
+                svc.healthcheck = Some(recipe_healthcheck(vec![
+                    "CMD".into(),
+                    "mongosh".into(),
+                    "--quiet".into(),
+                    "--eval".into(),
+                    "db.runCommand({ping: 1})".into(),
+                ]));
+            }
+            Recipe::Memcached => {}
+        }
+    }
+
+    /// The `-init` service that creates a PostgreSQL recipe's roles and databases once the
+    /// server is healthy.
+    fn postgres_init_service(
+        &mut self,
+        w: &Workload<'_>,
+        r: Recipe,
+        spec: &RecipeSpec,
+        pws: &[PasswordRef],
+        admin: Option<&PasswordRef>,
+    ) {
+        let vars = postgres_init_vars(spec, pws, |v| format!("${v}"));
+        let script = format!(
+            "psql -h {h} -U {u} -d postgres -v ON_ERROR_STOP=1 {vars} <<'SQL'\n{sql}SQL\n",
+            h = w.name,
+            u = spec.admin.user,
+            vars = vars.join(" "),
+            sql = postgres_init_sql(spec)
         );
+        let mut env = IndexMap::new();
+        if let Some(a) = admin {
+            env.insert("PGPASSWORD".to_string(), self.secret_value(a));
+        }
+        for p in pws {
+            env.insert(p.var.clone(), self.secret_value(p));
+        }
+        let mut deps = IndexMap::new();
+        deps.insert(
+            w.name.clone(),
+            DependsOn {
+                condition: "service_healthy",
+            },
+        );
+        self.services.insert(
+            format!("{}-init", w.name),
+            Svc {
+                image: recipe_image(r).into(),
+                command: Some(vec!["sh".into(), "-c".into(), script.replace('$', "$$")]),
+                environment: env,
+                depends_on: deps,
+                restart: "no".into(),
+                stop_grace_period: "10s".into(),
+                labels: labels(self.m.plan, w),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// The service of a command workload: image, command, environment, healthcheck,
+    /// dependencies and replicas.
+    fn command_service(&mut self, w: &Workload<'_>) {
+        let Run::Command { argv } = &w.unit.run else {
+            return;
+        };
+        let mut svc = base_service(self.m.plan, w);
+        svc.image = w.unit.image.clone().unwrap_or_default();
+        svc.command = Some(argv.iter().map(|a| self.command_arg(w, a)).collect());
         for (k, v) in &w.unit.env {
-            let value = match m.var(w, k, &v.value, v.secret, marker) {
-                Var::Plain(s) => finish(&s),
-                Var::Secret(s) => {
-                    if opts.include_secrets {
-                        finish(&s)
-                    } else {
-                        user_secrets.push(k.clone());
-                        format!("${{{k}}}")
-                    }
-                }
-                Var::Composed { template, refs } => {
-                    let t = if opts.include_secrets {
-                        let mut t = template;
-                        for r in &refs {
-                            t = t.replace(&marker(&r.var), &r.value);
-                        }
-                        t
-                    } else {
-                        template
-                    };
-                    needed.extend(refs);
-                    finish(&t)
-                }
-            };
+            let value = self.env_value(w, k, &v.value, v.secret);
             svc.environment.insert(k.clone(), value);
         }
         if let (Some(h), Some(p)) = (&w.unit.health, w.port) {
-            let test = match &h.check {
-                ProbeCheck::Http { path, .. } => Some(vec![
-                    "CMD-SHELL".to_string(),
-                    format!(
-                        "curl -fsS http://127.0.0.1:{p}{path} >/dev/null || wget -qO- http://127.0.0.1:{p}{path} >/dev/null"
-                    ),
-                ]),
-                ProbeCheck::Tcp { .. } => Some(vec![
-                    "CMD-SHELL".to_string(),
-                    format!("nc -z 127.0.0.1 {p}"),
-                ]),
-                ProbeCheck::Exec { argv } => {
-                    let mut t = vec!["CMD".to_string()];
-                    t.extend(argv.iter().map(|a| finish(&m.rewrite(w, a))));
-                    Some(t)
-                }
-                ProbeCheck::Recipe => None,
-            };
-            svc.healthcheck = test.map(|test| Healthcheck {
-                test,
-                interval: dur(h.interval_ms),
-                timeout: dur(h.timeout_ms),
-                retries: h.retries.max(1),
-                start_period: dur(h.start_period_ms),
+            svc.healthcheck = self.healthcheck(w, h, p);
+        }
+        svc.depends_on = self.depends_on(w);
+        if !is_task(w.unit) && w.replicas > 1 {
+            svc.deploy = Some(Deploy {
+                replicas: w.replicas,
             });
         }
-        for (dw, cond) in m.deps(w) {
+        self.services.insert(w.name.clone(), svc);
+    }
+
+    /// One command-line argument, rewritten, with passwords and secrets as `${NAME}`.
+    fn command_arg(&mut self, w: &Workload<'_>, a: &str) -> String {
+        let (t, refs) = self.m.passwords_to_refs(&self.m.rewrite(w, a), marker);
+        self.needed.extend(refs);
+        if self.opts.include_secrets {
+            return finish(&t);
+        }
+        // A secret on the command line: compose fills it in from `.env`.
+        let (t, used) = self.m.secrets_to_refs(&t, marker);
+        self.user_secrets.extend(used.into_iter().map(|(n, _)| n));
+        finish(&t)
+    }
+
+    /// One environment variable's value: plain, a user secret, or composed around passwords.
+    fn env_value(&mut self, w: &Workload<'_>, k: &str, value: &str, secret: bool) -> String {
+        match self.m.var(w, k, value, secret, marker) {
+            Var::Plain(s) => finish(&s),
+            Var::Secret(s) => {
+                if self.opts.include_secrets {
+                    finish(&s)
+                } else {
+                    self.user_secrets.push(k.to_string());
+                    format!("${{{k}}}")
+                }
+            }
+            Var::Composed { template, refs } => {
+                let t = if self.opts.include_secrets {
+                    let mut t = template;
+                    for r in &refs {
+                        t = t.replace(&marker(&r.var), &r.value);
+                    }
+                    t
+                } else {
+                    template
+                };
+                self.needed.extend(refs);
+                finish(&t)
+            }
+        }
+    }
+
+    /// The healthcheck of a command workload's probe on port `p` (none for a recipe probe).
+    fn healthcheck(&self, w: &Workload<'_>, h: &Probe, p: u16) -> Option<Healthcheck> {
+        let test = match &h.check {
+            ProbeCheck::Http { path, .. } => Some(vec![
+                "CMD-SHELL".to_string(),
+                format!(
+                    "curl -fsS http://127.0.0.1:{p}{path} >/dev/null || wget -qO- http://127.0.0.1:{p}{path} >/dev/null"
+                ),
+            ]),
+            ProbeCheck::Tcp { .. } => Some(vec![
+                "CMD-SHELL".to_string(),
+                format!("nc -z 127.0.0.1 {p}"),
+            ]),
+            ProbeCheck::Exec { argv } => {
+                let mut t = vec!["CMD".to_string()];
+                t.extend(argv.iter().map(|a| finish(&self.m.rewrite(w, a))));
+                Some(t)
+            }
+            ProbeCheck::Recipe => None,
+        };
+        test.map(|test| Healthcheck {
+            test,
+            interval: dur(h.interval_ms),
+            timeout: dur(h.timeout_ms),
+            retries: h.retries.max(1),
+            start_period: dur(h.start_period_ms),
+        })
+    }
+
+    /// A workload's `depends_on`: each dependency with its condition, and the `-init`
+    /// service of a recipe it depends on.
+    fn depends_on(&self, w: &Workload<'_>) -> IndexMap<String, DependsOn> {
+        let mut out = IndexMap::new();
+        for (dw, cond) in self.m.deps(w) {
             let condition = if is_task(dw.unit) || cond == Condition::Completed {
                 "service_completed_successfully"
             } else if cond == Condition::Healthy
@@ -350,11 +443,10 @@ pub fn compose(plan: &Plan, opts: &Options) -> Result<(Vec<String>, String), Exp
             } else {
                 "service_started"
             };
-            svc.depends_on
-                .insert(dw.name.clone(), DependsOn { condition });
+            out.insert(dw.name.clone(), DependsOn { condition });
             let init = format!("{}-init", dw.name);
-            if services.contains_key(&init) {
-                svc.depends_on.insert(
+            if self.services.contains_key(&init) {
+                out.insert(
                     init,
                     DependsOn {
                         condition: "service_completed_successfully",
@@ -362,67 +454,74 @@ pub fn compose(plan: &Plan, opts: &Options) -> Result<(Vec<String>, String), Exp
                 );
             }
         }
-        if !is_task(w.unit) && w.replicas > 1 {
-            svc.deploy = Some(Deploy {
-                replicas: w.replicas,
-            });
-        }
-        services.insert(w.name.clone(), svc);
+        out
     }
-    // Routes and forwards: published ports (compose has no router; put a reverse proxy in
-    // front for hosts and prefixes).
-    for r in &plan.routes {
-        if let Target::Units(units) = &r.target {
-            if let Some(w) = units.first().and_then(|u| m.workload_of(u)) {
-                if let (Some(p), Some(svc)) = (w.port, services.get_mut(&w.name)) {
-                    let published = format!("127.0.0.1:{p}:{p}");
-                    if !svc.ports.contains(&published) {
-                        svc.ports.push(published);
+
+    /// Routes and forwards as published ports (compose has no router; put a reverse proxy
+    /// in front for hosts and prefixes).
+    fn publish_ports(&mut self) {
+        let m = self.m;
+        let plan = m.plan;
+        for r in &plan.routes {
+            if let Target::Units(units) = &r.target {
+                if let Some(w) = units.first().and_then(|u| m.workload_of(u)) {
+                    if let (Some(p), Some(svc)) = (w.port, self.services.get_mut(&w.name)) {
+                        let published = format!("127.0.0.1:{p}:{p}");
+                        if !svc.ports.contains(&published) {
+                            svc.ports.push(published);
+                        }
+                        svc.deploy = None;
                     }
-                    svc.deploy = None;
                 }
             }
         }
-    }
-    for f in &plan.edge.forward {
-        if let Target::Units(units) = &f.target {
-            if let Some(w) = units.first().and_then(|u| m.workload_of(u)) {
-                if let (Some(p), Some(svc)) = (w.port, services.get_mut(&w.name)) {
-                    svc.ports.push(format!("{}:{}", f.listen.addr.port(), p));
-                    svc.deploy = None;
+        for f in &plan.edge.forward {
+            if let Target::Units(units) = &f.target {
+                if let Some(w) = units.first().and_then(|u| m.workload_of(u)) {
+                    if let (Some(p), Some(svc)) = (w.port, self.services.get_mut(&w.name)) {
+                        svc.ports.push(format!("{}:{}", f.listen.addr.port(), p));
+                        svc.deploy = None;
+                    }
                 }
             }
         }
-    }
-    if !plan.routes.is_empty() {
-        notes.push("routed services publish their port on 127.0.0.1; routing by host and path prefix, TLS and static files need a reverse proxy in front (or keep grove's edge)".into());
-    }
-    let file = File {
-        name: dns_name(&plan.stack),
-        services,
-        volumes,
-    };
-    let mut header = vec![format!(
-        "grove export compose: stack {}{}",
-        plan.stack,
-        plan.environment
-            .as_ref()
-            .map(|e| format!(", environment {e}"))
-            .unwrap_or_default()
-    )];
-    needed.sort();
-    needed.dedup();
-    user_secrets.sort();
-    user_secrets.dedup();
-    if !opts.include_secrets && (!needed.is_empty() || !user_secrets.is_empty()) {
-        header.push("set these in .env beside this file (docker compose reads it):".into());
-        for n in &needed {
-            header.push(format!("  {}=<a password>", n.var));
-        }
-        for k in &user_secrets {
-            header.push(format!("  {k}=<its value>"));
+        if !plan.routes.is_empty() {
+            self.notes.push("routed services publish their port on 127.0.0.1; routing by host and path prefix, TLS and static files need a reverse proxy in front (or keep grove's edge)".into());
         }
     }
-    header.extend(notes.into_iter().map(|n| format!("note: {n}")));
-    Ok((header, yaml(&file)?))
+
+    /// The header lines (the stack, the variables to set in `.env`, the notes) and the YAML.
+    fn finish(self) -> Result<(Vec<String>, String), ExportError> {
+        let plan = self.m.plan;
+        let file = File {
+            name: dns_name(&plan.stack),
+            services: self.services,
+            volumes: self.volumes,
+        };
+        let mut header = vec![format!(
+            "grove export compose: stack {}{}",
+            plan.stack,
+            plan.environment
+                .as_ref()
+                .map(|e| format!(", environment {e}"))
+                .unwrap_or_default()
+        )];
+        let mut needed = self.needed;
+        needed.sort();
+        needed.dedup();
+        let mut user_secrets = self.user_secrets;
+        user_secrets.sort();
+        user_secrets.dedup();
+        if !self.opts.include_secrets && (!needed.is_empty() || !user_secrets.is_empty()) {
+            header.push("set these in .env beside this file (docker compose reads it):".into());
+            for n in &needed {
+                header.push(format!("  {}=<a password>", n.var));
+            }
+            for k in &user_secrets {
+                header.push(format!("  {k}=<its value>"));
+            }
+        }
+        header.extend(self.notes.into_iter().map(|n| format!("note: {n}")));
+        Ok((header, yaml(&file)?))
+    }
 }

@@ -401,6 +401,8 @@ pub fn kubernetes(
     Ok((header, out.docs))
 }
 
+/// An app or task: its ConfigMap and Secret, then a Job (task) or a Deployment and its
+/// Service.
 fn app(
     m: &Model<'_>,
     w: &Workload<'_>,
@@ -411,12 +413,64 @@ fn app(
 ) -> Result<(), ExportError> {
     let stack = &m.plan.stack;
     let l = labels(stack, w.service, w.instance);
-    let sel = selector(stack, w.service, w.instance);
     let Run::Command { argv } = &w.unit.run else {
         return Ok(());
     };
-    // Variables: plain ones in a ConfigMap, user secrets in a Secret, values around recipe
-    // passwords composed from the recipe's Secret.
+    let e = app_env(m, w, argv);
+    let config_name = format!("{}-env", w.name);
+    out.push(
+        format!("ConfigMap/{config_name}"),
+        vec![format!("{}: plain environment variables", source(w))],
+        &ConfigMap {
+            metadata: meta(&config_name, l.clone()),
+            data: Some(e.plain),
+            ..Default::default()
+        },
+    )?;
+    if !e.secrets.is_empty() {
+        secret_object(
+            out,
+            &e.secret_name,
+            l.clone(),
+            &e.secrets,
+            opts,
+            format!("{}: secret environment variables", source(w)),
+        )?;
+    }
+    let mut uses_waiter = false;
+    let init = waits(m, w, &mut uses_waiter);
+    *waiter |= uses_waiter;
+    let pod = AppPod {
+        container: app_container(m, w, e.argv, e.env, &config_name),
+        labels: l,
+        init,
+        account: uses_waiter.then(|| waiter_name.to_string()),
+        grace_seconds: i64::from(secs(w.unit.stop_grace_ms, 1)),
+    };
+    if crate::model::is_task(w.unit) {
+        return app_job(w, pod, out);
+    }
+    app_deployment(m, w, pod, out)?;
+    app_service(m, w, out)
+}
+
+/// An app's variables as Kubernetes takes them, and its command line.
+struct AppEnv {
+    /// Plain variables: the ConfigMap.
+    plain: BTreeMap<String, String>,
+    /// User secrets (from `env` and the command line): the workload's Secret.
+    secrets: BTreeMap<String, String>,
+    /// That Secret's name.
+    secret_name: String,
+    /// The container's `env`: password variables first, then secrets, then composed values.
+    env: Vec<EnvVar>,
+    /// The command, rewritten, with passwords and secrets as `$(NAME)`.
+    argv: Vec<String>,
+}
+
+/// Variables: plain ones in a ConfigMap, user secrets in a Secret, values around recipe
+/// passwords composed from the recipe's Secret; the command line likewise.
+fn app_env(m: &Model<'_>, w: &Workload<'_>, argv: &[String]) -> AppEnv {
     let mut plain = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut env = Vec::new();
@@ -468,43 +522,38 @@ fn app(
         .collect();
     all_env.extend(env);
     all_env.extend(composed);
-    let config_name = format!("{}-env", w.name);
-    out.push(
-        format!("ConfigMap/{config_name}"),
-        vec![format!("{}: plain environment variables", source(w))],
-        &ConfigMap {
-            metadata: meta(&config_name, l.clone()),
-            data: Some(plain),
-            ..Default::default()
-        },
-    )?;
-    if !secrets.is_empty() {
-        secret_object(
-            out,
-            &secret_name,
-            l.clone(),
-            &secrets,
-            opts,
-            format!("{}: secret environment variables", source(w)),
-        )?;
+    AppEnv {
+        plain,
+        secrets,
+        secret_name,
+        env: all_env,
+        argv,
     }
-    let mut uses_waiter = false;
-    let init = waits(m, w, &mut uses_waiter);
-    *waiter |= uses_waiter;
+}
+
+/// An app's container: image, command, variables (from its ConfigMap and `env`), port,
+/// probes and stop hook.
+fn app_container(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    argv: Vec<String>,
+    env: Vec<EnvVar>,
+    config_name: &str,
+) -> Container {
     let (readiness, liveness, startup) = app_probes(m, w);
-    let container = Container {
+    Container {
         name: dns_name(w.service),
         image: w.unit.image.clone(),
         command: Some(argv),
         working_dir: None,
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
-                name: config_name.clone(),
+                name: config_name.to_string(),
                 optional: None,
             }),
             ..Default::default()
         }]),
-        env: (!all_env.is_empty()).then_some(all_env),
+        env: (!env.is_empty()).then_some(env),
         ports: w.port.filter(|_| !crate::model::is_task(w.unit)).map(|p| {
             vec![ContainerPort {
                 container_port: i32::from(p),
@@ -517,47 +566,75 @@ fn app(
         startup_probe: startup,
         lifecycle: lifecycle(&w.unit.stop_signal),
         ..Default::default()
-    };
-    let pod = |restart: Option<String>| PodSpec {
-        init_containers: (!init.is_empty()).then(|| init.clone()),
-        containers: vec![container.clone()],
-        restart_policy: restart,
-        service_account_name: uses_waiter.then(|| waiter_name.to_string()),
-        termination_grace_period_seconds: Some(i64::from(secs(w.unit.stop_grace_ms, 1))),
-        ..Default::default()
-    };
-    let template = |restart: Option<String>| PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(l.clone()),
-            ..Default::default()
-        }),
-        spec: Some(pod(restart)),
-    };
-    if crate::model::is_task(w.unit) {
-        let policy = match w.unit.restart.policy {
-            RestartPolicy::Never => "Never",
-            _ => "OnFailure",
-        };
-        let backoff = if w.unit.restart.policy == RestartPolicy::Never {
-            0
-        } else {
-            i32::try_from(w.unit.restart.max_restarts).unwrap_or(6)
-        };
-        out.push(
-            format!("Job/{}", w.name),
-            vec![format!("{}: task (runs to completion)", source(w))],
-            &Job {
-                metadata: meta(&w.name, l.clone()),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(backoff),
-                    template: template(Some(policy.into())),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )?;
-        return Ok(());
     }
+}
+
+/// What an app's pods are made of.
+struct AppPod {
+    labels: BTreeMap<String, String>,
+    /// Init containers waiting for the dependencies.
+    init: Vec<Container>,
+    container: Container,
+    /// The waiter's service account, when an init container runs `kubectl wait`.
+    account: Option<String>,
+    grace_seconds: i64,
+}
+
+impl AppPod {
+    /// The pod template, with `restart` as its restart policy.
+    fn template(self, restart: Option<String>) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(self.labels),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                init_containers: (!self.init.is_empty()).then_some(self.init),
+                containers: vec![self.container],
+                restart_policy: restart,
+                service_account_name: self.account,
+                termination_grace_period_seconds: Some(self.grace_seconds),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// A task's Job: restarted on failure up to its limit, or never.
+fn app_job(w: &Workload<'_>, pod: AppPod, out: &mut Out) -> Result<(), ExportError> {
+    let policy = match w.unit.restart.policy {
+        RestartPolicy::Never => "Never",
+        _ => "OnFailure",
+    };
+    let backoff = if w.unit.restart.policy == RestartPolicy::Never {
+        0
+    } else {
+        i32::try_from(w.unit.restart.max_restarts).unwrap_or(6)
+    };
+    let metadata = meta(&w.name, pod.labels.clone());
+    out.push(
+        format!("Job/{}", w.name),
+        vec![format!("{}: task (runs to completion)", source(w))],
+        &Job {
+            metadata,
+            spec: Some(JobSpec {
+                backoff_limit: Some(backoff),
+                template: pod.template(Some(policy.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+/// A service's Deployment: its replicas and the replacement strategy grove uses (with a
+/// note when its restart policy cannot be kept).
+fn app_deployment(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    pod: AppPod,
+    out: &mut Out,
+) -> Result<(), ExportError> {
     if w.unit.restart.policy != RestartPolicy::Always {
         out.notes.push(format!(
             "{} has restart = {:?}; a Deployment always restarts its pods",
@@ -565,43 +642,50 @@ fn app(
         ));
     }
     let (strategy, order) = strategy(m.plan, w.unit);
+    let sel = selector(&m.plan.stack, w.service, w.instance);
+    let metadata = meta(&w.name, pod.labels.clone());
     out.push(
         format!("Deployment/{}", w.name),
         vec![format!("{}: {} replica(s), {order}", source(w), w.replicas)],
         &Deployment {
-            metadata: meta(&w.name, l.clone()),
+            metadata,
             spec: Some(DeploymentSpec {
                 replicas: Some(i32::try_from(w.replicas).unwrap_or(1)),
                 selector: LabelSelector {
-                    match_labels: Some(sel.clone()),
+                    match_labels: Some(sel),
                     ..Default::default()
                 },
-                template: template(None),
+                template: pod.template(None),
                 strategy: Some(strategy),
                 ..Default::default()
             }),
             ..Default::default()
         },
-    )?;
-    if let Some(p) = w.port {
-        out.push(
-            format!("Service/{}", w.name),
-            vec![format!("{}: ClusterIP on its port", source(w))],
-            &Service {
-                metadata: meta(&w.name, l),
-                spec: Some(ServiceSpec {
-                    selector: Some(sel),
-                    ports: Some(vec![ServicePort {
-                        name: Some("http".into()),
-                        port: i32::from(p),
-                        target_port: Some(IntOrString::Int(i32::from(p))),
-                        ..Default::default()
-                    }]),
+    )
+}
+
+/// A service's ClusterIP Service on its port (none without a port).
+fn app_service(m: &Model<'_>, w: &Workload<'_>, out: &mut Out) -> Result<(), ExportError> {
+    let Some(p) = w.port else {
+        return Ok(());
+    };
+    let stack = &m.plan.stack;
+    out.push(
+        format!("Service/{}", w.name),
+        vec![format!("{}: ClusterIP on its port", source(w))],
+        &Service {
+            metadata: meta(&w.name, labels(stack, w.service, w.instance)),
+            spec: Some(ServiceSpec {
+                selector: Some(selector(stack, w.service, w.instance)),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: i32::from(p),
+                    target_port: Some(IntOrString::Int(i32::from(p))),
                     ..Default::default()
-                }),
+                }]),
                 ..Default::default()
-            },
-        )?;
-    }
-    Ok(())
+            }),
+            ..Default::default()
+        },
+    )
 }

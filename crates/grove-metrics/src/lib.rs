@@ -250,178 +250,171 @@ impl Exposition {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn prometheus(&self) -> String {
         let mut t = Text(String::with_capacity(4096));
-        let h = &self.host;
-        let stack = || ("stack", self.stack.clone());
-        t.family(
-            "grove_host_cpu_usage_ratio",
-            "gauge",
-            "Host CPU busy over the last sample, 0 to 1.",
-        );
-        t.sample(
-            "grove_host_cpu_usage_ratio",
-            &[stack()],
-            h.cpu_percent / 100.0,
-        );
-        t.family("grove_host_cpus", "gauge", "Logical CPUs.");
-        t.sample("grove_host_cpus", &[stack()], f64::from(h.cpus));
-        t.family("grove_host_load1", "gauge", "Load average over 1 minute.");
-        t.sample("grove_host_load1", &[stack()], h.load[0]);
-        t.family("grove_host_load5", "gauge", "Load average over 5 minutes.");
-        t.sample("grove_host_load5", &[stack()], h.load[1]);
-        t.family(
-            "grove_host_load15",
-            "gauge",
-            "Load average over 15 minutes.",
-        );
-        t.sample("grove_host_load15", &[stack()], h.load[2]);
-        t.family("grove_host_memory_total_bytes", "gauge", "Host memory.");
-        t.sample(
-            "grove_host_memory_total_bytes",
-            &[stack()],
-            h.mem_total_bytes as f64,
-        );
-        t.family(
-            "grove_host_memory_available_bytes",
-            "gauge",
-            "Host memory available.",
-        );
-        t.sample(
-            "grove_host_memory_available_bytes",
-            &[stack()],
-            h.mem_available_bytes as f64,
-        );
-        t.family(
-            "grove_host_disk_total_bytes",
-            "gauge",
-            "Size of the file system of the state folder.",
-        );
-        t.sample(
-            "grove_host_disk_total_bytes",
-            &[stack()],
-            h.disk_total_bytes as f64,
-        );
-        t.family(
-            "grove_host_disk_free_bytes",
-            "gauge",
-            "Free space on the file system of the state folder.",
-        );
-        t.sample(
-            "grove_host_disk_free_bytes",
-            &[stack()],
-            h.disk_free_bytes as f64,
-        );
-        t.family(
-            "grove_host_network_receive_bytes_total",
-            "counter",
-            "Bytes received on non-loopback interfaces.",
-        );
-        t.sample(
-            "grove_host_network_receive_bytes_total",
-            &[stack()],
-            h.net_rx_bytes as f64,
-        );
-        t.family(
-            "grove_host_network_transmit_bytes_total",
-            "counter",
-            "Bytes sent on non-loopback interfaces.",
-        );
-        t.sample(
-            "grove_host_network_transmit_bytes_total",
-            &[stack()],
-            h.net_tx_bytes as f64,
-        );
+        self.host_families(&mut t);
+        self.unit_families(&mut t);
+        self.route_families(&mut t);
+        t.0
+    }
 
-        let unit_labels = |u: &UnitMetric| {
-            vec![
-                stack(),
-                ("unit", u.name.clone()),
-                ("service", u.service.clone()),
-                ("instance", u.instance.clone().unwrap_or_default()),
-            ]
-        };
-        t.family("grove_unit_up", "gauge", "1 when the unit's process runs.");
-        for u in &self.units {
-            let up = matches!(
-                u.state.as_str(),
-                "running" | "healthy" | "unhealthy" | "starting"
-            );
-            t.sample("grove_unit_up", &unit_labels(u), if up { 1.0 } else { 0.0 });
+    /// The `stack` label every sample carries.
+    fn stack_label(&self) -> (&'static str, String) {
+        ("stack", self.stack.clone())
+    }
+
+    /// The labels of one unit's samples: stack, unit, service, instance.
+    fn unit_labels(&self, u: &UnitMetric) -> Vec<(&'static str, String)> {
+        vec![
+            self.stack_label(),
+            ("unit", u.name.clone()),
+            ("service", u.service.clone()),
+            ("instance", u.instance.clone().unwrap_or_default()),
+        ]
+    }
+
+    /// The host families: CPU, load, memory, disk and network, one sample each.
+    fn host_families(&self, t: &mut Text) {
+        let h = &self.host;
+        let families: [(&str, &str, &str, f64); 11] = [
+            (
+                "grove_host_cpu_usage_ratio",
+                "gauge",
+                "Host CPU busy over the last sample, 0 to 1.",
+                h.cpu_percent / 100.0,
+            ),
+            (
+                "grove_host_cpus",
+                "gauge",
+                "Logical CPUs.",
+                f64::from(h.cpus),
+            ),
+            (
+                "grove_host_load1",
+                "gauge",
+                "Load average over 1 minute.",
+                h.load[0],
+            ),
+            (
+                "grove_host_load5",
+                "gauge",
+                "Load average over 5 minutes.",
+                h.load[1],
+            ),
+            (
+                "grove_host_load15",
+                "gauge",
+                "Load average over 15 minutes.",
+                h.load[2],
+            ),
+            (
+                "grove_host_memory_total_bytes",
+                "gauge",
+                "Host memory.",
+                h.mem_total_bytes as f64,
+            ),
+            (
+                "grove_host_memory_available_bytes",
+                "gauge",
+                "Host memory available.",
+                h.mem_available_bytes as f64,
+            ),
+            (
+                "grove_host_disk_total_bytes",
+                "gauge",
+                "Size of the file system of the state folder.",
+                h.disk_total_bytes as f64,
+            ),
+            (
+                "grove_host_disk_free_bytes",
+                "gauge",
+                "Free space on the file system of the state folder.",
+                h.disk_free_bytes as f64,
+            ),
+            (
+                "grove_host_network_receive_bytes_total",
+                "counter",
+                "Bytes received on non-loopback interfaces.",
+                h.net_rx_bytes as f64,
+            ),
+            (
+                "grove_host_network_transmit_bytes_total",
+                "counter",
+                "Bytes sent on non-loopback interfaces.",
+                h.net_tx_bytes as f64,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            t.family(name, kind, help);
+            t.sample(name, &[self.stack_label()], value);
         }
-        t.family(
-            "grove_unit_healthy",
-            "gauge",
-            "1 when the unit's health probe passes (probed units only).",
-        );
-        for u in &self.units {
-            if let Some(ok) = u.healthy {
-                t.sample(
-                    "grove_unit_healthy",
-                    &unit_labels(u),
-                    if ok { 1.0 } else { 0.0 },
-                );
+    }
+
+    /// The unit families: up, healthy (probed units only), restarts, CPU, memory, open files
+    /// and uptime, one sample per unit.
+    fn unit_families(&self, t: &mut Text) {
+        type Value = fn(&UnitMetric) -> Option<f64>;
+        let families: [(&str, &str, &str, Value); 7] = [
+            (
+                "grove_unit_up",
+                "gauge",
+                "1 when the unit's process runs.",
+                |u| {
+                    let up = matches!(
+                        u.state.as_str(),
+                        "running" | "healthy" | "unhealthy" | "starting"
+                    );
+                    Some(if up { 1.0 } else { 0.0 })
+                },
+            ),
+            (
+                "grove_unit_healthy",
+                "gauge",
+                "1 when the unit's health probe passes (probed units only).",
+                |u| u.healthy.map(|ok| if ok { 1.0 } else { 0.0 }),
+            ),
+            (
+                "grove_unit_restarts_total",
+                "counter",
+                "Restarts of the unit.",
+                |u| Some(f64::from(u.restarts)),
+            ),
+            (
+                "grove_unit_cpu_usage_ratio",
+                "gauge",
+                "CPU of the unit's process group, in cores.",
+                |u| Some(u.cpu_percent / 100.0),
+            ),
+            (
+                "grove_unit_resident_memory_bytes",
+                "gauge",
+                "Resident memory of the unit's process group.",
+                |u| Some(u.rss_bytes as f64),
+            ),
+            (
+                "grove_unit_open_fds",
+                "gauge",
+                "Open file descriptors of the unit's process group.",
+                |u| Some(f64::from(u.open_fds)),
+            ),
+            (
+                "grove_unit_uptime_seconds",
+                "gauge",
+                "Seconds since the unit's process started.",
+                |u| Some(u.uptime_seconds),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            t.family(name, kind, help);
+            for u in &self.units {
+                if let Some(v) = value(u) {
+                    t.sample(name, &self.unit_labels(u), v);
+                }
             }
         }
-        t.family(
-            "grove_unit_restarts_total",
-            "counter",
-            "Restarts of the unit.",
-        );
-        for u in &self.units {
-            t.sample(
-                "grove_unit_restarts_total",
-                &unit_labels(u),
-                f64::from(u.restarts),
-            );
-        }
-        t.family(
-            "grove_unit_cpu_usage_ratio",
-            "gauge",
-            "CPU of the unit's process group, in cores.",
-        );
-        for u in &self.units {
-            t.sample(
-                "grove_unit_cpu_usage_ratio",
-                &unit_labels(u),
-                u.cpu_percent / 100.0,
-            );
-        }
-        t.family(
-            "grove_unit_resident_memory_bytes",
-            "gauge",
-            "Resident memory of the unit's process group.",
-        );
-        for u in &self.units {
-            t.sample(
-                "grove_unit_resident_memory_bytes",
-                &unit_labels(u),
-                u.rss_bytes as f64,
-            );
-        }
-        t.family(
-            "grove_unit_open_fds",
-            "gauge",
-            "Open file descriptors of the unit's process group.",
-        );
-        for u in &self.units {
-            t.sample(
-                "grove_unit_open_fds",
-                &unit_labels(u),
-                f64::from(u.open_fds),
-            );
-        }
-        t.family(
-            "grove_unit_uptime_seconds",
-            "gauge",
-            "Seconds since the unit's process started.",
-        );
-        for u in &self.units {
-            t.sample(
-                "grove_unit_uptime_seconds",
-                &unit_labels(u),
-                u.uptime_seconds,
-            );
-        }
+    }
 
+    /// The edge's route families: requests by status class, response bytes, and the latency
+    /// histogram.
+    fn route_families(&self, t: &mut Text) {
         t.family(
             "grove_http_requests_total",
             "counter",
@@ -432,7 +425,11 @@ impl Exposition {
                 let code = format!("{}xx", i + 1);
                 t.sample(
                     "grove_http_requests_total",
-                    &[stack(), ("route", r.route.clone()), ("code", code)],
+                    &[
+                        self.stack_label(),
+                        ("route", r.route.clone()),
+                        ("code", code),
+                    ],
                     *n as f64,
                 );
             }
@@ -445,7 +442,7 @@ impl Exposition {
         for r in &self.routes {
             t.sample(
                 "grove_http_response_bytes_total",
-                &[stack(), ("route", r.route.clone())],
+                &[self.stack_label(), ("route", r.route.clone())],
                 r.bytes_out as f64,
             );
         }
@@ -455,30 +452,34 @@ impl Exposition {
             "Time from a request to its response head, by route.",
         );
         for r in &self.routes {
-            for (i, c) in r.buckets.iter().enumerate() {
-                let le = r
-                    .bounds
-                    .get(i)
-                    .map(|b| num(*b))
-                    .unwrap_or_else(|| "+Inf".into());
-                t.sample(
-                    "grove_http_request_duration_seconds_bucket",
-                    &[stack(), ("route", r.route.clone()), ("le", le)],
-                    *c as f64,
-                );
-            }
+            self.latency_histogram(t, r);
+        }
+    }
+
+    /// One route's latency histogram samples: its buckets (then `+Inf`), sum and count.
+    fn latency_histogram(&self, t: &mut Text, r: &RouteMetric) {
+        for (i, c) in r.buckets.iter().enumerate() {
+            let le = r
+                .bounds
+                .get(i)
+                .map(|b| num(*b))
+                .unwrap_or_else(|| "+Inf".into());
             t.sample(
-                "grove_http_request_duration_seconds_sum",
-                &[stack(), ("route", r.route.clone())],
-                r.latency_sum_seconds,
-            );
-            t.sample(
-                "grove_http_request_duration_seconds_count",
-                &[stack(), ("route", r.route.clone())],
-                r.requests as f64,
+                "grove_http_request_duration_seconds_bucket",
+                &[self.stack_label(), ("route", r.route.clone()), ("le", le)],
+                *c as f64,
             );
         }
-        t.0
+        t.sample(
+            "grove_http_request_duration_seconds_sum",
+            &[self.stack_label(), ("route", r.route.clone())],
+            r.latency_sum_seconds,
+        );
+        t.sample(
+            "grove_http_request_duration_seconds_count",
+            &[self.stack_label(), ("route", r.route.clone())],
+            r.requests as f64,
+        );
     }
 
     /// The series stored for charts: gauges as they are, counters as rates per second over

@@ -3,6 +3,8 @@
 
 use super::*;
 
+/// A recipe: its credentials Secret, headless Service and StatefulSet, and the Job that
+/// creates what dependents ask for.
 pub(super) fn recipe(
     m: &Model<'_>,
     w: &Workload<'_>,
@@ -12,10 +14,7 @@ pub(super) fn recipe(
     let Some((r, spec)) = w.recipe else {
         return Ok(());
     };
-    let stack = &m.plan.stack;
-    let l = labels(stack, w.service, w.instance);
-    let sel = selector(stack, w.service, w.instance);
-    let port = w.port.unwrap_or(0);
+    let l = labels(&m.plan.stack, w.service, w.instance);
     let passwords = m.recipe_passwords(w);
     let admin_ref = passwords.iter().find(|p| p.key == "password");
     if !passwords.is_empty() {
@@ -26,7 +25,7 @@ pub(super) fn recipe(
         secret_object(
             out,
             &format!("{}-credentials", w.name),
-            l.clone(),
+            l,
             &values,
             opts,
             format!(
@@ -36,6 +35,24 @@ pub(super) fn recipe(
             ),
         )?;
     }
+    recipe_service(m, w, r, out)?;
+    let container = recipe_container(w, r, spec, admin_ref);
+    recipe_statefulset(m, w, r, container, out)?;
+    if needs_init_job(w) {
+        init_job(m, w, r, spec, &passwords, out)?;
+    }
+    Ok(())
+}
+
+/// A recipe's headless Service on its standard port.
+fn recipe_service(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    r: Recipe,
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let stack = &m.plan.stack;
+    let port = w.port.unwrap_or(0);
     out.push(
         format!("Service/{}", w.name),
         vec![format!(
@@ -44,10 +61,10 @@ pub(super) fn recipe(
             r.name()
         )],
         &Service {
-            metadata: meta(&w.name, l.clone()),
+            metadata: meta(&w.name, labels(stack, w.service, w.instance)),
             spec: Some(ServiceSpec {
                 cluster_ip: Some("None".into()),
-                selector: Some(sel.clone()),
+                selector: Some(selector(stack, w.service, w.instance)),
                 ports: Some(vec![ServicePort {
                     name: Some(r.name().into()),
                     port: i32::from(port),
@@ -58,7 +75,16 @@ pub(super) fn recipe(
             }),
             ..Default::default()
         },
-    )?;
+    )
+}
+
+/// A recipe's variables, arguments and readiness check, as its upstream image wants them.
+fn recipe_settings(
+    r: Recipe,
+    spec: &grove_plan::RecipeSpec,
+    admin_ref: Option<&PasswordRef>,
+    port: u16,
+) -> (Vec<EnvVar>, Option<Vec<String>>, Probe) {
     let mut env = Vec::new();
     let mut args: Option<Vec<String>> = None;
     let pw_env = |var: &str| admin_ref.map(|p| secret_env(var, &p.secret, &p.key));
@@ -98,6 +124,18 @@ pub(super) fn recipe(
         }
         Recipe::Memcached | Recipe::Mongodb => tcp_check(port),
     };
+    (env, args, check)
+}
+
+/// A recipe's container: the upstream image, its settings, probes and data mount.
+fn recipe_container(
+    w: &Workload<'_>,
+    r: Recipe,
+    spec: &grove_plan::RecipeSpec,
+    admin_ref: Option<&PasswordRef>,
+) -> Container {
+    let port = w.port.unwrap_or(0);
+    let (env, args, check) = recipe_settings(r, spec, admin_ref, port);
     let h = w.unit.health.clone().unwrap_or(grove_plan::Probe {
         check: ProbeCheck::Recipe,
         interval_ms: 2000,
@@ -106,8 +144,7 @@ pub(super) fn recipe(
         start_period_ms: 60_000,
     });
     let readiness = probe(check, &h);
-    let data = recipe_data_path(r);
-    let container = Container {
+    Container {
         name: dns_name(r.name()),
         image: Some(recipe_image(r).into()),
         args,
@@ -123,7 +160,7 @@ pub(super) fn recipe(
             ..readiness
         }),
         lifecycle: lifecycle(&w.unit.stop_signal),
-        volume_mounts: data.map(|p| {
+        volume_mounts: recipe_data_path(r).map(|p| {
             vec![VolumeMount {
                 name: "data".into(),
                 mount_path: p.into(),
@@ -131,7 +168,20 @@ pub(super) fn recipe(
             }]
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// A recipe's StatefulSet: one replica of its container, with a volume claim for its data
+/// (none for memcached).
+fn recipe_statefulset(
+    m: &Model<'_>,
+    w: &Workload<'_>,
+    r: Recipe,
+    container: Container,
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let stack = &m.plan.stack;
+    let l = labels(stack, w.service, w.instance);
     out.push(
         format!("StatefulSet/{}", w.name),
         vec![format!(
@@ -146,12 +196,12 @@ pub(super) fn recipe(
                 service_name: Some(w.name.clone()),
                 replicas: Some(1),
                 selector: LabelSelector {
-                    match_labels: Some(sel.clone()),
+                    match_labels: Some(selector(stack, w.service, w.instance)),
                     ..Default::default()
                 },
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(l.clone()),
+                        labels: Some(l),
                         ..Default::default()
                     }),
                     spec: Some(PodSpec {
@@ -163,35 +213,34 @@ pub(super) fn recipe(
                         ..Default::default()
                     }),
                 },
-                volume_claim_templates: data.map(|_| {
-                    vec![PersistentVolumeClaim {
-                        metadata: ObjectMeta {
-                            name: Some("data".into()),
-                            ..Default::default()
-                        },
-                        spec: Some(PersistentVolumeClaimSpec {
-                            access_modes: Some(vec!["ReadWriteOnce".into()]),
-                            resources: Some(VolumeResourceRequirements {
-                                requests: Some(BTreeMap::from([(
-                                    "storage".to_string(),
-                                    Quantity("10Gi".into()),
-                                )])),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]
-                }),
+                volume_claim_templates: recipe_data_path(r).map(|_| vec![data_claim()]),
                 ..Default::default()
             }),
             ..Default::default()
         },
-    )?;
-    if needs_init_job(w) {
-        init_job(m, w, r, spec, &passwords, out)?;
+    )
+}
+
+/// The claim template of a recipe's data volume: `data`, 10Gi, ReadWriteOnce.
+fn data_claim() -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity("10Gi".into()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
-    Ok(())
 }
 
 pub(super) fn tcp_check(port: u16) -> Probe {
