@@ -27,6 +27,8 @@ try {
   await row.locator("button.act-restart").click();
   await page.locator(`#events li[data-kind="started"]`, { hasText: unit }).first()
     .waitFor({ timeout: 15000 });
+  // A routed unit's restart is start-first: the answer comes once the new unit is ready.
+  await page.waitForFunction(() => document.body.dataset.lastAction, null, { timeout: 30000 });
   report.lastAction = await page.evaluate(() => document.body.dataset.lastAction);
   await page.waitForFunction(
     ([u, before]) => {
