@@ -346,12 +346,27 @@ impl Switcher {
                 .unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        events
+        let newest: Vec<&grove_state::EventRecord> = events.iter().rev().collect();
+        let Some(at) = newest
             .iter()
-            .rev()
-            .find(|e| matches!(e.kind.as_str(), "exited" | "unhealthy" | "spawn-failed"))
-            .map(|e| e.message.clone())
-            .unwrap_or_else(|| "exited".to_string())
+            .position(|e| matches!(e.kind.as_str(), "exited" | "unhealthy" | "spawn-failed"))
+        else {
+            return "exited".to_string();
+        };
+        let last = newest[at];
+        // An exit autoheal caused says why autoheal acted: the probe's failures.
+        let healed = newest[at + 1..].iter().take(3).any(|e| e.kind == "healed");
+        let unhealthy = newest[at + 1..]
+            .iter()
+            .take(4)
+            .find(|e| e.kind == "unhealthy");
+        match (last.kind.as_str(), healed, unhealthy) {
+            ("exited", true, Some(u)) => format!(
+                "was {}; autoheal restarted it ({})",
+                u.message, last.message
+            ),
+            _ => last.message.clone(),
+        }
     }
 
     /// `\n` and the last lines of a unit's log, indented and scrubbed, or nothing.

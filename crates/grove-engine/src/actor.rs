@@ -49,6 +49,48 @@ struct Proc {
     group: Option<cgroup::Group>,
     /// Its shim's ear.
     control: Option<shim::Control>,
+    /// SIGKILL the group at this time (the stop grace period ran out).
+    kill_at: Option<Instant>,
+    /// A recipe server whose roles and databases are being created: dependents that wait
+    /// for `healthy` wait for this too.
+    provisioning: bool,
+}
+
+/// What the actor means to do with a unit next, beside what its machine does now. One of
+/// these at a time: a unit waiting to start is neither blocked nor waiting to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Intent {
+    /// Nothing beyond what its machine does.
+    Idle,
+    /// Start as soon as its dependencies allow.
+    Start,
+    /// Not started: a dependency failed, or is stopped (why).
+    Blocked(String),
+    /// Stop as soon as no dependent runs (ordered shutdown).
+    Stop,
+    /// A previous generation draining: stop it at this time.
+    DrainUntil(Instant),
+}
+
+impl Intent {
+    /// When a draining generation is to be stopped.
+    fn drain_until(&self) -> Option<Instant> {
+        match self {
+            Intent::DrainUntil(t) => Some(*t),
+            _ => None,
+        }
+    }
+}
+
+/// What becomes of a unit once its process has stopped.
+#[derive(Debug, Clone)]
+enum AfterStop {
+    /// It stays, stopped (or as its restart policy decides).
+    Stay,
+    /// It starts again with this definition (a reload's restart, `restart`).
+    Restart(Box<Unit>),
+    /// It is dropped (a reload removed it, a drained generation).
+    Remove,
 }
 
 /// The key suffix of a unit of the next generation, started beside the serving one by a
@@ -65,26 +107,26 @@ struct Rt {
     proc: Option<Proc>,
     probe: Option<tokio::task::AbortHandle>,
     log: Option<SharedLog>,
-    /// Wants `Start` as soon as its dependencies allow.
-    start_pending: bool,
-    /// Wants `Stop` as soon as no dependent runs (ordered shutdown).
-    stop_pending: bool,
-    blocked: Option<String>,
+    /// What the actor means to do with it next.
+    intent: Intent,
+    /// What becomes of it once stopped.
+    after_stop: AfterStop,
     /// Something to say in `ps` while nothing else is (output lost to a full disk).
     note: Option<String>,
     last_probe_error: Option<String>,
-    /// SIGKILL the group at this time (the stop grace period ran out).
-    kill_at: Option<Instant>,
-    /// Once stopped, take this definition and start again (reload restart, `restart`).
-    restart_with: Option<Unit>,
-    /// Once stopped, drop the unit (reload removed it).
-    remove_when_stopped: bool,
     cpu_sample: Option<(Instant, u64)>,
-    /// A recipe server whose roles and databases are being created: dependents that wait
-    /// for `healthy` wait for this too.
-    provisioning: bool,
-    /// A previous generation draining: stop it at this time.
-    stop_at: Option<Instant>,
+}
+
+impl Rt {
+    /// Whether it starts again once its process has stopped.
+    fn restarting(&self) -> bool {
+        matches!(self.after_stop, AfterStop::Restart(_))
+    }
+
+    /// Whether it is a recipe server still creating its roles and databases.
+    fn provisioning(&self) -> bool {
+        self.proc.as_ref().is_some_and(|p| p.provisioning)
+    }
 }
 
 pub(crate) struct Actor {
@@ -192,13 +234,19 @@ impl Actor {
     fn all_down(&self) -> bool {
         self.units
             .values()
-            .all(|rt| rt.proc.is_none() && !rt.stop_pending && rt.restart_with.is_none())
+            .all(|rt| rt.proc.is_none() && rt.intent != Intent::Stop && !rt.restarting())
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         self.units
             .values()
-            .flat_map(|rt| [rt.machine.deadline(), rt.kill_at, rt.stop_at])
+            .flat_map(|rt| {
+                [
+                    rt.machine.deadline(),
+                    rt.proc.as_ref().and_then(|p| p.kill_at),
+                    rt.intent.drain_until(),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -241,15 +289,18 @@ impl Actor {
                 if let Ok(names) = &r {
                     for n in names {
                         if let Some(rt) = self.units.get_mut(n) {
-                            rt.blocked = None;
-                            rt.stop_pending = false;
-                            rt.remove_when_stopped = false;
-                            if rt.proc.is_none() || rt.restart_with.is_some() {
-                                rt.start_pending = true;
+                            if matches!(rt.intent, Intent::Blocked(_) | Intent::Stop) {
+                                rt.intent = Intent::Idle;
+                            }
+                            if matches!(rt.after_stop, AfterStop::Remove) {
+                                rt.after_stop = AfterStop::Stay;
+                            }
+                            if rt.proc.is_none() || rt.restarting() {
+                                rt.intent = Intent::Start;
                             } else if matches!(rt.machine.state(), State::Stopping) {
                                 // Still in its stop grace (issue 27): the later request wins,
                                 // so it starts again once the stop completes.
-                                rt.restart_with = Some(rt.unit.clone());
+                                rt.after_stop = AfterStop::Restart(Box::new(rt.unit.clone()));
                             }
                         }
                     }
@@ -261,8 +312,12 @@ impl Actor {
                 if let Ok(names) = &r {
                     for n in names {
                         if let Some(rt) = self.units.get_mut(n) {
-                            rt.start_pending = false;
-                            rt.restart_with = None;
+                            if rt.intent == Intent::Start {
+                                rt.intent = Intent::Idle;
+                            }
+                            if rt.restarting() {
+                                rt.after_stop = AfterStop::Stay;
+                            }
                         }
                         self.feed(n, Input::Stop, now);
                     }
@@ -275,11 +330,14 @@ impl Actor {
                     for n in names.clone() {
                         let running = self.units.get(&n).is_some_and(|rt| rt.proc.is_some());
                         if let Some(rt) = self.units.get_mut(&n) {
-                            rt.blocked = None;
-                            if running {
-                                rt.restart_with = Some(rt.unit.clone());
-                            } else {
-                                rt.start_pending = true;
+                            if matches!(rt.intent, Intent::Blocked(_)) {
+                                rt.intent = Intent::Idle;
+                            }
+                            if !running {
+                                rt.intent = Intent::Start;
+                            } else if !matches!(rt.after_stop, AfterStop::Remove) {
+                                // A unit on its way out is not brought back.
+                                rt.after_stop = AfterStop::Restart(Box::new(rt.unit.clone()));
                             }
                         }
                         if running {
@@ -310,10 +368,15 @@ impl Actor {
 
     fn begin_shutdown(&mut self) {
         for rt in self.units.values_mut() {
-            rt.start_pending = false;
-            rt.restart_with = None;
+            if rt.restarting() {
+                rt.after_stop = AfterStop::Stay;
+            }
             let active = rt.proc.is_some() || matches!(rt.machine.state(), State::Backoff { .. });
-            rt.stop_pending = active;
+            if active {
+                rt.intent = Intent::Stop;
+            } else if !matches!(rt.intent, Intent::Blocked(_)) {
+                rt.intent = Intent::Idle;
+            }
         }
         if self.shutdown.is_empty() {
             // Keep the loop's exit condition true for a shutdown nobody waits for.
@@ -355,9 +418,10 @@ impl Actor {
         }
         for name in &diff.remove {
             if let Some(rt) = self.units.get_mut(name) {
-                rt.start_pending = false;
-                rt.restart_with = None;
-                rt.remove_when_stopped = true;
+                if rt.intent == Intent::Start {
+                    rt.intent = Intent::Idle;
+                }
+                rt.after_stop = AfterStop::Remove;
             }
             self.feed(name, Input::Stop, now);
             report.removed.push(name.clone());
@@ -369,13 +433,17 @@ impl Actor {
             let running = self.units.get(&r.unit).is_some_and(|rt| rt.proc.is_some());
             if let Some(rt) = self.units.get_mut(&r.unit) {
                 if running {
-                    rt.restart_with = Some(unit.clone());
+                    rt.after_stop = AfterStop::Restart(Box::new(unit.clone()));
                 } else {
-                    let was_wanted = rt.start_pending
+                    let was_wanted = rt.intent == Intent::Start
                         || !matches!(rt.machine.state(), State::Stopped | State::Completed);
                     rt.machine.update(Settings::from_unit(unit));
                     rt.unit = unit.clone();
-                    rt.start_pending = was_wanted;
+                    if was_wanted {
+                        rt.intent = Intent::Start;
+                    } else if rt.intent == Intent::Start {
+                        rt.intent = Intent::Idle;
+                    }
                 }
             }
             if running {
@@ -556,7 +624,9 @@ impl Actor {
             return;
         };
         let server = grove_recipes::Server::of(&stack, &root, &rt.unit);
-        rt.provisioning = server.is_some();
+        if let Some(p) = rt.proc.as_mut() {
+            p.provisioning = server.is_some();
+        }
         let env: Vec<(String, String)> = rt
             .unit
             .env
@@ -579,17 +649,18 @@ impl Actor {
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
-        let Some(p) = &rt.proc else {
+        let sig = process::parse_signal(&rt.unit.stop_signal).unwrap_or(Signal::SIGTERM);
+        let grace = Duration::from_millis(rt.unit.stop_grace_ms);
+        let Some(p) = rt.proc.as_mut() else {
             return;
         };
-        let sig = process::parse_signal(&rt.unit.stop_signal).unwrap_or(Signal::SIGTERM);
         if let Err(e) = process::signal_group(p.pid, sig) {
             tracing::warn!("cannot signal {name}: {e}");
         }
         if let Some(g) = &p.group {
             g.signal_escaped(p.pid, sig);
         }
-        rt.kill_at = Some(now + Duration::from_millis(rt.unit.stop_grace_ms));
+        p.kill_at = Some(now + grace);
     }
 
     fn timers(&mut self, now: Instant) {
@@ -597,24 +668,28 @@ impl Actor {
         for name in names {
             let (kill_due, tick_due, grace, drained) = match self.units.get(&name) {
                 Some(rt) => (
-                    rt.kill_at.is_some_and(|t| t <= now),
+                    rt.proc
+                        .as_ref()
+                        .and_then(|p| p.kill_at)
+                        .is_some_and(|t| t <= now),
                     rt.machine.deadline().is_some_and(|t| t <= now),
                     rt.unit.stop_grace_ms,
-                    rt.stop_at.is_some_and(|t| t <= now),
+                    rt.intent.drain_until().is_some_and(|t| t <= now),
                 ),
                 None => continue,
             };
             if drained {
                 if let Some(rt) = self.units.get_mut(&name) {
-                    rt.stop_at = None;
+                    rt.intent = Intent::Idle;
                 }
                 self.emit(Some(&name), "drained", "drain time over: stopping it");
                 self.feed(&name, Input::Stop, now);
             }
             if kill_due {
                 let pid = self.units.get_mut(&name).and_then(|rt| {
-                    rt.kill_at = None;
-                    rt.proc.as_ref().map(|p| (p.pid, p.group.clone()))
+                    let p = rt.proc.as_mut()?;
+                    p.kill_at = None;
+                    Some((p.pid, p.group.clone()))
                 });
                 if let Some((pid, group)) = pid {
                     let _ = process::signal_group(pid, Signal::SIGKILL);
@@ -658,7 +733,6 @@ impl Actor {
                     return;
                 };
                 rt.proc = None;
-                rt.kill_at = None;
                 rt.cpu_sample = None;
                 if let Some(p) = rt.probe.take() {
                     p.abort();
@@ -670,17 +744,22 @@ impl Actor {
                 let replace = self.units.get_mut(&unit).and_then(|rt| {
                     let idle = rt.proc.is_none()
                         && !matches!(rt.machine.state(), State::Backoff { .. } | State::Starting);
-                    if idle {
-                        rt.restart_with.take()
-                    } else {
-                        None
+                    if !idle {
+                        return None;
+                    }
+                    match std::mem::replace(&mut rt.after_stop, AfterStop::Stay) {
+                        AfterStop::Restart(def) => Some(*def),
+                        other => {
+                            rt.after_stop = other;
+                            None
+                        }
                     }
                 });
                 if let Some(def) = replace {
                     if let Some(rt) = self.units.get_mut(&unit) {
                         rt.machine.update(Settings::from_unit(&def));
                         rt.unit = def;
-                        rt.start_pending = true;
+                        rt.intent = Intent::Start;
                     }
                 }
             }
@@ -706,9 +785,9 @@ impl Actor {
                     return;
                 }
                 let ok = result.is_ok();
-                let provisioned = ok && rt.provisioning;
-                if ok {
-                    rt.provisioning = false;
+                let provisioned = ok && rt.provisioning();
+                if let (true, Some(p)) = (ok, rt.proc.as_mut()) {
+                    p.provisioning = false;
                 }
                 if let Err(e) = result {
                     rt.last_probe_error = Some(e);

@@ -168,7 +168,13 @@ route = {{}}
 fn kill_9_of_the_only_replica_and_restart_fail_no_request() {
     let port = free_port();
     let s = Stack::new("");
-    one_replica(&s, port, "health = { http = \"/\", interval = \"200ms\" }");
+    // A start period as a real app would have: a loaded machine can take more than three
+    // probe intervals to start Python, and autoheal must not kill the new unit for that.
+    one_replica(
+        &s,
+        port,
+        "health = { http = \"/\", interval = \"200ms\", start_period = \"10s\" }",
+    );
     s.up();
     let stop = Arc::new(AtomicBool::new(false));
     let workers = load(port, stop.clone());
@@ -199,7 +205,13 @@ fn kill_9_of_the_only_replica_and_restart_fail_no_request() {
 fn a_post_during_a_crash_is_held_until_the_unit_is_back() {
     let port = free_port();
     let s = Stack::new("");
-    one_replica(&s, port, "health = { http = \"/\", interval = \"200ms\" }");
+    // A start period as a real app would have: a loaded machine can take more than three
+    // probe intervals to start Python, and autoheal must not kill the new unit for that.
+    one_replica(
+        &s,
+        port,
+        "health = { http = \"/\", interval = \"200ms\", start_period = \"10s\" }",
+    );
     s.up();
     let pid = s.pid("web").unwrap();
     let _ = std::process::Command::new("kill")

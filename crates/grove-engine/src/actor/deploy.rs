@@ -7,7 +7,7 @@ use grove_plan::{Plan, Unit};
 use grove_state::ProcessRecord;
 use grove_supervisor::{Input, Settings, UnitMachine};
 
-use super::{Actor, Rt, NEXT, OLD};
+use super::{Actor, AfterStop, Intent, Rt, NEXT, OLD};
 use crate::status::ApplyReport;
 
 impl Actor {
@@ -22,17 +22,11 @@ impl Actor {
             proc: None,
             probe: None,
             log: None,
-            start_pending: true,
-            stop_pending: false,
-            blocked: None,
+            intent: Intent::Start,
+            after_stop: AfterStop::Stay,
             note: None,
             last_probe_error: None,
-            kill_at: None,
-            restart_with: None,
-            remove_when_stopped: false,
             cpu_sample: None,
-            provisioning: false,
-            stop_at: None,
         }
     }
 
@@ -78,17 +72,15 @@ impl Actor {
                 continue;
             };
             if let Some(mut old) = self.units.shift_remove(name) {
-                if old.proc.is_some() || old.restart_with.is_some() {
+                if old.proc.is_some() || old.restarting() {
                     let mut key = format!("{name}{OLD}");
                     let mut n = 2;
                     while self.units.contains_key(&key) {
                         key = format!("{name}{OLD}{n}");
                         n += 1;
                     }
-                    old.start_pending = false;
-                    old.restart_with = None;
-                    old.remove_when_stopped = true;
-                    old.stop_at = Some(now + drain);
+                    old.intent = Intent::DrainUntil(now + drain);
+                    old.after_stop = AfterStop::Remove;
                     self.move_record(name, &key, &old);
                     self.units.insert(key, old);
                 } else if let Some(p) = old.probe.take() {
@@ -134,9 +126,10 @@ impl Actor {
         for name in names {
             let key = format!("{name}{NEXT}");
             if let Some(rt) = self.units.get_mut(&key) {
-                rt.start_pending = false;
-                rt.restart_with = None;
-                rt.remove_when_stopped = true;
+                if rt.intent == Intent::Start {
+                    rt.intent = Intent::Idle;
+                }
+                rt.after_stop = AfterStop::Remove;
                 self.feed(&key, Input::Stop, now);
             }
         }

@@ -7,7 +7,7 @@ use grove_plan::ServiceKind;
 use grove_supervisor::process;
 use grove_supervisor::State;
 
-use super::{state_label, Actor};
+use super::{state_label, Actor, Intent};
 use crate::status::{Health, Status, UnitKind, UnitState, UnitStatus};
 
 impl Actor {
@@ -29,9 +29,13 @@ impl Actor {
             .collect();
         for ((key, rt), probe_text) in self.units.iter_mut().zip(probes) {
             let u = &rt.unit;
-            let state_name = if rt.blocked.is_some() {
+            let blocked = match &rt.intent {
+                Intent::Blocked(why) => Some(why.clone()),
+                _ => None,
+            };
+            let state_name = if blocked.is_some() {
                 UnitState::Blocked
-            } else if rt.start_pending && rt.proc.is_none() {
+            } else if rt.intent == Intent::Start && rt.proc.is_none() {
                 UnitState::Waiting
             } else {
                 state_label(rt.machine.state())
@@ -42,7 +46,7 @@ impl Actor {
                 State::Starting | State::Running if rt.proc.is_some() => Health::Starting,
                 _ => Health::Unknown,
             });
-            let reason = rt.blocked.clone().or_else(|| match rt.machine.state() {
+            let reason = blocked.or_else(|| match rt.machine.state() {
                 State::Failed { reason } => Some(reason.clone()),
                 State::Starting | State::Unhealthy => rt.last_probe_error.clone(),
                 _ => rt.note.clone(),

@@ -6,12 +6,62 @@ use std::time::Instant;
 use grove_plan::{Condition, ServiceKind};
 use grove_supervisor::{Input, State};
 
-use super::{Actor, NEXT};
+use super::{Actor, AfterStop, Intent, NEXT};
 
+/// Whether a wanted unit may start now.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Deps {
+    /// Every dependency allows it.
     Ready,
+    /// A dependency is on its way (starting, not healthy yet).
     Wait,
+    /// A dependency failed or is stopped, so it never will be (why).
     Blocked(String),
+}
+
+/// What the scheduler sees of a dependency.
+pub(super) struct DepView<'a> {
+    /// Why it is blocked itself, if it is.
+    pub blocked: Option<&'a str>,
+    pub state: &'a State,
+    /// It has a process.
+    pub running: bool,
+    /// It has a health probe.
+    pub probed: bool,
+    pub task: bool,
+    /// A recipe server still creating its roles and databases.
+    pub provisioning: bool,
+    /// No process, and none about to start or restart.
+    pub idle: bool,
+}
+
+/// What dependency `name` (seen as `dep`) says about a unit waiting for it under
+/// `condition`: `None` when it allows the start, else wait or blocked (with why). The
+/// scheduler's one decision, without processes.
+pub(super) fn dep_verdict(name: &str, dep: &DepView<'_>, condition: Condition) -> Option<Deps> {
+    if let Some(why) = dep.blocked {
+        return Some(Deps::Blocked(format!("{name} is blocked ({why})")));
+    }
+    let state = dep.state;
+    let ok = match condition {
+        Condition::Started => dep.running || matches!(state, State::Completed),
+        Condition::Healthy => {
+            (matches!(state, State::Healthy) && !dep.provisioning)
+                || (!dep.probed && matches!(state, State::Running))
+                || (dep.task && matches!(state, State::Completed))
+        }
+        Condition::Completed => matches!(state, State::Completed),
+    };
+    if ok {
+        return None;
+    }
+    if let State::Failed { reason } = state {
+        return Some(Deps::Blocked(format!("{name} failed: {reason}")));
+    }
+    if dep.idle && matches!(state, State::Stopped | State::Completed) {
+        return Some(Deps::Blocked(format!("{name} is stopped")));
+    }
+    Some(Deps::Wait)
 }
 
 impl Actor {
@@ -23,15 +73,14 @@ impl Actor {
             let names: Vec<String> = self.units.keys().cloned().collect();
             for name in &names {
                 let (start_pending, stop_pending) = match self.units.get(name) {
-                    Some(rt) => (rt.start_pending, rt.stop_pending),
+                    Some(rt) => (rt.intent == Intent::Start, rt.intent == Intent::Stop),
                     None => continue,
                 };
                 if start_pending && !self.shutting_down() {
                     match self.deps(name) {
                         Deps::Ready => {
                             if let Some(rt) = self.units.get_mut(name) {
-                                rt.start_pending = false;
-                                rt.blocked = None;
+                                rt.intent = Intent::Idle;
                             }
                             self.feed(name, Input::Start, now);
                             changed = true;
@@ -39,8 +88,7 @@ impl Actor {
                         Deps::Wait => {}
                         Deps::Blocked(why) => {
                             if let Some(rt) = self.units.get_mut(name) {
-                                rt.start_pending = false;
-                                rt.blocked = Some(why.clone());
+                                rt.intent = Intent::Blocked(why.clone());
                             }
                             self.emit(Some(name), "blocked", &format!("not started: {why}"));
                             changed = true;
@@ -49,7 +97,7 @@ impl Actor {
                 }
                 if stop_pending && !self.dependents_alive(name) {
                     if let Some(rt) = self.units.get_mut(name) {
-                        rt.stop_pending = false;
+                        rt.intent = Intent::Idle;
                     }
                     self.feed(name, Input::Stop, now);
                     changed = true;
@@ -63,7 +111,7 @@ impl Actor {
         let gone: Vec<String> = self
             .units
             .iter()
-            .filter(|(_, rt)| rt.remove_when_stopped && rt.proc.is_none())
+            .filter(|(_, rt)| matches!(rt.after_stop, AfterStop::Remove) && rt.proc.is_none())
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone {
@@ -89,31 +137,22 @@ impl Actor {
                     None => continue,
                 },
             };
-            if let Some(why) = &dep.blocked {
-                return Deps::Blocked(format!("{} is blocked ({why})", d.unit));
-            }
             let state = dep.machine.state();
-            let probed = dep.unit.health.is_some();
-            let ok = match d.condition {
-                Condition::Started => dep.proc.is_some() || matches!(state, State::Completed),
-                Condition::Healthy => {
-                    (matches!(state, State::Healthy) && !dep.provisioning)
-                        || (!probed && matches!(state, State::Running))
-                        || (dep.unit.kind == ServiceKind::Task && matches!(state, State::Completed))
-                }
-                Condition::Completed => matches!(state, State::Completed),
+            let view = DepView {
+                blocked: match &dep.intent {
+                    Intent::Blocked(why) => Some(why.as_str()),
+                    _ => None,
+                },
+                state,
+                running: dep.proc.is_some(),
+                probed: dep.unit.health.is_some(),
+                task: dep.unit.kind == ServiceKind::Task,
+                provisioning: dep.provisioning(),
+                idle: dep.proc.is_none() && dep.intent != Intent::Start && !dep.restarting(),
             };
-            if ok {
-                continue;
+            if let Some(verdict) = dep_verdict(&d.unit, &view, d.condition) {
+                return verdict;
             }
-            if let State::Failed { reason } = state {
-                return Deps::Blocked(format!("{} failed: {reason}", d.unit));
-            }
-            let idle = dep.proc.is_none() && !dep.start_pending && dep.restart_with.is_none();
-            if idle && matches!(state, State::Stopped | State::Completed) {
-                return Deps::Blocked(format!("{} is stopped", d.unit));
-            }
-            return Deps::Wait;
         }
         Deps::Ready
     }
@@ -122,5 +161,116 @@ impl Actor {
         self.units
             .values()
             .any(|rt| rt.proc.is_some() && rt.unit.depends_on.iter().any(|d| d.unit == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(state: &State) -> DepView<'_> {
+        DepView {
+            blocked: None,
+            state,
+            running: matches!(state, State::Starting | State::Running | State::Healthy),
+            probed: true,
+            task: false,
+            provisioning: false,
+            idle: false,
+        }
+    }
+
+    #[test]
+    fn started_waits_for_a_process_healthy_for_a_probe_and_its_provisioning() {
+        let healthy = State::Healthy;
+        let starting = State::Starting;
+        assert_eq!(
+            dep_verdict("db", &view(&starting), Condition::Started),
+            None
+        );
+        assert_eq!(
+            dep_verdict("db", &view(&starting), Condition::Healthy),
+            Some(Deps::Wait)
+        );
+        assert_eq!(dep_verdict("db", &view(&healthy), Condition::Healthy), None);
+        // A recipe server creating its databases is not healthy enough yet.
+        let provisioning = DepView {
+            provisioning: true,
+            ..view(&healthy)
+        };
+        assert_eq!(
+            dep_verdict("db", &provisioning, Condition::Healthy),
+            Some(Deps::Wait)
+        );
+        // Without a probe, running is as healthy as it gets.
+        let running = State::Running;
+        let unprobed = DepView {
+            probed: false,
+            ..view(&running)
+        };
+        assert_eq!(dep_verdict("db", &unprobed, Condition::Healthy), None);
+    }
+
+    #[test]
+    fn a_task_allows_its_dependents_once_completed() {
+        let done = State::Completed;
+        let task = DepView {
+            task: true,
+            running: false,
+            ..view(&done)
+        };
+        for c in [Condition::Started, Condition::Healthy, Condition::Completed] {
+            assert_eq!(dep_verdict("migrate", &task, c), None, "{c:?}");
+        }
+        let running = State::Running;
+        let busy = DepView {
+            task: true,
+            ..view(&running)
+        };
+        assert_eq!(
+            dep_verdict("migrate", &busy, Condition::Completed),
+            Some(Deps::Wait)
+        );
+    }
+
+    #[test]
+    fn a_failed_stopped_or_blocked_dependency_blocks_with_why() {
+        let failed = State::Failed {
+            reason: "exited with code 3".into(),
+        };
+        assert_eq!(
+            dep_verdict("db", &view(&failed), Condition::Healthy),
+            Some(Deps::Blocked("db failed: exited with code 3".into()))
+        );
+        let stopped = State::Stopped;
+        let idle = DepView {
+            idle: true,
+            running: false,
+            ..view(&stopped)
+        };
+        assert_eq!(
+            dep_verdict("db", &idle, Condition::Started),
+            Some(Deps::Blocked("db is stopped".into()))
+        );
+        // Stopped but about to start (wanted, or restarting): wait for it.
+        let coming = DepView {
+            idle: false,
+            running: false,
+            ..view(&stopped)
+        };
+        assert_eq!(
+            dep_verdict("db", &coming, Condition::Started),
+            Some(Deps::Wait)
+        );
+        let blocked = DepView {
+            blocked: Some("cache failed: no such file"),
+            ..view(&stopped)
+        };
+        assert_eq!(
+            dep_verdict("db", &blocked, Condition::Started),
+            Some(Deps::Blocked(
+                "db is blocked (cache failed: no such file)".into()
+            ))
+        );
     }
 }

@@ -191,6 +191,8 @@ impl Actor {
             start_ticks,
             group: group.clone(),
             control: Some(control),
+            kill_at: None,
+            provisioning: false,
         });
         let unit: Arc<str> = Arc::from(label);
         let pumps = vec![
@@ -252,7 +254,6 @@ impl Actor {
                 status,
             });
         });
-        rt.provisioning = false;
         if let Ok(store) = self.store.lock() {
             if let Err(e) = store.record_process(&ProcessRecord {
                 unit: name.to_string(),
