@@ -132,8 +132,17 @@ const DEPLOY_KEYS: [&str; 7] = [
 ];
 
 /// Converts and validates; `strict_vars` off skips `${VAR:?}` errors (other environments).
+/// The services' `env_file`s as the loader read them: by the path as written, the text or
+/// why it could not be read.
+pub(crate) type EnvFiles = BTreeMap<PathBuf, Result<String, String>>;
+
+/// No env files (a builder the loader did not give any).
+static NO_ENV_FILES: EnvFiles = BTreeMap::new();
+
 pub(crate) struct Builder<'a> {
     pub sources: &'a Sources,
+    /// The env files, read by the loader: validation does no I/O.
+    pub env_files: &'a EnvFiles,
     pub vars: &'a BTreeMap<String, String>,
     pub root: PathBuf,
     pub strict_vars: bool,
@@ -190,6 +199,7 @@ impl<'a> Builder<'a> {
     ) -> Self {
         Builder {
             sources,
+            env_files: &NO_ENV_FILES,
             vars,
             root,
             strict_vars,

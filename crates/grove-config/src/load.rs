@@ -155,7 +155,9 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         }
         let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
         let (vars, env_sources) = vars;
+        let env_files = env_files(&tree, &root_dir);
         let mut b = Builder::new(&env_sources, &vars, root_dir.clone(), strict);
+        b.env_files = &env_files;
         let name = (!envs.is_empty()).then(|| envs.join(","));
         let stack = b.build(&tree, name, known.clone());
         errs.extend(b.errors);
@@ -345,6 +347,29 @@ fn apply_overlay(
 }
 
 /// The interpolation variables: `.env` (from `stack.env_file`) under the process environment.
+/// Every service's `env_file`, read here so that validation does no I/O: by the path as
+/// written, its text or why it could not be read.
+fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
+    let mut out = crate::build::EnvFiles::new();
+    let Kind::Table(top) = &tree.kind else {
+        return out;
+    };
+    let Some(Kind::Table(services)) = top.get("services").map(|e| &e.node.kind) else {
+        return out;
+    };
+    for svc in services.values() {
+        let Kind::Table(keys) = &svc.node.kind else {
+            continue;
+        };
+        if let Some(Kind::Str(file)) = keys.get("env_file").map(|e| &e.node.kind) {
+            let file = std::path::PathBuf::from(file);
+            let text = std::fs::read_to_string(root.join(&file)).map_err(|e| e.to_string());
+            out.insert(file, text);
+        }
+    }
+    out
+}
+
 fn variables(
     tree: &Node,
     root: &Path,

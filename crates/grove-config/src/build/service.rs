@@ -339,8 +339,12 @@ impl<'a> Builder<'a> {
         let p = |k: &str| join(path, k);
         if let Some(e) = map.get("env_file") {
             if let Some(file) = self.path(&e.node, &p("env_file")) {
-                let full = self.root.join(&file);
-                match std::fs::read_to_string(&full) {
+                let read = self
+                    .env_files
+                    .get(&file)
+                    .cloned()
+                    .unwrap_or_else(|| Err("it was not read with the stack file".to_string()));
+                match read {
                     Ok(text) => match crate::dotenv::parse(&text) {
                         Ok(lines) => {
                             // Interpolated exactly as `env` values, references included
