@@ -39,7 +39,9 @@ use crate::table::{Action, Backend, Pool, Route, Table};
 use crate::upstream::Upstream;
 use crate::{Conn, Shared};
 
+use forward::{write_request, Forwarding};
 pub use fuzz::fuzz_heads;
+use request::{parse_request, Head, Kind, Line, Parsed};
 use response::{parse_response, write_response_head, Framing, ParsedResponse, ResponseHead};
 
 /// Most header lines parsed here (a head with more goes to hyper, which applies the
@@ -61,170 +63,6 @@ pub(crate) enum Outcome {
     /// The bytes read so far (from the start of a request head) and the rest of the
     /// connection are hyper's.
     Handoff,
-}
-
-/// What a header line is to the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Passed on as it is.
-    Keep,
-    /// Hop-by-hop (or replaced): never passed on.
-    Drop,
-    XForwardedProto,
-    XForwardedHost,
-    XForwardedPrefix,
-    /// `Strict-Transport-Security` in a response (replaced when the edge sets it).
-    Hsts,
-}
-
-/// A header line, by where its name and value are in the buffer.
-#[derive(Debug, Clone)]
-struct Line {
-    name: Range<usize>,
-    value: Range<usize>,
-    kind: Kind,
-}
-
-/// A request head the fast path takes; ranges are into the connection's buffer.
-#[derive(Debug)]
-struct Head {
-    /// When the head was complete.
-    since: Instant,
-    len: usize,
-    method: Range<usize>,
-    target: Range<usize>,
-    /// The target without its query.
-    path: Range<usize>,
-    host: Range<usize>,
-    length: u64,
-    close: bool,
-    id: Option<Range<usize>>,
-    xff: Option<Range<usize>>,
-    xfp: bool,
-    xfh: bool,
-}
-
-enum Parsed {
-    Partial,
-    /// Not for the fast path.
-    Other,
-    Head(Head),
-}
-
-/// Where `part` (a slice of `base`) is in `base`.
-fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
-    start..start + part.len()
-}
-
-/// Marks the lines that a `Connection` header names as hop-by-hop.
-fn drop_named(buf: &[u8], lines: &mut [Line], named: &[Range<usize>]) {
-    for l in lines.iter_mut() {
-        if named
-            .iter()
-            .any(|n| buf[n.clone()].eq_ignore_ascii_case(&buf[l.name.clone()]))
-        {
-            l.kind = Kind::Drop;
-        }
-    }
-}
-
-/// Parses a request head from the start of `buf` into `lines`.
-fn parse_request(buf: &[u8], lines: &mut Vec<Line>, max_headers: usize) -> Parsed {
-    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut raw[..max_headers.min(MAX_HEADERS)]) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
-    };
-    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
-        return Parsed::Other;
-    };
-    if !target.starts_with('/') {
-        return Parsed::Other;
-    }
-    lines.clear();
-    let mut named: Vec<Range<usize>> = Vec::new();
-    let mut head = Head {
-        since: Instant::now(),
-        len,
-        method: range_in(buf, method.as_bytes()),
-        target: range_in(buf, target.as_bytes()),
-        path: range_in(buf, target.split('?').next().unwrap_or(target).as_bytes()),
-        host: 0..0,
-        length: 0,
-        close: false,
-        id: None,
-        xff: None,
-        xfp: false,
-        xfh: false,
-    };
-    let verdict = rules::check_request(
-        rules::Proto::Http11,
-        req.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
-    )
-    .and(rules::check_target(target.as_bytes()));
-    if verdict.is_err() {
-        // hyper's side refuses it (the framing guard applies the same rules).
-        return Parsed::Other;
-    }
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        let value = range_in(buf, h.value);
-        let mut kind = Kind::Keep;
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("host") {
-            head.host = value.clone();
-            kind = Kind::Drop;
-        } else if !rules::forwardable_name(name) {
-            kind = Kind::Drop;
-        } else if is("content-length") {
-            let v = h.value;
-            if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-                return Parsed::Other;
-            }
-            head.length = v.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
-        } else if is("transfer-encoding") || is("expect") || is("upgrade") {
-            return Parsed::Other;
-        } else if is("connection") {
-            kind = Kind::Drop;
-            for t in tokens(h.value) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    head.close = true;
-                } else if !t.eq_ignore_ascii_case(b"keep-alive") {
-                    named.push(range_in(buf, t));
-                }
-            }
-        } else if hop_by_hop(name) {
-            kind = Kind::Drop;
-        } else if is("x-forwarded-for") {
-            kind = Kind::Drop;
-            if head.xff.is_none() {
-                head.xff = Some(value.clone());
-            }
-        } else if is("x-forwarded-proto") {
-            kind = Kind::XForwardedProto;
-            head.xfp = true;
-        } else if is("x-forwarded-host") {
-            kind = Kind::XForwardedHost;
-            head.xfh = true;
-        } else if is("x-forwarded-prefix") {
-            kind = Kind::XForwardedPrefix;
-        } else if is("x-request-id") {
-            kind = Kind::Drop;
-            if head.id.is_none() && usable_request_id(h.value) {
-                head.id = Some(value.clone());
-            }
-        }
-        lines.push(Line {
-            name: range_in(buf, name),
-            value,
-            kind,
-        });
-    }
-    drop_named(buf, lines, &named);
-    Parsed::Head(head)
 }
 
 /// Per-connection buffers, kept between requests.
@@ -523,87 +361,6 @@ where
     );
     at.log(status.as_u16(), None, None);
     io.write_all(out).await.is_ok() && io.flush().await.is_ok()
-}
-
-fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// What the upstream request says besides the client's request.
-struct Forwarding<'a> {
-    /// The route's prefix, when it is stripped.
-    strip: Option<&'a str>,
-    /// The client is a trusted proxy (its forwarded headers are kept).
-    trusted: bool,
-    /// The client's address.
-    peer: &'a [u8],
-    scheme: &'a str,
-    id: &'a [u8],
-}
-
-/// Appends the upstream request for `head` (and its body, which follows the head in `buf`)
-/// to `out`: the client's header lines without the hop-by-hop ones, then the forwarded ones
-/// (as the hyper path sets them).
-fn write_request(out: &mut Vec<u8>, buf: &[u8], head: &Head, lines: &[Line], how: &Forwarding<'_>) {
-    out.extend_from_slice(&buf[head.method.clone()]);
-    out.push(b' ');
-    let target = &buf[head.target.clone()];
-    match how.strip {
-        None => out.extend_from_slice(target),
-        Some(prefix) => {
-            let rest = target.get(prefix.len()..).unwrap_or_default();
-            if rest.first().is_none_or(|&b| b == b'?') {
-                out.push(b'/');
-            }
-            out.extend_from_slice(rest);
-        }
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let host = &buf[head.host.clone()];
-    put_line(out, b"Host", host);
-    for l in lines {
-        let keep = match l.kind {
-            Kind::Keep => true,
-            Kind::Drop | Kind::Hsts => false,
-            Kind::XForwardedProto | Kind::XForwardedHost => how.trusted,
-            Kind::XForwardedPrefix => how.strip.is_none(),
-        };
-        if keep {
-            put_line(out, &buf[l.name.clone()], &buf[l.value.clone()]);
-        }
-    }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(prev) = head.xff.clone().filter(|_| how.trusted) {
-        let prev = &buf[prev];
-        if prev
-            .iter()
-            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
-    }
-    out.extend_from_slice(how.peer);
-    out.extend_from_slice(b"\r\n");
-    if !(how.trusted && head.xfp) {
-        put_line(out, b"X-Forwarded-Proto", how.scheme.as_bytes());
-    }
-    if !(how.trusted && head.xfh) {
-        put_line(out, b"X-Forwarded-Host", host);
-    }
-    if let Some(prefix) = how.strip {
-        put_line(out, b"X-Forwarded-Prefix", prefix.as_bytes());
-    }
-    put_line(out, b"X-Request-Id", how.id);
-    out.extend_from_slice(b"\r\n");
-    let body = head.len
-        ..head
-            .len
-            .saturating_add(usize::try_from(head.length).unwrap_or(usize::MAX));
-    out.extend_from_slice(buf.get(body).unwrap_or_default());
 }
 
 /// Proxies one request whose head and body are in `buf`; says whether the client connection
@@ -945,7 +702,9 @@ where
     done && !close_client
 }
 
+mod forward;
 mod fuzz;
+mod request;
 mod response;
 #[cfg(test)]
 mod tests;

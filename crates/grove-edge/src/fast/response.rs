@@ -5,7 +5,9 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::{drop_named, hop_by_hop, put_line, range_in, tokens, Kind, Line, MAX_HEADERS};
+use super::forward::put_line;
+use super::request::{drop_named, range_in};
+use super::{hop_by_hop, tokens, Kind, Line, MAX_HEADERS};
 use crate::pages::HSTS_LINE;
 use crate::rules;
 
