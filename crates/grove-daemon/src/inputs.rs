@@ -12,17 +12,44 @@ use indexmap::IndexMap;
 
 use crate::ports;
 
+/// Why the Plan a running stack needs could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    /// The recipes' passwords could not be read or kept.
+    #[error("cannot keep the recipes' passwords: {0}")]
+    Credentials(#[from] grove_state::credentials::CredentialsError),
+    /// The stack does not make a Plan.
+    #[error(transparent)]
+    Plan(#[from] grove_plan::PlanError),
+    /// Recipes whose server is not installed: one line per service.
+    #[error("{}", .0.join("\n"))]
+    RecipesMissing(Vec<String>),
+    /// A unit's port is taken (a fixed one, or automatic ones again and again).
+    #[error("{0}")]
+    Ports(String),
+}
+
+impl InputsError {
+    /// The text to show: each line as `grove: ...`.
+    pub fn shown(&self) -> String {
+        self.to_string()
+            .lines()
+            .map(|l| format!("grove: {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// The Plan's inputs: `ports`, and the recipes' passwords from `.grove/secrets/`, the missing
 /// ones generated there when `generate` (else left out).
 pub fn plan_inputs(
     stack: &Stack,
     ports: &IndexMap<String, u16>,
     generate: bool,
-) -> Result<grove_plan::Inputs, String> {
+) -> Result<grove_plan::Inputs, InputsError> {
     let needed = grove_plan::credentials_needed(stack);
     let dir = stack.root.join(&stack.state_dir).join("secrets");
-    let credentials = grove_state::credentials::load(&dir, &needed, generate)
-        .map_err(|e| format!("cannot keep the recipes' passwords: {e}"))?;
+    let credentials = grove_state::credentials::load(&dir, &needed, generate)?;
     Ok(grove_plan::Inputs {
         ports: ports.clone(),
         credentials,
@@ -30,12 +57,11 @@ pub fn plan_inputs(
     })
 }
 
-/// The Plan of `stack` with `ports` kept, its passwords and its live release; `Err` is the
-/// text to show (`grove: ...`).
-pub fn build_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, String> {
-    let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+/// The Plan of `stack` with `ports` kept, its passwords and its live release.
+pub fn build_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, InputsError> {
+    let mut inputs = plan_inputs(stack, ports, true)?;
     inputs.release = live_release(&stack.root.join(&stack.state_dir));
-    grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))
+    Ok(grove_plan::build_with(stack, &inputs)?)
 }
 
 /// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
@@ -46,19 +72,19 @@ pub fn free_ports_plan(
     stack: &Stack,
     ports: &IndexMap<String, u16>,
     adopting: &[String],
-) -> Result<Plan, String> {
+) -> Result<Plan, InputsError> {
     let mut avoid = BTreeSet::new();
     // Each round moves every taken automatic port; a few rounds settle any race.
     for _ in 0..5 {
-        let mut inputs = plan_inputs(stack, ports, true).map_err(|e| format!("grove: {e}"))?;
+        let mut inputs = plan_inputs(stack, ports, true)?;
         inputs.release = live_release(&stack.root.join(&stack.state_dir));
         inputs.avoid = avoid.clone();
         // A port moved away from must not come back as the unit's sticky one.
         inputs.ports.retain(|_, p| !avoid.contains(p));
-        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("grove: {e}"))?;
+        let plan = grove_plan::build_with(stack, &inputs)?;
         match ports::verdict(&ports::taken(&plan, stack, adopting)) {
             ports::Verdict::Free => return Ok(plan),
-            ports::Verdict::Refuse(b) => return Err(format!("grove: {}", ports::refusal(&b))),
+            ports::Verdict::Refuse(b) => return Err(InputsError::Ports(ports::refusal(&b))),
             ports::Verdict::Avoid(more) => {
                 for p in &more {
                     eprintln!("grove: port {p} is taken by another program; moving its unit");
@@ -67,11 +93,13 @@ pub fn free_ports_plan(
             }
         }
     }
-    Err("grove: the units' ports kept being taken by other programs; try again".into())
+    Err(InputsError::Ports(
+        "the units' ports kept being taken by other programs; try again".into(),
+    ))
 }
 
 /// Every recipe's binaries are installed (before anything starts); `Err` names what to install.
-pub fn recipes_installed(plan: &Plan) -> Result<(), String> {
+pub fn recipes_installed(plan: &Plan) -> Result<(), InputsError> {
     let mut seen = Vec::new();
     let mut errors = Vec::new();
     for u in plan.units.values() {
@@ -81,14 +109,14 @@ pub fn recipes_installed(plan: &Plan) -> Result<(), String> {
             }
             seen.push(*recipe);
             if let Err(e) = grove_recipes::preflight(*recipe) {
-                errors.push(format!("grove: service `{}`: {e}", u.service));
+                errors.push(format!("service `{}`: {e}", u.service));
             }
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("\n"))
+        Err(InputsError::RecipesMissing(errors))
     }
 }
 

@@ -38,7 +38,9 @@ use grove_engine::{EngineHandle, Status};
 use grove_plan::Plan;
 use tokio::sync::Notify;
 
-pub use inputs::{build_plan, known_secrets, live_release, plan_inputs, recipes_installed};
+pub use inputs::{
+    build_plan, known_secrets, live_release, plan_inputs, recipes_installed, InputsError,
+};
 pub use state::{ensure_state_dir, make_private_dir, open_store, read_store, sticky_ports};
 
 impl DaemonError {
@@ -158,7 +160,7 @@ impl Daemon {
         let adopting: Vec<String> = found.iter().map(|a| a.hello.unit.clone()).collect();
         let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store), &adopting)
             .and_then(|p| recipes_installed(&p).map(|_| p))
-            .map_err(DaemonError::Refused)?;
+            .map_err(|e| DaemonError::Refused(e.shown()))?;
         let limits = grove_edge::Limits::from(&plan.edge.limits);
         // The sockets the last grove served on, with what waits in their backlogs.
         let run_dir = state.join("run");
@@ -225,8 +227,8 @@ impl Daemon {
         let reload_env = plan.environment.clone();
         let reload: grove_api::Reloader = Arc::new(move |current: &Plan| {
             let stack = load(reload_env.clone())?;
-            let plan = build_plan(&stack, &current.ports())?;
-            recipes_installed(&plan)?;
+            let plan = build_plan(&stack, &current.ports()).map_err(|e| e.shown())?;
+            recipes_installed(&plan).map_err(|e| e.shown())?;
             // The applier takes it: the stack the Plan comes from, once the Plan runs.
             *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(stack);
             Ok(plan)

@@ -107,8 +107,8 @@ impl Switcher {
             (next, Vec::new())
         } else {
             // The staged units get fresh ports: the Plan again, the serving ports avoided.
-            let mut inputs =
-                inputs::plan_inputs(&stack, &current.ports(), true).map_err(refused)?;
+            let mut inputs = inputs::plan_inputs(&stack, &current.ports(), true)
+                .map_err(|e| refused(e.to_string()))?;
             inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
             inputs.avoid.extend(staging.avoid.iter().copied());
             for n in &staging.unpin {
@@ -245,7 +245,8 @@ impl Switcher {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let staging = grove_plan::restart_staging(current, names);
-        let mut inputs = inputs::plan_inputs(&stack, &current.ports(), true).map_err(refused)?;
+        let mut inputs = inputs::plan_inputs(&stack, &current.ports(), true)
+            .map_err(|e| refused(e.to_string()))?;
         inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
         inputs.avoid.extend(staging.avoid.iter().copied());
         for n in &staging.unpin {

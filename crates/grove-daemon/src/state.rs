@@ -81,7 +81,7 @@ pub fn open_checked_store(state: &Path) -> Result<(Store, Option<String>), Daemo
     let why = match open_store(state) {
         Ok(store) => match store.check() {
             Ok(()) => return Ok((store, None)),
-            Err(why) => why,
+            Err(why) => why.to_string(),
         },
         Err(DaemonError::State(e)) if e.is_corrupt() => e.to_string(),
         Err(e) => return Err(e),

@@ -43,6 +43,12 @@ pub enum StateError {
         /// Why it failed.
         message: String,
     },
+    /// SQLite's own check found the file damaged.
+    #[error("{problems}")]
+    Damaged {
+        /// What the check said (its first three findings).
+        problems: String,
+    },
 }
 
 /// One entry of the event log.
@@ -194,26 +200,27 @@ impl Store {
     }
 
     /// SQLite's own check of the file (`PRAGMA quick_check`): `Err` says what is damaged.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), StateError> {
         let mut stmt = self
             .conn
             .prepare("PRAGMA quick_check")
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.err(e))?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| self.err(e))?
             .filter_map(Result::ok)
             .collect();
-        match rows.as_slice() {
-            [ok] if ok == "ok" => Ok(()),
-            [] => Err("the integrity check returned nothing".to_string()),
-            problems => Err(problems
+        let problems = match rows.as_slice() {
+            [ok] if ok == "ok" => return Ok(()),
+            [] => "the integrity check returned nothing".to_string(),
+            problems => problems
                 .iter()
                 .take(3)
                 .cloned()
                 .collect::<Vec<_>>()
-                .join("; ")),
-        }
+                .join("; "),
+        };
+        Err(StateError::Damaged { problems })
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {

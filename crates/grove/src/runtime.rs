@@ -699,7 +699,7 @@ pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode>
     let plan = match build_plan(&loaded.stack, &ports) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.shown());
             return Ok(ExitCode::from(1));
         }
     };
