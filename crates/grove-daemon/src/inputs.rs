@@ -64,6 +64,24 @@ pub fn build_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, 
     Ok(grove_plan::build_with(stack, &inputs)?)
 }
 
+/// The Plan of `stack` for a start-first change of `current`: the staged units of
+/// `staging` get fresh ports (the serving ones avoided, not kept as their sticky ports), the
+/// rest keep theirs; `release` is the release it runs (the live one when `None`).
+pub fn staged_plan(
+    stack: &Stack,
+    current: &Plan,
+    staging: &grove_plan::Staging,
+    release: Option<ReleaseInput>,
+) -> Result<Plan, InputsError> {
+    let mut inputs = plan_inputs(stack, &current.ports(), true)?;
+    inputs.release = release.or_else(|| live_release(&stack.root.join(&stack.state_dir)));
+    inputs.avoid.extend(staging.avoid.iter().copied());
+    for n in &staging.unpin {
+        inputs.ports.shift_remove(n);
+    }
+    Ok(grove_plan::build_with(stack, &inputs)?)
+}
+
 /// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
 /// automatic port another program holds is moved (the store keeps the new one); a fixed one
 /// is an error naming the holder. The units in `adopting` (left running by an earlier grove)

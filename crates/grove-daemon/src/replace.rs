@@ -107,15 +107,8 @@ impl Switcher {
             (next, Vec::new())
         } else {
             // The staged units get fresh ports: the Plan again, the serving ports avoided.
-            let mut inputs = inputs::plan_inputs(&stack, &current.ports(), true)
+            let plan = inputs::staged_plan(&stack, &current, &staging, None)
                 .map_err(|e| refused(e.to_string()))?;
-            inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
-            inputs.avoid.extend(staging.avoid.iter().copied());
-            for n in &staging.unpin {
-                inputs.ports.shift_remove(n);
-            }
-            let plan =
-                grove_plan::build_with(&stack, &inputs).map_err(|e| refused(e.to_string()))?;
             let mut stage = staging.stage;
             grove_plan::split_in_place(&current, &plan, &mut stage);
             (plan, stage)
@@ -245,14 +238,8 @@ impl Switcher {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let staging = grove_plan::restart_staging(current, names);
-        let mut inputs = inputs::plan_inputs(&stack, &current.ports(), true)
+        let next = inputs::staged_plan(&stack, current, &staging, None)
             .map_err(|e| refused(e.to_string()))?;
-        inputs.release = inputs::live_release(&stack.root.join(&stack.state_dir));
-        inputs.avoid.extend(staging.avoid.iter().copied());
-        for n in &staging.unpin {
-            inputs.ports.shift_remove(n);
-        }
-        let next = grove_plan::build_with(&stack, &inputs).map_err(|e| refused(e.to_string()))?;
         // The running Plan with only these units taken from the new one.
         let mut target = current.clone();
         let mut lines = Vec::new();

@@ -191,20 +191,19 @@ impl Switcher {
             return Err(format!("plan: {} is not a folder", req.dir.display()));
         }
         let current = self.engine.plan().await.map_err(gone)?;
-        let mut inputs =
-            inputs::plan_inputs(stack, &current.ports(), true).map_err(|e| format!("plan: {e}"))?;
-        inputs.release = Some(ReleaseInput {
+        let release = ReleaseInput {
             id: req.release.clone(),
             dir: req.dir.clone(),
-        });
-        let first = grove_plan::build_with(stack, &inputs).map_err(|e| format!("plan: {e}"))?;
+        };
+        let plan_err = |e: inputs::InputsError| format!("plan: {e}");
+        // The release's Plan with the serving ports, to see what it changes; then again with
+        // fresh ports for the new generation (the serving one keeps its own).
+        let nothing = grove_plan::Staging::default();
+        let first = inputs::staged_plan(stack, &current, &nothing, Some(release.clone()))
+            .map_err(plan_err)?;
         let staging = grove_plan::staging(&current, &first, &settings.before_switch);
-        // The new generation gets fresh ports; the serving one keeps its own.
-        inputs.avoid.extend(staging.avoid.iter().copied());
-        for n in &staging.unpin {
-            inputs.ports.shift_remove(n);
-        }
-        let plan = grove_plan::build_with(stack, &inputs).map_err(|e| format!("plan: {e}"))?;
+        let plan =
+            inputs::staged_plan(stack, &current, &staging, Some(release)).map_err(plan_err)?;
         let mut stage = staging.stage;
         let in_place = grove_plan::split_in_place(&current, &plan, &mut stage);
         inputs::recipes_installed(&plan).map_err(|e| format!("plan: {e}"))?;
