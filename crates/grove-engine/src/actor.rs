@@ -151,6 +151,10 @@ pub(crate) struct Actor {
     adoptable: HashMap<String, shim::Attached>,
     /// Set at a handover: the processes' watchers leave them alone.
     detached: Arc<std::sync::atomic::AtomicBool>,
+    /// `Some` in the actor's own tests: the process effects its decisions call for
+    /// (`spawn NAME`, `kill NAME`) are recorded here and stand-in processes take their place,
+    /// so scheduling, apply and a deploy's stage and promote are tested without a process.
+    recorded: Option<Vec<String>>,
 }
 
 impl Actor {
@@ -175,6 +179,7 @@ impl Actor {
             cgroups: None,
             adoptable: HashMap::new(),
             detached: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            recorded: None,
         }
     }
 
@@ -524,12 +529,38 @@ impl Actor {
             None => return,
         };
         for a in actions {
-            match a {
-                Action::Spawn => self.spawn(name, now),
-                Action::Kill => self.kill(name, now),
-                Action::Event(e) => self.machine_event(name, e),
+            match (a, self.recorded.as_mut()) {
+                (Action::Spawn, Some(log)) => {
+                    log.push(format!("spawn {name}"));
+                    self.stand_in(name, now);
+                }
+                (Action::Kill, Some(log)) => log.push(format!("kill {name}")),
+                (Action::Spawn, None) => self.spawn(name, now),
+                (Action::Kill, None) => self.kill(name, now),
+                (Action::Event(e), _) => self.machine_event(name, e),
             }
         }
+    }
+
+    /// A process that is not there, for a recorded spawn: the unit runs as far as the actor
+    /// can tell, until the test reports its exit.
+    fn stand_in(&mut self, name: &str, now: Instant) {
+        self.last_gen += 1;
+        let gen = self.last_gen;
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        rt.gen = gen;
+        rt.proc = Some(Proc {
+            pid: 0,
+            started: now,
+            start_ticks: 0,
+            group: None,
+            control: None,
+            kill_at: None,
+            provisioning: false,
+        });
+        self.feed(name, Input::Spawned, now);
     }
 
     fn machine_event(&mut self, name: &str, e: Event) {
@@ -654,6 +685,10 @@ impl Actor {
         let Some(p) = rt.proc.as_mut() else {
             return;
         };
+        // Never pid 0 or below: that would signal grove's own group, or every process.
+        if p.pid <= 0 {
+            return;
+        }
         if let Err(e) = process::signal_group(p.pid, sig) {
             tracing::warn!("cannot signal {name}: {e}");
         }
@@ -864,3 +899,5 @@ mod spawn;
 pub(crate) use io::state_dir;
 pub use io::{describe_exit, reap_leftovers};
 use io::{fingerprint, probe_loop, sleep_until, state_label};
+#[cfg(test)]
+mod tests;
