@@ -542,6 +542,7 @@ impl<'a> Builder<'a> {
             deploy,
             admin,
             secret_values: std::mem::take(&mut self.secret_values),
+            overrides: Vec::new(),
         })
     }
 

@@ -18,6 +18,7 @@ mod error;
 mod interp;
 mod load;
 mod node;
+mod overrides;
 mod source;
 mod stack;
 mod units;
@@ -26,6 +27,7 @@ pub use build::{is_secret_name, valid_database};
 pub use error::{suggest, ConfigError, ConfigErrors, Warning};
 pub use interp::{interpolate, InterpError, Part, ServiceAttr, Template};
 pub use load::{load, load_str, LoadOptions, Loaded};
+pub use overrides::{check_sets, Override, CLI_SETS_VAR, ENV_PREFIX as SET_PREFIX};
 pub use stack::*;
 pub use units::{parse_duration, parse_signal, parse_size, SIGNALS};
 

@@ -14,17 +14,32 @@ use crate::stack::Stack;
 pub struct LoadOptions {
     /// The environment overlay to apply (`--env`), if any.
     pub environment: Option<String>,
-    /// The process environment; it wins over the `.env` file.
+    /// The process environment; it wins over the `.env` file. Its `GROVE_SET_...`
+    /// variables set single values.
     pub vars: BTreeMap<String, String>,
+    /// `--set KEY=VALUE`, in order: single values over the file and its environments.
+    pub sets: Vec<String>,
 }
 
 impl LoadOptions {
     /// Options with the current process's environment.
     pub fn from_process(environment: Option<String>) -> Self {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let sets = vars
+            .get(crate::overrides::CLI_SETS_VAR)
+            .map(|v| v.lines().map(str::to_string).collect())
+            .unwrap_or_default();
         LoadOptions {
             environment,
-            vars: std::env::vars().collect(),
+            vars,
+            sets,
         }
+    }
+
+    /// The same, with `--set` values.
+    pub fn with_sets(mut self, sets: Vec<String>) -> Self {
+        self.sets = sets;
+        self
     }
 }
 
@@ -95,6 +110,26 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
     if !errors.is_empty() {
         return Err(ConfigErrors { errors });
     }
+    // `--set` and `GROVE_SET_...`: one more overlay, over the selected environments.
+    let overrides = crate::overrides::collect(&opts.vars, &opts.sets).map_err(|refused| {
+        let errors = refused
+            .into_iter()
+            .map(|r| {
+                ConfigError::file(
+                    PathBuf::from("(--set)"),
+                    format!("`{}`: {}", r.given, r.message),
+                )
+            })
+            .collect();
+        ConfigErrors { errors }
+    })?;
+    let set_overlay = if overrides.is_empty() {
+        None
+    } else {
+        let text = crate::overrides::as_toml(&overrides);
+        let id = sources.add(Path::new("(--set)"), &text);
+        Some(parse(&sources, id, &text).map_err(|e| ConfigErrors { errors: vec![*e] })?)
+    };
     // `--env appserver,split`: overlays applied in order, each an environment of its own.
     let selected: Vec<String> = opts
         .environment
@@ -153,6 +188,9 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
                 apply_overlay(&mut tree, n.clone(), "", sources, &mut errs);
             }
         }
+        if let (true, Some(n)) = (strict, &set_overlay) {
+            apply_overlay(&mut tree, n.clone(), "", sources, &mut errs);
+        }
         let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
         let (vars, env_sources) = vars;
         let env_files = env_files(&tree, &root_dir);
@@ -186,7 +224,10 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
     errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     errors.dedup_by(|a, b| a.to_string() == b.to_string());
     match stack {
-        Some(stack) if errors.is_empty() => Ok(Loaded { stack, warnings }),
+        Some(mut stack) if errors.is_empty() => {
+            stack.overrides = overrides;
+            Ok(Loaded { stack, warnings })
+        }
         _ => {
             if errors.is_empty() {
                 errors.push(ConfigError::file(

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::interp::Template;
+use crate::overrides::Override;
 
 /// A validated stack file with its overlays applied.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +42,9 @@ pub struct Stack {
     /// of exports. Never serialized.
     #[serde(skip)]
     pub secret_values: Vec<(String, String)>,
+    /// The values set from outside the file (`--set`, `GROVE_SET_...`), in the order applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
 }
 
 /// `[admin]`.

@@ -93,6 +93,7 @@ fn unknown_environment_lists_the_known_ones() {
     let opts = grove_config::LoadOptions {
         environment: Some("prod".into()),
         vars: Default::default(),
+        ..Default::default()
     };
     let err = grove_config::load(&path, &opts).unwrap_err();
     assert_eq!(err.errors.len(), 1);
@@ -266,5 +267,96 @@ fn environments_compose_in_order() {
         errs.iter()
             .any(|e| e.contains("unknown environment `nope`")),
         "{errs:?}"
+    );
+}
+
+const WEBTIER: &str = r#"
+[stack]
+name = "t"
+
+[edge]
+listen = ["https://127.0.0.1:8443"]
+hosts = ["app.example.org"]
+
+[services.web]
+command = "web"
+route = {}
+
+[environments.webtier.edge]
+tls = "acme"
+acme_email = "ops@example.org"
+"#;
+
+#[test]
+fn a_set_value_wins_over_the_file_and_its_environments_and_is_recorded() {
+    let d = Dir::new(WEBTIER);
+    // Issue 26: `tls = "acme"` in an environment could not be changed without an edit.
+    let l = d
+        .load_with(
+            Some("webtier"),
+            &[],
+            &["edge.tls=self-signed", "services.web.replicas=3"],
+        )
+        .unwrap();
+    assert_eq!(l.stack.edge.tls, grove_config::Tls::SelfSigned);
+    assert_eq!(l.stack.services["web"].replicas, 3);
+    let shown: Vec<String> = l
+        .stack
+        .overrides
+        .iter()
+        .map(|o| format!("{} = {} ({})", o.path, o.value, o.origin))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "edge.tls = \"self-signed\" (--set)",
+            "services.web.replicas = 3 (--set)"
+        ]
+    );
+    // The environment's variables do the same; the command line comes last and wins.
+    let l = d
+        .load_with(
+            Some("webtier"),
+            &[
+                ("GROVE_SET_edge__tls", "off"),
+                ("GROVE_SET_edge__listen", "[\"http://127.0.0.1:8080\"]"),
+            ],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(l.stack.edge.tls, grove_config::Tls::Off);
+    assert_eq!(l.stack.overrides[0].origin, "GROVE_SET_edge__listen");
+    let l = d
+        .load_with(
+            None,
+            &[("GROVE_SET_services__web__replicas", "2")],
+            &["services.web.replicas=4"],
+        )
+        .unwrap();
+    assert_eq!(l.stack.services["web"].replicas, 4);
+}
+
+#[test]
+fn a_set_value_is_validated_like_the_file_with_its_origin_as_the_location() {
+    let d = Dir::new(WEBTIER);
+    let err = d
+        .load_with(None, &[], &["services.web.replicas=0"])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ["(--set):1:25: services.web.replicas: 0 is out of range"]
+    );
+    let err = d
+        .load_with(None, &[], &["services.web.replicaz=2"])
+        .unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with("(--set):1:14: services.web.replicaz: unknown key"),
+        "{err:?}"
+    );
+    let err = d.load_with(None, &[], &["edge.tls"]).unwrap_err();
+    assert_eq!(
+        err,
+        ["(--set):1:1: `edge.tls`: expected KEY=VALUE, such as --set edge.tls=off"]
     );
 }

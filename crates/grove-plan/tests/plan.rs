@@ -499,6 +499,7 @@ fn example(name: &str, env: Option<&str>) -> Plan {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        ..Default::default()
     };
     let loaded = load(&root, &opts).unwrap_or_else(|e| panic!("{name}: {:#?}", e.errors));
     build(&loaded.stack, None).unwrap().redacted()

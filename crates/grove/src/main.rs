@@ -38,6 +38,12 @@ struct Cli {
     /// then `appserver` over it.
     #[arg(long = "env", global = true, env = "GROVE_ENV", value_name = "NAME")]
     env: Option<String>,
+    /// Set one value of the stack file, over the file and its environments: a dotted path
+    /// and a value read as TOML, else a string (`--set edge.tls=off`, `--set
+    /// services.web.replicas=3`). Repeatable; `GROVE_SET_edge__tls=off` in the environment
+    /// does the same (`__` for each dot). `grove check` shows each one and where it came from.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Never colour the output.
     #[arg(long, global = true)]
     no_color: bool,
@@ -297,6 +303,16 @@ fn main() -> ExitCode {
     // pass it on to nothing grove runs.
     grove_daemon::sd_notify::take_from_env();
     let cli = Cli::parse();
+    // `--set` values travel in grove's own environment (not on command lines, which anyone
+    // can read), so the daemon `up -d` starts, a handover's successor and every reload read
+    // them too; set before any thread starts.
+    if !cli.set.is_empty() {
+        if let Err(why) = grove_config::check_sets(&cli.set) {
+            eprintln!("grove: {why}");
+            return ExitCode::from(2);
+        }
+        std::env::set_var(grove_config::CLI_SETS_VAR, cli.set.join("\n"));
+    }
     let color =
         !cli.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let daemon = matches!(
@@ -571,6 +587,10 @@ fn check(cli: &Cli, json: bool, color: bool) -> anyhow::Result<ExitCode> {
                 .get(service)
                 .is_some_and(|s| matches!(s.port, grove_config::PortSpec::Fixed(_)))
         };
+        for o in &loaded.stack.overrides {
+            let value = grove_plan::scrub(&o.value, &secrets);
+            writeln!(out, "set {} = {value} (from {})", o.path, o.origin)?;
+        }
         write!(out, "{}", render::plan(&shown, color, &fixed))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,8 @@ pub(crate) struct UnitFacts<'a> {
     /// The stack file, absolute.
     pub file: &'a Path,
     pub env: Option<&'a str>,
+    /// `--set` values (never a secret: those are refused on a command line).
+    pub sets: &'a [String],
     /// The longest time stopping every unit can take (each level in turn, its longest grace).
     pub stop_ms: u64,
 }
@@ -55,6 +57,11 @@ pub(crate) fn unit_file(f: &UnitFacts<'_>) -> String {
         .env
         .map(|e| format!(" --env {}", word(e)))
         .unwrap_or_default();
+    let sets: String = f
+        .sets
+        .iter()
+        .map(|s| format!(" --set {}", word(s)))
+        .collect();
     // Every unit's grace, level by level, and a margin for grove's own work.
     let stop_secs = f.stop_ms.div_ceil(1000) + 30;
     format!(
@@ -69,7 +76,7 @@ Wants=network-online.target\n\
 # before it stops the units, and WATCHDOG=1 at half of WatchdogSec.\n\
 Type=notify\n\
 NotifyAccess=main\n\
-ExecStart={grove} -f {file}{env} up\n\
+ExecStart={grove} -f {file}{env}{sets} up\n\
 ExecReload=/bin/kill -HUP $MAINPID\n\
 WorkingDirectory={folder}\n\
 Restart=always\n\
@@ -129,6 +136,7 @@ pub fn run(ctx: &Ctx, install: bool, unit_dir: &Path) -> anyhow::Result<ExitCode
         grove: &grove,
         file: &file,
         env: ctx.env.as_deref(),
+        sets: &grove_config::LoadOptions::from_process(None).sets,
         stop_ms: stop_time_ms(&plan),
     });
     if !install {
@@ -158,12 +166,16 @@ mod tests {
             grove: Path::new("/usr/local/bin/grove"),
             file: Path::new("/srv/cts/grove.toml"),
             env: Some("staging"),
+            sets: &[
+                "edge.tls=off".to_string(),
+                "services.web.env.GREETING=hi there".to_string(),
+            ],
             stop_ms: 12_500,
         });
         for line in [
             "Type=notify",
             "NotifyAccess=main",
-            "ExecStart=/usr/local/bin/grove -f /srv/cts/grove.toml --env staging up",
+            "ExecStart=/usr/local/bin/grove -f /srv/cts/grove.toml --env staging --set edge.tls=off --set \"services.web.env.GREETING=hi there\" up",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "WorkingDirectory=/srv/cts",
             "Restart=always",

@@ -30,7 +30,18 @@ impl Dir {
     }
 
     pub fn load(&self, env: Option<&str>, vars: &[(&str, &str)]) -> Result<Loaded, Vec<String>> {
+        self.load_with(env, vars, &[])
+    }
+
+    /// As `load`, with `--set` values.
+    pub fn load_with(
+        &self,
+        env: Option<&str>,
+        vars: &[(&str, &str)],
+        sets: &[&str],
+    ) -> Result<Loaded, Vec<String>> {
         let opts = LoadOptions {
+            sets: sets.iter().map(|s| s.to_string()).collect(),
             environment: env.map(String::from),
             vars: vars
                 .iter()
