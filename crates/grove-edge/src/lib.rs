@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acme;
+pub mod ca;
 mod fast;
 pub mod framing;
 mod idle;
@@ -370,7 +371,12 @@ impl Edge {
         connector.set_connect_timeout(Some(limits.upstream_connect));
         connector.set_nodelay(true);
         connector.enforce_http(false);
-        let upstream_ca = plan.edge.upstream_ca.as_ref().map(|p| plan.root.join(p));
+        // `https://` upstreams are verified against the system's roots plus `upstream_ca`, or
+        // the stack's own CA when it has one (several hosts sharing one: `grove ca import`).
+        let upstream_ca = match &plan.edge.upstream_ca {
+            Some(p) => Some(plan.root.join(p)),
+            None => Some(tls::ca_path(state)).filter(|p| p.exists()),
+        };
         let tls_client =
             tls::client_config(upstream_ca.as_deref()).map_err(|source| EdgeError::Tls {
                 listen: "https upstreams".into(),

@@ -39,14 +39,14 @@ pub enum TlsError {
     Invalid(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |source| TlsError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-const CA_NAME: &str = "grove local development CA";
+pub(crate) const CA_NAME: &str = "grove local development CA";
 
 fn ca_params() -> CertificateParams {
     let mut p = CertificateParams::default();
@@ -76,7 +76,7 @@ pub fn ensure_ca(state: &Path) -> Result<PathBuf, TlsError> {
 
 /// Loads the local CA, creating it on first use. Returns (issuer certificate, its key, the
 /// PEM users trust).
-fn local_ca(state: &Path) -> Result<(rcgen::Certificate, KeyPair, String), TlsError> {
+pub(crate) fn local_ca(state: &Path) -> Result<(rcgen::Certificate, KeyPair, String), TlsError> {
     let dir = state.join("certs");
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
@@ -98,7 +98,7 @@ fn local_ca(state: &Path) -> Result<(rcgen::Certificate, KeyPair, String), TlsEr
     Ok((cert, key, pem))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)

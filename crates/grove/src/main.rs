@@ -52,6 +52,30 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum CaAction {
+    /// Print the CA's certificate (what clients trust), or write it with its key to a file
+    /// (mode 0600) for another host's `grove ca import`.
+    Export {
+        /// Include the private key (only into a file: `-o FILE`).
+        #[arg(long)]
+        key: bool,
+        /// Write to FILE instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Make an exported CA (certificate and key) this stack's own; takes effect at grove's
+    /// next start (`grove upgrade` restarts nothing else).
+    Import {
+        /// The bundle `grove ca export --key -o FILE` wrote.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// Replace a different CA this stack already has (what it signed stops being trusted).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Write a commented starter grove.toml.
     Init {
@@ -168,6 +192,13 @@ enum Command {
     /// Print where the local certificate authority of `tls = "self-signed"` is and how to
     /// trust it (it is created when missing).
     Trust,
+    /// Share the local certificate authority between hosts: export it from one stack and
+    /// import it into the others, so they sign their certificates with one CA and trust each
+    /// other's (`https://` upstreams are verified against it unless `upstream_ca` says).
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
     /// List the edge's certificates (files, ACME-issued, the local CA) with their names and
     /// expiry; exits 1 when one is expired, unreadable or does not match its key.
     Certs {
@@ -454,6 +485,14 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         )),
         Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
         Command::Trust => runtime::trust(&runtime_ctx(&cli, color)),
+        Command::Ca { action } => match action {
+            CaAction::Export { key, output } => {
+                runtime::ca_export(&runtime_ctx(&cli, color), *key, output.as_deref())
+            }
+            CaAction::Import { bundle, force } => {
+                runtime::ca_import(&runtime_ctx(&cli, color), bundle, *force)
+            }
+        },
         Command::Certs { json } => runtime::certs(&runtime_ctx(&cli, color), *json),
         Command::Deploy { git_ref } => {
             tokio_rt()?.block_on(deploy::deploy(&runtime_ctx(&cli, color), git_ref.clone()))

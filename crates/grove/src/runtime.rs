@@ -755,6 +755,64 @@ pub fn trust(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `grove ca export [--key] [-o FILE]`.
+pub fn ca_export(ctx: &Ctx, key: bool, output: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let state = ctx.state_dir();
+    ensure_state_dir(&state)?;
+    let Some(path) = output else {
+        if key {
+            eprintln!(
+                "grove: the CA's key goes to a file only (mode 0600): grove ca export --key -o FILE"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        print!("{}", grove_edge::ca::export(&state, false)?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let pem = grove_edge::ca::export(&state, key)?;
+    if key {
+        grove_edge::tls::write_secret(path, pem.as_bytes())?;
+        println!(
+            "wrote the CA's certificate and key to {} (mode 0600); on each other host: \
+             grove ca import {}",
+            path.display(),
+            path.display()
+        );
+    } else {
+        std::fs::write(path, pem).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote the CA's certificate to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `grove ca import FILE [--force]`.
+pub fn ca_import(ctx: &Ctx, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let bundle =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let state = ctx.state_dir();
+    make_private_dir(&state)?;
+    match grove_edge::ca::import(&state, &bundle, force) {
+        Ok(grove_edge::ca::Imported::Same) => println!("this stack already has that CA"),
+        Ok(outcome) => {
+            let replaced = if outcome == grove_edge::ca::Imported::Replaced {
+                " (its previous CA is gone: what it signed is no longer trusted)"
+            } else {
+                ""
+            };
+            println!(
+                "imported the CA{replaced}: {}; grove signs with it from its next start \
+                 (`grove upgrade` if it runs)",
+                grove_edge::tls::ca_path(&state).display()
+            );
+        }
+        Err(e) => {
+            eprintln!("grove: {}: {e}", file.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `grove certs`: the certificates the stack file points at, read from disk, so it works
 /// whether or not the stack runs.
 pub fn certs(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {

@@ -354,3 +354,84 @@ fn acme_over_tls_alpn_with_only_an_https_listener() {
     assert_eq!(code, Some(0), "{head}");
     assert!(body.contains("\"path\": \"/alpn\""), "{body}");
 }
+
+/// Issue 26: one CA for several hosts. The web tier's stack exports its CA, the app server's
+/// imports it; the app server's self-signed certificate is then trusted by the web tier's
+/// edge (no `upstream_ca`: the stack's own CA is trusted by default) and by a client holding
+/// the web tier's `ca.pem`.
+#[test]
+fn a_ca_shared_between_hosts_lets_each_trust_the_others_certificates() {
+    let (web_port, app_port) = (free_port(), free_port());
+    let web = Stack::new("");
+    web.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{web_port}"]
+
+[services.app]
+upstreams = ["https://localhost:{app_port}"]
+route = {{}}
+"#
+    ));
+    let app = Stack::new("");
+    app.write_stack(&format!(
+        r#"
+[edge]
+listen = ["https://127.0.0.1:{app_port}"]
+tls = "self-signed"
+
+[services.web]
+command = "python3 {echo}"
+route = {{}}
+"#,
+        echo = echo_app()
+    ));
+    let bundle = web.path().join("ca-bundle.pem");
+    let out = web.run(&["ca", "export", "--key"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the key never goes to a terminal"
+    );
+    let out = web.run(&["ca", "export", "--key", "-o", &bundle.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&bundle).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = app.run(&["ca", "import", &bundle.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Importing it again changes nothing; another CA is refused without --force.
+    let out = app.run(&["ca", "import", &bundle.display().to_string()]);
+    assert!(text(&out.stdout).contains("already has that CA"));
+    app.up();
+    web.up();
+    let ca = web.path().join(".grove/certs/ca.pem");
+    let (code, body, head) = curl(app_port, "localhost", "/direct", &ca);
+    assert_eq!(code, Some(0), "{head}");
+    assert!(body.contains("\"path\": \"/direct\""), "{body}");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:{web_port}/through-the-web-tier"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "200", "{}", text(&out.stderr));
+    // A stack with a CA of its own refuses the import unless forced.
+    let other = Stack::new("");
+    let out = other.run(&["ca", "export"]);
+    assert!(text(&out.stdout).starts_with("-----BEGIN CERTIFICATE-----"));
+    let out = other.run(&["ca", "import", &bundle.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already has its own CA"),
+        "{}",
+        text(&out.stderr)
+    );
+}
