@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 25] = [
+const SERVICE_KEYS: [&str; 26] = [
     "command",
     "recipe",
     "upstreams",
@@ -99,6 +99,7 @@ const SERVICE_KEYS: [&str; 25] = [
     "databases",
     "persistence",
     "allow",
+    "tls",
     "image",
 ];
 const HEALTH_KEYS: [&str; 8] = [

@@ -71,6 +71,9 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
+    // Absolute, so paths built from it (a CA file named in a URL, say) mean the same in a
+    // unit's own folder.
+    let root_dir = std::path::absolute(&root_dir).unwrap_or(root_dir);
     let main = sources.add(path, text);
     let mut base = parse(&sources, main, text).map_err(|e| ConfigErrors { errors: vec![*e] })?;
 

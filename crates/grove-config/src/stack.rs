@@ -395,6 +395,9 @@ pub struct RecipeOptions {
     /// PostgreSQL: the networks (CIDR, `10.77.0.0/24`) whose clients may log in with a
     /// password, beyond loopback.
     pub allow: Vec<String>,
+    /// PostgreSQL: serve TLS with a certificate from the stack's CA; clients of other hosts
+    /// must use it, and `${db.url}` asks for `sslmode=verify-full`.
+    pub tls: bool,
 }
 
 impl Default for RecipeOptions {
@@ -403,6 +406,7 @@ impl Default for RecipeOptions {
             databases: Databases::Asked,
             persistence: true,
             allow: Vec::new(),
+            tls: false,
         }
     }
 }

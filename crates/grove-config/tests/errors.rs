@@ -573,3 +573,12 @@ fn a_postgres_beyond_loopback_names_its_clients() {
         &["grove.toml:5:1: services.cache.allow: `allow` applies to the postgres recipe only"],
     );
 }
+
+#[test]
+fn recipe_tls_is_for_postgres_only() {
+    expect(
+        "[services.c]\nrecipe = \"redis\"\ntls = true\n",
+        &["grove.toml:5:1: services.c.tls: `tls` applies to the postgres recipe only"],
+    );
+    expect("[services.db]\nrecipe = \"postgres\"\ntls = true\n", &[]);
+}

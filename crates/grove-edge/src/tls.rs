@@ -400,6 +400,14 @@ pub fn server_config(store: Arc<CertStore>, acme: bool) -> Result<rustls::Server
 /// A leaf for `hosts` (plus localhost and loopback addresses) signed by the local CA in
 /// `state`.
 pub fn self_signed(state: &Path, hosts: &[String]) -> Result<Loaded, TlsError> {
+    let (chain, key) = signed_pem(state, hosts)?;
+    load_pem(chain.as_bytes(), key.as_bytes(), "self-signed")
+}
+
+/// A server certificate from the local CA for `localhost`, `hosts` (names or addresses),
+/// `127.0.0.1` and `::1`, as PEM: (the leaf and the CA, the leaf's key). What a recipe's
+/// server (PostgreSQL with `tls = true`) is given.
+pub fn signed_pem(state: &Path, hosts: &[String]) -> Result<(String, String), TlsError> {
     let (issuer, issuer_key, ca_pem) = local_ca(state)?;
     let mut names: Vec<String> = vec!["localhost".into()];
     for h in hosts {
@@ -420,10 +428,14 @@ pub fn self_signed(state: &Path, hosts: &[String]) -> Result<Loaded, TlsError> {
             })?)),
         }
     }
-    sans.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-    sans.push(SanType::IpAddress(IpAddr::from([
-        0u16, 0, 0, 0, 0, 0, 0, 1,
-    ])));
+    for ip in [
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+    ] {
+        if !sans.contains(&SanType::IpAddress(ip)) {
+            sans.push(SanType::IpAddress(ip));
+        }
+    }
     p.subject_alt_names = sans;
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -432,12 +444,10 @@ pub fn self_signed(state: &Path, hosts: &[String]) -> Result<Loaded, TlsError> {
     p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let leaf_key = KeyPair::generate()?;
     let leaf = p.signed_by(&leaf_key, &issuer, &issuer_key)?;
-    let chain = format!("{}{}", leaf.pem(), ca_pem);
-    load_pem(
-        chain.as_bytes(),
-        leaf_key.serialize_pem().as_bytes(),
-        "self-signed",
-    )
+    Ok((
+        format!("{}{}", leaf.pem(), ca_pem),
+        leaf_key.serialize_pem(),
+    ))
 }
 
 /// The client side, for `https://` upstreams: the system's roots plus `extra_ca` (a PEM
@@ -471,7 +481,15 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Tl
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
-/// Writes a private file (mode 0600), creating its folder (mode 0700).
+/// Writes a file only its owner reads (mode 0600, also when it existed), in a folder that is
+/// left as it is: for a path the user chose (`grove ca export --key -o FILE`).
+pub fn write_private_file(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    write_private(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))
+}
+
+/// Writes a private file (mode 0600) into grove's own folder, creating it (mode 0700). Never
+/// for a path the user chose: it changes the folder's mode.
 pub fn write_secret(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;

@@ -466,7 +466,18 @@ fn recipe_spec(
         databases,
         persistence: svc.recipe.persistence,
         allow: svc.recipe.allow.clone(),
+        tls: svc.recipe.tls,
     })
+}
+
+/// The query a TLS PostgreSQL URL carries: verify the server against the stack's CA.
+fn pg_tls_query(stack: &Stack) -> String {
+    let ca = stack
+        .root
+        .join(&stack.state_dir)
+        .join("certs")
+        .join("ca.pem");
+    format!("sslmode=verify-full&sslrootcert={}", ca.display())
 }
 
 /// A database a dependent asked for by appending `/NAME` to a recipe's URL.
@@ -502,6 +513,51 @@ impl Ctx<'_> {
 
     /// Renders a template; a recipe URL followed by `/NAME` asks that recipe for database NAME.
     fn render(&self, t: &Template) -> Result<String, PlanError> {
+        let out = self.render_asking(t)?;
+        Ok(self.query_after_path(t, out))
+    }
+
+    /// A TLS PostgreSQL URL ends in `?sslmode=...`; one written `${db.url}/app` gets its
+    /// query after the database name, where libpq reads it.
+    fn query_after_path(&self, t: &Template, out: String) -> String {
+        if !t
+            .parts
+            .iter()
+            .any(|p| matches!(p, Part::Service(_, ServiceAttr::Url)))
+        {
+            return out;
+        }
+        let query = format!("?{}", pg_tls_query(self.stack));
+        let mut out = out;
+        let mut from = 0;
+        while let Some(at) = out[from..].find(&query).map(|i| i + from) {
+            let after = at + query.len();
+            if !out[after..].starts_with('/') {
+                from = after;
+                continue;
+            }
+            let path_len = out[after..]
+                .find(|c: char| c.is_whitespace() || matches!(c, '?' | '#' | '"' | '\''))
+                .unwrap_or(out.len() - after);
+            let path = out[after..after + path_len].to_string();
+            let joiner = if out[after + path_len..].starts_with('?') {
+                "&"
+            } else {
+                ""
+            };
+            let rest = out[after + path_len..].trim_start_matches('?').to_string();
+            let q = if joiner.is_empty() {
+                query.clone()
+            } else {
+                format!("{query}&")
+            };
+            out = format!("{}{path}{q}{rest}", &out[..at]);
+            from = at + path.len() + q.len();
+        }
+        out
+    }
+
+    fn render_asking(&self, t: &Template) -> Result<String, PlanError> {
         for (i, part) in t.parts.iter().enumerate() {
             let Part::Service(name, ServiceAttr::Url) = part else {
                 continue;
@@ -657,6 +713,11 @@ impl Ctx<'_> {
         };
         let path = instance.map(|i| format!("/{i}")).unwrap_or_default();
         Ok(match r {
+            Recipe::Postgres if svc.recipe.tls => format!(
+                "{scheme}://{user}:{}@{addr}{path}?{}",
+                password()?,
+                pg_tls_query(self.stack)
+            ),
             Recipe::Postgres | Recipe::Rabbitmq => {
                 format!("{scheme}://{user}:{}@{addr}{path}", password()?)
             }

@@ -195,6 +195,10 @@ pub struct RecipeSpec {
     /// PostgreSQL: networks whose clients may log in with a password, beyond loopback.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
+    /// PostgreSQL: TLS with a certificate from the stack's CA (clients beyond loopback must
+    /// use it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 impl RecipeSpec {

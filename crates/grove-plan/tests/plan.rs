@@ -889,3 +889,43 @@ env = {{ V = "{env}" }}
         ]
     );
 }
+
+#[test]
+fn a_tls_postgres_url_asks_for_verify_full_after_the_database_name() {
+    let p = plan_of(
+        r#"
+[stack]
+name = "t"
+
+[services.db]
+recipe = "postgres"
+tls = true
+
+[services.web]
+command = "web"
+env = { A = "${db.url}", B = "${db.url}/app", C = "${db.url}/app?connect_timeout=5" }
+"#,
+    );
+    let env = &p.units["web"].env;
+    let port = p.units["db"].port.unwrap();
+    let q = "sslmode=verify-full&sslrootcert=/nonexistent/.grove/certs/ca.pem";
+    let v = |k: &str| {
+        env[k]
+            .value
+            .split('@')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(v("A"), format!("127.0.0.1:{port}?{q}"));
+    assert_eq!(v("B"), format!("127.0.0.1:{port}/app?{q}"));
+    assert_eq!(
+        v("C"),
+        format!("127.0.0.1:{port}/app?{q}&connect_timeout=5")
+    );
+    let Run::Recipe { spec, .. } = &p.units["db"].run else {
+        panic!("db is a recipe")
+    };
+    assert!(spec.tls);
+    assert!(spec.databases.iter().any(|d| d.name == "app"));
+}

@@ -243,9 +243,32 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
         std::fs::rename(&building, dir).map_err(RecipeError::io("cannot move into place", dir))?;
     }
     let hba = dir.join("pg_hba.conf");
-    write_private(&hba, &pg_hba(&job.allow))?;
+    write_private(&hba, &pg_hba(&job.allow, job.tls_wanted))?;
     if let Some(u) = &user {
         chown(&hba, u)?;
+    }
+    let mut tls_args = Vec::new();
+    if job.tls_wanted {
+        let Some((chain, key)) = &job.tls else {
+            return Err(RecipeError::Step(
+                "tls = true, but no certificate was made for the server".to_string(),
+            ));
+        };
+        let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+        write_private(&cert_path, chain)?;
+        write_private(&key_path, key)?;
+        if let Some(u) = &user {
+            chown(&cert_path, u)?;
+            chown(&key_path, u)?;
+        }
+        for (k, v) in [
+            ("ssl", "on".to_string()),
+            ("ssl_cert_file", cert_path.display().to_string()),
+            ("ssl_key_file", key_path.display().to_string()),
+        ] {
+            tls_args.push("-c".to_string());
+            tls_args.push(format!("{k}={v}"));
+        }
     }
     // Stale pid file of a server that was killed: PostgreSQL checks it itself and starts
     // when that process is gone.
@@ -258,7 +281,10 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
         format!("port={}", job.port),
         "-c".to_string(),
         "unix_socket_directories=".to_string(),
-    ];
+    ]
+    .into_iter()
+    .chain(tls_args)
+    .collect::<Vec<_>>();
     exec(
         &server,
         &args,
@@ -268,28 +294,18 @@ fn postgres(job: &Job) -> Result<Infallible, RecipeError> {
 }
 
 /// PostgreSQL's client authentication, written at every start: passwords (scram-sha-256)
-/// from loopback, and from each network of `allow` (the recipe's key); nothing else.
-pub(crate) fn pg_hba(allow: &[String]) -> String {
-    let mut c = String::from(
-        "# written by grove at every start (the recipe's `allow` adds networks)
-",
-    );
-    c.push_str(
-        "# TYPE DATABASE USER ADDRESS METHOD
-",
-    );
-    for net in ["127.0.0.1/32", "::1/128"]
-        .into_iter()
-        .chain(allow.iter().map(String::as_str))
-    {
-        c.push_str(&format!(
-            "host all all {net} scram-sha-256
-"
-        ));
-        c.push_str(&format!(
-            "host replication all {net} scram-sha-256
-"
-        ));
+/// from loopback, and from each network of `allow` (the recipe's key), over TLS only when
+/// the server has it (`tls`); nothing else.
+pub(crate) fn pg_hba(allow: &[String], tls: bool) -> String {
+    let mut c =
+        String::from("# written by grove at every start (the recipe's `allow` adds networks)\n");
+    c.push_str("# TYPE DATABASE USER ADDRESS METHOD\n");
+    let loopback = ["127.0.0.1/32", "::1/128"].map(|n| ("host", n));
+    let remote = if tls { "hostssl" } else { "host" };
+    let networks = allow.iter().map(|n| (remote, n.as_str()));
+    for (kind, net) in loopback.into_iter().chain(networks) {
+        c.push_str(&format!("{kind} all all {net} scram-sha-256\n"));
+        c.push_str(&format!("{kind} replication all {net} scram-sha-256\n"));
     }
     c
 }
@@ -385,7 +401,7 @@ mod tests {
 
     #[test]
     fn pg_hba_allows_loopback_and_the_named_networks_only() {
-        let text = pg_hba(&["10.77.0.0/24".to_string()]);
+        let text = pg_hba(&["10.77.0.0/24".to_string()], false);
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             lines,
@@ -398,7 +414,17 @@ mod tests {
                 "host replication all 10.77.0.0/24 scram-sha-256",
             ]
         );
-        assert!(!pg_hba(&[]).contains("trust"));
+        assert!(!pg_hba(&[], false).contains("trust"));
+        // With TLS, clients beyond loopback must use it.
+        let text = pg_hba(&["10.77.0.0/24".to_string()], true);
+        assert!(
+            text.contains("hostssl all all 10.77.0.0/24 scram-sha-256"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host all all 127.0.0.1/32 scram-sha-256"),
+            "{text}"
+        );
     }
     use std::path::PathBuf;
 
@@ -414,6 +440,8 @@ mod tests {
             password: "pw0123456789".into(),
             persistence,
             allow: Vec::new(),
+            tls: None,
+            tls_wanted: false,
         }
     }
 

@@ -124,6 +124,8 @@ impl Server {
             password: self.spec.admin.password.clone(),
             persistence: self.spec.persistence,
             allow: self.spec.allow.clone(),
+            tls: None,
+            tls_wanted: self.spec.tls,
         }
     }
 }
@@ -152,6 +154,14 @@ pub struct Job {
     /// PostgreSQL: networks whose clients may log in, beyond loopback.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// PostgreSQL with `tls = true`: the server's certificate chain and key (PEM), signed
+    /// with the stack's CA by `grove __recipe` before it starts the server; never sent
+    /// through the environment (`tls_wanted` says to make them).
+    #[serde(skip)]
+    pub tls: Option<(String, String)>,
+    /// PostgreSQL: serve TLS.
+    #[serde(default)]
+    pub tls_wanted: bool,
 }
 
 /// RabbitMQ's Erlang node name for a unit: unique per stack and unit, so two stacks (and a

@@ -301,6 +301,7 @@ mod tests {
                 }],
                 persistence: true,
                 allow: Vec::new(),
+                tls: false,
             },
         };
         let sql = postgres_script(&server);

@@ -299,10 +299,53 @@ fn recipe_child() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut job = job;
+    if job.tls_wanted {
+        match recipe_tls(&job) {
+            Ok(pem) => job.tls = Some(pem),
+            Err(e) => {
+                eprintln!("grove: the {} recipe cannot start: tls: {e}", job.recipe);
+                return ExitCode::from(78);
+            }
+        }
+    }
     let e = grove_recipes::launch::run(&job);
     eprintln!("grove: the {} recipe cannot start: {e}", job.recipe);
     // 78 (EX_CONFIG): a setup problem, not a crash of the server.
     ExitCode::from(78)
+}
+
+/// A recipe server's certificate from the stack's CA (`tls = true`): for `localhost`, the
+/// loopback addresses, the machine's name and the address it binds (every address of the
+/// machine when it binds all of them), so clients verify it whichever of those they dial.
+fn recipe_tls(job: &grove_recipes::Job) -> Result<(String, String), grove_edge::tls::TlsError> {
+    let data = job.data_dir.parent().unwrap_or(&job.data_dir);
+    let state = data.parent().unwrap_or(data);
+    let mut names: Vec<String> = Vec::new();
+    if let Ok(h) = nix::unistd::gethostname() {
+        if let Some(h) = h.to_str().filter(|h| !h.is_empty()) {
+            names.push(h.to_string());
+        }
+    }
+    if job.bind.is_unspecified() {
+        if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+            for a in addrs {
+                let ip = a.address.and_then(|s| {
+                    s.as_sockaddr_in()
+                        .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+                });
+                if let Some(ip) = ip {
+                    names.push(ip.to_string());
+                }
+            }
+        }
+    } else {
+        names.push(job.bind.to_string());
+    }
+    names.sort();
+    names.dedup();
+    grove_edge::tls::signed_pem(state, &names)
 }
 
 /// What `grove export` writes.

@@ -771,7 +771,8 @@ pub fn ca_export(ctx: &Ctx, key: bool, output: Option<&Path>) -> anyhow::Result<
     };
     let pem = grove_edge::ca::export(&state, key)?;
     if key {
-        grove_edge::tls::write_secret(path, pem.as_bytes())?;
+        // Only the file: the folder (the current one, /tmp...) is the user's.
+        grove_edge::tls::write_private_file(path, pem.as_bytes())?;
         println!(
             "wrote the CA's certificate and key to {} (mode 0600); on each other host: \
              grove ca import {}",

@@ -444,3 +444,80 @@ fn postgres_takes_clients_only_from_the_networks_it_allows() {
     let out = s.run(&["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn postgres_with_tls_serves_a_certificate_its_clients_verify() {
+    let s = open_stack(
+        r#"[edge]
+listen = []
+
+[services.db]
+recipe = "postgres"
+tls = true
+
+[services.app]
+command = "sleep 600"
+depends_on = { db = "healthy" }
+env = { DATABASE_URL = "${db.url}/app" }
+"#,
+    );
+    up(&s, None);
+    let pid = s.pid("app").unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    let url = environ
+        .split('\0')
+        .find_map(|kv| kv.strip_prefix("DATABASE_URL="))
+        .unwrap()
+        .to_string();
+    assert!(
+        url.contains("/app?sslmode=verify-full&sslrootcert="),
+        "{url}"
+    );
+    // The app's own URL: TLS, the server verified against the stack's CA and its name.
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-Atc",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &url,
+        ])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "t");
+    // A client that trusts another CA is refused: verify-full means it.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = other.path().join("other.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["x".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(&foreign, cert.pem()).unwrap();
+    let wrong = url.replace(
+        &url[url.find("sslrootcert=").unwrap()..],
+        &format!("sslrootcert={}", foreign.display()),
+    );
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-Atc", "SELECT 1", &wrong])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a foreign CA must not verify the server"
+    );
+    // Loopback without TLS still works (grove's probe, local tools).
+    let admin = secret(&s, "db");
+    let plain = std::process::Command::new("psql")
+        .args(["-X", "-Atc", "SELECT 1", "-h", "127.0.0.1", "-p"])
+        .arg(port(&s, "db").to_string())
+        .args(["-U", "grove", "-d", "postgres"])
+        .env("PGPASSWORD", &admin)
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    assert_eq!(text(&plain.stdout).trim(), "1", "{}", text(&plain.stderr));
+}

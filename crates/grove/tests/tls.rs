@@ -398,6 +398,17 @@ route = {{}}
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&bundle).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // The folder the bundle went to is the user's: its mode is left alone.
+    let folder = std::fs::metadata(web.path()).unwrap().permissions().mode();
+    std::fs::set_permissions(web.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = web.run(&["ca", "export", "--key", "-o", &bundle.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let after = std::fs::metadata(web.path()).unwrap().permissions().mode();
+    assert_eq!(
+        after & 0o777,
+        0o755,
+        "the folder's mode changed (it was {folder:o})"
+    );
     let out = app.run(&["ca", "import", &bundle.display().to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Importing it again changes nothing; another CA is refused without --force.

@@ -753,7 +753,7 @@ impl<'a> Builder<'a> {
             Some(Source::Recipe(r)) => Some(*r),
             _ => None,
         };
-        for k in ["secret", "databases", "persistence", "allow"] {
+        for k in ["secret", "databases", "persistence", "allow", "tls"] {
             let Some(e) = map.get(k) else { continue };
             let Some(r) = recipe else {
                 self.err(
@@ -794,6 +794,17 @@ impl<'a> Builder<'a> {
                     Some("the other recipes log in with their password from any address they are bound to".to_string()),
                 ),
                 "allow" => recipe_options.allow = self.networks(&e.node, &p(k)),
+                "tls" if r != Recipe::Postgres => self.err(
+                    &e.key_loc,
+                    &p(k),
+                    "`tls` applies to the postgres recipe only",
+                    Some("the edge's TLS is set in [edge]".to_string()),
+                ),
+                "tls" => {
+                    if let Some(b) = self.bool(&e.node, &p(k)) {
+                        recipe_options.tls = b;
+                    }
+                }
                 _ => {
                     self.bool(&e.node, &p(k));
                 }
