@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 26] = [
+const SERVICE_KEYS: [&str; 29] = [
     "command",
     "recipe",
     "upstreams",
@@ -93,6 +93,9 @@ const SERVICE_KEYS: [&str; 26] = [
     "stop_grace",
     "replace",
     "max_surge",
+    "user",
+    "group",
+    "umask",
     "route",
     "description",
     "secret",
@@ -137,6 +140,13 @@ const DEPLOY_KEYS: [&str; 7] = [
 /// why it could not be read.
 pub(crate) type EnvFiles = BTreeMap<PathBuf, Result<String, String>>;
 
+/// The users and groups the stack file names, as the loader found them on this machine
+/// (`true`: it exists).
+pub(crate) type Accounts = BTreeMap<String, bool>;
+
+/// No accounts (a builder the loader did not give any).
+static NO_ACCOUNTS: Accounts = BTreeMap::new();
+
 /// No env files (a builder the loader did not give any).
 static NO_ENV_FILES: EnvFiles = BTreeMap::new();
 
@@ -144,6 +154,8 @@ pub(crate) struct Builder<'a> {
     pub sources: &'a Sources,
     /// The env files, read by the loader: validation does no I/O.
     pub env_files: &'a EnvFiles,
+    /// `user:NAME` and `group:NAME` looked up by the loader.
+    pub accounts: &'a Accounts,
     pub vars: &'a BTreeMap<String, String>,
     pub root: PathBuf,
     pub strict_vars: bool,
@@ -201,6 +213,7 @@ impl<'a> Builder<'a> {
         Builder {
             sources,
             env_files: &NO_ENV_FILES,
+            accounts: &NO_ACCOUNTS,
             vars,
             root,
             strict_vars,

@@ -197,8 +197,10 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
         let (vars, env_sources) = vars;
         let env_files = env_files(&tree, &root_dir);
+        let accounts = accounts(&tree);
         let mut b = Builder::new(&env_sources, &vars, root_dir.clone(), strict);
         b.env_files = &env_files;
+        b.accounts = &accounts;
         let name = (!envs.is_empty()).then(|| envs.join(","));
         let stack = b.build(&tree, name, known.clone());
         errs.extend(b.errors);
@@ -409,6 +411,40 @@ fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
             let file = std::path::PathBuf::from(file);
             let text = std::fs::read_to_string(root.join(&file)).map_err(|e| e.to_string());
             out.insert(file, text);
+        }
+    }
+    out
+}
+
+/// Every service's `user` and `group`, looked up on this machine (names or numeric ids):
+/// `user:NAME` and `group:NAME`, `true` when it exists.
+fn accounts(tree: &Node) -> crate::build::Accounts {
+    let mut out = crate::build::Accounts::new();
+    let Kind::Table(top) = &tree.kind else {
+        return out;
+    };
+    let Some(Kind::Table(services)) = top.get("services").map(|e| &e.node.kind) else {
+        return out;
+    };
+    for svc in services.values() {
+        let Kind::Table(keys) = &svc.node.kind else {
+            continue;
+        };
+        for k in ["user", "group"] {
+            let name = match keys.get(k).map(|e| &e.node.kind) {
+                Some(Kind::Str(s)) => s.clone(),
+                Some(Kind::Int(i)) => i.to_string(),
+                _ => continue,
+            };
+            let exists = match (k, name.parse::<u32>()) {
+                (_, Ok(_)) => true,
+                ("user", _) => nix::unistd::User::from_name(&name).ok().flatten().is_some(),
+                _ => nix::unistd::Group::from_name(&name)
+                    .ok()
+                    .flatten()
+                    .is_some(),
+            };
+            out.insert(format!("{k}:{name}"), exists);
         }
     }
     out

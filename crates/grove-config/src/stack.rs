@@ -616,6 +616,8 @@ pub struct Service {
     pub stop_grace: Duration,
     /// How a change replaces its units (`replace`); `Auto` decides by route and port.
     pub replace: Replace,
+    /// Who its processes run as (`user`, `group`, `umask`).
+    pub run_as: RunAs,
     /// How many of its units a start-first replacement replaces at once (`max_surge`, 1):
     /// the new units beside the old ones, at most.
     pub max_surge: u32,
@@ -625,6 +627,18 @@ pub struct Service {
     pub recipe: RecipeOptions,
     /// Container image for `grove export` (ignored when grove runs the stack).
     pub image: Option<String>,
+}
+
+/// Who a command service's processes run as: grove (root on a server, to bind 80 and 443)
+/// starts them as this user, in this group, with this file mode mask.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunAs {
+    /// A user name or numeric id (`www-data`, `1000`).
+    pub user: Option<String>,
+    /// A group name or numeric id; the user's own group when not given.
+    pub group: Option<String>,
+    /// The file mode creation mask (`0027`).
+    pub umask: Option<u32>,
 }
 
 /// `[instances.NAME]`.

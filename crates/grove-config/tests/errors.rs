@@ -582,3 +582,27 @@ fn recipe_tls_is_for_postgres_only() {
     );
     expect("[services.db]\nrecipe = \"postgres\"\ntls = true\n", &[]);
 }
+
+#[test]
+fn a_unit_runs_as_a_user_that_exists_and_recipes_keep_their_own() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nuser = \"no-such-user-here\"\n",
+        &["grove.toml:5:8: services.a.user: there is no user `no-such-user-here` on this machine"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nuser = \"nobody\"\ngroup = \"no-such-group-here\"\n",
+        &["grove.toml:6:9: services.a.group: there is no group `no-such-group-here` on this machine"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\nuser = \"nobody\"\n",
+        &["grove.toml:5:1: services.db.user: `user` applies to services that run a command"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\numask = \"9\"\n",
+        &["grove.toml:5:9: services.a.umask: `9` is not a file mode mask"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nuser = \"nobody\"\ngroup = \"nogroup\"\numask = \"0027\"\n",
+        &[],
+    );
+}

@@ -40,6 +40,9 @@ struct Svc {
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_signal: Option<String>,
     stop_grace_period: String,
+    /// `user` (and `group`): `www-data` or `www-data:adm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,8 +153,19 @@ fn base_service(plan: &Plan, w: &Workload<'_>) -> Svc {
         restart: restart(w),
         stop_signal: (w.unit.stop_signal != "SIGTERM").then(|| w.unit.stop_signal.clone()),
         stop_grace_period: dur(w.unit.stop_grace_ms),
+        user: compose_user(&w.unit.run_as),
         labels: labels(plan, w),
         ..Default::default()
+    }
+}
+
+/// compose's `user`: the user, and the group after a colon.
+fn compose_user(run_as: &grove_plan::RunAs) -> Option<String> {
+    match (&run_as.user, &run_as.group) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u.clone()),
+        // compose sets a group only with a user.
+        (None, _) => None,
     }
 }
 

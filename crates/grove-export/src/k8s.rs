@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EndpointAddress, EndpointPort,
     EndpointSubset, Endpoints, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
     Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, ServiceAccount, ServicePort,
-    ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, Secret, SecretKeySelector, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -565,8 +565,22 @@ fn app_container(
         liveness_probe: liveness,
         startup_probe: startup,
         lifecycle: lifecycle(&w.unit.stop_signal),
+        security_context: security_context(&w.unit.run_as),
         ..Default::default()
     }
+}
+
+/// The container's `securityContext`: Kubernetes takes numeric ids only, so a user or group
+/// given by name is left to the image (the export's notes say so).
+fn security_context(run_as: &grove_plan::RunAs) -> Option<SecurityContext> {
+    let id = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
+    let (user, group) = (id(&run_as.user), id(&run_as.group));
+    (user.is_some() || group.is_some()).then(|| SecurityContext {
+        run_as_user: user,
+        run_as_group: group,
+        run_as_non_root: user.map(|u| u != 0),
+        ..Default::default()
+    })
 }
 
 /// What an app's pods are made of.
@@ -635,6 +649,14 @@ fn app_deployment(
     pod: AppPod,
     out: &mut Out,
 ) -> Result<(), ExportError> {
+    let named = |v: &Option<String>| v.as_ref().filter(|s| s.parse::<i64>().is_err()).cloned();
+    if let Some(name) = named(&w.unit.run_as.user).or_else(|| named(&w.unit.run_as.group)) {
+        out.notes.push(format!(
+            "{} runs as `{name}`: Kubernetes' securityContext takes numeric ids only, so the \
+             image's user applies (write the id, `user = \"33\"`, to map it)",
+            w.name
+        ));
+    }
     if w.unit.restart.policy != RestartPolicy::Always {
         out.notes.push(format!(
             "{} has restart = {:?}; a Deployment always restarts its pods",

@@ -74,6 +74,9 @@ fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     if a.kind != b.kind {
         r.push("kind");
     }
+    if a.run_as != b.run_as {
+        r.push("user");
+    }
     r
 }
 

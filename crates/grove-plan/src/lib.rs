@@ -138,6 +138,9 @@ pub struct Unit {
     /// How a change replaces it (`replace`; `auto` unless the stack file says).
     #[serde(skip_serializing_if = "is_auto")]
     pub replace: Replace,
+    /// Who its process runs as (`user`, `group`, `umask`); grove's own user when not set.
+    #[serde(skip_serializing_if = "RunAs::is_default")]
+    pub run_as: RunAs,
     /// How many of its service's units a start-first replacement replaces at once.
     #[serde(skip_serializing_if = "is_one")]
     pub max_surge: u32,
@@ -151,6 +154,27 @@ pub struct Unit {
     /// The release its code comes from (its folder is inside that release's checkout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+}
+
+/// Who a unit's process runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RunAs {
+    /// A user name or numeric id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A group name or numeric id (the user's own group when not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The file mode creation mask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub umask: Option<u32>,
+}
+
+impl RunAs {
+    /// Nothing set: grove's own user, group and mask.
+    pub fn is_default(&self) -> bool {
+        *self == RunAs::default()
+    }
 }
 
 fn is_one(n: &u32) -> bool {

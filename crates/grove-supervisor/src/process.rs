@@ -30,6 +30,88 @@ pub struct SpawnSpec<'a> {
     pub capture: bool,
     /// The cgroup the process joins before it runs (it and everything it starts stay in it).
     pub cgroup: Option<&'a crate::cgroup::Group>,
+    /// Who it runs as, when not grove's own user.
+    pub account: Option<&'a Account>,
+}
+
+/// A unit's user, group and mask, resolved on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub gid: u32,
+    /// The user's name and home, when the user database knows the user.
+    pub name: Option<String>,
+    pub home: Option<std::path::PathBuf>,
+    pub umask: Option<u32>,
+}
+
+impl Account {
+    /// The account `run_as` names (`None` when it names none); `Err` says which user or
+    /// group this machine does not have.
+    pub fn of(run_as: &grove_plan::RunAs) -> io::Result<Option<Account>> {
+        if run_as.is_default() {
+            return Ok(None);
+        }
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten();
+        let user = match &run_as.user {
+            None => me,
+            Some(u) => {
+                let found = match u.parse::<u32>() {
+                    Ok(id) => nix::unistd::User::from_uid(id.into()).ok().flatten(),
+                    Err(_) => nix::unistd::User::from_name(u).ok().flatten(),
+                };
+                if found.is_none() && u.parse::<u32>().is_err() {
+                    return Err(io::Error::other(format!(
+                        "there is no user `{u}` on this machine"
+                    )));
+                }
+                found
+            }
+        };
+        let uid = match (&run_as.user, &user) {
+            (_, Some(u)) => u.uid.as_raw(),
+            (Some(u), None) => u.parse().unwrap_or(0),
+            (None, None) => nix::unistd::getuid().as_raw(),
+        };
+        let gid = match &run_as.group {
+            Some(g) => match g.parse::<u32>() {
+                Ok(id) => id,
+                Err(_) => nix::unistd::Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.gid.as_raw())
+                    .ok_or_else(|| {
+                        io::Error::other(format!("there is no group `{g}` on this machine"))
+                    })?,
+            },
+            None => user
+                .as_ref()
+                .map(|u| u.gid.as_raw())
+                .unwrap_or_else(|| nix::unistd::getgid().as_raw()),
+        };
+        Ok(Some(Account {
+            uid,
+            gid,
+            name: user.as_ref().map(|u| u.name.clone()),
+            home: user.map(|u| u.dir),
+            umask: run_as.umask,
+        }))
+    }
+
+    /// `HOME`, `USER` and `LOGNAME` of the account, as a login sets them.
+    pub fn login_env(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.home {
+            out.push(("HOME", h.display().to_string()));
+        }
+        if let Some(n) = &self.name {
+            out.push(("USER", n.clone()));
+            out.push(("LOGNAME", n.clone()));
+        }
+        out
+    }
 }
 
 /// Spawns `spec` as the leader of a new process group, with stdin from /dev/null.
@@ -67,15 +149,32 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Child> {
         }
         None => None,
     };
+    if let Some(a) = spec.account {
+        // std drops the supplementary groups when it changes the user.
+        if a.uid != nix::unistd::getuid().as_raw() {
+            cmd.uid(a.uid);
+        }
+        if a.gid != nix::unistd::getgid().as_raw() {
+            cmd.gid(a.gid);
+        }
+    }
     use std::os::fd::AsRawFd;
-    die_with_parent(&mut cmd, procs.as_ref().map(|f| f.as_raw_fd()));
+    die_with_parent(
+        &mut cmd,
+        procs.as_ref().map(|f| f.as_raw_fd()),
+        spec.account.and_then(|a| a.umask),
+    );
     let child = cmd.spawn();
     drop(procs);
     child
 }
 
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command, cgroup_procs: Option<std::os::fd::RawFd>) {
+fn die_with_parent(
+    cmd: &mut Command,
+    cgroup_procs: Option<std::os::fd::RawFd>,
+    umask: Option<u32>,
+) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec. It only calls write(2),
     // prctl(2) and getppid(2), which are async-signal-safe, on a descriptor the parent keeps
@@ -87,6 +186,9 @@ fn die_with_parent(cmd: &mut Command, cgroup_procs: Option<std::os::fd::RawFd>) 
                 // "0" moves the writing process; a failure leaves it in grove's own cgroup,
                 // tracked by its process group as before.
                 let _ = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
+            if let Some(mask) = umask {
+                nix::libc::umask(mask as nix::libc::mode_t);
             }
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?;

@@ -57,6 +57,9 @@ pub struct ShimSpec {
     pub env: Vec<(String, String)>,
     /// The cgroup the unit joins, if any.
     pub cgroup: Option<PathBuf>,
+    /// Who the unit runs as.
+    #[serde(default)]
+    pub run_as: grove_plan::RunAs,
     /// The folder of the sockets (`.grove/run`).
     pub run_dir: PathBuf,
     /// The unit's log file, and its rotation, for output while no grove is attached.
@@ -413,17 +416,26 @@ async fn send(client: &mut Client, kind: u8, payload: &[u8]) -> bool {
 
 async fn keep(spec: ShimSpec) -> io::Result<()> {
     let group = spec.cgroup.clone().map(Group::at);
-    let env: Vec<(&str, &str)> = spec
+    let account = process::Account::of(&spec.run_as)?;
+    let mut env: Vec<(&str, &str)> = spec
         .env
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // As a login would: the user's own HOME, USER and LOGNAME, unless the unit sets them.
+    let own = account.as_ref().map(|a| a.login_env()).unwrap_or_default();
+    for (k, v) in &own {
+        if !env.iter().any(|(n, _)| n == k) {
+            env.push((k, v.as_str()));
+        }
+    }
     let mut child = process::spawn(&SpawnSpec {
         argv: &spec.argv,
         cwd: &spec.cwd,
         env,
         capture: true,
         cgroup: group.as_ref(),
+        account: account.as_ref(),
     })
     .map_err(|e| {
         let program = spec.argv.first().map(String::as_str).unwrap_or("");
@@ -620,6 +632,7 @@ mod tests {
                 cwd: dir.path().into(),
                 env: vec![],
                 cgroup: None,
+                run_as: Default::default(),
                 run_dir: dir.path().into(),
                 log: dir.path().join("web.log"),
                 log_max_size: 1 << 20,

@@ -56,6 +56,7 @@ impl<'a> Builder<'a> {
         let route = self.service_route(name, kind, map, path);
         let image = self.image(&source, map, path);
         let recipe_options = self.recipe_options(&source, map, path);
+        let run_as = self.run_as(&source, map, path);
         let source = source?;
         if !ok {
             return None;
@@ -98,6 +99,7 @@ impl<'a> Builder<'a> {
             stop_signal,
             stop_grace,
             replace,
+            run_as,
             max_surge,
             route,
             recipe: recipe_options,
@@ -811,6 +813,67 @@ impl<'a> Builder<'a> {
             }
         }
         recipe_options
+    }
+
+    /// `user`, `group` and `umask`, for a command service; the loader found whether the user
+    /// and group exist on this machine.
+    fn run_as(&mut self, source: &Option<Source>, map: &Map, path: &str) -> RunAs {
+        let p = |k: &str| join(path, k);
+        let mut run_as = RunAs::default();
+        for (k, what) in [("user", "user"), ("group", "group")] {
+            let Some(e) = map.get(k) else { continue };
+            if !matches!(source, Some(Source::Command(_))) {
+                self.err(
+                    &e.key_loc,
+                    &p(k),
+                    format!("`{k}` applies to services that run a command"),
+                    Some(
+                        "a recipe runs its server as its own user (postgres runs as `postgres`)"
+                            .to_string(),
+                    ),
+                );
+                continue;
+            }
+            let name = match &e.node.kind {
+                Kind::Int(i) if *i >= 0 => i.to_string(),
+                _ => match self.string(&e.node, &p(k)) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            if self.accounts.get(&format!("{k}:{name}")) == Some(&false) {
+                self.err(
+                    &e.node.loc,
+                    &p(k),
+                    format!("there is no {what} `{name}` on this machine"),
+                    Some(format!(
+                        "create it (`adduser --system {name}`), or name one that exists"
+                    )),
+                );
+                continue;
+            }
+            if k == "user" {
+                run_as.user = Some(name);
+            } else {
+                run_as.group = Some(name);
+            }
+        }
+        if let Some(e) = map.get("umask") {
+            let text = self.string(&e.node, &p("umask"));
+            match text.as_deref().map(|t| (t, u32::from_str_radix(t, 8))) {
+                Some((t, Ok(m))) if m <= 0o777 && (3..=4).contains(&t.len()) => {
+                    run_as.umask = Some(m)
+                }
+                Some((t, _)) => self.err(
+                    &e.node.loc,
+                    &p("umask"),
+                    format!("`{t}` is not a file mode mask"),
+                    Some("three or four octal digits, as a string: umask = \"0027\"".to_string()),
+                ),
+                None => {}
+            }
+        }
+        run_as
     }
 
     /// `databases = "per-instance"` or `["name", ...]`.

@@ -51,7 +51,7 @@ pub(super) fn launch(stack: &str, root: &std::path::Path, unit: &Unit) -> Result
 /// supervision settings (probe, restart policy, grace) are left out: they apply to an
 /// adopted process as they are, and a newer grove's Plan may carry new ones.
 pub(super) fn fingerprint(unit: &Unit) -> String {
-    let what = serde_json::json!({
+    let mut what = serde_json::json!({
         "run": unit.run,
         "cwd": unit.cwd,
         "env": unit.env,
@@ -59,6 +59,10 @@ pub(super) fn fingerprint(unit: &Unit) -> String {
         "bind": unit.bind,
         "release": unit.release,
     });
+    // Only when set, so units that set none keep the fingerprint they had.
+    if !unit.run_as.is_default() {
+        what["run_as"] = serde_json::json!(unit.run_as);
+    }
     let text = serde_json::to_vec(&what).unwrap_or_default();
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()

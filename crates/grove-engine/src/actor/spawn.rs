@@ -90,6 +90,7 @@ impl Actor {
         }
         let cwd = root.join(&rt.unit.cwd);
         let print = fingerprint(&rt.unit);
+        let run_as = rt.unit.run_as.clone();
         // A process an earlier grove left running is adopted when the stack file still says
         // the same; else it goes, and a new one starts.
         let adopted = match self.adoptable.remove(name) {
@@ -128,6 +129,7 @@ impl Actor {
                     cwd: cwd.clone(),
                     env,
                     cgroup: group.as_ref().map(|g| g.dir().to_path_buf()),
+                    run_as: run_as.clone(),
                     run_dir: run_dir.clone(),
                     log: logs_dir.join(format!("{label}.log")),
                     log_max_size: rotation.max_size,

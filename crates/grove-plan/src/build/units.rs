@@ -199,6 +199,11 @@ pub(super) fn unit_of(
         stop_grace_ms: ms(svc.stop_grace),
         replace: svc.replace,
         max_surge: svc.max_surge,
+        run_as: crate::RunAs {
+            user: svc.run_as.user.clone(),
+            group: svc.run_as.group.clone(),
+            umask: svc.run_as.umask,
+        },
         depends_on: Vec::new(),
         level: 0,
         image: svc.image.clone(),

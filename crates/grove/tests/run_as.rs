@@ -1,0 +1,78 @@
+//! Issue 28: a unit runs as the user, group and file mode mask its service names, as root's
+//! grove starts it; the exports carry them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+use std::os::unix::fs::PermissionsExt;
+
+fn status_line(pid: i64, key: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_unit_drops_to_its_user_group_and_umask() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: only root's grove can start a unit as another user");
+        return;
+    }
+    let s = Stack::new("");
+    let shared = s.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.write(&format!(
+        r#"
+[services.web]
+command = "sh -c 'touch {dir}/made-by-web; echo home=$$HOME user=$$USER; exec sleep 300'"
+user = "nobody"
+group = "nogroup"
+umask = "0077"
+image = "debian:bookworm-slim"
+"#,
+        dir = shared.display()
+    ));
+    s.up();
+    let pid = s.pid("web").unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+    assert_eq!(status_line(pid, "Uid"), nobody.uid.to_string());
+    assert_eq!(status_line(pid, "Gid"), nogroup.gid.to_string());
+    // No supplementary group of root's survives the switch.
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let groups = groups.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    assert!(!groups.split_whitespace().any(|g| g == "0"), "{groups}");
+    let made = shared.join("made-by-web");
+    wait_until("the unit's file", 10, || made.exists());
+    let meta = std::fs::metadata(&made).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.uid(), nobody.uid.as_raw());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "umask 0077");
+    let want = format!("home={} user=nobody", nobody.dir.display());
+    wait_until("the unit's line", 10, || {
+        text(&s.run(&["logs", "web"]).stdout).contains(&want)
+    });
+    // The exports carry it: compose's `user`, and a note where Kubernetes needs an id.
+    let out = s.run(&["export", "compose"]);
+    assert!(
+        text(&out.stdout).contains("user: nobody:nogroup"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = s.run(&["export", "kubernetes"]);
+    let k8s = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        k8s.contains("securityContext takes numeric ids only"),
+        "{k8s}"
+    );
+    let out = s.run(&["down"]);
+    assert!(out.status.success());
+}
