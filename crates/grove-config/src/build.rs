@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 29] = [
+const SERVICE_KEYS: [&str; 30] = [
     "command",
     "recipe",
     "upstreams",
@@ -96,6 +96,7 @@ const SERVICE_KEYS: [&str; 29] = [
     "user",
     "group",
     "umask",
+    "limits",
     "route",
     "description",
     "secret",

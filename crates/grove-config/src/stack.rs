@@ -618,6 +618,8 @@ pub struct Service {
     pub replace: Replace,
     /// Who its processes run as (`user`, `group`, `umask`).
     pub run_as: RunAs,
+    /// What each of its processes may use (`limits`).
+    pub limits: UnitLimits,
     /// How many of its units a start-first replacement replaces at once (`max_surge`, 1):
     /// the new units beside the old ones, at most.
     pub max_surge: u32,
@@ -639,6 +641,20 @@ pub struct RunAs {
     pub group: Option<String>,
     /// The file mode creation mask (`0027`).
     pub umask: Option<u32>,
+}
+
+/// A command service's resource limits: enforced through each unit's cgroup (memory, CPU,
+/// processes) and its open-files limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct UnitLimits {
+    /// Memory, in bytes: over it the kernel kills the unit.
+    pub memory: Option<u64>,
+    /// CPUs' worth of time (1.5: one and a half cores).
+    pub cpu: Option<f64>,
+    /// Processes and threads.
+    pub pids: Option<u64>,
+    /// Open files.
+    pub nofile: Option<u64>,
 }
 
 /// `[instances.NAME]`.

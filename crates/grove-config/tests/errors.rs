@@ -606,3 +606,27 @@ fn a_unit_runs_as_a_user_that_exists_and_recipes_keep_their_own() {
         &[],
     );
 }
+
+#[test]
+fn limits_are_checked_where_written() {
+    expect(
+        "[services.a]\ncommand = \"x\"\nlimits = { memory = \"1MB\" }\n",
+        &["grove.toml:5:21: services.a.limits.memory: `1MB` is too little memory to run anything"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nlimits = { memory = \"lots\", cpu = 0, pidz = 3 }\n",
+        &[
+            "grove.toml:5:21: services.a.limits.memory: `lots` is not a size",
+            "grove.toml:5:35: services.a.limits.cpu: 0 CPUs is out of range",
+            "grove.toml:5:38: services.a.limits.pidz: unknown key `pidz`",
+        ],
+    );
+    expect(
+        "[services.db]\nrecipe = \"redis\"\nlimits = { memory = \"64MB\" }\n",
+        &["grove.toml:5:1: services.db.limits: `limits` applies to services that run a command"],
+    );
+    expect(
+        "[services.a]\ncommand = \"x\"\nlimits = { memory = \"512MB\", cpu = 1.5, pids = 200, nofile = 65536 }\n",
+        &[],
+    );
+}

@@ -24,6 +24,8 @@ pub(crate) enum Internal {
         unit: String,
         gen: u64,
         status: ExitStatus,
+        /// The memory limit, when the kernel killed it for going over it.
+        oom: Option<u64>,
     },
     Probe {
         unit: String,
@@ -115,6 +117,8 @@ struct Rt {
     note: Option<String>,
     last_probe_error: Option<String>,
     cpu_sample: Option<(Instant, u64)>,
+    /// What its last exit was, when grove knows more than the status (out of memory).
+    exit_note: Option<String>,
 }
 
 impl Rt {
@@ -214,6 +218,9 @@ impl Actor {
             self.schedule(Instant::now());
             if self.shutting_down() && self.all_down() {
                 // Nothing a unit started outlives `down`, not even what left its group.
+                if let Some(plan) = &self.plan {
+                    cgroup::remove_v1_stack(&plan.stack);
+                }
                 if let Some(Some(tree)) = &self.cgroups {
                     for g in tree.groups() {
                         g.kill_and_remove();
@@ -585,7 +592,10 @@ impl Actor {
                     format!("adopted (pid {pid}, running for {age} s, left by an earlier grove)"),
                 )
             }
-            Event::Exited { status } => ("exited", describe_exit(status)),
+            Event::Exited { status } => {
+                let note = self.units.get_mut(name).and_then(|rt| rt.exit_note.take());
+                ("exited", note.unwrap_or_else(|| describe_exit(status)))
+            }
             Event::Healthy => {
                 let probe = self
                     .units
@@ -760,7 +770,12 @@ impl Actor {
 
     fn internal(&mut self, msg: Internal, now: Instant) {
         match msg {
-            Internal::Exited { unit, gen, status } => {
+            Internal::Exited {
+                unit,
+                gen,
+                status,
+                oom,
+            } => {
                 let Some(unit) = self.key_of(&unit, gen) else {
                     return;
                 };
@@ -769,6 +784,12 @@ impl Actor {
                 };
                 rt.proc = None;
                 rt.cpu_sample = None;
+                rt.exit_note = oom.map(|limit| {
+                    format!(
+                        "killed: out of memory (limit {})",
+                        grove_plan::size_text(limit)
+                    )
+                });
                 if let Some(p) = rt.probe.take() {
                     p.abort();
                 }

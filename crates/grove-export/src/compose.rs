@@ -43,6 +43,15 @@ struct Svc {
     /// `user` (and `group`): `www-data` or `www-data:adm`.
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<String>,
+    /// `limits`: memory in bytes, CPUs, processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mem_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpus: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ulimits: Option<IndexMap<String, u64>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +163,14 @@ fn base_service(plan: &Plan, w: &Workload<'_>) -> Svc {
         stop_signal: (w.unit.stop_signal != "SIGTERM").then(|| w.unit.stop_signal.clone()),
         stop_grace_period: dur(w.unit.stop_grace_ms),
         user: compose_user(&w.unit.run_as),
+        mem_limit: w.unit.limits.memory,
+        cpus: w.unit.limits.cpu_milli.map(|c| f64::from(c) / 1000.0),
+        pids_limit: w.unit.limits.pids,
+        ulimits: w
+            .unit
+            .limits
+            .nofile
+            .map(|n| [("nofile".to_string(), n)].into_iter().collect()),
         labels: labels(plan, w),
         ..Default::default()
     }

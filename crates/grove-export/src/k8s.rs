@@ -13,8 +13,9 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EndpointAddress, EndpointPort,
     EndpointSubset, Endpoints, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
     Lifecycle, LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, Secret, SecretKeySelector, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, SecurityContext,
+    Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -566,8 +567,25 @@ fn app_container(
         startup_probe: startup,
         lifecycle: lifecycle(&w.unit.stop_signal),
         security_context: security_context(&w.unit.run_as),
+        resources: resources(&w.unit.limits),
         ..Default::default()
     }
+}
+
+/// The container's `resources.limits`: memory and CPU (processes and open files have no
+/// container field; the export's notes say so).
+fn resources(limits: &grove_plan::Limits) -> Option<ResourceRequirements> {
+    let mut l = BTreeMap::new();
+    if let Some(m) = limits.memory {
+        l.insert("memory".to_string(), Quantity(m.to_string()));
+    }
+    if let Some(c) = limits.cpu_milli {
+        l.insert("cpu".to_string(), Quantity(format!("{c}m")));
+    }
+    (!l.is_empty()).then(|| ResourceRequirements {
+        limits: Some(l),
+        ..Default::default()
+    })
 }
 
 /// The container's `securityContext`: Kubernetes takes numeric ids only, so a user or group
@@ -654,6 +672,13 @@ fn app_deployment(
         out.notes.push(format!(
             "{} runs as `{name}`: Kubernetes' securityContext takes numeric ids only, so the \
              image's user applies (write the id, `user = \"33\"`, to map it)",
+            w.name
+        ));
+    }
+    if w.unit.limits.pids.is_some() || w.unit.limits.nofile.is_some() {
+        out.notes.push(format!(
+            "{}'s pids and nofile limits are not mapped: a container has no such field (the \
+             node's settings apply)",
             w.name
         ));
     }

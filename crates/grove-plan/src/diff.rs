@@ -77,6 +77,9 @@ fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     if a.run_as != b.run_as {
         r.push("user");
     }
+    if a.limits != b.limits {
+        r.push("limits");
+    }
     r
 }
 

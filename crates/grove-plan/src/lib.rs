@@ -141,6 +141,9 @@ pub struct Unit {
     /// Who its process runs as (`user`, `group`, `umask`); grove's own user when not set.
     #[serde(skip_serializing_if = "RunAs::is_default")]
     pub run_as: RunAs,
+    /// What its process may use (`limits`), enforced through its cgroup and rlimits.
+    #[serde(skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
     /// How many of its service's units a start-first replacement replaces at once.
     #[serde(skip_serializing_if = "is_one")]
     pub max_surge: u32,
@@ -154,6 +157,66 @@ pub struct Unit {
     /// The release its code comes from (its folder is inside that release's checkout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+}
+
+/// A unit's resource limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Memory, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPU time, in thousandths of a CPU (1500: one and a half).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_milli: Option<u32>,
+    /// Processes and threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Open files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+}
+
+impl Limits {
+    /// No limit set.
+    pub fn is_default(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// `memory 512MB, cpu 1.5, pids 200, nofile 65536`, the set ones only.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = self.memory {
+            parts.push(format!("memory {}", size_text(m)));
+        }
+        if let Some(c) = self.cpu_milli {
+            parts.push(format!("cpu {}", f64::from(c) / 1000.0));
+        }
+        if let Some(p) = self.pids {
+            parts.push(format!("pids {p}"));
+        }
+        if let Some(n) = self.nofile {
+            parts.push(format!("nofile {n}"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// A byte count as the stack file writes it: `512MB`, `1GB`, `256MiB`.
+pub fn size_text(bytes: u64) -> String {
+    let units = [
+        ("GB", 1_000_000_000u64),
+        ("MB", 1_000_000),
+        ("KB", 1_000),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in units {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
 }
 
 /// Who a unit's process runs as.

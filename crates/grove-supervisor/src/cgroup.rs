@@ -169,10 +169,247 @@ impl Group {
     }
 }
 
+/// Where a unit's limits are enforced, for one of its processes.
+#[derive(Debug, Default)]
+pub struct Limited {
+    /// Groups the process joins besides its v2 group: the v1 hierarchies' (memory, pids,
+    /// cpu) on a hybrid machine.
+    pub groups: Vec<Group>,
+    /// The group whose memory counters say whether the kernel killed it for memory.
+    pub memory: Option<Group>,
+    /// Limits this machine gives grove no way to enforce (`memory`, `pids`, `cpu`).
+    pub unenforced: Vec<&'static str>,
+}
+
+impl Limited {
+    /// Whether the kernel's out-of-memory killer ended a process of the group.
+    pub fn oom_killed(&self) -> bool {
+        let Some(g) = &self.memory else {
+            return false;
+        };
+        let count = |file: &str| {
+            std::fs::read_to_string(g.dir.join(file))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        };
+        count("memory.events")
+            .or_else(|| count("memory.oom_control"))
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Removes the extra groups (once their processes are gone).
+    pub fn remove(&self) {
+        for g in &self.groups {
+            for _ in 0..50 {
+                if g.remove() || !g.dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The v1 hierarchies limits can use on a hybrid machine, where they are mounted.
+const V1: [(&str, &str); 3] = [
+    ("memory", "/sys/fs/cgroup/memory"),
+    ("pids", "/sys/fs/cgroup/pids"),
+    ("cpu", "/sys/fs/cgroup/cpu"),
+];
+
+/// CFS period for a CPU limit, in microseconds (the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Files and the values to write to them.
+type Writes = Vec<(&'static str, String)>;
+
+/// The files and values that set each controller's limit: (controller, v2, v1).
+fn limit_files(limits: &grove_plan::Limits) -> Vec<(&'static str, Writes, Writes)> {
+    let mut out = Vec::new();
+    if let Some(m) = limits.memory {
+        out.push((
+            "memory",
+            vec![
+                ("memory.max", m.to_string()),
+                ("memory.swap.max", "0".to_string()),
+            ],
+            vec![("memory.limit_in_bytes", m.to_string())],
+        ));
+    }
+    if let Some(p) = limits.pids {
+        out.push((
+            "pids",
+            vec![("pids.max", p.to_string())],
+            vec![("pids.max", p.to_string())],
+        ));
+    }
+    if let Some(c) = limits.cpu_milli {
+        let quota = u64::from(c) * CPU_PERIOD_US / 1000;
+        out.push((
+            "cpu",
+            vec![("cpu.max", format!("{quota} {CPU_PERIOD_US}"))],
+            vec![
+                ("cpu.cfs_period_us", CPU_PERIOD_US.to_string()),
+                ("cpu.cfs_quota_us", quota.to_string()),
+            ],
+        ));
+    }
+    out
+}
+
+/// grove's own cgroup in the v1 hierarchy of `controller`, from `/proc/self/cgroup`
+/// (`4:memory:/a/b`, or a joined `2:cpu,cpuacct:/a`).
+fn own_v1_path<'t>(text: &'t str, controller: &str) -> Option<&'t str> {
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+        names.split(',').any(|n| n == controller).then_some(path)
+    })
+}
+
+/// Applies `limits` to one process of `unit` (spawn `spawn`): in its v2 group `v2` when the
+/// stack's tree has the controllers, else in a v1 group per controller beside it.
+pub fn limit(
+    stack: &str,
+    unit: &str,
+    spawn: u64,
+    v2: Option<&Group>,
+    limits: &grove_plan::Limits,
+) -> Limited {
+    let mut out = Limited::default();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for (controller, v2_files, v1_files) in limit_files(limits) {
+        if let Some(g) = v2.filter(|g| enable_v2(g, controller)) {
+            let ok = v2_files
+                .iter()
+                .take(1)
+                .all(|(f, v)| std::fs::write(g.dir.join(f), v).is_ok());
+            // The swap limit is extra: a machine without swap accounting has no such file.
+            for (f, v) in v2_files.iter().skip(1) {
+                let _ = std::fs::write(g.dir.join(f), v);
+            }
+            if ok {
+                if controller == "memory" {
+                    out.memory = Some(g.clone());
+                }
+                continue;
+            }
+        }
+        let made = V1
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .and_then(|(c, mount)| {
+                let mount = Path::new(mount);
+                if !mount.join("cgroup.procs").exists() {
+                    return None;
+                }
+                let base = own_v1_path(&own, c).unwrap_or("/").trim_start_matches('/');
+                let dir = mount
+                    .join(base)
+                    .join(format!("grove-{}", component(stack)))
+                    .join(format!("{}.{spawn}", component(unit)));
+                std::fs::create_dir_all(&dir).ok()?;
+                let ok = v1_files
+                    .iter()
+                    .all(|(f, v)| std::fs::write(dir.join(f), v).is_ok());
+                if !ok {
+                    let _ = std::fs::remove_dir(&dir);
+                    return None;
+                }
+                Some(Group { dir })
+            });
+        match made {
+            Some(g) => {
+                if controller == "memory" {
+                    out.memory = Some(g.clone());
+                }
+                out.groups.push(g);
+            }
+            None => out.unenforced.push(controller),
+        }
+    }
+    out
+}
+
+/// Removes the stack's folders in the v1 hierarchies limits used, once their unit groups
+/// are gone (`down`).
+pub fn remove_v1_stack(stack: &str) {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for (controller, mount) in V1 {
+        let base = own_v1_path(&own, controller)
+            .unwrap_or("/")
+            .trim_start_matches('/');
+        let dir = Path::new(mount)
+            .join(base)
+            .join(format!("grove-{}", component(stack)));
+        // Units that stopped leave their groups empty; a leftover of a killed grove goes too.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.path().join("cgroup.procs").exists() {
+                    Group::at(e.path()).kill_and_remove();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+/// Whether `controller` can be used in `group` (v2): enabled in its parent's
+/// `cgroup.subtree_control`, which grove turns on when the parent has it to give.
+fn enable_v2(group: &Group, controller: &str) -> bool {
+    let has = |dir: &Path, file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .map(|t| t.split_whitespace().any(|c| c == controller))
+            .unwrap_or(false)
+    };
+    let Some(parent) = group.dir.parent() else {
+        return false;
+    };
+    if has(parent, "cgroup.subtree_control") {
+        return true;
+    }
+    has(parent, "cgroup.controllers")
+        && std::fs::write(
+            parent.join("cgroup.subtree_control"),
+            format!("+{controller}"),
+        )
+        .is_ok()
+        && has(parent, "cgroup.subtree_control")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_v1_path_is_found_for_its_controller_even_joined_with_another() {
+        let text = "9:name=systemd:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/x\n0::/\n";
+        assert_eq!(own_v1_path(text, "memory"), Some("/process_api/abc"));
+        assert_eq!(own_v1_path(text, "cpu"), Some("/x"));
+        assert_eq!(own_v1_path(text, "pids"), None);
+    }
+
+    #[test]
+    fn limits_become_each_hierarchys_files() {
+        let l = grove_plan::Limits {
+            memory: Some(64_000_000),
+            cpu_milli: Some(1500),
+            pids: Some(200),
+            nofile: None,
+        };
+        let files = limit_files(&l);
+        let names: Vec<&str> = files.iter().map(|(c, _, _)| *c).collect();
+        assert_eq!(names, ["memory", "pids", "cpu"]);
+        assert_eq!(files[2].1[0].1, "150000 100000");
+        assert_eq!(files[2].2[1].1, "150000");
+        assert_eq!(
+            files[0].2[0],
+            ("memory.limit_in_bytes", "64000000".to_string())
+        );
+    }
 
     #[test]
     fn own_cgroup_is_read_from_the_v2_line() {

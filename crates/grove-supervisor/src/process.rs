@@ -32,6 +32,10 @@ pub struct SpawnSpec<'a> {
     pub cgroup: Option<&'a crate::cgroup::Group>,
     /// Who it runs as, when not grove's own user.
     pub account: Option<&'a Account>,
+    /// Further cgroups it joins (the v1 hierarchies that enforce its limits).
+    pub also: &'a [crate::cgroup::Group],
+    /// Its open-files limit (soft and hard).
+    pub nofile: Option<u64>,
 }
 
 /// A unit's user, group and mask, resolved on this machine.
@@ -141,14 +145,18 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Child> {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
     // Opened here (close-on-exec), written by the child before it runs anything.
-    let procs = match spec.cgroup.map(|g| g.procs_file()) {
-        Some(Ok(f)) => Some(f),
-        Some(Err(e)) => {
-            tracing::debug!("cannot join a cgroup: {e}");
-            None
-        }
-        None => None,
-    };
+    let procs: Vec<std::fs::File> = spec
+        .cgroup
+        .into_iter()
+        .chain(spec.also.iter())
+        .filter_map(|g| match g.procs_file() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!("cannot join a cgroup: {e}");
+                None
+            }
+        })
+        .collect();
     if let Some(a) = spec.account {
         // std drops the supplementary groups when it changes the user.
         if a.uid != nix::unistd::getuid().as_raw() {
@@ -161,8 +169,9 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Child> {
     use std::os::fd::AsRawFd;
     die_with_parent(
         &mut cmd,
-        procs.as_ref().map(|f| f.as_raw_fd()),
+        procs.iter().map(|f| f.as_raw_fd()).collect(),
         spec.account.and_then(|a| a.umask),
+        spec.nofile,
     );
     let child = cmd.spawn();
     drop(procs);
@@ -172,8 +181,9 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> io::Result<Child> {
 #[allow(unsafe_code)]
 fn die_with_parent(
     cmd: &mut Command,
-    cgroup_procs: Option<std::os::fd::RawFd>,
+    cgroup_procs: Vec<std::os::fd::RawFd>,
     umask: Option<u32>,
+    nofile: Option<u64>,
 ) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec. It only calls write(2),
@@ -182,10 +192,19 @@ fn die_with_parent(
     // required between fork and exec in a multi-threaded process.
     unsafe {
         cmd.pre_exec(move || {
-            if let Some(fd) = cgroup_procs {
+            for fd in &cgroup_procs {
                 // "0" moves the writing process; a failure leaves it in grove's own cgroup,
                 // tracked by its process group as before.
-                let _ = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+                let _ = nix::libc::write(*fd, b"0".as_ptr().cast(), 1);
+            }
+            if let Some(n) = nofile {
+                let limit = nix::libc::rlimit {
+                    rlim_cur: n as nix::libc::rlim_t,
+                    rlim_max: n as nix::libc::rlim_t,
+                };
+                if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             if let Some(mask) = umask {
                 nix::libc::umask(mask as nix::libc::mode_t);

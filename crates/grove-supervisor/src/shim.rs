@@ -60,6 +60,12 @@ pub struct ShimSpec {
     /// Who the unit runs as.
     #[serde(default)]
     pub run_as: grove_plan::RunAs,
+    /// Further cgroups the unit joins (the v1 ones enforcing its limits).
+    #[serde(default)]
+    pub limit_groups: Vec<PathBuf>,
+    /// Its open-files limit.
+    #[serde(default)]
+    pub nofile: Option<u64>,
     /// The folder of the sockets (`.grove/run`).
     pub run_dir: PathBuf,
     /// The unit's log file, and its rotation, for output while no grove is attached.
@@ -416,6 +422,7 @@ async fn send(client: &mut Client, kind: u8, payload: &[u8]) -> bool {
 
 async fn keep(spec: ShimSpec) -> io::Result<()> {
     let group = spec.cgroup.clone().map(Group::at);
+    let also: Vec<Group> = spec.limit_groups.iter().map(Group::at).collect();
     let account = process::Account::of(&spec.run_as)?;
     let mut env: Vec<(&str, &str)> = spec
         .env
@@ -436,6 +443,8 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
         capture: true,
         cgroup: group.as_ref(),
         account: account.as_ref(),
+        also: &also,
+        nofile: spec.nofile,
     })
     .map_err(|e| {
         let program = spec.argv.first().map(String::as_str).unwrap_or("");
@@ -633,6 +642,8 @@ mod tests {
                 env: vec![],
                 cgroup: None,
                 run_as: Default::default(),
+                limit_groups: Vec::new(),
+                nofile: None,
                 run_dir: dir.path().into(),
                 log: dir.path().join("web.log"),
                 log_max_size: 1 << 20,

@@ -76,3 +76,60 @@ image = "debian:bookworm-slim"
     let out = s.run(&["down"]);
     assert!(out.status.success());
 }
+
+#[test]
+fn a_unit_over_its_memory_limit_is_killed_reported_and_restarted() {
+    let s = Stack::new(
+        r#"
+[services.hog]
+command = "python3 -c 'import time; time.sleep(0.3); b = bytearray(300 * 1000 * 1000); time.sleep(60)'"
+limits = { memory = "64MB", pids = 50, nofile = 4096, cpu = 0.5 }
+restart = { policy = "always", backoff = "200ms" }
+
+[services.calm]
+command = "sleep 300"
+limits = { nofile = 2048 }
+"#,
+    );
+    s.up();
+    // The open-files limit holds for the process itself.
+    let pid = s.pid("calm").unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(
+        line.split_whitespace().filter(|w| *w == "2048").count() == 2,
+        "{line}"
+    );
+    // Over 64MB, the kernel kills the hog; grove says why and restarts it.
+    s.wait_for("an out-of-memory kill", 30, |s| {
+        s.events()
+            .iter()
+            .any(|e| e["kind"] == "exited" && e["message"] == "killed: out of memory (limit 64MB)")
+    });
+    s.wait_for("a restart", 30, |s| {
+        s.unit("hog")["restarts"].as_u64() >= Some(1)
+    });
+    let out = s.run(&["down"]);
+    assert!(out.status.success());
+    // `down` leaves no cgroup of the stack in the v1 hierarchies the limits used.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for controller in ["memory", "pids", "cpu"] {
+        let base = own
+            .lines()
+            .find_map(|l| {
+                let mut p = l.splitn(3, ':');
+                let (_, names, path) = (p.next()?, p.next()?, p.next()?);
+                names.split(',').any(|n| n == controller).then_some(path)
+            })
+            .unwrap_or("/")
+            .trim_start_matches('/');
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(base)
+            .join(format!("grove-{}", s.name));
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+}

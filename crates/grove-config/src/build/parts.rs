@@ -31,6 +31,67 @@ impl<'a> Builder<'a> {
 
     /// `replace = "start-first" | "stop-first"`: start-first needs a second copy to be
     /// possible (a command service whose port grove chooses).
+    /// `limits = { memory = "512MB", cpu = 1.5, pids = 200, nofile = 65536 }`.
+    pub(super) fn unit_limits(&mut self, node: &Node, path: &str) -> UnitLimits {
+        let mut l = UnitLimits::default();
+        let Some(map) = self.table(node, path, &["memory", "cpu", "pids", "nofile"]) else {
+            return l;
+        };
+        if let Some(e) = map.get("memory") {
+            let p = join(path, "memory");
+            if let Some(s) = self.string(&e.node, &p) {
+                match parse_size(&s) {
+                    // Less than a few megabytes cannot even start a shell.
+                    Some(n) if n >= 4 << 20 => l.memory = Some(n),
+                    Some(_) => self.err(
+                        &e.node.loc,
+                        &p,
+                        format!("`{s}` is too little memory to run anything"),
+                        Some("4MB at least; 256MB is typical for a small web app".to_string()),
+                    ),
+                    None => self.err(
+                        &e.node.loc,
+                        &p,
+                        format!("`{s}` is not a size"),
+                        Some("a number and a unit: 512MB, 2GiB".to_string()),
+                    ),
+                }
+            }
+        }
+        if let Some(e) = map.get("cpu") {
+            let p = join(path, "cpu");
+            let v = match &e.node.kind {
+                Kind::Float(f) => Some(*f),
+                Kind::Int(i) => Some(*i as f64),
+                _ => {
+                    self.type_err(&e.node, &p, "a number of CPUs (1, 0.5, 1.5)");
+                    None
+                }
+            };
+            match v {
+                Some(v) if (0.01..=1024.0).contains(&v) => l.cpu = Some(v),
+                Some(v) => self.err(
+                    &e.node.loc,
+                    &p,
+                    format!("{v} CPUs is out of range"),
+                    Some("from 0.01 to 1024".to_string()),
+                ),
+                None => {}
+            }
+        }
+        if let Some(e) = map.get("pids") {
+            l.pids = self
+                .int(&e.node, &join(path, "pids"), 1, 4_194_304)
+                .map(|n| n as u64);
+        }
+        if let Some(e) = map.get("nofile") {
+            l.nofile = self
+                .int(&e.node, &join(path, "nofile"), 16, 1_048_576)
+                .map(|n| n as u64);
+        }
+        l
+    }
+
     pub(super) fn replace(
         &mut self,
         node: &Node,

@@ -57,6 +57,21 @@ impl<'a> Builder<'a> {
         let image = self.image(&source, map, path);
         let recipe_options = self.recipe_options(&source, map, path);
         let run_as = self.run_as(&source, map, path);
+        let limits = match map.get("limits") {
+            Some(e) if matches!(source, Some(Source::Command(_))) => {
+                self.unit_limits(&e.node, &p("limits"))
+            }
+            Some(e) => {
+                self.err(
+                    &e.key_loc,
+                    &p("limits"),
+                    "`limits` applies to services that run a command",
+                    None,
+                );
+                UnitLimits::default()
+            }
+            None => UnitLimits::default(),
+        };
         let source = source?;
         if !ok {
             return None;
@@ -100,6 +115,7 @@ impl<'a> Builder<'a> {
             stop_grace,
             replace,
             run_as,
+            limits,
             max_surge,
             route,
             recipe: recipe_options,

@@ -27,6 +27,7 @@ impl Actor {
             note: None,
             last_probe_error: None,
             cpu_sample: None,
+            exit_note: None,
         }
     }
 

@@ -114,6 +114,27 @@ impl Actor {
             (false, Some(tree)) => tree.group(name, gen).ok(),
             _ => None,
         };
+        // Its limits: in its v2 group where the controllers are, else in v1 groups beside it.
+        let limits = self
+            .units
+            .get(name)
+            .map(|rt| rt.unit.limits)
+            .unwrap_or_default();
+        let limited = if adopted.is_none() && !limits.is_default() {
+            cgroup::limit(&stack, name, gen, group.as_ref(), &limits)
+        } else {
+            cgroup::Limited::default()
+        };
+        if !limited.unenforced.is_empty() {
+            self.emit(
+                Some(name),
+                "limits-unenforced",
+                &format!(
+                    "this machine gives grove no {} controller: that limit is not enforced",
+                    limited.unenforced.join(", ")
+                ),
+            );
+        }
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
@@ -130,6 +151,12 @@ impl Actor {
                     env,
                     cgroup: group.as_ref().map(|g| g.dir().to_path_buf()),
                     run_as: run_as.clone(),
+                    limit_groups: limited
+                        .groups
+                        .iter()
+                        .map(|g| g.dir().to_path_buf())
+                        .collect(),
+                    nofile: limits.nofile,
                     run_dir: run_dir.clone(),
                     log: logs_dir.join(format!("{label}.log")),
                     log_max_size: rotation.max_size,
@@ -142,7 +169,9 @@ impl Actor {
         };
         match result {
             Ok((attached, shim_child)) => {
-                self.supervise(name, gen, &label, attached, shim_child, group, now);
+                let memory = limits.memory;
+                let cgroups = (group, limited, memory);
+                self.supervise(name, gen, &label, attached, shim_child, cgroups, now);
             }
             Err(msg) => {
                 self.emit(Some(name), "spawn-failed", &msg);
@@ -162,9 +191,10 @@ impl Actor {
         label: &str,
         attached: shim::Attached,
         shim_child: Option<tokio::process::Child>,
-        group: Option<cgroup::Group>,
+        cgroups: (Option<cgroup::Group>, cgroup::Limited, Option<u64>),
         now: Instant,
     ) {
+        let (group, limited, memory_limit) = cgroups;
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
@@ -246,6 +276,9 @@ impl Actor {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             }
+            // The kernel's out-of-memory killer says so in the memory group's counters.
+            let oom = memory_limit.filter(|_| limited.oom_killed());
+            limited.remove();
             // Its last words reach the log before the line saying it exited.
             for p in pumps {
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(500), p).await;
@@ -254,6 +287,7 @@ impl Actor {
                 unit: unit_name,
                 gen,
                 status,
+                oom,
             });
         });
         if let Ok(store) = self.store.lock() {

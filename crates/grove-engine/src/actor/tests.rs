@@ -68,6 +68,7 @@ impl T {
             unit: key.to_string(),
             gen,
             status,
+            oom: None,
         };
         self.actor.internal(msg, self.now);
         self.settle();

@@ -199,6 +199,12 @@ pub(super) fn unit_of(
         stop_grace_ms: ms(svc.stop_grace),
         replace: svc.replace,
         max_surge: svc.max_surge,
+        limits: crate::Limits {
+            memory: svc.limits.memory,
+            cpu_milli: svc.limits.cpu.map(|c| (c * 1000.0).round() as u32),
+            pids: svc.limits.pids,
+            nofile: svc.limits.nofile,
+        },
         run_as: crate::RunAs {
             user: svc.run_as.user.clone(),
             group: svc.run_as.group.clone(),
