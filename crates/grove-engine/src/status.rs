@@ -155,6 +155,15 @@ pub struct UnitStatus {
     /// The release its code comes from.
     #[serde(default)]
     pub release: Option<String>,
+    /// The user it runs as, when not grove's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Its memory limit, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// Its limits, as the stack file set them (`memory 64MB, pids 50`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<String>,
 }
 
 impl UnitStatus {

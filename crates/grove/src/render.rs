@@ -253,6 +253,11 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
     if released {
         rows[0].insert(9, "RELEASE".into());
     }
+    // The user column appears once a unit runs as someone else than grove.
+    let users = s.units.iter().any(|u| u.user.is_some());
+    if users {
+        rows[0].insert(1, "USER".into());
+    }
     let dash = || "-".to_string();
     for u in &s.units {
         let mut row = vec![
@@ -266,11 +271,17 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
             u.cpu_percent
                 .map(|c| format!("{c:.1}%"))
                 .unwrap_or_else(dash),
-            u.rss_bytes.map(bytes).unwrap_or_else(dash),
+            match (u.rss_bytes, u.memory_limit) {
+                (Some(r), Some(l)) => format!("{} / {}", bytes(r), grove_plan::size_text(l)),
+                (r, _) => r.map(bytes).unwrap_or_else(dash),
+            },
             u.reason.clone().unwrap_or_default(),
         ];
         if released {
             row.insert(9, u.release.clone().unwrap_or_else(dash));
+        }
+        if users {
+            row.insert(1, u.user.clone().unwrap_or_else(dash));
         }
         rows.push(row);
     }

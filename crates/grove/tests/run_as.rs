@@ -42,6 +42,10 @@ image = "debian:bookworm-slim"
     ));
     s.up();
     let pid = s.pid("web").unwrap();
+    // `ps` says who it runs as.
+    assert_eq!(s.unit("web")["user"], "nobody");
+    let ps = text(&s.run(&["ps"]).stdout);
+    assert!(ps.contains("USER") && ps.contains("nobody"), "{ps}");
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
     assert_eq!(status_line(pid, "Uid"), nobody.uid.to_string());
@@ -88,10 +92,17 @@ restart = { policy = "always", backoff = "200ms" }
 
 [services.calm]
 command = "sleep 300"
-limits = { nofile = 2048 }
+limits = { nofile = 2048, memory = "256MB" }
 "#,
     );
     s.up();
+    // `ps` shows the limits, memory beside what it uses.
+    assert_eq!(
+        s.unit("hog")["limits"],
+        "memory 64MB, cpu 0.5, pids 50, nofile 4096"
+    );
+    let ps = text(&s.run(&["ps"]).stdout);
+    assert!(ps.contains(" / 256MB"), "{ps}");
     // The open-files limit holds for the process itself.
     let pid = s.pid("calm").unwrap();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

@@ -77,6 +77,9 @@ impl Actor {
             units.push(UnitStatus {
                 name: key.clone(),
                 release: u.release.clone(),
+                user: u.run_as.user.clone(),
+                memory_limit: u.limits.memory,
+                limits: Some(u.limits.describe()).filter(|d| !d.is_empty()),
                 service: u.service.clone(),
                 instance: u.instance.clone(),
                 kind: match u.kind {
