@@ -74,7 +74,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 30] = [
+const SERVICE_KEYS: [&str; 31] = [
     "command",
     "recipe",
     "upstreams",
@@ -97,6 +97,7 @@ const SERVICE_KEYS: [&str; 30] = [
     "group",
     "umask",
     "limits",
+    "path",
     "route",
     "description",
     "secret",

@@ -194,6 +194,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         if let (true, Some(n)) = (strict, &set_overlay) {
             apply_overlay(&mut tree, n.clone(), "", sources, &mut errs);
         }
+        apply_defaults(&mut tree, sources, &mut errs);
         let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
         let (vars, env_sources) = vars;
         let env_files = env_files(&tree, &root_dir);
@@ -392,7 +393,66 @@ fn apply_overlay(
     node::merge(tree, overlay);
 }
 
-/// The interpolation variables: `.env` (from `stack.env_file`) under the process environment.
+/// `[defaults]`: keys every service that runs a command has unless it sets them itself
+/// (tables such as `env` merge key by key, as an overlay's do), applied once the
+/// environments and `--set` are; recipes and remote upstreams keep their own settings.
+fn apply_defaults(tree: &mut Node, sources: &Sources, errs: &mut Vec<ConfigError>) {
+    let Kind::Table(top) = &mut tree.kind else {
+        return;
+    };
+    let Some(defaults) = top.shift_remove("defaults") else {
+        return;
+    };
+    if !matches!(defaults.node.kind, Kind::Table(_)) {
+        errs.push(ConfigError::at(
+            sources,
+            &defaults.node.loc,
+            "defaults",
+            format!(
+                "expected a table of service keys, found {}",
+                defaults.node.kind.type_name()
+            ),
+            Some("[defaults] with keys such as image, cwd, env_file, env".to_string()),
+        ));
+        return;
+    }
+    for source in [
+        "command",
+        "recipe",
+        "upstreams",
+        "route",
+        "replicas",
+        "port",
+    ] {
+        if let Kind::Table(keys) = &defaults.node.kind {
+            if let Some(e) = keys.get(source) {
+                errs.push(ConfigError::at(
+                    sources,
+                    &e.key_loc,
+                    &format!("defaults.{source}"),
+                    format!("`{source}` belongs to each service, not to [defaults]"),
+                    None,
+                ));
+            }
+        }
+    }
+    let Some(Kind::Table(services)) = top.get_mut("services").map(|e| &mut e.node.kind) else {
+        return;
+    };
+    for svc in services.values_mut() {
+        let runs_a_command =
+            matches!(&svc.node.kind, Kind::Table(keys) if keys.contains_key("command"));
+        if !runs_a_command {
+            continue;
+        }
+        let mut merged = defaults.node.clone();
+        let own = std::mem::replace(&mut svc.node, merged.clone());
+        merged.loc = own.loc.clone();
+        node::merge(&mut merged, own);
+        svc.node = merged;
+    }
+}
+
 /// Every service's `env_file`, read here so that validation does no I/O: by the path as
 /// written, its text or why it could not be read.
 fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
@@ -450,6 +510,7 @@ fn accounts(tree: &Node) -> crate::build::Accounts {
     out
 }
 
+/// The interpolation variables: `.env` (from `stack.env_file`) under the process environment.
 fn variables(
     tree: &Node,
     root: &Path,

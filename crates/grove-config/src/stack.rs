@@ -620,6 +620,9 @@ pub struct Service {
     pub run_as: RunAs,
     /// What each of its processes may use (`limits`).
     pub limits: UnitLimits,
+    /// Folders put first on its processes' `PATH` (`path = [".venv/bin"]`), relative to its
+    /// `cwd` unless absolute.
+    pub path: Vec<PathBuf>,
     /// How many of its units a start-first replacement replaces at once (`max_surge`, 1):
     /// the new units beside the old ones, at most.
     pub max_surge: u32,

@@ -360,3 +360,63 @@ fn a_set_value_is_validated_like_the_file_with_its_origin_as_the_location() {
         ["(--set):1:1: `edge.tls`: expected KEY=VALUE, such as --set edge.tls=off"]
     );
 }
+
+#[test]
+fn defaults_go_under_every_command_service_and_each_service_wins() {
+    let d = Dir::new(
+        r#"
+[stack]
+name = "t"
+
+[defaults]
+cwd = "app"
+image = "ghcr.io/acme/app:1"
+path = [".venv/bin"]
+env = { DJANGO_SETTINGS_MODULE = "site.settings", LOG = "info" }
+
+[services.web]
+command = "gunicorn site.wsgi"
+env = { LOG = "debug" }
+
+[services.worker]
+command = "celery -A site worker"
+cwd = "worker"
+
+[services.cache]
+recipe = "redis"
+
+[environments.prod.defaults]
+env = { LOG = "warning" }
+"#,
+    );
+    let l = d.load(None, &[]).unwrap();
+    let s = &l.stack.services;
+    assert!(format!("{:?}", s["web"].env["LOG"].value).contains("debug"));
+    assert!(format!("{:?}", s["worker"].env["LOG"].value).contains("info"));
+    assert!(s["web"].env.contains_key("DJANGO_SETTINGS_MODULE"));
+    assert_eq!(s["worker"].image.as_deref(), Some("ghcr.io/acme/app:1"));
+    assert_eq!(s["worker"].path, [std::path::PathBuf::from(".venv/bin")]);
+    assert!(format!("{:?}", s["worker"].cwd).contains("worker"));
+    assert!(format!("{:?}", s["web"].cwd).contains("app"));
+    // A recipe keeps its own settings: no cwd, image or env from [defaults].
+    assert!(s["cache"].env.is_empty());
+    assert!(s["cache"].image.is_none());
+    // An environment changes the defaults like anything else.
+    let l = d.load(Some("prod"), &[]).unwrap();
+    assert!(format!("{:?}", l.stack.services["worker"].env["LOG"].value).contains("warning"));
+}
+
+#[test]
+fn what_belongs_to_each_service_is_refused_in_defaults() {
+    let d = Dir::new(
+        "[stack]\nname = \"t\"\n\n[defaults]\ncommand = \"x\"\nroute = {}\n\n[services.web]\ncommand = \"web\"\n",
+    );
+    let err = d.load(None, &[]).unwrap_err();
+    assert_eq!(
+        err,
+        [
+            "grove.toml:5:1: defaults.command: `command` belongs to each service, not to [defaults]",
+            "grove.toml:6:1: defaults.route: `route` belongs to each service, not to [defaults]",
+        ]
+    );
+}

@@ -381,6 +381,12 @@ impl Build<'_> {
             svc.healthcheck = self.healthcheck(w, h, p);
         }
         svc.depends_on = self.depends_on(w);
+        if !w.unit.path.is_empty() {
+            self.notes.push(format!(
+                "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",
+                w.name
+            ));
+        }
         if !is_task(w.unit) && w.replicas > 1 {
             svc.deploy = Some(Deploy {
                 replicas: w.replicas,

@@ -675,6 +675,12 @@ fn app_deployment(
             w.name
         ));
     }
+    if !w.unit.path.is_empty() {
+        out.notes.push(format!(
+            "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",
+            w.name
+        ));
+    }
     if w.unit.limits.pids.is_some() || w.unit.limits.nofile.is_some() {
         out.notes.push(format!(
             "{}'s pids and nofile limits are not mapped: a container has no such field (the \

@@ -80,6 +80,9 @@ fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     if a.limits != b.limits {
         r.push("limits");
     }
+    if a.path != b.path {
+        r.push("path");
+    }
     r
 }
 

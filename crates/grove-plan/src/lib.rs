@@ -141,6 +141,9 @@ pub struct Unit {
     /// Who its process runs as (`user`, `group`, `umask`); grove's own user when not set.
     #[serde(skip_serializing_if = "RunAs::is_default")]
     pub run_as: RunAs,
+    /// Folders first on its `PATH` (absolute), before grove's own `PATH`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<PathBuf>,
     /// What its process may use (`limits`), enforced through its cgroup and rlimits.
     #[serde(skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,

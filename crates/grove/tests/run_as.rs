@@ -1,5 +1,6 @@
 //! Issue 28: a unit runs as the user, group and file mode mask its service names, as root's
-//! grove starts it; the exports carry them.
+//! grove starts it, within its limits (memory, CPU, processes, open files); the exports carry
+//! them. `[defaults]` and `path` give every command service the same settings and tools.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -143,4 +144,52 @@ limits = { nofile = 2048, memory = "256MB" }
             .join(format!("grove-{}", s.name));
         assert!(!dir.exists(), "{} is left behind", dir.display());
     }
+}
+
+#[test]
+fn defaults_and_path_give_every_command_service_its_tools() {
+    let s = Stack::new(
+        r#"
+[defaults]
+cwd = "app"
+path = ["venv/bin"]
+env = { GREETING = "hello from the defaults" }
+
+[services.web]
+command = "greet web"
+
+[services.worker]
+command = "greet worker"
+env = { GREETING = "the worker's own" }
+"#,
+    );
+    let bin = s.path().join("app/venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("greet");
+    std::fs::write(&tool, "#!/bin/sh\necho \"$1: $GREETING\"\nexec sleep 300\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.up();
+    for (unit, line) in [
+        ("web", "web: hello from the defaults"),
+        ("worker", "worker: the worker's own"),
+    ] {
+        wait_until("the tool's line", 10, || {
+            text(&s.run(&["logs", unit]).stdout).contains(line)
+        });
+    }
+    // The host's PATH stays out of the stack: the unit's is the folder, then grove's own.
+    let pid = s.pid("web").unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ).into_owned();
+    let path = environ
+        .split('\0')
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with(&format!("{}:", bin.display())), "{path}");
+    let plan = text(&s.run(&["check", "--json"]).stdout);
+    assert!(
+        !plan.contains("/usr/bin"),
+        "the host's PATH reached the Plan:\n{plan}"
+    );
 }

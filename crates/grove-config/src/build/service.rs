@@ -57,6 +57,7 @@ impl<'a> Builder<'a> {
         let image = self.image(&source, map, path);
         let recipe_options = self.recipe_options(&source, map, path);
         let run_as = self.run_as(&source, map, path);
+        let search_path = self.search_path(&source, map, path);
         let limits = match map.get("limits") {
             Some(e) if matches!(source, Some(Source::Command(_))) => {
                 self.unit_limits(&e.node, &p("limits"))
@@ -116,6 +117,7 @@ impl<'a> Builder<'a> {
             replace,
             run_as,
             limits,
+            path: search_path,
             max_surge,
             route,
             recipe: recipe_options,
@@ -890,6 +892,37 @@ impl<'a> Builder<'a> {
             }
         }
         run_as
+    }
+
+    /// `path = [".venv/bin"]`: folders first on the unit's `PATH`, for a command service.
+    fn search_path(&mut self, source: &Option<Source>, map: &Map, path: &str) -> Vec<PathBuf> {
+        let Some(e) = map.get("path") else {
+            return Vec::new();
+        };
+        let p = join(path, "path");
+        if !matches!(source, Some(Source::Command(_))) {
+            self.err(
+                &e.key_loc,
+                &p,
+                "`path` applies to services that run a command",
+                None,
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (dir, loc) in self.strings(&e.node, &p).unwrap_or_default() {
+            if dir.is_empty() || dir.contains(':') {
+                self.err(
+                    &loc,
+                    &p,
+                    format!("`{dir}` cannot be a PATH entry"),
+                    Some("a folder, without `:`: path = [\".venv/bin\"]".to_string()),
+                );
+                continue;
+            }
+            out.push(PathBuf::from(dir));
+        }
+        out
     }
 
     /// `databases = "per-instance"` or `["name", ...]`.

@@ -29,7 +29,13 @@ pub(super) fn launch(stack: &str, root: &std::path::Path, unit: &Unit) -> Result
             .collect()
     };
     match &unit.run {
-        grove_plan::Run::Command { argv } => Ok((argv.clone(), owned(spawn_env(unit)))),
+        grove_plan::Run::Command { argv } => {
+            let mut env = owned(spawn_env(unit));
+            if let Some(path) = search_path(unit, std::env::var("PATH").ok().as_deref()) {
+                env.push(("PATH".to_string(), path));
+            }
+            Ok((argv.clone(), env))
+        }
         grove_plan::Run::Recipe { .. } => {
             let Some(server) = grove_recipes::Server::of(stack, root, unit) else {
                 return Err(format!("the recipe unit {} has no port", unit.name));
@@ -43,6 +49,18 @@ pub(super) fn launch(stack: &str, root: &std::path::Path, unit: &Unit) -> Result
             Ok((vec![exe.display().to_string(), "__recipe".to_string()], env))
         }
     }
+}
+
+/// The unit's `PATH` when its `path` puts folders first: those, then `inherited` (grove's
+/// own), so the host's PATH is never copied into the stack file or its exports. `None` when
+/// it sets no `path`, or sets `PATH` itself in `env`.
+pub(super) fn search_path(unit: &Unit, inherited: Option<&str>) -> Option<String> {
+    if unit.path.is_empty() || unit.env.contains_key("PATH") {
+        return None;
+    }
+    let mut parts: Vec<String> = unit.path.iter().map(|p| p.display().to_string()).collect();
+    parts.extend(inherited.filter(|p| !p.is_empty()).map(str::to_string));
+    Some(parts.join(":"))
 }
 
 /// What a running process of the unit is known by: a digest of what its process is (what it
@@ -62,6 +80,9 @@ pub(super) fn fingerprint(unit: &Unit) -> String {
     // Only when set, so units that set none keep the fingerprint they had.
     if !unit.run_as.is_default() {
         what["run_as"] = serde_json::json!(unit.run_as);
+    }
+    if !unit.path.is_empty() {
+        what["path"] = serde_json::json!(unit.path);
     }
     let text = serde_json::to_vec(&what).unwrap_or_default();
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);

@@ -177,6 +177,12 @@ pub(super) fn unit_of(
     }
     let addr = port.map(|p| host_port(&client_host(svc.bind), p));
     let health = probe_of(svc, &ctx, addr)?;
+    // Absolute: the same folders whatever the process's own folder.
+    let search_path: Vec<PathBuf> = svc
+        .path
+        .iter()
+        .map(|p| stack.root.join(&cwd).join(p))
+        .collect();
     Ok(Some(Unit {
         name: s.name.clone(),
         service: svc.name.clone(),
@@ -199,6 +205,7 @@ pub(super) fn unit_of(
         stop_grace_ms: ms(svc.stop_grace),
         replace: svc.replace,
         max_surge: svc.max_surge,
+        path: search_path,
         limits: crate::Limits {
             memory: svc.limits.memory,
             cpu_milli: svc.limits.cpu.map(|c| (c * 1000.0).round() as u32),
