@@ -71,12 +71,101 @@ fn print_log_line(unit: &str, width: usize, line: &str, color: bool, prefix: boo
 }
 
 /// `grove logs`.
+/// What `grove logs --since/--until/--grep` keeps: lines by their time stamp (RFC 3339 in
+/// UTC, which sorts as text) and their text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// The first stamp kept.
+    pub since: Option<String>,
+    /// The first stamp no longer kept.
+    pub until: Option<String>,
+    /// Text a kept line contains.
+    pub grep: Option<String>,
+}
+
+impl LogFilter {
+    /// From the command line's values; `Err` says which one is not a time.
+    pub fn new(
+        since: &Option<String>,
+        until: &Option<String>,
+        grep: &Option<String>,
+        now: std::time::SystemTime,
+    ) -> Result<LogFilter, String> {
+        let stamp = |flag: &str, v: &Option<String>| -> Result<Option<String>, String> {
+            let Some(v) = v else { return Ok(None) };
+            let at = match humantime::parse_duration(v.trim()) {
+                Ok(ago) => now.checked_sub(ago).unwrap_or(UNIX_EPOCH),
+                // `2026-12-01 09:00` as much as `2026-12-01T09:00:00Z`.
+                Err(_) => humantime::parse_rfc3339_weak(v.trim())
+                    .or_else(|_| humantime::parse_rfc3339_weak(&format!("{}:00", v.trim())))
+                    .map_err(|_| {
+                        format!(
+                            "{flag} `{v}` is neither a time ago (10m, 2h) nor a time \
+                         (2026-12-01T09:00:00Z, UTC)"
+                        )
+                    })?,
+            };
+            Ok(Some(humantime::format_rfc3339_millis(at).to_string()))
+        };
+        Ok(LogFilter {
+            since: stamp("--since", since)?,
+            until: stamp("--until", until)?,
+            grep: grep.clone().filter(|g| !g.is_empty()),
+        })
+    }
+
+    /// Whether a filter is set (then every matching line is shown, rotated files included).
+    pub fn is_set(&self) -> bool {
+        *self != LogFilter::default()
+    }
+
+    /// Whether `line` (`STAMP STREAM TEXT`) is kept.
+    pub fn keeps(&self, line: &str) -> bool {
+        let stamp = line.split(' ').next().unwrap_or("");
+        self.since.as_deref().is_none_or(|s| stamp >= s)
+            && self.until.as_deref().is_none_or(|u| stamp < u)
+            && self.grep.as_deref().is_none_or(|g| line.contains(g))
+    }
+}
+
+/// Every line of a unit's log and its rotated files (`NAME.log.3` ... `NAME.log`), oldest first.
+fn all_lines(path: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let name = name.to_string_lossy();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let n = file
+                .strip_prefix(&format!("{name}."))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(n) = n {
+                rotated.push((n, e.path()));
+            }
+        }
+    }
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    for (_, p) in rotated
+        .iter()
+        .map(|(n, p)| (*n, p))
+        .chain([(0, &path.to_path_buf())])
+    {
+        if let Ok(text) = std::fs::read_to_string(p) {
+            out.extend(text.lines().map(str::to_string));
+        }
+    }
+    out
+}
+
 pub async fn logs(
     ctx: &Ctx,
     follow: bool,
-    lines: usize,
+    lines: Option<usize>,
+    filter: &LogFilter,
     units: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
+    // With a filter every matching line shows, unless -n says how many.
+    let lines = lines.unwrap_or(if filter.is_set() { usize::MAX } else { 100 });
     let dir = ctx.state_dir().join("logs");
     let files = match log_files(&dir, &units) {
         Ok(f) => f,
@@ -94,7 +183,17 @@ pub async fn logs(
     // Last N lines of each, merged by time (the stamps sort as text).
     let mut merged: Vec<(String, String)> = Vec::new();
     for (unit, path) in &files {
-        for l in grove_supervisor::logs::tail(path, lines)? {
+        let all = if filter.is_set() {
+            let kept: Vec<String> = all_lines(path)
+                .into_iter()
+                .filter(|l| filter.keeps(l))
+                .collect();
+            let from = kept.len().saturating_sub(lines);
+            kept[from..].to_vec()
+        } else {
+            grove_supervisor::logs::tail(path, lines)?
+        };
+        for l in all {
             merged.push((unit.clone(), l));
         }
     }
@@ -157,7 +256,11 @@ pub async fn logs(
             buf.push_str(&chunk);
             while let Some(i) = buf.find('\n') {
                 let line: String = buf.drain(..=i).collect();
-                let line = grove_plan::scrub(line.trim_end_matches('\n'), &secrets);
+                let line = line.trim_end_matches('\n');
+                if !filter.keeps(line) {
+                    continue;
+                }
+                let line = grove_plan::scrub(line, &secrets);
                 print_log_line(unit, width, &line, ctx.color, prefix);
             }
         }
@@ -246,3 +349,34 @@ pub async fn events(
 }
 
 // ----- exec ----------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_keeps_lines_by_stamp_and_text() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_644_400); // 2025-12-02T03:00:00Z
+        let f = LogFilter::new(
+            &Some("1h".into()),
+            &Some("2025-12-02T02:59:00Z".into()),
+            &Some("GET".into()),
+            now,
+        )
+        .unwrap();
+        assert_eq!(f.since.as_deref(), Some("2025-12-02T02:00:00.000Z"));
+        assert!(f.keeps("2025-12-02T02:30:00.123Z out GET /a"));
+        assert!(!f.keeps("2025-12-02T02:30:00.123Z out POST /a"), "no GET");
+        assert!(
+            !f.keeps("2025-12-02T01:59:59.999Z out GET /a"),
+            "before --since"
+        );
+        assert!(
+            !f.keeps("2025-12-02T02:59:00.000Z out GET /a"),
+            "at --until"
+        );
+        let err = LogFilter::new(&Some("yesterday".into()), &None, &None, now).unwrap_err();
+        assert!(err.contains("--since `yesterday`"), "{err}");
+        assert!(!LogFilter::new(&None, &None, &None, now).unwrap().is_set());
+    }
+}

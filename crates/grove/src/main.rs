@@ -159,9 +159,20 @@ enum Command {
         /// Keep printing new lines, across rotations (`-f` is the stack file).
         #[arg(short = 'F', long)]
         follow: bool,
-        /// Lines to show first.
-        #[arg(short = 'n', long = "lines", default_value_t = 100)]
-        lines: usize,
+        /// Lines to show first (default 100; every matching one with --since, --until or
+        /// --grep).
+        #[arg(short = 'n', long = "lines")]
+        lines: Option<usize>,
+        /// Only lines from this time on: how long ago (`10m`, `2h`) or a time
+        /// (`2026-12-01T09:00:00Z`, `2026-12-01 09:00`, UTC); rotated files are read too.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines before this time (as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only lines that contain TEXT (as it is: no pattern).
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
         /// Units or services (default: all).
         #[arg(value_name = "UNIT")]
         units: Vec<String>,
@@ -507,13 +518,27 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         Command::Logs {
             follow,
             lines,
+            since,
+            until,
+            grep,
             units,
-        } => tokio_rt()?.block_on(history::logs(
-            &runtime_ctx(&cli, color),
-            *follow,
-            *lines,
-            units.clone(),
-        )),
+        } => {
+            let now = std::time::SystemTime::now();
+            let filter = match history::LogFilter::new(since, until, grep, now) {
+                Ok(f) => f,
+                Err(why) => {
+                    eprintln!("grove: {why}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            tokio_rt()?.block_on(history::logs(
+                &runtime_ctx(&cli, color),
+                *follow,
+                *lines,
+                &filter,
+                units.clone(),
+            ))
+        }
         Command::Events {
             follow,
             json,
