@@ -12,6 +12,7 @@ mod history;
 mod render;
 mod runtime;
 mod systemd;
+mod top;
 mod upgrade;
 
 use std::io::{IsTerminal, Write};
@@ -176,6 +177,16 @@ enum Command {
         /// Units or services (default: all).
         #[arg(value_name = "UNIT")]
         units: Vec<String>,
+    },
+    /// Watch the running stack: each unit's state, CPU, memory and processes, and each
+    /// route's requests, server errors and mean latency per second, refreshed.
+    Top {
+        /// Print one sample and exit (also when not on a terminal).
+        #[arg(long)]
+        once: bool,
+        /// Time between samples.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        interval: std::time::Duration,
     },
     /// Show the event log: starts, exits, health changes, heals, restarts, reloads.
     Events {
@@ -538,6 +549,9 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
                 &filter,
                 units.clone(),
             ))
+        }
+        Command::Top { once, interval } => {
+            tokio_rt()?.block_on(top::top(&runtime_ctx(&cli, color), *once, *interval))
         }
         Command::Events {
             follow,

@@ -21,7 +21,7 @@ pub fn errors_json(errors: &ConfigErrors) -> serde_json::Value {
     })
 }
 
-fn bold(s: &str, color: bool) -> String {
+pub(crate) fn bold(s: &str, color: bool) -> String {
     if color {
         format!("\x1b[1m{s}\x1b[0m")
     } else {
