@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod backup;
 pub mod find;
 pub mod launch;
 mod probe;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use grove_plan::{Recipe, RecipeSpec, Run, Unit};
 use serde::{Deserialize, Serialize};
 
-pub use find::{preflight, Missing};
+pub use find::{binary, preflight, Missing};
 pub use probe::{check, describe};
 
 /// The environment variable that carries a [`Job`] to `grove __recipe`.

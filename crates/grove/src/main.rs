@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod deploy;
 mod history;
 mod render;
@@ -177,6 +178,35 @@ enum Command {
         /// Units or services (default: all).
         #[arg(value_name = "UNIT")]
         units: Vec<String>,
+    },
+    /// Back up the recipes' data (PostgreSQL with pg_dump, one file per database; Redis with
+    /// a consistent RDB snapshot), each file verified and recorded as an event.
+    Backup {
+        /// Recipe services or units (default: every one).
+        #[arg(value_name = "SERVICE")]
+        targets: Vec<String>,
+        /// Where the files go (default: .grove/backups).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Keep only the newest N backups of each database.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+    /// List the backups.
+    Backups {
+        /// Where they are (default: .grove/backups).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Restore a backup: a PostgreSQL archive into its database of the running server
+    /// (replacing what is there), an RDB file into a stopped Redis (read when it starts).
+    Restore {
+        /// The recipe unit.
+        #[arg(value_name = "SERVICE")]
+        target: String,
+        /// The backup file.
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
     },
     /// Watch the running stack: each unit's state, CPU, memory and processes, and each
     /// route's requests, server errors and mean latency per second, refreshed.
@@ -549,6 +579,16 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
                 &filter,
                 units.clone(),
             ))
+        }
+        Command::Backup { targets, dir, keep } => tokio_rt()?.block_on(backup::backup(
+            &runtime_ctx(&cli, color),
+            targets.clone(),
+            dir.as_deref(),
+            *keep,
+        )),
+        Command::Backups { dir } => backup::backups(&runtime_ctx(&cli, color), dir.as_deref()),
+        Command::Restore { target, backup } => {
+            tokio_rt()?.block_on(backup::restore(&runtime_ctx(&cli, color), target, backup))
         }
         Command::Top { once, interval } => {
             tokio_rt()?.block_on(top::top(&runtime_ctx(&cli, color), *once, *interval))

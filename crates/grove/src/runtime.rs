@@ -667,14 +667,16 @@ pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `grove exec UNIT -- CMD...`: replaces this process with CMD in the unit's environment and
-/// folder (stdin, stdout and stderr stay the terminal's, so it is interactive).
-pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode> {
+/// The Plan of the stack as it runs (its environment and ports, from the store), or as the
+/// file says when it never ran; `Err` is the exit code after the error was printed.
+pub(crate) fn running_plan(
+    ctx: &Ctx,
+) -> anyhow::Result<Result<(Loaded, grove_plan::Plan), ExitCode>> {
     let first = match ctx.load(ctx.env.clone()) {
         Ok(l) => l,
         Err(text) => {
             eprintln!("{text}");
-            return Ok(ExitCode::from(1));
+            return Ok(Err(ExitCode::from(1)));
         }
     };
     // Use the running stack's environment and ports when there is one.
@@ -690,7 +692,7 @@ pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode>
             Ok(l) => l,
             Err(text) => {
                 eprintln!("{text}");
-                return Ok(ExitCode::from(1));
+                return Ok(Err(ExitCode::from(1)));
             }
         }
     } else {
@@ -700,8 +702,18 @@ pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode>
         Ok(p) => p,
         Err(e) => {
             eprintln!("{}", e.shown());
-            return Ok(ExitCode::from(1));
+            return Ok(Err(ExitCode::from(1)));
         }
+    };
+    Ok(Ok((loaded, plan)))
+}
+
+/// `grove exec UNIT -- CMD...`: replaces this process with CMD in the unit's environment and
+/// folder (stdin, stdout and stderr stay the terminal's, so it is interactive).
+pub fn exec(ctx: &Ctx, unit: &str, cmd: Vec<String>) -> anyhow::Result<ExitCode> {
+    let plan = match running_plan(ctx)? {
+        Ok((_, plan)) => plan,
+        Err(code) => return Ok(code),
     };
     let target = plan.units.get(unit).or_else(|| plan.units_of(unit).next());
     let Some(u) = target else {

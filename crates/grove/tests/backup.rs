@@ -1,0 +1,104 @@
+//! Issue 28: backups of the recipes' data, through the real binary with real servers. The
+//! round trip: rows written, backup, rows deleted, restore, rows back; the same for Redis,
+//! whose restore is refused while it runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::servers::{open_stack, psql_as, redis, secret, up};
+use common::*;
+
+fn port(s: &Stack, unit: &str) -> u16 {
+    s.unit(unit)["port"].as_u64().unwrap() as u16
+}
+
+#[test]
+fn a_backup_brings_back_deleted_rows_and_keys() {
+    let s = open_stack(
+        r#"[edge]
+listen = []
+
+[services.db]
+recipe = "postgres"
+databases = ["app"]
+
+[services.cache]
+recipe = "redis"
+"#,
+    );
+    up(&s);
+    let (db, pw) = (port(&s, "db"), secret(&s, "db"));
+    let sql = |q: &str| psql_as(db, "grove", &pw, "app", q).unwrap();
+    sql("CREATE TABLE notes (id int PRIMARY KEY, body text)");
+    sql("INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 500) g");
+    let (cache, cpw) = (port(&s, "cache"), secret(&s, "cache"));
+    assert_eq!(redis(cache, &cpw, &["SET", "greeting", "hello"]), "OK");
+
+    let out = s.run(&["backup"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("backed up db (app): "), "{said}");
+    assert!(said.contains("backed up cache (data): "), "{said}");
+    assert!(said.matches("verified").count() >= 2, "{said}");
+    let files: Vec<String> = said
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|rest| rest.split(" (").next().unwrap().to_string())
+        .collect();
+    let dump = files
+        .iter()
+        .find(|f| f.ends_with(".pgdump"))
+        .unwrap()
+        .clone();
+    let rdb = files.iter().find(|f| f.ends_with(".rdb")).unwrap().clone();
+    let events = s.events();
+    assert!(events.iter().any(|e| e["kind"] == "backup"), "{events:?}");
+    let listed = text(&s.run(&["backups"]).stdout);
+    assert!(listed.contains(&dump) && listed.contains(&rdb), "{listed}");
+
+    // PostgreSQL: rows deleted, restore into the running server, rows back.
+    sql("DELETE FROM notes WHERE id > 10");
+    assert_eq!(sql("SELECT count(*) FROM notes"), "10");
+    let out = s.run(&["restore", "db", &dump]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sql("SELECT count(*) FROM notes"), "500");
+
+    // Redis: the restore waits for a stopped server, which then starts from the snapshot.
+    assert_eq!(redis(cache, &cpw, &["FLUSHALL"]), "OK");
+    let out = s.run(&["restore", "cache", &rdb]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cache is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = s.run(&["stop", "cache"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("cache stopped", 30, |s| s.unit("cache")["pid"].is_null());
+    let out = s.run(&["restore", "cache", &rdb]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = s.run(&["start", "cache", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(redis(cache, &cpw, &["GET", "greeting"]), "hello");
+
+    // A second backup with --keep 1 leaves one file per database.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = s.run(&["backup", "db", "--keep", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("removed "),
+        "{}",
+        text(&out.stdout)
+    );
+    let listed = text(&s.run(&["backups"]).stdout);
+    assert_eq!(listed.matches("db-app-").count(), 1, "{listed}");
+    // A file that is no backup is refused.
+    let bogus = s.path().join("bogus.pgdump");
+    std::fs::write(&bogus, "not an archive").unwrap();
+    let out = s.run(&["restore", "db", &bogus.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("restore refused"),
+        "{}",
+        text(&out.stderr)
+    );
+}
