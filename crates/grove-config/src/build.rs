@@ -47,7 +47,7 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 14] = [
+const EDGE_KEYS: [&str; 15] = [
     "listen",
     "acme_challenge",
     "upstream_ca",
@@ -62,6 +62,7 @@ const EDGE_KEYS: [&str; 14] = [
     "static",
     "forward",
     "limits",
+    "access_log",
 ];
 const LIMIT_KEYS: [&str; 9] = [
     "client_header_timeout",
@@ -856,6 +857,7 @@ fn default_edge() -> Edge {
         static_mounts: Vec::new(),
         forward: Vec::new(),
         limits: EdgeLimits::default(),
+        access_log: AccessLogSettings::default(),
     }
 }
 

@@ -211,6 +211,8 @@ pub struct Edge {
     pub forward: Vec<Forward>,
     /// Limits and timeouts (`[edge.limits]`).
     pub limits: EdgeLimits,
+    /// The access log.
+    pub access_log: AccessLogSettings,
 }
 
 /// A route's `max_body` when it sets none (10 MB, nginx's `client_max_body_size` is 1 MB;
@@ -658,6 +660,36 @@ pub struct UnitLimits {
     pub pids: Option<u64>,
     /// Open files.
     pub nofile: Option<u64>,
+}
+
+/// How the edge writes its access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessFormat {
+    /// grove's own: time, client, host, method, path, status, bytes, duration, unit, id.
+    Grove,
+    /// Apache's and nginx's `combined`.
+    Combined,
+    /// One JSON object per line (Caddy's and Traefik's structured logs).
+    Json,
+}
+
+/// `[edge] access_log = { format, path, off }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLogSettings {
+    /// The format; `None` when `off = true`.
+    pub format: Option<AccessFormat>,
+    /// The file (relative to the stack's folder); `.grove/logs/edge.access.log` when `None`.
+    pub path: Option<PathBuf>,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        AccessLogSettings {
+            format: Some(AccessFormat::Grove),
+            path: None,
+        }
+    }
 }
 
 /// `[instances.NAME]`.

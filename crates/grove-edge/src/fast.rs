@@ -114,7 +114,7 @@ where
                 Err(_) => {
                     let made = new_request_id();
                     let id = id_of(buf, &head, &made);
-                    let at = started(&head, buf, shared, conn, route, id);
+                    let at = started(&head, buf, &scratch.lines, shared, conn, route, id);
                     answer_page(
                         io,
                         &mut scratch.out,
@@ -286,23 +286,29 @@ struct At<'a> {
     close: bool,
     hsts: bool,
     stats: &'a crate::stats::RouteStats,
+    /// `Referer` and `User-Agent`, when the access log shows them.
+    referer: &'a str,
+    agent: &'a str,
 }
 
 impl At<'_> {
     fn log(&self, status: u16, bytes: Option<u64>, upstream: Option<&str>) {
         let took = self.since.elapsed();
         self.stats.record(status, bytes.unwrap_or(0), took);
-        self.shared.access(
-            self.conn.peer,
-            &self.host,
-            self.method,
-            self.path,
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        self.shared.access(&crate::access::Entry {
+            peer: self.conn.peer,
+            host: &self.host,
+            method: self.method,
+            path: self.path,
+            proto: "HTTP/1.1",
+            status,
             bytes,
             took,
             upstream,
-            self.id,
-        );
+            id: self.id,
+            referer: self.referer,
+            agent: self.agent,
+        });
     }
 }
 
@@ -313,16 +319,31 @@ fn id_of<'a>(buf: &'a [u8], head: &Head, made: &'a [u8; 16]) -> &'a str {
 }
 
 /// What the access log and error pages need about a request.
+#[allow(clippy::too_many_arguments)]
 fn started<'a>(
     head: &Head,
     buf: &'a [u8],
+    lines: &[Line],
     shared: &'a Shared,
     conn: Conn,
     route: &'a Route,
     id: &'a str,
 ) -> At<'a> {
     let text = |r: &Range<usize>| std::str::from_utf8(&buf[r.clone()]).unwrap_or("-");
+    // `Referer` and `User-Agent` only for a log that shows them (the combined format).
+    let header = |name: &[u8]| -> &'a str {
+        if !shared.access_wants_headers() {
+            return "";
+        }
+        lines
+            .iter()
+            .find(|l| buf[l.name.clone()].eq_ignore_ascii_case(name))
+            .and_then(|l| std::str::from_utf8(&buf[l.value.clone()]).ok())
+            .unwrap_or("")
+    };
     At {
+        referer: header(b"referer"),
+        agent: header(b"user-agent"),
         shared,
         conn,
         since: head.since,
@@ -383,7 +404,8 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let made = new_request_id();
-    let mut at = started(head, buf, shared, conn, route, id_of(buf, head, &made));
+    let id = id_of(buf, head, &made);
+    let mut at = started(head, buf, &scratch.lines, shared, conn, route, id);
     at.hsts = table.hsts && conn.scheme == "https";
     // While no unit is ready (the only one restarts), the request waits up to the route's
     // `hold` for one.

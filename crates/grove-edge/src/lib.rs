@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod acme;
 pub mod ca;
 mod fast;
@@ -30,7 +31,6 @@ pub mod tls;
 mod upstream;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -158,7 +158,7 @@ pub struct Shared {
     /// Plain-HTTP upstream connections for the fast path.
     upstreams: upstream::Pool,
     limits: Limits,
-    access: Arc<AccessLog>,
+    access: Arc<access::AccessLog>,
     stats: stats::Registry,
     /// Set once the edge drains (a handover to the next grove): no new connection is taken,
     /// each open one ends after its current response.
@@ -241,56 +241,14 @@ impl Shared {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn access(
-        &self,
-        peer: SocketAddr,
-        host: &str,
-        method: &str,
-        path: &str,
-        status: hyper::StatusCode,
-        bytes: Option<u64>,
-        took: Duration,
-        upstream: Option<&str>,
-        id: &str,
-    ) {
-        let micros = took.as_micros();
-        let now = std::time::SystemTime::now();
-        let mut log = self.access.lock();
-        let LogBuf {
-            bytes: buf,
-            stamp,
-            second,
-        } = &mut *log;
-        // The time to the second is formatted once a second (`2026-11-23T10:00:00`); the
-        // milliseconds are added per line.
-        let since_epoch = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        if *second != Some(since_epoch.as_secs()) {
-            let text = humantime::format_rfc3339_seconds(now).to_string();
-            stamp.clear();
-            stamp.push_str(text.trim_end_matches('Z'));
-            *second = Some(since_epoch.as_secs());
-        }
-        let _ = writeln!(
-            buf,
-            "{stamp}.{:03}Z {} {} {} {} {} {} {}.{:03}ms {} {}",
-            since_epoch.subsec_millis(),
-            peer.ip(),
-            if host.is_empty() { "-" } else { host },
-            method,
-            path,
-            status.as_u16(),
-            OrDash(bytes),
-            micros / 1000,
-            micros % 1000,
-            upstream.unwrap_or("-"),
-            id
-        );
-        if buf.len() >= ACCESS_BUFFER {
-            self.access.full.notify_one();
-        }
+    /// Logs one answered request.
+    pub(crate) fn access(&self, e: &access::Entry<'_>) {
+        self.access.write(e);
+    }
+
+    /// Whether the access log shows `Referer` and `User-Agent` (the combined format).
+    pub(crate) fn access_wants_headers(&self) -> bool {
+        self.access.wants_headers()
     }
 
     /// A request the framing guard refused (hyper answers it 400 and closes).
@@ -307,28 +265,20 @@ impl Shared {
                 ""
             }
         );
-        self.access(
-            conn.peer,
-            &r.host,
-            &r.method,
-            &r.path,
-            hyper::StatusCode::BAD_REQUEST,
-            Some(0),
-            Duration::ZERO,
-            None,
-            "-",
-        );
-    }
-}
-
-struct OrDash(Option<u64>);
-
-impl std::fmt::Display for OrDash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("-"),
-        }
+        self.access(&access::Entry {
+            peer: conn.peer,
+            host: &r.host,
+            method: &r.method,
+            path: &r.path,
+            proto: "HTTP/1.1",
+            status: 400,
+            bytes: Some(0),
+            took: Duration::ZERO,
+            upstream: None,
+            id: "-",
+            referer: "",
+            agent: "",
+        });
     }
 }
 
@@ -362,7 +312,10 @@ impl Edge {
         limits: Limits,
         mut inherited: Vec<(SocketAddr, std::net::TcpListener)>,
     ) -> Result<Edge, EdgeError> {
-        let access_log = state.join("logs").join("edge.access.log");
+        let access_log = match &plan.edge.access_log.path {
+            Some(p) => plan.root.join(p),
+            None => state.join("logs").join("edge.access.log"),
+        };
         let access_log = access_log.as_path();
         let stats = stats::Registry::default();
         let certs = Arc::new(tls::CertStore::default());
@@ -392,26 +345,13 @@ impl Edge {
             .pool_idle_timeout(Duration::from_secs(60))
             .timer(TokioTimer::new())
             .build(connector);
-        if let Some(dir) = access_log.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(access_log)
+        let access = access::AccessLog::open(access_log, plan.edge.access_log.format, plan.logs)
             .map_err(|source| EdgeError::Log {
                 path: access_log.display().to_string(),
                 source,
             })?;
-        let access = Arc::new(AccessLog {
-            buf: std::sync::Mutex::new(LogBuf {
-                bytes: Vec::with_capacity(ACCESS_BUFFER),
-                ..LogBuf::default()
-            }),
-            file: std::sync::Mutex::new(file),
-            full: Arc::new(tokio::sync::Notify::new()),
-        });
-        tokio::spawn(access_writer(Arc::downgrade(&access), access.full.clone()));
+        let access = Arc::new(access);
+        tokio::spawn(access::writer(Arc::downgrade(&access), access.full.clone()));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             table: RwLock::new(Arc::new(table)),
@@ -556,6 +496,7 @@ impl Edge {
 
     /// Swaps in the route table of `plan` (atomically; requests in flight keep the old one).
     pub fn update(&self, plan: &Plan) {
+        self.shared.access.set_format(plan.edge.access_log.format);
         let t = Arc::new(Table::from_plan(plan, &self.shared.stats));
         match self.shared.table.write() {
             Ok(mut g) => *g = t,
@@ -694,71 +635,3 @@ async fn watch_files(
 
 /// How often a held request looks again at a unit that refused its connection.
 pub(crate) const HOLD_POLL: Duration = Duration::from_millis(50);
-
-/// Access-log lines are written out this often...
-const ACCESS_FLUSH: Duration = Duration::from_millis(100);
-/// ...or once this much is waiting.
-const ACCESS_BUFFER: usize = 32 * 1024;
-
-/// The access log: requests append their line to a buffer that is written out every
-/// [`ACCESS_FLUSH`] or when [`ACCESS_BUFFER`] fills (nginx's `buffer=` and `flush=`), so
-/// logging costs no system call or task wake-up per request. What is left is written when
-/// the edge goes.
-struct AccessLog {
-    buf: std::sync::Mutex<LogBuf>,
-    file: std::sync::Mutex<std::fs::File>,
-    full: Arc<tokio::sync::Notify>,
-}
-
-/// Lines waiting to be written, and the current second as text.
-#[derive(Default)]
-struct LogBuf {
-    bytes: Vec<u8>,
-    stamp: String,
-    second: Option<u64>,
-}
-
-impl AccessLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogBuf> {
-        match self.buf.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Writes out what is waiting; `spare` (empty) takes its place.
-    fn flush(&self, spare: &mut Vec<u8>) {
-        std::mem::swap(&mut self.lock().bytes, spare);
-        if spare.is_empty() {
-            return;
-        }
-        let mut file = match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if let Err(e) = file.write_all(spare) {
-            tracing::warn!("cannot write the access log: {e}");
-        }
-        spare.clear();
-    }
-}
-
-impl Drop for AccessLog {
-    fn drop(&mut self) {
-        self.flush(&mut Vec::new());
-    }
-}
-
-async fn access_writer(log: std::sync::Weak<AccessLog>, full: Arc<tokio::sync::Notify>) {
-    let mut spare = Vec::with_capacity(ACCESS_BUFFER);
-    loop {
-        tokio::select! {
-            _ = full.notified() => {}
-            _ = tokio::time::sleep(ACCESS_FLUSH) => {}
-        }
-        match log.upgrade() {
-            Some(log) => log.flush(&mut spare),
-            None => return,
-        }
-    }
-}

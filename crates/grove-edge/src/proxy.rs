@@ -67,6 +67,13 @@ pub async fn handle(
     let method = req.method().clone();
     // A cheap copy (shared bytes) for the access log.
     let uri = req.uri().clone();
+    let version = req.version();
+    let (referer, agent) = if shared.access_wants_headers() {
+        let h = |n: header::HeaderName| req.headers().get(n).cloned();
+        (h(header::REFERER), h(header::USER_AGENT))
+    } else {
+        (None, None)
+    };
     let path = uri.path();
     let table = shared.table();
     let (res, upstream, stats) = if let Some(r) = refused(&req, id) {
@@ -101,18 +108,30 @@ pub async fn handle(
     if let Some(s) = stats {
         s.record(res.status().as_u16(), bytes.unwrap_or(0), took);
     }
-    shared.access(
-        conn.peer,
-        &host,
-        method.as_str(),
+    shared.access(&crate::access::Entry {
+        peer: conn.peer,
+        host: &host,
+        method: method.as_str(),
         path,
-        res.status(),
+        proto: match version {
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        status: res.status().as_u16(),
         bytes,
         took,
-        upstream.as_deref(),
+        upstream: upstream.as_deref(),
         id,
-    );
+        referer: header_text(&referer),
+        agent: header_text(&agent),
+    });
     res
+}
+
+/// A header's value as text for the access log (empty when absent or not text).
+fn header_text(v: &Option<HeaderValue>) -> &str {
+    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// The answer to a request the edge's HTTP rules refuse ([`rules`]), if it is one. The

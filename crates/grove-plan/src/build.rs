@@ -239,6 +239,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                 .collect(),
             forward,
             limits: stack.edge.limits.clone(),
+            access_log: stack.edge.access_log.clone(),
         },
         admin: AdminSettings {
             listen: stack.admin.listen,

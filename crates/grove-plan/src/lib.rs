@@ -26,9 +26,9 @@ pub use build::{
 };
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    AcmeChallenge, Admin, Balance, CertFiles, Condition, Databases, EdgeLimits, Listen,
-    LogRotation, Recipe, Replace, RestartPolicy, Scheme, ServiceKind, StaticMount, Tls, Upstream,
-    DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
+    AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Condition,
+    Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
+    ServiceKind, StaticMount, Tls, Upstream, DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
 pub use staging::{
     reload_staging, restart_staging, rolling, split_in_place, staging, start_first, with_unit_of,
@@ -478,6 +478,8 @@ pub struct Edge {
     pub forward: Vec<Forward>,
     /// Limits and timeouts.
     pub limits: EdgeLimits,
+    /// The access log's format and file.
+    pub access_log: AccessLogSettings,
 }
 
 /// A whole-port forward.

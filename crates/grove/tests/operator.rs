@@ -1,5 +1,5 @@
-//! Issue 28's operator verbs through the real binary: `grove logs --since/--until/--grep`
-//! and `grove top`.
+//! Issue 28's operator verbs through the real binary: `grove logs --since/--until/--grep`,
+//! `grove top`, and the edge's access log formats.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -95,4 +95,82 @@ limits = {{ memory = "256MB" }}
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(rps > 1.0, "no request rate in:\n{said}");
+}
+
+#[test]
+fn the_access_log_is_written_in_the_format_asked_and_follows_a_reload() {
+    let port = free_port();
+    let s = Stack::new("");
+    let file = |format: &str| {
+        format!(
+            r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+access_log = {{ {format}, path = "logs/access.log" }}
+
+[services.web]
+command = "python3 {echo}"
+route = {{}}
+"#,
+            echo = echo_app()
+        )
+    };
+    s.write_stack(&file("format = \"json\""));
+    s.up();
+    let get = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-A",
+                "probe/1.0",
+                "-e",
+                "https://ref.example/",
+            ])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .status()
+            .unwrap();
+        assert!(out.success());
+    };
+    let log = s.path().join("logs/access.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    get("/json");
+    wait_until("the JSON line", 10, || read().contains("/json"));
+    let line = read()
+        .lines()
+        .find(|l| l.contains("/json"))
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["client"], "127.0.0.1");
+    assert!(v["upstream"].as_str().unwrap().starts_with("web"), "{v}");
+    assert!(
+        v["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{v}"
+    );
+    // A reload switches the format, for the fast path and hyper's alike.
+    s.write_stack(&file("format = \"combined\""));
+    assert!(s.run(&["reload"]).status.success());
+    get("/combined");
+    wait_until("the combined line", 10, || read().contains("/combined"));
+    let line = read()
+        .lines()
+        .find(|l| l.contains("/combined"))
+        .unwrap()
+        .to_string();
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(line.contains("\"GET /combined HTTP/1.1\" 200 "), "{line}");
+    assert!(
+        line.ends_with(" \"https://ref.example/\" \"probe/1.0\""),
+        "{line}"
+    );
+    // Off writes nothing more.
+    s.write_stack(&file("off = true"));
+    assert!(s.run(&["reload"]).status.success());
+    get("/off");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(!read().contains("/off"), "{}", read());
 }

@@ -214,6 +214,9 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        if let Some(e) = map.get("access_log") {
+            self.access_log(&e.node, edge);
+        }
         if let Some(e) = map.get("limits") {
             if let Some(l) = self.limits(&e.node) {
                 edge.limits = l;
@@ -295,6 +298,32 @@ impl<'a> Builder<'a> {
                     "edge.forward",
                     "an array of { listen, service } tables",
                 );
+            }
+        }
+    }
+
+    /// `access_log = { format = "grove" | "combined" | "json", path = "...", off = true }`.
+    fn access_log(&mut self, node: &Node, edge: &mut Edge) {
+        let path = "edge.access_log";
+        let Some(map) = self.table(node, path, &["format", "path", "off"]) else {
+            return;
+        };
+        if let Some(e) = map.get("format") {
+            let formats = [
+                ("grove", AccessFormat::Grove),
+                ("combined", AccessFormat::Combined),
+                ("json", AccessFormat::Json),
+            ];
+            if let Some(f) = self.enum_str(&e.node, &join(path, "format"), &formats) {
+                edge.access_log.format = Some(f);
+            }
+        }
+        if let Some(e) = map.get("path") {
+            edge.access_log.path = self.path(&e.node, &join(path, "path"));
+        }
+        if let Some(e) = map.get("off") {
+            if self.bool(&e.node, &join(path, "off")) == Some(true) {
+                edge.access_log.format = None;
             }
         }
     }
