@@ -75,7 +75,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 31] = [
+const SERVICE_KEYS: [&str; 35] = [
     "command",
     "recipe",
     "upstreams",
@@ -99,6 +99,10 @@ const SERVICE_KEYS: [&str; 31] = [
     "umask",
     "limits",
     "path",
+    "schedule",
+    "timezone",
+    "concurrency",
+    "timeout",
     "route",
     "description",
     "secret",

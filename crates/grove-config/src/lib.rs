@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod cron;
 mod dotenv;
 mod error;
 mod interp;
@@ -24,6 +25,7 @@ mod stack;
 mod units;
 
 pub use build::{is_secret_name, valid_database};
+pub use cron::Cron;
 pub use error::{suggest, ConfigError, ConfigErrors, Warning};
 pub use interp::{interpolate, InterpError, Part, ServiceAttr, Template};
 pub use load::{load, load_str, LoadOptions, Loaded};

@@ -622,6 +622,8 @@ pub struct Service {
     pub run_as: RunAs,
     /// What each of its processes may use (`limits`).
     pub limits: UnitLimits,
+    /// `kind = "job"`: when it runs, and how runs may overlap.
+    pub job: Option<JobSettings>,
     /// Folders put first on its processes' `PATH` (`path = [".venv/bin"]`), relative to its
     /// `cwd` unless absolute.
     pub path: Vec<PathBuf>,
@@ -660,6 +662,41 @@ pub struct UnitLimits {
     pub pids: Option<u64>,
     /// Open files.
     pub nofile: Option<u64>,
+}
+
+/// A scheduled job's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobSettings {
+    /// The cron schedule, as written.
+    pub schedule: String,
+    /// The time zone it is read in (`Europe/Paris`); UTC when not given.
+    pub timezone: Option<String>,
+    /// What a run due while the last one still runs does.
+    pub concurrency: Concurrency,
+    /// A run is stopped after this long.
+    #[serde(with = "opt_ms")]
+    pub timeout: Option<Duration>,
+}
+
+mod opt_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// What a job's run due while the last one still runs does (Kubernetes' and Dokku's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// It is skipped (an event says so): two runs never overlap.
+    Forbid,
+    /// The running one is stopped and the new one starts.
+    Replace,
 }
 
 /// How the edge writes its access log.

@@ -630,3 +630,31 @@ fn limits_are_checked_where_written() {
         &[],
     );
 }
+
+#[test]
+fn a_job_has_a_schedule_that_parses() {
+    expect(
+        "[services.j]\ncommand = \"x\"\nkind = \"job\"\nschedule = \"61 * * * *\"\n",
+        &["grove.toml:6:12: services.j.schedule: minute 61 is out of range (0-59)"],
+    );
+    expect(
+        "[services.j]\ncommand = \"x\"\nkind = \"job\"\n",
+        &["grove.toml:5:8: services.j.schedule: a job needs a `schedule`"],
+    );
+    expect(
+        "[services.j]\ncommand = \"x\"\nschedule = \"@daily\"\n",
+        &["grove.toml:5:1: services.j.schedule: `schedule` applies to kind = \"job\""],
+    );
+    expect(
+        "[services.j]\ncommand = \"x\"\nkind = \"job\"\nschedule = \"@daily\"\ntimezone = \"Mars/Olympus\"\n",
+        &["grove.toml:7:12: services.j.timezone: `Mars/Olympus` is not a time zone this machine knows"],
+    );
+    expect(
+        "[services.j]\ncommand = \"x\"\nkind = \"job\"\nschedule = \"@daily\"\n\n[services.w]\ncommand = \"w\"\ndepends_on = [\"j\"]\n",
+        &["grove.toml:10:15: services.w.depends_on: `j` is a job: it runs on its schedule, so nothing can wait for it"],
+    );
+    expect(
+        "[services.j]\ncommand = \"x\"\nkind = \"job\"\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Paris\"\nconcurrency = \"replace\"\ntimeout = \"10m\"\n",
+        &[],
+    );
+}

@@ -17,6 +17,7 @@
 
 pub mod handover;
 pub mod inputs;
+mod jobs;
 mod memory;
 mod notify;
 mod observe;
@@ -313,6 +314,7 @@ impl Daemon {
         manager.start_watchdog();
         tokio::spawn(observe::feed_health(engine.clone(), edge.clone()));
         tokio::spawn(memory::run(edge.clone()));
+        tokio::spawn(jobs::run(engine.clone()));
         if let Some(mut edge_events) = edge.take_events() {
             let engine = engine.clone();
             tokio::spawn(async move {

@@ -442,6 +442,15 @@ impl Actor {
             let Some(unit) = plan.units.get(&r.unit) else {
                 continue;
             };
+            if unit.job.is_some() {
+                // A job's next run takes the new definition; a run under way finishes.
+                if let Some(rt) = self.units.get_mut(&r.unit) {
+                    rt.machine.update(Settings::from_unit(unit));
+                    rt.unit = unit.clone();
+                }
+                report.updated.push(r.unit.clone());
+                continue;
+            }
             let running = self.units.get(&r.unit).is_some_and(|rt| rt.proc.is_some());
             if let Some(rt) = self.units.get_mut(&r.unit) {
                 if running {

@@ -381,6 +381,13 @@ impl Build<'_> {
             svc.healthcheck = self.healthcheck(w, h, p);
         }
         svc.depends_on = self.depends_on(w);
+        if w.unit.job.is_some() {
+            self.notes.push(format!(
+                "{} is a job: compose has no schedule, so it is a service that runs once \
+                 (run it on a schedule with cron: `docker compose run --rm {}`)",
+                w.name, w.name
+            ));
+        }
         if !w.unit.path.is_empty() {
             self.notes.push(format!(
                 "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
     StatefulSetSpec,
 };
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EndpointAddress, EndpointPort,
     EndpointSubset, Endpoints, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
@@ -644,6 +644,9 @@ fn app_job(w: &Workload<'_>, pod: AppPod, out: &mut Out) -> Result<(), ExportErr
         i32::try_from(w.unit.restart.max_restarts).unwrap_or(6)
     };
     let metadata = meta(&w.name, pod.labels.clone());
+    if let Some(job) = &w.unit.job {
+        return app_cron_job(w, job, pod, policy, backoff, out);
+    }
     out.push(
         format!("Job/{}", w.name),
         vec![format!("{}: task (runs to completion)", source(w))],
@@ -652,6 +655,59 @@ fn app_job(w: &Workload<'_>, pod: AppPod, out: &mut Out) -> Result<(), ExportErr
             spec: Some(JobSpec {
                 backoff_limit: Some(backoff),
                 template: pod.template(Some(policy.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+/// A scheduled job as a CronJob: its schedule (Kubernetes reads five fields; a seconds
+/// field is noted as not mapped), time zone, concurrency policy and timeout.
+fn app_cron_job(
+    w: &Workload<'_>,
+    job: &grove_plan::Job,
+    pod: AppPod,
+    policy: &str,
+    backoff: i32,
+    out: &mut Out,
+) -> Result<(), ExportError> {
+    let fields: Vec<&str> = job.schedule.split_whitespace().collect();
+    let schedule = if fields.len() == 6 {
+        out.notes.push(format!(
+            "{}'s schedule has a seconds field, which a CronJob cannot take: it runs at \
+             minute precision",
+            w.name
+        ));
+        fields[1..].join(" ")
+    } else {
+        job.schedule.clone()
+    };
+    let concurrency = match job.concurrency {
+        grove_plan::Concurrency::Forbid => "Forbid",
+        grove_plan::Concurrency::Replace => "Replace",
+    };
+    let metadata = meta(&w.name, pod.labels.clone());
+    out.push(
+        format!("CronJob/{}", w.name),
+        vec![format!("{}: job on schedule {}", source(w), job.schedule)],
+        &CronJob {
+            metadata,
+            spec: Some(CronJobSpec {
+                schedule,
+                time_zone: job.timezone.clone(),
+                concurrency_policy: Some(concurrency.into()),
+                job_template: JobTemplateSpec {
+                    metadata: None,
+                    spec: Some(JobSpec {
+                        backoff_limit: Some(backoff),
+                        active_deadline_seconds: job
+                            .timeout_ms
+                            .map(|ms| i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX)),
+                        template: pod.template(Some(policy.into())),
+                        ..Default::default()
+                    }),
+                },
                 ..Default::default()
             }),
             ..Default::default()

@@ -83,6 +83,9 @@ fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     if a.path != b.path {
         r.push("path");
     }
+    if a.job != b.job {
+        r.push("schedule");
+    }
     r
 }
 

@@ -26,8 +26,8 @@ pub use build::{
 };
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::{
-    AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Condition,
-    Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
+    AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Concurrency,
+    Condition, Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
     ServiceKind, StaticMount, Tls, Upstream, DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
 pub use staging::{
@@ -141,6 +141,9 @@ pub struct Unit {
     /// Who its process runs as (`user`, `group`, `umask`); grove's own user when not set.
     #[serde(skip_serializing_if = "RunAs::is_default")]
     pub run_as: RunAs,
+    /// A scheduled job: the daemon starts it at its times; `up` and `reload` do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
     /// Folders first on its `PATH` (absolute), before grove's own `PATH`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub path: Vec<PathBuf>,
@@ -160,6 +163,36 @@ pub struct Unit {
     /// The release its code comes from (its folder is inside that release's checkout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+}
+
+/// When a job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Job {
+    /// Its cron schedule.
+    pub schedule: String,
+    /// The time zone of the schedule (UTC when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// What a run due while the last one runs does.
+    pub concurrency: Concurrency,
+    /// A run is stopped after this many milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Job {
+    /// The first run after `after` (in the job's time zone); `None` when the schedule has
+    /// none, or names a time zone this machine does not know.
+    pub fn next_after(&self, after: std::time::SystemTime) -> Option<std::time::SystemTime> {
+        let cron = grove_config::Cron::parse(&self.schedule).ok()?;
+        let tz = match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name).ok()?,
+            None => jiff::tz::TimeZone::UTC,
+        };
+        let ts = jiff::Timestamp::try_from(after).ok()?;
+        let next = cron.next_after(&ts.to_zoned(tz))?;
+        Some(std::time::SystemTime::from(next.timestamp()))
+    }
 }
 
 /// A unit's resource limits.

@@ -30,6 +30,8 @@ pub fn staging(current: &Plan, next: &Plan, before_switch: &[String]) -> Staging
             matches!(u.run, Run::Command { .. })
                 && u.release.is_some()
                 && u.replace != crate::Replace::StopFirst
+                // A job runs on its schedule, never as part of a switch.
+                && u.job.is_none()
         })
     };
     let mut stage: Vec<String> = diff

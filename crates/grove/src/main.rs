@@ -10,6 +10,7 @@
 mod backup;
 mod deploy;
 mod history;
+mod jobs;
 mod render;
 mod runtime;
 mod systemd;
@@ -178,6 +179,21 @@ enum Command {
         /// Units or services (default: all).
         #[arg(value_name = "UNIT")]
         units: Vec<String>,
+    },
+    /// List the scheduled jobs (kind = "job"): schedule, state, last run and its outcome,
+    /// next run.
+    Jobs,
+    /// Run a job now, outside its schedule.
+    Run {
+        /// The job.
+        #[arg(value_name = "JOB")]
+        job: String,
+        /// Return once the run has ended; exit 1 when it failed.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        wait_timeout: std::time::Duration,
     },
     /// Back up the recipes' data (PostgreSQL with pg_dump, one file per database; Redis with
     /// a consistent RDB snapshot), each file verified and recorded as an event.
@@ -580,6 +596,16 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
                 units.clone(),
             ))
         }
+        Command::Jobs => tokio_rt()?.block_on(jobs::list(&runtime_ctx(&cli, color))),
+        Command::Run {
+            job,
+            wait,
+            wait_timeout,
+        } => tokio_rt()?.block_on(jobs::run(
+            &runtime_ctx(&cli, color),
+            job,
+            wait.then_some(*wait_timeout),
+        )),
         Command::Backup { targets, dir, keep } => tokio_rt()?.block_on(backup::backup(
             &runtime_ctx(&cli, color),
             targets.clone(),

@@ -91,6 +91,16 @@ impl<'a> Builder<'a> {
                     }
                     _ => {}
                 }
+                if target.job.is_some() {
+                    self.err(
+                        &loc,
+                        &path,
+                        format!(
+                            "`{dep}` is a job: it runs on its schedule, so nothing can wait for it"
+                        ),
+                        None,
+                    );
+                }
                 if matches!(target.source, Source::Upstreams(_)) {
                     self.err(&loc, &path, format!("`{dep}` is remote; grove does not start it, so nothing can wait for it"), None);
                 }

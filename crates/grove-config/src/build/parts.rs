@@ -31,6 +31,103 @@ impl<'a> Builder<'a> {
 
     /// `replace = "start-first" | "stop-first"`: start-first needs a second copy to be
     /// possible (a command service whose port grove chooses).
+    /// A job's `schedule`, `timezone`, `concurrency` and `timeout` (`kind = "job"`), refused
+    /// on anything else.
+    pub(super) fn job_settings(
+        &mut self,
+        is_job: bool,
+        map: &Map,
+        path: &str,
+    ) -> Option<JobSettings> {
+        let p = |k: &str| join(path, k);
+        let keys = ["schedule", "timezone", "concurrency", "timeout"];
+        if !is_job {
+            for k in keys {
+                if let Some(e) = map.get(k) {
+                    self.err(
+                        &e.key_loc,
+                        &p(k),
+                        format!("`{k}` applies to kind = \"job\""),
+                        Some("a job is a task that runs on a schedule: kind = \"job\", schedule = \"0 3 * * *\"".to_string()),
+                    );
+                }
+            }
+            return None;
+        }
+        let Some(e) = map.get("schedule") else {
+            let loc = map
+                .get("kind")
+                .map(|e| e.node.loc.clone())
+                .unwrap_or_default();
+            self.err(
+                &loc,
+                &p("schedule"),
+                "a job needs a `schedule`",
+                Some(
+                    "cron's five fields: schedule = \"*/15 * * * *\", or @daily, @hourly"
+                        .to_string(),
+                ),
+            );
+            return None;
+        };
+        let schedule = self.string(&e.node, &p("schedule"))?;
+        if let Err(why) = crate::cron::Cron::parse(&schedule) {
+            self.err(
+                &e.node.loc,
+                &p("schedule"),
+                why,
+                Some(
+                    "minute hour day-of-month month day-of-week: \"0 3 * * *\" is 03:00 every day"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        let timezone = map.get("timezone").and_then(|e| {
+            let tz = self.string(&e.node, &p("timezone"))?;
+            if jiff::tz::TimeZone::get(&tz).is_err() {
+                self.err(
+                    &e.node.loc,
+                    &p("timezone"),
+                    format!("`{tz}` is not a time zone this machine knows"),
+                    Some("an IANA name such as Europe/Paris or UTC".to_string()),
+                );
+                return None;
+            }
+            Some(tz)
+        });
+        let concurrency = map
+            .get("concurrency")
+            .and_then(|e| {
+                self.enum_str(
+                    &e.node,
+                    &p("concurrency"),
+                    &[
+                        ("forbid", Concurrency::Forbid),
+                        ("replace", Concurrency::Replace),
+                    ],
+                )
+            })
+            .unwrap_or(Concurrency::Forbid);
+        let timeout = map
+            .get("timeout")
+            .and_then(|e| self.duration(&e.node, &p("timeout")));
+        if let Some(e) = map.get("replicas") {
+            self.err(
+                &e.key_loc,
+                &p("replicas"),
+                "a job runs one process at a time",
+                None,
+            );
+        }
+        Some(JobSettings {
+            schedule,
+            timezone,
+            concurrency,
+            timeout,
+        })
+    }
+
     /// `limits = { memory = "512MB", cpu = 1.5, pids = 200, nofile = 65536 }`.
     pub(super) fn unit_limits(&mut self, node: &Node, path: &str) -> UnitLimits {
         let mut l = UnitLimits::default();

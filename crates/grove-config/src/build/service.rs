@@ -24,6 +24,10 @@ impl<'a> Builder<'a> {
         let mut env = IndexMap::new();
         self.env_file(name, map, path, &mut env);
         self.env_table(name, map, path, &mut env);
+        // A job is a task its schedule starts.
+        let is_job = map
+            .get("kind")
+            .is_some_and(|e| matches!(&e.node.kind, Kind::Str(s) if s == "job"));
         let kind = map
             .get("kind")
             .and_then(|e| {
@@ -33,10 +37,12 @@ impl<'a> Builder<'a> {
                     &[
                         ("service", ServiceKind::Service),
                         ("task", ServiceKind::Task),
+                        ("job", ServiceKind::Task),
                     ],
                 )
             })
             .unwrap_or(ServiceKind::Service);
+        let job = self.job_settings(is_job, map, path);
         let port = self.port_spec(map, path);
         let bind = self.bind_addr(map, path);
         let replicas = map
@@ -117,6 +123,7 @@ impl<'a> Builder<'a> {
             replace,
             run_as,
             limits,
+            job,
             path: search_path,
             max_surge,
             route,

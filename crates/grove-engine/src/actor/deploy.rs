@@ -22,7 +22,12 @@ impl Actor {
             proc: None,
             probe: None,
             log: None,
-            intent: Intent::Start,
+            // A job waits for its schedule (the daemon starts it).
+            intent: if unit.job.is_some() {
+                Intent::Idle
+            } else {
+                Intent::Start
+            },
             after_stop: AfterStop::Stay,
             note: None,
             last_probe_error: None,

@@ -206,6 +206,12 @@ pub(super) fn unit_of(
         replace: svc.replace,
         max_surge: svc.max_surge,
         path: search_path,
+        job: svc.job.as_ref().map(|j| crate::Job {
+            schedule: j.schedule.clone(),
+            timezone: j.timezone.clone(),
+            concurrency: j.concurrency,
+            timeout_ms: j.timeout.map(ms),
+        }),
         limits: crate::Limits {
             memory: svc.limits.memory,
             cpu_milli: svc.limits.cpu.map(|c| (c * 1000.0).round() as u32),

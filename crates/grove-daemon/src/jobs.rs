@@ -1,0 +1,163 @@
+//! The scheduler of `kind = "job"` units: each job starts at the times its cron schedule
+//! names (in its time zone), through the engine like `grove start`. A run due while the last
+//! one still runs is skipped (`concurrency = "forbid"`, the default: two runs never
+//! overlap, not even across a deploy, which never stages a job) or replaces it
+//! (`"replace"`); a run longer than its `timeout` is stopped. Each decision is an event.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use grove_engine::{EngineHandle, Status};
+use grove_plan::{Concurrency, Job, Plan};
+
+/// How often the scheduler looks (a schedule names whole seconds at most).
+const TICK: Duration = Duration::from_millis(250);
+
+/// What the scheduler does for one job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Nothing (not due, no run to stop).
+    Wait,
+    /// Start a run.
+    Start,
+    /// A run is due and the last one runs: skip it.
+    Skip,
+    /// A run is due and the last one runs: stop it, start anew.
+    Replace,
+    /// The run has taken longer than its timeout: stop it.
+    Timeout,
+}
+
+/// The decision for a job: `due` whether its time came, `running` how long its current run
+/// has taken (if one runs).
+pub(crate) fn decide(job: &Job, due: bool, running: Option<Duration>) -> Decision {
+    if let (Some(ran), Some(limit)) = (running, job.timeout_ms) {
+        if ran >= Duration::from_millis(limit) {
+            return Decision::Timeout;
+        }
+    }
+    match (due, running, job.concurrency) {
+        (false, _, _) => Decision::Wait,
+        (true, None, _) => Decision::Start,
+        (true, Some(_), Concurrency::Forbid) => Decision::Skip,
+        (true, Some(_), Concurrency::Replace) => Decision::Replace,
+    }
+}
+
+/// How long each unit's current process has run, for the units that have one.
+fn running(status: &Status) -> HashMap<&str, Duration> {
+    status
+        .units
+        .iter()
+        .filter(|u| u.pid.is_some())
+        .map(|u| {
+            (
+                u.name.as_str(),
+                Duration::from_millis(u.uptime_ms.unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+/// Runs the jobs of whatever Plan the engine runs, until the engine is gone.
+pub(crate) async fn run(engine: EngineHandle) {
+    // Each job's schedule as last seen, and its next time.
+    let mut next: HashMap<String, (Job, Option<SystemTime>)> = HashMap::new();
+    loop {
+        tokio::time::sleep(TICK).await;
+        let (Ok(plan), Ok(status)) = (engine.plan().await, engine.status().await) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let runs = running(&status);
+        for u in plan.units.values() {
+            let Some(job) = &u.job else { continue };
+            let slot = next.entry(u.name.clone()).or_insert((job.clone(), None));
+            if slot.0 != *job || slot.1.is_none() {
+                *slot = (job.clone(), job.next_after(now));
+            }
+            let due = slot.1.is_some_and(|t| t <= now);
+            let decision = decide(job, due, runs.get(u.name.as_str()).copied());
+            act(&engine, &u.name, job, &decision).await;
+            if due {
+                slot.1 = job.next_after(now);
+            }
+        }
+        forget_gone(&mut next, &plan);
+    }
+}
+
+/// Carries out a decision, with its event.
+async fn act(engine: &EngineHandle, name: &str, job: &Job, decision: &Decision) {
+    let unit = Some(name);
+    let target = vec![name.to_string()];
+    match decision {
+        Decision::Wait => {}
+        Decision::Start => {
+            engine.record(
+                unit,
+                "job-due",
+                &format!("its schedule ({}) says now", job.schedule),
+            );
+            let _ = engine.start_units(target).await;
+        }
+        Decision::Skip => engine.record(
+            unit,
+            "job-skipped",
+            "a run was due while the last one still runs (concurrency = \"forbid\")",
+        ),
+        Decision::Replace => {
+            engine.record(
+                unit,
+                "job-replaced",
+                "a run was due while the last one still runs: it is stopped for the new one \
+                 (concurrency = \"replace\")",
+            );
+            let _ = engine.restart_units(target).await;
+        }
+        Decision::Timeout => {
+            let limit = job.timeout_ms.unwrap_or(0);
+            engine.record(
+                unit,
+                "job-timeout",
+                &format!(
+                    "still running after its timeout ({} ms): stopping it",
+                    limit
+                ),
+            );
+            let _ = engine.stop_units(target).await;
+        }
+    }
+}
+
+/// Drops the schedules of jobs the Plan no longer has.
+fn forget_gone(next: &mut HashMap<String, (Job, Option<SystemTime>)>, plan: &Plan) {
+    next.retain(|name, _| plan.units.get(name).is_some_and(|u| u.job.is_some()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(concurrency: Concurrency, timeout_ms: Option<u64>) -> Job {
+        Job {
+            schedule: "* * * * *".into(),
+            timezone: None,
+            concurrency,
+            timeout_ms,
+        }
+    }
+
+    #[test]
+    fn a_due_run_starts_is_skipped_or_replaces_and_a_long_one_times_out() {
+        let forbid = job(Concurrency::Forbid, Some(10_000));
+        let replace = job(Concurrency::Replace, None);
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(decide(&forbid, false, None), Decision::Wait);
+        assert_eq!(decide(&forbid, true, None), Decision::Start);
+        assert_eq!(decide(&forbid, true, s(3)), Decision::Skip);
+        assert_eq!(decide(&replace, true, s(3)), Decision::Replace);
+        assert_eq!(decide(&forbid, false, s(11)), Decision::Timeout);
+        assert_eq!(decide(&replace, false, s(3600)), Decision::Wait);
+    }
+}
