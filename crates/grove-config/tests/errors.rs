@@ -235,9 +235,9 @@ fn bad_size() {
 #[test]
 fn bad_enums() {
     expect(
-        "[services.a]\ncommand = \"x\"\nkind = \"job\"\nrestart = \"sometimes\"\n",
+        "[services.a]\ncommand = \"x\"\nkind = \"cron\"\nrestart = \"sometimes\"\n",
         &[
-            "grove.toml:5:8: services.a.kind: `job` is not valid here",
+            "grove.toml:5:8: services.a.kind: `cron` is not valid here",
             "grove.toml:6:11: services.a.restart: `sometimes` is not valid here",
         ],
     );
