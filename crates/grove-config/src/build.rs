@@ -75,7 +75,7 @@ const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-const SERVICE_KEYS: [&str; 35] = [
+const SERVICE_KEYS: [&str; 36] = [
     "command",
     "recipe",
     "upstreams",
@@ -110,6 +110,7 @@ const SERVICE_KEYS: [&str; 35] = [
     "persistence",
     "allow",
     "tls",
+    "backup",
     "image",
 ];
 const HEALTH_KEYS: [&str; 8] = [

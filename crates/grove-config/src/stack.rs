@@ -400,6 +400,20 @@ pub struct RecipeOptions {
     /// PostgreSQL: serve TLS with a certificate from the stack's CA; clients of other hosts
     /// must use it, and `${db.url}` asks for `sslmode=verify-full`.
     pub tls: bool,
+    /// PostgreSQL and Redis: backups on a schedule.
+    pub backup: Option<BackupSettings>,
+}
+
+/// `backup = { schedule = "0 3 * * *", keep = 7, dir = "/var/backups/grove" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupSettings {
+    /// When (cron, UTC unless `timezone`).
+    pub schedule: String,
+    pub timezone: Option<String>,
+    /// The newest backups kept per database.
+    pub keep: u32,
+    /// Where (relative to the stack's folder); `.grove/backups` when `None`.
+    pub dir: Option<PathBuf>,
 }
 
 impl Default for RecipeOptions {
@@ -409,6 +423,7 @@ impl Default for RecipeOptions {
             persistence: true,
             allow: Vec::new(),
             tls: false,
+            backup: None,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! names (in its time zone), through the engine like `grove start`. A run due while the last
 //! one still runs is skipped (`concurrency = "forbid"`, the default: two runs never
 //! overlap, not even across a deploy, which never stages a job) or replaces it
-//! (`"replace"`); a run longer than its `timeout` is stopped. Each decision is an event.
+//! (`"replace"`); a run longer than its `timeout` is stopped. A recipe's `backup` schedule
+//! is kept the same way: its backups are made (and the oldest past `keep` removed) while the
+//! server runs, one at a time. Each decision is an event.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -61,8 +63,10 @@ fn running(status: &Status) -> HashMap<&str, Duration> {
 
 /// Runs the jobs of whatever Plan the engine runs, until the engine is gone.
 pub(crate) async fn run(engine: EngineHandle) {
-    // Each job's schedule as last seen, and its next time.
+    // Each job's schedule as last seen, and its next time; the same for backups.
     let mut next: HashMap<String, (Job, Option<SystemTime>)> = HashMap::new();
+    let mut backups: HashMap<String, (Job, Option<SystemTime>)> = HashMap::new();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::time::sleep(TICK).await;
         let (Ok(plan), Ok(status)) = (engine.plan().await, engine.status().await) else {
@@ -84,7 +88,85 @@ pub(crate) async fn run(engine: EngineHandle) {
             }
         }
         forget_gone(&mut next, &plan);
+        for u in plan.units.values() {
+            let Some(b) = &u.backup else { continue };
+            let slot = backups
+                .entry(u.name.clone())
+                .or_insert((b.when.clone(), None));
+            if slot.0 != b.when || slot.1.is_none() {
+                *slot = (b.when.clone(), b.when.next_after(now));
+            }
+            if !slot.1.is_some_and(|t| t <= now) {
+                continue;
+            }
+            slot.1 = b.when.next_after(now);
+            let up = runs.contains_key(u.name.as_str());
+            backup_now(&engine, &plan, u, up, &busy);
+        }
+        backups.retain(|name, _| plan.units.get(name).is_some_and(|u| u.backup.is_some()));
     }
+}
+
+/// Makes a scheduled backup of the recipe unit `u` off the actor's way (one at a time; a
+/// backup due while one is made, or while the server is down, is skipped with an event).
+fn backup_now(
+    engine: &EngineHandle,
+    plan: &Plan,
+    u: &grove_plan::Unit,
+    up: bool,
+    busy: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let Some(b) = u.backup.clone() else { return };
+    let Some(server) = grove_recipes::Server::of(&plan.stack, &plan.root, u) else {
+        return;
+    };
+    if !up {
+        engine.record(
+            Some(&u.name),
+            "backup-skipped",
+            "a backup was due while the server is not running",
+        );
+        return;
+    }
+    if busy.swap(true, Ordering::AcqRel) {
+        engine.record(
+            Some(&u.name),
+            "backup-skipped",
+            "a backup was due while another is being made",
+        );
+        return;
+    }
+    let (engine, busy) = (engine.clone(), busy.clone());
+    tokio::task::spawn_blocking(move || {
+        let stamp = grove_recipes::backup::stamp(SystemTime::now());
+        match grove_recipes::backup::backup(&server, &b.dir, &stamp) {
+            Ok(files) => {
+                for f in &files {
+                    engine.record(
+                        Some(&server.unit),
+                        "backup",
+                        &format!(
+                            "{} ({} bytes), verified (scheduled: {})",
+                            f.file.display(),
+                            f.bytes,
+                            b.when.schedule
+                        ),
+                    );
+                }
+                for p in grove_recipes::backup::prune(&b.dir, &server.unit, &files, b.keep as usize)
+                {
+                    engine.record(
+                        Some(&server.unit),
+                        "backup-removed",
+                        &format!("{} (keep {})", p.display(), b.keep),
+                    );
+                }
+            }
+            Err(e) => engine.record(Some(&server.unit), "backup-failed", &e.to_string()),
+        }
+        busy.store(false, Ordering::Release);
+    });
 }
 
 /// Carries out a decision, with its event.

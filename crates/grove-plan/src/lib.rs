@@ -141,6 +141,9 @@ pub struct Unit {
     /// Who its process runs as (`user`, `group`, `umask`); grove's own user when not set.
     #[serde(skip_serializing_if = "RunAs::is_default")]
     pub run_as: RunAs,
+    /// A recipe's scheduled backups (the daemon makes them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPlan>,
     /// A scheduled job: the daemon starts it at its times; `up` and `reload` do not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<Job>,
@@ -163,6 +166,17 @@ pub struct Unit {
     /// The release its code comes from (its folder is inside that release's checkout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+}
+
+/// A recipe's scheduled backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BackupPlan {
+    /// When (the schedule of a job that never overlaps itself).
+    pub when: Job,
+    /// The newest backups kept per database.
+    pub keep: u32,
+    /// Where, absolute.
+    pub dir: PathBuf,
 }
 
 /// When a job runs.

@@ -112,6 +112,54 @@ pub fn backup(server: &Server, dir: &Path, stamp: &str) -> Result<Vec<Backup>, R
     }
 }
 
+/// The backups in `dir` (PostgreSQL archives and RDB files), by name: unit, what, time.
+pub fn listed(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "pgdump" || x == "rdb")
+        })
+        .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Keeps the newest `keep` backups of each (unit, what) in `made`; removes the older ones
+/// and returns them.
+pub fn prune(dir: &Path, unit: &str, made: &[Backup], keep: usize) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for b in made {
+        let prefix = format!("{unit}-{}-", b.what);
+        let same: Vec<PathBuf> = listed(dir)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect();
+        let old = same.len().saturating_sub(keep.max(1));
+        for p in &same[..old] {
+            if std::fs::remove_file(p).is_ok() {
+                removed.push(p.clone());
+            }
+        }
+    }
+    removed
+}
+
+/// A backup's time stamp in file names: `20261202T030500Z`.
+pub fn stamp(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replace([':', '-'], "")
+}
+
 /// A made file, with its size.
 fn done(file: PathBuf, what: &str) -> Result<Backup, RecipeError> {
     let bytes = std::fs::metadata(&file)

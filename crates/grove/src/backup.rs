@@ -92,9 +92,7 @@ pub async fn backup(
         return Ok(ExitCode::from(1));
     };
     let dir = folder(&plan, dir);
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace([':', '-'], "");
+    let stamp = grove_recipes::backup::stamp(std::time::SystemTime::now());
     let mut failed = false;
     for server in &servers {
         if !units.iter().any(|(n, up)| n == &server.unit && *up) {
@@ -119,7 +117,9 @@ pub async fn backup(
                     record(ctx, "backup", &what).await;
                 }
                 if let Some(n) = keep {
-                    prune(&dir, &server.unit, &files, n);
+                    for p in grove_recipes::backup::prune(&dir, &server.unit, &files, n) {
+                        println!("removed {} (--keep {n})", p.display());
+                    }
                 }
             }
             Err(e) => {
@@ -136,44 +136,6 @@ pub async fn backup(
     })
 }
 
-/// The backups in `dir`, by name (unit, what, time sort together).
-fn listed(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.path()
-                .extension()
-                .is_some_and(|x| x == "pgdump" || x == "rdb")
-        })
-        .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-        .collect();
-    out.sort();
-    out
-}
-
-/// Keeps the newest `keep` backups of each (unit, what) just made; removes the older ones.
-fn prune(dir: &Path, unit: &str, made: &[grove_recipes::backup::Backup], keep: usize) {
-    for b in made {
-        let prefix = format!("{unit}-{}-", b.what);
-        let same: Vec<PathBuf> = listed(dir)
-            .into_iter()
-            .map(|(p, _)| p)
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-            })
-            .collect();
-        let old = same.len().saturating_sub(keep.max(1));
-        for p in &same[..old] {
-            if std::fs::remove_file(p).is_ok() {
-                println!("removed {} (--keep {keep})", p.display());
-            }
-        }
-    }
-}
-
 /// `grove backups [--dir DIR]`.
 pub fn backups(ctx: &Ctx, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let plan = match running_plan(ctx)? {
@@ -181,7 +143,7 @@ pub fn backups(ctx: &Ctx, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let dir = folder(&plan, dir);
-    let list = listed(&dir);
+    let list = grove_recipes::backup::listed(&dir);
     if list.is_empty() {
         println!("no backups in {}", dir.display());
         return Ok(ExitCode::SUCCESS);

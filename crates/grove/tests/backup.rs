@@ -102,3 +102,37 @@ recipe = "redis"
         text(&out.stderr)
     );
 }
+
+#[test]
+fn scheduled_backups_keep_the_newest_ones() {
+    let s = open_stack(
+        r#"[edge]
+listen = []
+
+[services.cache]
+recipe = "redis"
+backup = { schedule = "*/2 * * * * *", keep = 2, dir = "saved" }
+"#,
+    );
+    up(&s);
+    let count = |s: &Stack, kind: &str| s.events().iter().filter(|e| e["kind"] == kind).count();
+    s.wait_for("three scheduled backups", 30, |s| count(s, "backup") >= 3);
+    s.wait_for("the oldest removed", 10, |s| {
+        count(s, "backup-removed") >= 1
+    });
+    let saved: Vec<_> = std::fs::read_dir(s.path().join("saved"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".rdb"))
+        .collect();
+    assert!(saved.len() <= 2, "{} kept", saved.len());
+    let events = s.events();
+    let made = events.iter().find(|e| e["kind"] == "backup").unwrap();
+    assert!(
+        made["message"]
+            .as_str()
+            .unwrap()
+            .contains("verified (scheduled: */2 * * * * *)"),
+        "{made}"
+    );
+}

@@ -128,6 +128,52 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// A recipe's `backup = { schedule, timezone, keep, dir }`.
+    pub(super) fn backup_settings(&mut self, node: &Node, path: &str) -> Option<BackupSettings> {
+        let map = self.table(node, path, &["schedule", "timezone", "keep", "dir"])?;
+        let Some(e) = map.get("schedule") else {
+            self.err(
+                &node.loc,
+                path,
+                "a backup needs a `schedule`",
+                Some("backup = { schedule = \"0 3 * * *\", keep = 7 }".to_string()),
+            );
+            return None;
+        };
+        let sp = join(path, "schedule");
+        let schedule = self.string(&e.node, &sp)?;
+        if let Err(why) = crate::cron::Cron::parse(&schedule) {
+            self.err(&e.node.loc, &sp, why, None);
+            return None;
+        }
+        let timezone = map.get("timezone").and_then(|e| {
+            let tz = self.string(&e.node, &join(path, "timezone"))?;
+            if jiff::tz::TimeZone::get(&tz).is_err() {
+                self.err(
+                    &e.node.loc,
+                    &join(path, "timezone"),
+                    format!("`{tz}` is not a time zone this machine knows"),
+                    None,
+                );
+                return None;
+            }
+            Some(tz)
+        });
+        let keep = map
+            .get("keep")
+            .and_then(|e| self.int(&e.node, &join(path, "keep"), 1, 10_000))
+            .unwrap_or(7) as u32;
+        let dir = map
+            .get("dir")
+            .and_then(|e| self.path(&e.node, &join(path, "dir")));
+        Some(BackupSettings {
+            schedule,
+            timezone,
+            keep,
+            dir,
+        })
+    }
+
     /// `limits = { memory = "512MB", cpu = 1.5, pids = 200, nofile = 65536 }`.
     pub(super) fn unit_limits(&mut self, node: &Node, path: &str) -> UnitLimits {
         let mut l = UnitLimits::default();

@@ -780,7 +780,14 @@ impl<'a> Builder<'a> {
             Some(Source::Recipe(r)) => Some(*r),
             _ => None,
         };
-        for k in ["secret", "databases", "persistence", "allow", "tls"] {
+        for k in [
+            "secret",
+            "databases",
+            "persistence",
+            "allow",
+            "tls",
+            "backup",
+        ] {
             let Some(e) = map.get(k) else { continue };
             let Some(r) = recipe else {
                 self.err(
@@ -821,6 +828,13 @@ impl<'a> Builder<'a> {
                     Some("the other recipes log in with their password from any address they are bound to".to_string()),
                 ),
                 "allow" => recipe_options.allow = self.networks(&e.node, &p(k)),
+                "backup" if !matches!(r, Recipe::Postgres | Recipe::Redis) => self.err(
+                    &e.key_loc,
+                    &p(k),
+                    format!("grove does not back up the {} recipe yet", r.name()),
+                    Some("backups are made for postgres and redis".to_string()),
+                ),
+                "backup" => recipe_options.backup = self.backup_settings(&e.node, &p(k)),
                 "tls" if r != Recipe::Postgres => self.err(
                     &e.key_loc,
                     &p(k),

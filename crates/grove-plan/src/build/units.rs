@@ -206,6 +206,19 @@ pub(super) fn unit_of(
         replace: svc.replace,
         max_surge: svc.max_surge,
         path: search_path,
+        backup: svc.recipe.backup.as_ref().map(|b| crate::BackupPlan {
+            when: crate::Job {
+                schedule: b.schedule.clone(),
+                timezone: b.timezone.clone(),
+                concurrency: crate::Concurrency::Forbid,
+                timeout_ms: None,
+            },
+            keep: b.keep,
+            dir: match &b.dir {
+                Some(d) => stack.root.join(d),
+                None => stack.root.join(&stack.state_dir).join("backups"),
+            },
+        }),
         job: svc.job.as_ref().map(|j| crate::Job {
             schedule: j.schedule.clone(),
             timezone: j.timezone.clone(),
