@@ -96,7 +96,7 @@ pub(crate) async fn run(engine: EngineHandle) {
             if slot.0 != b.when || slot.1.is_none() {
                 *slot = (b.when.clone(), b.when.next_after(now));
             }
-            if !slot.1.is_some_and(|t| t <= now) {
+            if slot.1.is_none_or(|t| t > now) {
                 continue;
             }
             slot.1 = b.when.next_after(now);
