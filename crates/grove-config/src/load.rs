@@ -19,6 +19,8 @@ pub struct LoadOptions {
     pub vars: BTreeMap<String, String>,
     /// `--set KEY=VALUE`, in order: single values over the file and its environments.
     pub sets: Vec<String>,
+    /// Replica counts `grove scale` set (service, count), over everything else.
+    pub scales: Vec<(String, u32)>,
 }
 
 impl LoadOptions {
@@ -33,6 +35,7 @@ impl LoadOptions {
             environment,
             vars,
             sets,
+            scales: Vec::new(),
         }
     }
 
@@ -114,18 +117,19 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         return Err(ConfigErrors { errors });
     }
     // `--set` and `GROVE_SET_...`: one more overlay, over the selected environments.
-    let overrides = crate::overrides::collect(&opts.vars, &opts.sets).map_err(|refused| {
-        let errors = refused
-            .into_iter()
-            .map(|r| {
-                ConfigError::file(
-                    PathBuf::from("(--set)"),
-                    format!("`{}`: {}", r.given, r.message),
-                )
-            })
-            .collect();
-        ConfigErrors { errors }
-    })?;
+    let overrides =
+        crate::overrides::collect(&opts.vars, &opts.sets, &opts.scales).map_err(|refused| {
+            let errors = refused
+                .into_iter()
+                .map(|r| {
+                    ConfigError::file(
+                        PathBuf::from("(--set)"),
+                        format!("`{}`: {}", r.given, r.message),
+                    )
+                })
+                .collect();
+            ConfigErrors { errors }
+        })?;
     let set_overlay = if overrides.is_empty() {
         None
     } else {

@@ -24,7 +24,7 @@ pub fn check_sets(sets: &[String]) -> Result<(), String> {
             s.lines().next().unwrap_or_default()
         ));
     }
-    match collect(&BTreeMap::new(), sets) {
+    match collect(&BTreeMap::new(), sets, &[]) {
         Ok(_) => Ok(()),
         Err(refused) => Err(refused
             .iter()
@@ -59,6 +59,7 @@ pub struct Refused {
 pub fn collect(
     vars: &BTreeMap<String, String>,
     sets: &[String],
+    scales: &[(String, u32)],
 ) -> Result<Vec<Override>, Vec<Refused>> {
     let mut out = Vec::new();
     let mut refused = Vec::new();
@@ -84,6 +85,20 @@ pub fn collect(
             Ok(o) => out.push(o),
             Err(message) => refused.push(Refused {
                 given: given.clone(),
+                message,
+            }),
+        }
+    }
+    for (service, n) in scales {
+        match one(
+            &format!("services.{service}.replicas"),
+            &n.to_string(),
+            "grove scale",
+            false,
+        ) {
+            Ok(o) => out.push(o),
+            Err(message) => refused.push(Refused {
+                given: format!("{service}={n}"),
                 message,
             }),
         }
@@ -167,6 +182,7 @@ mod tests {
                 "edge.acme_email=ops@example.org",
                 "services.web.env.GREETING=say \"hi\"",
             ]),
+            &[],
         )
         .unwrap();
         let values: Vec<&str> = got.iter().map(|o| o.value.as_str()).collect();
@@ -191,11 +207,11 @@ mod tests {
             ("PATH".to_string(), "/bin".to_string()),
         ]
         .into();
-        let got = collect(&vars, &[]).unwrap();
+        let got = collect(&vars, &[], &[]).unwrap();
         assert_eq!(got[0].path, "edge.tls");
         assert_eq!(got[0].origin, "GROVE_SET_edge__tls");
         // The command line wins over the environment; each path once.
-        let got = collect(&vars, &sets(&["edge.tls=off", "edge.hsts=true"])).unwrap();
+        let got = collect(&vars, &sets(&["edge.tls=off", "edge.hsts=true"]), &[]).unwrap();
         assert_eq!(as_toml(&got), "edge.tls = \"off\"\nedge.hsts = true\n");
         assert_eq!(got[0].origin, "--set");
     }
@@ -209,6 +225,7 @@ mod tests {
                 "services..web=1",
                 "services.web.env.SECRET_KEY=abc",
             ]),
+            &[],
         )
         .unwrap_err();
         assert_eq!(err.len(), 3);
@@ -226,6 +243,17 @@ mod tests {
             "abc".into(),
         )]
         .into();
-        assert!(collect(&vars, &[]).is_ok());
+        assert!(collect(&vars, &[], &[]).is_ok());
+        // `grove scale` comes last and says so.
+        let got = collect(
+            &BTreeMap::new(),
+            &sets(&["services.web.replicas=2"]),
+            &[("web".into(), 4)],
+        )
+        .unwrap();
+        assert_eq!(
+            (got[0].value.as_str(), got[0].origin.as_str()),
+            ("4", "grove scale")
+        );
     }
 }

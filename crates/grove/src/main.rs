@@ -180,6 +180,16 @@ enum Command {
         #[arg(value_name = "UNIT")]
         units: Vec<String>,
     },
+    /// Set how many replicas services run, over the stack file's (kept across reloads and
+    /// restarts of grove) and apply it as a reload: start-first, one replica at a time.
+    Scale {
+        /// SERVICE=N (none: show the counts set).
+        #[arg(value_name = "SERVICE=N")]
+        counts: Vec<String>,
+        /// Go back to the stack file's count for these services.
+        #[arg(long, value_name = "SERVICE")]
+        reset: Vec<String>,
+    },
     /// List the scheduled jobs (kind = "job"): schedule, state, last run and its outcome,
     /// next run.
     Jobs,
@@ -596,6 +606,11 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
                 units.clone(),
             ))
         }
+        Command::Scale { counts, reset } => tokio_rt()?.block_on(runtime::scale(
+            &runtime_ctx(&cli, color),
+            counts.clone(),
+            reset.clone(),
+        )),
         Command::Jobs => tokio_rt()?.block_on(jobs::list(&runtime_ctx(&cli, color))),
         Command::Run {
             job,
@@ -790,6 +805,31 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_argument_takes_a_global_ones_name() {
+        // clap merges a subcommand's argument with a global one of the same id: `grove ca
+        // import FILE` once set the stack file, `grove scale web=3` once set --set.
+        let cmd = Cli::command();
+        let globals: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        fn walk(c: &clap::Command, globals: &[String]) {
+            for sub in c.get_subcommands() {
+                for a in sub.get_arguments() {
+                    let id = a.get_id().to_string();
+                    assert!(
+                        !globals.contains(&id) || a.is_global_set(),
+                        "`{}` has an argument `{id}` named like a global one",
+                        sub.get_name()
+                    );
+                }
+                walk(sub, globals);
+            }
+        }
+        walk(&cmd, &globals);
     }
 
     #[test]

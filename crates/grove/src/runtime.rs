@@ -53,6 +53,28 @@ impl Ctx {
         }
     }
 
+    /// As [`Ctx::load`], with the replica counts `grove scale` keeps in the store applied
+    /// (what the daemon runs, at its start and every reload).
+    pub(crate) fn load_running(&self, env: Option<String>) -> Result<Loaded, String> {
+        let first = self.load(env.clone())?;
+        let scales = scales(&first.state);
+        if scales.is_empty() {
+            return Ok(first);
+        }
+        let mut opts = grove_config::LoadOptions::from_process(env);
+        opts.scales = scales.into_iter().collect();
+        match grove_config::load(&self.file, &opts) {
+            Ok(l) => {
+                let state = l.stack.root.join(&l.stack.state_dir);
+                Ok(Loaded {
+                    stack: l.stack,
+                    state,
+                })
+            }
+            Err(errors) => Err(format!("{}grove: {errors}", errors.render(self.err_color))),
+        }
+    }
+
     /// The state folder: from the stack file when it loads, else `.grove` beside it.
     pub(crate) fn state_dir(&self) -> PathBuf {
         match self.load(self.env.clone()) {
@@ -209,7 +231,7 @@ async fn already_running(client: &Client) -> bool {
 pub async fn up(ctx: &Ctx, daemon_child: bool) -> anyhow::Result<ExitCode> {
     let loader = ctx.clone();
     let cfg = grove_daemon::Config {
-        load: Arc::new(move |env| loader.load(env).map(|l| l.stack)),
+        load: Arc::new(move |env| loader.load_running(env).map(|l| l.stack)),
         env: ctx.env.clone(),
         file: std::fs::canonicalize(&ctx.file).unwrap_or_else(|_| ctx.file.clone()),
     };
@@ -628,6 +650,75 @@ pub async fn reload(ctx: &Ctx, wait: Option<Duration>) -> anyhow::Result<ExitCod
     }
 }
 
+/// The replica counts `grove scale` set, from the store of `state` (none when it has none).
+pub(crate) fn scales(state: &Path) -> std::collections::BTreeMap<String, u32> {
+    read_store(state)
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            s.get::<std::collections::BTreeMap<String, u32>>("scale")
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_default()
+}
+
+/// `grove scale [SERVICE=N...] [--reset SERVICE...]`: replica counts kept over the stack
+/// file's (in the store: across reloads and restarts of grove), applied by a reload.
+pub async fn scale(ctx: &Ctx, set: Vec<String>, reset: Vec<String>) -> anyhow::Result<ExitCode> {
+    let loaded = match ctx.load(ctx.env.clone()) {
+        Ok(l) => l,
+        Err(text) => {
+            eprintln!("{text}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut kept = scales(&loaded.state);
+    if set.is_empty() && reset.is_empty() {
+        if kept.is_empty() {
+            println!("no service is scaled: each runs the replicas the stack file says");
+        }
+        for (s, n) in &kept {
+            println!("{s}={n}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for given in &set {
+        let parsed = given
+            .split_once('=')
+            .and_then(|(s, n)| Some((s.trim().to_string(), n.trim().parse::<u32>().ok()?)));
+        let Some((service, n)) = parsed.filter(|(_, n)| (1..=64).contains(n)) else {
+            eprintln!("grove: scale `{given}`: expected SERVICE=N with N from 1 to 64 (`grove stop SERVICE` stops it)");
+            return Ok(ExitCode::from(2));
+        };
+        let runs = loaded.stack.services.get(&service).is_some_and(|s| {
+            matches!(s.source, grove_config::Source::Command(_))
+                && s.kind == grove_config::ServiceKind::Service
+        });
+        if !runs {
+            eprintln!("grove: scale `{given}`: `{service}` is not a long-running service that runs a command");
+            return Ok(ExitCode::from(1));
+        }
+        kept.insert(service, n);
+    }
+    for service in &reset {
+        kept.remove(service);
+    }
+    let store = open_store(&loaded.state)?;
+    store.set("scale", &kept)?;
+    drop(store);
+    for (s, n) in &kept {
+        println!("{s}={n}");
+    }
+    match ctx.client().get::<Status>("/v1/status").await {
+        Ok(_) => reload(ctx, None).await,
+        Err(_) => {
+            println!("grove is not running: the counts apply at the next `grove up`");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 /// `grove down`.
 pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let client = ctx.client();
@@ -672,7 +763,7 @@ pub async fn down(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 pub(crate) fn running_plan(
     ctx: &Ctx,
 ) -> anyhow::Result<Result<(Loaded, grove_plan::Plan), ExitCode>> {
-    let first = match ctx.load(ctx.env.clone()) {
+    let first = match ctx.load_running(ctx.env.clone()) {
         Ok(l) => l,
         Err(text) => {
             eprintln!("{text}");
@@ -688,7 +779,7 @@ pub(crate) fn running_plan(
         None => (ctx.env.clone(), IndexMap::new()),
     };
     let loaded = if env != ctx.env {
-        match ctx.load(env) {
+        match ctx.load_running(env) {
             Ok(l) => l,
             Err(text) => {
                 eprintln!("{text}");

@@ -174,3 +174,59 @@ route = {{}}
     std::thread::sleep(std::time::Duration::from_millis(400));
     assert!(!read().contains("/off"), "{}", read());
 }
+
+#[test]
+fn scale_sets_replicas_over_the_file_across_reloads_until_reset() {
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"
+[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "python3 {echo}"
+route = {{}}
+
+[services.migrate]
+command = "true"
+kind = "task"
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    let webs = |s: &Stack| {
+        s.ps()["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["service"] == "web")
+            .count()
+    };
+    assert_eq!(webs(&s), 1);
+    let out = s.run(&["scale", "web=3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("reloaded:"),
+        "{}",
+        text(&out.stdout)
+    );
+    s.wait_for("three replicas", 30, |s| webs(s) == 3);
+    // A reload reads the file again and keeps the count.
+    assert!(s.run(&["reload"]).status.success());
+    assert_eq!(webs(&s), 3);
+    assert_eq!(text(&s.run(&["scale"]).stdout).trim(), "web=3");
+    // What cannot be scaled is refused.
+    let out = s.run(&["scale", "migrate=2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not a long-running service"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(s.run(&["scale", "web=0"]).status.code(), Some(2));
+    // Back to the file's count.
+    let out = s.run(&["scale", "--reset", "web"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("one replica again", 30, |s| webs(s) == 1);
+}

@@ -47,6 +47,7 @@ impl Dir {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            scales: Vec::new(),
         };
         let root = format!("{}/", self.dir.path().display());
         load(&self.path(), &opts).map_err(|e| {
