@@ -234,15 +234,7 @@ impl Build<'_> {
         if recipe_init_needed(r, spec) {
             self.postgres_init_service(w, r, spec, &pws, admin);
         } else if r == Recipe::Rabbitmq && !spec.databases.is_empty() {
-            self.notes.push(format!(
-                "{}: create the virtual hosts {} (rabbitmqctl add_vhost) once it runs",
-                w.name,
-                spec.databases
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            self.rabbitmq_init_service(w, spec, admin);
         }
     }
 
@@ -353,6 +345,47 @@ impl Build<'_> {
             format!("{}-init", w.name),
             Svc {
                 image: recipe_image(r).into(),
+                command: Some(vec!["sh".into(), "-c".into(), script.replace('$', "$$")]),
+                environment: env,
+                depends_on: deps,
+                restart: "no".into(),
+                stop_grace_period: "10s".into(),
+                labels: labels(self.m.plan, w),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// `NAME-init`: creates a RabbitMQ recipe's virtual hosts once the broker answers, as
+    /// grove does (and as the Kubernetes export's init Job does).
+    fn rabbitmq_init_service(
+        &mut self,
+        w: &Workload<'_>,
+        spec: &RecipeSpec,
+        admin: Option<&PasswordRef>,
+    ) {
+        let vhosts: Vec<&str> = spec.databases.iter().map(|d| d.name.as_str()).collect();
+        let script = crate::model::rabbitmq_vhost_script(
+            &w.name,
+            &spec.admin.user,
+            "ADMIN_PASSWORD",
+            &vhosts,
+        );
+        let mut env = IndexMap::new();
+        if let Some(a) = admin {
+            env.insert("ADMIN_PASSWORD".to_string(), self.secret_value(a));
+        }
+        let mut deps = IndexMap::new();
+        deps.insert(
+            w.name.clone(),
+            DependsOn {
+                condition: "service_started",
+            },
+        );
+        self.services.insert(
+            format!("{}-init", w.name),
+            Svc {
+                image: crate::model::CURL_IMAGE.into(),
                 command: Some(vec!["sh".into(), "-c".into(), script.replace('$', "$$")]),
                 environment: env,
                 depends_on: deps,

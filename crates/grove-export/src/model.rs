@@ -119,6 +119,29 @@ pub(crate) fn recipe_image(r: Recipe) -> &'static str {
     }
 }
 
+/// The script that creates a RabbitMQ recipe's virtual hosts and gives its administrator
+/// every right on them, through the management API at `host` (the password in the shell
+/// variable `admin_var`): what grove does when the broker starts. Both exports run it.
+pub(crate) fn rabbitmq_vhost_script(
+    host: &str,
+    user: &str,
+    admin_var: &str,
+    vhosts: &[&str],
+) -> String {
+    let mut s = format!(
+        "until curl -fsS -u {user}:\"${admin_var}\" http://{host}:15672/api/overview >/dev/null; do sleep 2; done\n"
+    );
+    for v in vhosts {
+        s.push_str(&format!(
+            "curl -fsS -u {user}:\"${admin_var}\" -X PUT http://{host}:15672/api/vhosts/{v}\ncurl -fsS -u {user}:\"${admin_var}\" -X PUT -H 'content-type: application/json' -d '{{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}}' http://{host}:15672/api/permissions/{v}/{user}\n"
+        ));
+    }
+    s
+}
+
+/// The image the RabbitMQ init script runs in.
+pub(crate) const CURL_IMAGE: &str = "curlimages/curl:8.10.1";
+
 /// Where a recipe image keeps its data.
 pub(crate) fn recipe_data_path(r: Recipe) -> Option<&'static str> {
     match r {

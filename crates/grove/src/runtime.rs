@@ -185,6 +185,7 @@ pub fn export(
             }
             eprintln!("wrote {} manifests to {}", docs.len(), output.display());
         }
+        not_mapped(&header);
     } else {
         let (header, body) = match grove_export::compose(&plan, &opts) {
             Ok(x) => x,
@@ -194,9 +195,10 @@ pub fn export(
             }
         };
         let mut text = String::new();
-        for h in header {
+        for h in &header {
             text.push_str(&format!("# {h}\n"));
         }
+        not_mapped(&header);
         text.push_str(&body);
         if to_stdout {
             print!("{text}");
@@ -207,6 +209,25 @@ pub fn export(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an export could not map, said once more at its end (on standard error, so piping
+/// the manifests stays clean): no peer says it, and kompose drops such settings silently.
+fn not_mapped(header: &[String]) {
+    let notes: Vec<&str> = header
+        .iter()
+        .filter_map(|h| h.strip_prefix("note: "))
+        .collect();
+    if notes.is_empty() {
+        return;
+    }
+    eprintln!(
+        "grove: {} setting(s) not mapped, each with why:",
+        notes.len()
+    );
+    for n in notes {
+        eprintln!("  - {n}");
+    }
 }
 
 /// The admin token: `.grove/admin.token` (0600), generated the first time.

@@ -285,3 +285,100 @@ fn a_service_without_an_image_is_named() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Issue 28: what grove now runs (users, limits, jobs, RabbitMQ virtual hosts) reaches both
+/// exports, and both still pass their schema checks.
+#[test]
+fn users_limits_jobs_and_vhosts_export_valid_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("grove.toml"),
+        r#"
+[stack]
+name = "ops"
+
+[defaults]
+image = "registry.example.org/app:1"
+
+[services.mq]
+recipe = "rabbitmq"
+databases = ["jobs"]
+
+[services.web]
+command = "gunicorn app:wsgi --bind 127.0.0.1:${PORT}"
+user = "33"
+group = "33"
+limits = { memory = "512MB", cpu = 1.5, pids = 200 }
+route = {}
+
+[services.report]
+command = "python manage.py report"
+kind = "job"
+schedule = "0 3 * * *"
+timezone = "Europe/Paris"
+concurrency = "replace"
+timeout = "10m"
+"#,
+    )
+    .unwrap();
+    let k = grove(dir.path(), &["export", "kubernetes"]);
+    assert!(k.status.success(), "{}", text(&k.stderr));
+    let c = grove(dir.path(), &["export", "compose"]);
+    assert!(c.status.success(), "{}", text(&c.stderr));
+    let (kb, cb) = (text(&k.stdout), text(&c.stdout));
+    // What could not be mapped is listed at the end, with why.
+    let said = text(&c.stderr);
+    assert!(said.contains("not mapped, each with why:"), "{said}");
+    assert!(
+        said.contains("report is a job: compose has no schedule"),
+        "{said}"
+    );
+    for want in [
+        "kind: CronJob",
+        "timeZone: Europe/Paris",
+        "concurrencyPolicy: Replace",
+        "activeDeadlineSeconds: 600",
+        "runAsUser: 33",
+        "memory: '512000000'",
+        "cpu: 1500m",
+        "api/vhosts/jobs",
+    ] {
+        assert!(kb.contains(want), "no `{want}` in:\n{kb}");
+    }
+    for want in [
+        "user: 33:33",
+        "mem_limit: 512000000",
+        "cpus: 1.5",
+        "pids_limit: 200",
+        "mq-init:",
+        "api/vhosts/jobs",
+    ] {
+        assert!(cb.contains(want), "no `{want}` in:\n{cb}");
+    }
+    let kf = dir.path().join("k.yaml");
+    std::fs::write(&kf, &k.stdout).unwrap();
+    let cf = dir.path().join("c.compose.yaml");
+    std::fs::write(&cf, &c.stdout).unwrap();
+    let v = Command::new(venv_tool("kubernetes-validate"))
+        .args(["--strict", "-k", "1.32.0", "--quiet"])
+        .arg(&kf)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "kubernetes-validate:\n{}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+    let v = Command::new(venv_tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(&cf)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "check-jsonschema:\n{}\n{}",
+        text(&v.stdout),
+        text(&v.stderr)
+    );
+}

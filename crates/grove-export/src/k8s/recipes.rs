@@ -294,20 +294,9 @@ pub(super) fn init_job(
                 .find(|p| p.key == "password")
                 .map(|p| p.var.clone())
                 .unwrap_or_default();
-            let mut s = format!(
-                "until curl -fsS -u {u}:\"${admin}\" http://{h}:15672/api/overview >/dev/null; do sleep 2; done\n",
-                u = spec.admin.user,
-                h = w.name
-            );
-            for d in &spec.databases {
-                s.push_str(&format!(
-                    "curl -fsS -u {u}:\"${admin}\" -X PUT http://{h}:15672/api/vhosts/{v}\ncurl -fsS -u {u}:\"${admin}\" -X PUT -H 'content-type: application/json' -d '{{\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}}' http://{h}:15672/api/permissions/{v}/{u}\n",
-                    u = spec.admin.user,
-                    h = w.name,
-                    v = d.name
-                ));
-            }
-            ("curlimages/curl:8.10.1", s)
+            let vhosts: Vec<&str> = spec.databases.iter().map(|d| d.name.as_str()).collect();
+            let s = crate::model::rabbitmq_vhost_script(&w.name, &spec.admin.user, &admin, &vhosts);
+            (crate::model::CURL_IMAGE, s)
         }
     };
     out.push(
