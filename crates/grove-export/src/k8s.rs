@@ -731,6 +731,12 @@ fn app_deployment(
             w.name
         ));
     }
+    if let Some(cwd) = crate::compose::foreign_cwd(w) {
+        out.notes.push(format!(
+            "{}'s cwd `{cwd}` is not mapped: the image's WORKDIR applies (set it there)",
+            w.name
+        ));
+    }
     if !w.unit.path.is_empty() {
         out.notes.push(format!(
             "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",
