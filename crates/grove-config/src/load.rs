@@ -82,61 +82,9 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
 
     // Environments: inline tables and sibling files.
     let inline = take_environments(&mut base);
-    let mut errors = Vec::new();
-    let siblings = sibling_overlays(path);
-    let mut known: Vec<String> = Vec::new();
-    if let Some(Node {
-        kind: Kind::Table(map),
-        ..
-    }) = &inline
-    {
-        known.extend(map.keys().cloned());
-    }
-    for (name, _) in &siblings {
-        if !known.contains(name) {
-            known.push(name.clone());
-        }
-    }
-    known.sort();
-    let mut overlay_files: BTreeMap<String, (FileId, Node)> = BTreeMap::new();
-    for (name, file) in &siblings {
-        match std::fs::read_to_string(file) {
-            Ok(t) => {
-                let id = sources.add(file, &t);
-                match parse(&sources, id, &t) {
-                    Ok(n) => {
-                        overlay_files.insert(name.clone(), (id, n));
-                    }
-                    Err(e) => errors.push(*e),
-                }
-            }
-            Err(e) => errors.push(ConfigError::file(file.clone(), format!("cannot read: {e}"))),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ConfigErrors { errors });
-    }
+    let (known, overlay_files) = environments(path, &inline, &mut sources)?;
     // `--set` and `GROVE_SET_...`: one more overlay, over the selected environments.
-    let overrides =
-        crate::overrides::collect(&opts.vars, &opts.sets, &opts.scales).map_err(|refused| {
-            let errors = refused
-                .into_iter()
-                .map(|r| {
-                    ConfigError::file(
-                        PathBuf::from("(--set)"),
-                        format!("`{}`: {}", r.given, r.message),
-                    )
-                })
-                .collect();
-            ConfigErrors { errors }
-        })?;
-    let set_overlay = if overrides.is_empty() {
-        None
-    } else {
-        let text = crate::overrides::as_toml(&overrides);
-        let id = sources.add(Path::new("(--set)"), &text);
-        Some(parse(&sources, id, &text).map_err(|e| ConfigErrors { errors: vec![*e] })?)
-    };
+    let (overrides, set_overlay) = set_overlay(opts, &mut sources)?;
     // `--env appserver,split`: overlays applied in order, each an environment of its own.
     let selected: Vec<String> = opts
         .environment
@@ -395,6 +343,80 @@ fn apply_overlay(
         }
     }
     node::merge(tree, overlay);
+}
+
+/// The environments the stack knows (its inline ones and its `grove.NAME.toml` siblings,
+/// sorted), and the siblings parsed.
+#[allow(clippy::type_complexity)]
+fn environments(
+    path: &Path,
+    inline: &Option<Node>,
+    sources: &mut Sources,
+) -> Result<(Vec<String>, BTreeMap<String, (FileId, Node)>), ConfigErrors> {
+    let mut errors = Vec::new();
+    let siblings = sibling_overlays(path);
+    let mut known: Vec<String> = Vec::new();
+    if let Some(Node {
+        kind: Kind::Table(map),
+        ..
+    }) = &inline
+    {
+        known.extend(map.keys().cloned());
+    }
+    for (name, _) in &siblings {
+        if !known.contains(name) {
+            known.push(name.clone());
+        }
+    }
+    known.sort();
+    let mut overlay_files: BTreeMap<String, (FileId, Node)> = BTreeMap::new();
+    for (name, file) in &siblings {
+        match std::fs::read_to_string(file) {
+            Ok(t) => {
+                let id = sources.add(file, &t);
+                match parse(sources, id, &t) {
+                    Ok(n) => {
+                        overlay_files.insert(name.clone(), (id, n));
+                    }
+                    Err(e) => errors.push(*e),
+                }
+            }
+            Err(e) => errors.push(ConfigError::file(file.clone(), format!("cannot read: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors { errors });
+    }
+    Ok((known, overlay_files))
+}
+
+/// `--set`, `GROVE_SET_...` and `grove scale` as one overlay (`None` when there is none),
+/// with the overrides it is made of.
+fn set_overlay(
+    opts: &LoadOptions,
+    sources: &mut Sources,
+) -> Result<(Vec<crate::overrides::Override>, Option<Node>), ConfigErrors> {
+    let overrides =
+        crate::overrides::collect(&opts.vars, &opts.sets, &opts.scales).map_err(|refused| {
+            let errors = refused
+                .into_iter()
+                .map(|r| {
+                    ConfigError::file(
+                        PathBuf::from("(--set)"),
+                        format!("`{}`: {}", r.given, r.message),
+                    )
+                })
+                .collect();
+            ConfigErrors { errors }
+        })?;
+    let set_overlay = if overrides.is_empty() {
+        None
+    } else {
+        let text = crate::overrides::as_toml(&overrides);
+        let id = sources.add(Path::new("(--set)"), &text);
+        Some(parse(sources, id, &text).map_err(|e| ConfigErrors { errors: vec![*e] })?)
+    };
+    Ok((overrides, set_overlay))
 }
 
 /// `[defaults]`: keys every service that runs a command has unless it sets them itself

@@ -13,6 +13,7 @@ mod history;
 mod jobs;
 mod render;
 mod runtime;
+mod scale;
 mod systemd;
 mod top;
 mod upgrade;
@@ -606,34 +607,14 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
                 units.clone(),
             ))
         }
-        Command::Scale { counts, reset } => tokio_rt()?.block_on(runtime::scale(
-            &runtime_ctx(&cli, color),
-            counts.clone(),
-            reset.clone(),
-        )),
-        Command::Jobs => tokio_rt()?.block_on(jobs::list(&runtime_ctx(&cli, color))),
-        Command::Run {
-            job,
-            wait,
-            wait_timeout,
-        } => tokio_rt()?.block_on(jobs::run(
-            &runtime_ctx(&cli, color),
-            job,
-            wait.then_some(*wait_timeout),
-        )),
-        Command::Backup { targets, dir, keep } => tokio_rt()?.block_on(backup::backup(
-            &runtime_ctx(&cli, color),
-            targets.clone(),
-            dir.as_deref(),
-            *keep,
-        )),
-        Command::Backups { dir } => backup::backups(&runtime_ctx(&cli, color), dir.as_deref()),
-        Command::Restore { target, backup } => {
-            tokio_rt()?.block_on(backup::restore(&runtime_ctx(&cli, color), target, backup))
-        }
-        Command::Top { once, interval } => {
-            tokio_rt()?.block_on(top::top(&runtime_ctx(&cli, color), *once, *interval))
-        }
+        Command::Scale { .. }
+        | Command::Jobs
+        | Command::Run { .. }
+        | Command::Backup { .. }
+        | Command::Backups { .. }
+        | Command::Restore { .. }
+        | Command::Top { .. }
+        | Command::Ca { .. } => run_operator(&cli, color),
         Command::Events {
             follow,
             json,
@@ -648,14 +629,6 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         )),
         Command::Exec { unit, cmd } => runtime::exec(&runtime_ctx(&cli, color), unit, cmd.clone()),
         Command::Trust => runtime::trust(&runtime_ctx(&cli, color)),
-        Command::Ca { action } => match action {
-            CaAction::Export { key, output } => {
-                runtime::ca_export(&runtime_ctx(&cli, color), *key, output.as_deref())
-            }
-            CaAction::Import { bundle, force } => {
-                runtime::ca_import(&runtime_ctx(&cli, color), bundle, *force)
-            }
-        },
         Command::Certs { json } => runtime::certs(&runtime_ctx(&cli, color), *json),
         Command::Deploy { git_ref } => {
             tokio_rt()?.block_on(deploy::deploy(&runtime_ctx(&cli, color), git_ref.clone()))
@@ -699,6 +672,50 @@ fn runtime_ctx(cli: &Cli, color: bool) -> runtime::Ctx {
         env: cli.env.clone(),
         color,
         err_color: !cli.no_color && std::io::stderr().is_terminal(),
+    }
+}
+
+/// The operator's commands (scale, jobs, backups, top, the shared CA): `run` hands them here.
+fn run_operator(cli: &Cli, color: bool) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Scale { counts, reset } => tokio_rt()?.block_on(scale::scale(
+            &runtime_ctx(cli, color),
+            counts.clone(),
+            reset.clone(),
+        )),
+        Command::Jobs => tokio_rt()?.block_on(jobs::list(&runtime_ctx(cli, color))),
+        Command::Run {
+            job,
+            wait,
+            wait_timeout,
+        } => tokio_rt()?.block_on(jobs::run(
+            &runtime_ctx(cli, color),
+            job,
+            wait.then_some(*wait_timeout),
+        )),
+        Command::Backup { targets, dir, keep } => tokio_rt()?.block_on(backup::backup(
+            &runtime_ctx(cli, color),
+            targets.clone(),
+            dir.as_deref(),
+            *keep,
+        )),
+        Command::Backups { dir } => backup::backups(&runtime_ctx(cli, color), dir.as_deref()),
+        Command::Restore { target, backup } => {
+            tokio_rt()?.block_on(backup::restore(&runtime_ctx(cli, color), target, backup))
+        }
+        Command::Top { once, interval } => {
+            tokio_rt()?.block_on(top::top(&runtime_ctx(cli, color), *once, *interval))
+        }
+        Command::Ca { action } => match action {
+            CaAction::Export { key, output } => {
+                runtime::ca_export(&runtime_ctx(cli, color), *key, output.as_deref())
+            }
+            CaAction::Import { bundle, force } => {
+                runtime::ca_import(&runtime_ctx(cli, color), bundle, *force)
+            }
+        },
+        // `run` sends only the commands above.
+        _ => Ok(ExitCode::from(2)),
     }
 }
 
