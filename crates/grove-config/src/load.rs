@@ -479,20 +479,29 @@ fn apply_defaults(tree: &mut Node, sources: &Sources, errs: &mut Vec<ConfigError
     }
 }
 
+/// Each service's table of keys in the (merged) tree.
+fn service_tables(tree: &Node) -> impl Iterator<Item = &indexmap::IndexMap<String, Entry>> {
+    let services = match &tree.kind {
+        Kind::Table(top) => match top.get("services").map(|e| &e.node.kind) {
+            Some(Kind::Table(services)) => Some(services),
+            _ => None,
+        },
+        _ => None,
+    };
+    services
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|svc| match &svc.node.kind {
+            Kind::Table(keys) => Some(keys),
+            _ => None,
+        })
+}
+
 /// Every service's `env_file`, read here so that validation does no I/O: by the path as
 /// written, its text or why it could not be read.
 fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
     let mut out = crate::build::EnvFiles::new();
-    let Kind::Table(top) = &tree.kind else {
-        return out;
-    };
-    let Some(Kind::Table(services)) = top.get("services").map(|e| &e.node.kind) else {
-        return out;
-    };
-    for svc in services.values() {
-        let Kind::Table(keys) = &svc.node.kind else {
-            continue;
-        };
+    for keys in service_tables(tree) {
         if let Some(Kind::Str(file)) = keys.get("env_file").map(|e| &e.node.kind) {
             let file = std::path::PathBuf::from(file);
             let text = std::fs::read_to_string(root.join(&file)).map_err(|e| e.to_string());
@@ -506,16 +515,7 @@ fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
 /// `user:NAME` and `group:NAME`, `true` when it exists.
 fn accounts(tree: &Node) -> crate::build::Accounts {
     let mut out = crate::build::Accounts::new();
-    let Kind::Table(top) = &tree.kind else {
-        return out;
-    };
-    let Some(Kind::Table(services)) = top.get("services").map(|e| &e.node.kind) else {
-        return out;
-    };
-    for svc in services.values() {
-        let Kind::Table(keys) = &svc.node.kind else {
-            continue;
-        };
+    for keys in service_tables(tree) {
         for k in ["user", "group"] {
             let name = match keys.get(k).map(|e| &e.node.kind) {
                 Some(Kind::Str(s)) => s.clone(),

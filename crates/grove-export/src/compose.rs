@@ -346,17 +346,25 @@ impl Build<'_> {
         for p in pws {
             env.insert(p.var.clone(), self.secret_value(p));
         }
+        self.init_service(w, recipe_image(r), &script, env, "service_healthy");
+    }
+
+    /// `NAME-init`: a one-off service that runs `script` in `image` once the recipe `w` is
+    /// `condition` (`service_healthy`, `service_started`).
+    fn init_service(
+        &mut self,
+        w: &Workload<'_>,
+        image: &str,
+        script: &str,
+        env: IndexMap<String, String>,
+        condition: &'static str,
+    ) {
         let mut deps = IndexMap::new();
-        deps.insert(
-            w.name.clone(),
-            DependsOn {
-                condition: "service_healthy",
-            },
-        );
+        deps.insert(w.name.clone(), DependsOn { condition });
         self.services.insert(
             format!("{}-init", w.name),
             Svc {
-                image: recipe_image(r).into(),
+                image: image.into(),
                 command: Some(vec!["sh".into(), "-c".into(), script.replace('$', "$$")]),
                 environment: env,
                 depends_on: deps,
@@ -387,26 +395,7 @@ impl Build<'_> {
         if let Some(a) = admin {
             env.insert("ADMIN_PASSWORD".to_string(), self.secret_value(a));
         }
-        let mut deps = IndexMap::new();
-        deps.insert(
-            w.name.clone(),
-            DependsOn {
-                condition: "service_started",
-            },
-        );
-        self.services.insert(
-            format!("{}-init", w.name),
-            Svc {
-                image: crate::model::CURL_IMAGE.into(),
-                command: Some(vec!["sh".into(), "-c".into(), script.replace('$', "$$")]),
-                environment: env,
-                depends_on: deps,
-                restart: "no".into(),
-                stop_grace_period: "10s".into(),
-                labels: labels(self.m.plan, w),
-                ..Default::default()
-            },
-        );
+        self.init_service(w, crate::model::CURL_IMAGE, &script, env, "service_started");
     }
 
     /// The service of a command workload: image, command, environment, healthcheck,
