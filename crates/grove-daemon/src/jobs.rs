@@ -61,11 +61,39 @@ fn running(status: &Status) -> HashMap<&str, Duration> {
         .collect()
 }
 
+/// When each schedule (a job's, a recipe's backups) is next due, by unit: recomputed when
+/// the schedule changes, forgotten when the unit goes.
+#[derive(Default)]
+struct Timetable {
+    next: HashMap<String, (Job, Option<SystemTime>)>,
+}
+
+impl Timetable {
+    /// Whether `name`'s schedule `when` is due at `now`; a due one moves on to its next time.
+    fn due(&mut self, name: &str, when: &Job, now: SystemTime) -> bool {
+        let slot = self
+            .next
+            .entry(name.to_string())
+            .or_insert((when.clone(), None));
+        if slot.0 != *when || slot.1.is_none() {
+            *slot = (when.clone(), when.next_after(now));
+        }
+        let due = slot.1.is_some_and(|t| t <= now);
+        if due {
+            slot.1 = when.next_after(now);
+        }
+        due
+    }
+
+    /// Keeps only the units `keep` says still have such a schedule.
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.next.retain(|name, _| keep(name));
+    }
+}
+
 /// Runs the jobs of whatever Plan the engine runs, until the engine is gone.
 pub(crate) async fn run(engine: EngineHandle) {
-    // Each job's schedule as last seen, and its next time; the same for backups.
-    let mut next: HashMap<String, (Job, Option<SystemTime>)> = HashMap::new();
-    let mut backups: HashMap<String, (Job, Option<SystemTime>)> = HashMap::new();
+    let (mut jobs, mut backups) = (Timetable::default(), Timetable::default());
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::time::sleep(TICK).await;
@@ -76,34 +104,21 @@ pub(crate) async fn run(engine: EngineHandle) {
         let runs = running(&status);
         for u in plan.units.values() {
             let Some(job) = &u.job else { continue };
-            let slot = next.entry(u.name.clone()).or_insert((job.clone(), None));
-            if slot.0 != *job || slot.1.is_none() {
-                *slot = (job.clone(), job.next_after(now));
-            }
-            let due = slot.1.is_some_and(|t| t <= now);
+            let due = jobs.due(&u.name, job, now);
             let decision = decide(job, due, runs.get(u.name.as_str()).copied());
             act(&engine, &u.name, job, &decision).await;
-            if due {
-                slot.1 = job.next_after(now);
-            }
         }
-        forget_gone(&mut next, &plan);
         for u in plan.units.values() {
             let Some(b) = &u.backup else { continue };
-            let slot = backups
-                .entry(u.name.clone())
-                .or_insert((b.when.clone(), None));
-            if slot.0 != b.when || slot.1.is_none() {
-                *slot = (b.when.clone(), b.when.next_after(now));
+            if backups.due(&u.name, &b.when, now) {
+                let up = runs.contains_key(u.name.as_str());
+                backup_now(&engine, &plan, u, up, &busy);
             }
-            if slot.1.is_none_or(|t| t > now) {
-                continue;
-            }
-            slot.1 = b.when.next_after(now);
-            let up = runs.contains_key(u.name.as_str());
-            backup_now(&engine, &plan, u, up, &busy);
         }
-        backups.retain(|name, _| plan.units.get(name).is_some_and(|u| u.backup.is_some()));
+        let has =
+            |name: &str, f: fn(&grove_plan::Unit) -> bool| plan.units.get(name).is_some_and(f);
+        jobs.retain(|n| has(n, |u| u.job.is_some()));
+        backups.retain(|n| has(n, |u| u.backup.is_some()));
     }
 }
 
@@ -210,11 +225,6 @@ async fn act(engine: &EngineHandle, name: &str, job: &Job, decision: &Decision) 
             let _ = engine.stop_units(target).await;
         }
     }
-}
-
-/// Drops the schedules of jobs the Plan no longer has.
-fn forget_gone(next: &mut HashMap<String, (Job, Option<SystemTime>)>, plan: &Plan) {
-    next.retain(|name, _| plan.units.get(name).is_some_and(|u| u.job.is_some()));
 }
 
 #[cfg(test)]

@@ -176,18 +176,6 @@ fn base_service(plan: &Plan, w: &Workload<'_>) -> Svc {
     }
 }
 
-/// A command unit's folder when it names one inside the stack (`cwd = "app"`): where the
-/// code lives inside an image is the image's business, so it is noted, not mapped.
-pub(crate) fn foreign_cwd(w: &Workload<'_>) -> Option<String> {
-    let cwd = &w.unit.cwd;
-    let text = cwd.display().to_string();
-    (cwd.is_relative()
-        && !text.is_empty()
-        && text != "."
-        && matches!(w.unit.run, Run::Command { .. }))
-    .then_some(text)
-}
-
 /// compose's `user`: the user, and the group after a colon.
 fn compose_user(run_as: &grove_plan::RunAs) -> Option<String> {
     match (&run_as.user, &run_as.group) {
@@ -415,7 +403,7 @@ impl Build<'_> {
             svc.healthcheck = self.healthcheck(w, h, p);
         }
         svc.depends_on = self.depends_on(w);
-        if let Some(cwd) = foreign_cwd(w) {
+        if let Some(cwd) = crate::model::foreign_cwd(w) {
             self.notes.push(format!(
                 "{}'s cwd `{cwd}` is not mapped: the image's WORKDIR applies (set it there)",
                 w.name

@@ -731,7 +731,7 @@ fn app_deployment(
             w.name
         ));
     }
-    if let Some(cwd) = crate::compose::foreign_cwd(w) {
+    if let Some(cwd) = crate::model::foreign_cwd(w) {
         out.notes.push(format!(
             "{}'s cwd `{cwd}` is not mapped: the image's WORKDIR applies (set it there)",
             w.name

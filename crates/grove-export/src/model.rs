@@ -139,6 +139,18 @@ pub(crate) fn rabbitmq_vhost_script(
     s
 }
 
+/// A command unit's folder when it names one inside the stack (`cwd = "app"`): where the
+/// code lives inside an image is the image's business, so it is noted, not mapped.
+pub(crate) fn foreign_cwd(w: &Workload<'_>) -> Option<String> {
+    let cwd = &w.unit.cwd;
+    let text = cwd.display().to_string();
+    (cwd.is_relative()
+        && !text.is_empty()
+        && text != "."
+        && matches!(w.unit.run, grove_plan::Run::Command { .. }))
+    .then_some(text)
+}
+
 /// The image the RabbitMQ init script runs in.
 pub(crate) const CURL_IMAGE: &str = "curlimages/curl:8.10.1";
 

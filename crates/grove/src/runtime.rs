@@ -37,10 +37,14 @@ pub(crate) struct Loaded {
 impl Ctx {
     /// Loads the stack file, printing its warnings; `Err` holds the rendered errors.
     pub(crate) fn load(&self, env: Option<String>) -> Result<Loaded, String> {
-        let opts = grove_config::LoadOptions::from_process(env);
-        match grove_config::load(&self.file, &opts) {
+        self.load_with(&grove_config::LoadOptions::from_process(env), true)
+    }
+
+    /// Loads the stack file with `opts`, printing its warnings when `warn`.
+    fn load_with(&self, opts: &grove_config::LoadOptions, warn: bool) -> Result<Loaded, String> {
+        match grove_config::load(&self.file, opts) {
             Ok(l) => {
-                for w in &l.warnings {
+                for w in l.warnings.iter().filter(|_| warn) {
                     eprintln!("{w}");
                 }
                 let state = l.stack.root.join(&l.stack.state_dir);
@@ -63,16 +67,8 @@ impl Ctx {
         }
         let mut opts = grove_config::LoadOptions::from_process(env);
         opts.scales = scales.into_iter().collect();
-        match grove_config::load(&self.file, &opts) {
-            Ok(l) => {
-                let state = l.stack.root.join(&l.stack.state_dir);
-                Ok(Loaded {
-                    stack: l.stack,
-                    state,
-                })
-            }
-            Err(errors) => Err(format!("{}grove: {errors}", errors.render(self.err_color))),
-        }
+        // The first load said its warnings already.
+        self.load_with(&opts, false)
     }
 
     /// The state folder: from the stack file when it loads, else `.grove` beside it.

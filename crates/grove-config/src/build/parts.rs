@@ -70,32 +70,8 @@ impl<'a> Builder<'a> {
             );
             return None;
         };
-        let schedule = self.string(&e.node, &p("schedule"))?;
-        if let Err(why) = crate::cron::Cron::parse(&schedule) {
-            self.err(
-                &e.node.loc,
-                &p("schedule"),
-                why,
-                Some(
-                    "minute hour day-of-month month day-of-week: \"0 3 * * *\" is 03:00 every day"
-                        .to_string(),
-                ),
-            );
-            return None;
-        }
-        let timezone = map.get("timezone").and_then(|e| {
-            let tz = self.string(&e.node, &p("timezone"))?;
-            if jiff::tz::TimeZone::get(&tz).is_err() {
-                self.err(
-                    &e.node.loc,
-                    &p("timezone"),
-                    format!("`{tz}` is not a time zone this machine knows"),
-                    Some("an IANA name such as Europe/Paris or UTC".to_string()),
-                );
-                return None;
-            }
-            Some(tz)
-        });
+        let help = "minute hour day-of-month month day-of-week: \"0 3 * * *\" is 03:00 every day";
+        let (schedule, timezone) = self.schedule(e, map.get("timezone"), path, Some(help))?;
         let concurrency = map
             .get("concurrency")
             .and_then(|e| {
@@ -128,6 +104,38 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// A `schedule` (cron, checked) and its `timezone` (known to this machine), under `path`;
+    /// `help` goes with a bad schedule. A bad time zone is an error, and none is used.
+    fn schedule(
+        &mut self,
+        schedule: &Entry,
+        timezone: Option<&Entry>,
+        path: &str,
+        help: Option<&str>,
+    ) -> Option<(String, Option<String>)> {
+        let sp = join(path, "schedule");
+        let text = self.string(&schedule.node, &sp)?;
+        if let Err(why) = crate::cron::Cron::parse(&text) {
+            self.err(&schedule.node.loc, &sp, why, help.map(str::to_string));
+            return None;
+        }
+        let zone = timezone.and_then(|e| {
+            let tp = join(path, "timezone");
+            let tz = self.string(&e.node, &tp)?;
+            if jiff::tz::TimeZone::get(&tz).is_err() {
+                self.err(
+                    &e.node.loc,
+                    &tp,
+                    format!("`{tz}` is not a time zone this machine knows"),
+                    help.map(|_| "an IANA name such as Europe/Paris or UTC".to_string()),
+                );
+                return None;
+            }
+            Some(tz)
+        });
+        Some((text, zone))
+    }
+
     /// A recipe's `backup = { schedule, timezone, keep, dir }`.
     pub(super) fn backup_settings(&mut self, node: &Node, path: &str) -> Option<BackupSettings> {
         let map = self.table(node, path, &["schedule", "timezone", "keep", "dir"])?;
@@ -140,25 +148,7 @@ impl<'a> Builder<'a> {
             );
             return None;
         };
-        let sp = join(path, "schedule");
-        let schedule = self.string(&e.node, &sp)?;
-        if let Err(why) = crate::cron::Cron::parse(&schedule) {
-            self.err(&e.node.loc, &sp, why, None);
-            return None;
-        }
-        let timezone = map.get("timezone").and_then(|e| {
-            let tz = self.string(&e.node, &join(path, "timezone"))?;
-            if jiff::tz::TimeZone::get(&tz).is_err() {
-                self.err(
-                    &e.node.loc,
-                    &join(path, "timezone"),
-                    format!("`{tz}` is not a time zone this machine knows"),
-                    None,
-                );
-                return None;
-            }
-            Some(tz)
-        });
+        let (schedule, timezone) = self.schedule(e, map.get("timezone"), path, None)?;
         let keep = map
             .get("keep")
             .and_then(|e| self.int(&e.node, &join(path, "keep"), 1, 10_000))
