@@ -400,6 +400,8 @@ pub struct RecipeOptions {
     /// PostgreSQL: serve TLS with a certificate from the stack's CA; clients of other hosts
     /// must use it, and `${db.url}` asks for `sslmode=verify-full`.
     pub tls: bool,
+    /// PostgreSQL with TLS: further names its certificate carries (`tls = { names = [...] }`).
+    pub tls_names: Vec<String>,
     /// PostgreSQL and Redis: backups on a schedule.
     pub backup: Option<BackupSettings>,
 }
@@ -423,6 +425,7 @@ impl Default for RecipeOptions {
             persistence: true,
             allow: Vec::new(),
             tls: false,
+            tls_names: Vec::new(),
             backup: None,
         }
     }

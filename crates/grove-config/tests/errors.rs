@@ -581,6 +581,23 @@ fn recipe_tls_is_for_postgres_only() {
         &["grove.toml:5:1: services.c.tls: `tls` applies to the postgres recipe only"],
     );
     expect("[services.db]\nrecipe = \"postgres\"\ntls = true\n", &[]);
+    // The names clients on other machines dial, for the certificate.
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\ntls = { names = [\"db.internal\"] }\n",
+        &[],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\ntls = { names = [\"db internal\"] }\n",
+        &["grove.toml:5:18: services.db.tls.names: `db internal` is not a host name"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\ntls = { name = [\"db.internal\"] }\n",
+        &["grove.toml:5:9: services.db.tls.name: unknown key `name`"],
+    );
+    expect(
+        "[services.db]\nrecipe = \"postgres\"\ntls = \"yes\"\n",
+        &["grove.toml:5:7: services.db.tls: expected true, false or a table such as { names = [\"db.internal\"] }, found a string"],
+    );
 }
 
 #[test]

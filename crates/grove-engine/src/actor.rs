@@ -159,6 +159,10 @@ pub(crate) struct Actor {
     /// (`spawn NAME`, `kill NAME`) are recorded here and stand-in processes take their place,
     /// so scheduling, apply and a deploy's stage and promote are tested without a process.
     recorded: Option<Vec<String>>,
+    /// Remote targets as their probes last saw them, by service and target.
+    remotes: std::collections::BTreeMap<(String, String), crate::status::RemoteStatus>,
+    /// Discards waiting for their staged units to be gone.
+    discarding: Vec<(Vec<String>, oneshot::Sender<()>)>,
 }
 
 impl Actor {
@@ -184,6 +188,8 @@ impl Actor {
             adoptable: HashMap::new(),
             detached: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             recorded: None,
+            remotes: std::collections::BTreeMap::new(),
+            discarding: Vec::new(),
         }
     }
 
@@ -294,7 +300,10 @@ impl Actor {
             }
             Request::Discard(names, tx) => {
                 self.discard(&names, now);
-                let _ = tx.send(());
+                // Answered once the staged units are gone, so that the next deploy (or
+                // reload) finds no leftover of this one.
+                let keys = names.iter().map(|n| format!("{n}{NEXT}")).collect();
+                self.discarding.push((keys, tx));
             }
             Request::Start(targets, tx) => {
                 let r = self.resolve(&targets);
@@ -374,6 +383,14 @@ impl Actor {
                 message,
             } => {
                 self.emit(unit.as_deref(), &kind, &message);
+            }
+            Request::Remote(mut r) => {
+                let key = (r.service.clone(), r.target.clone());
+                if let Some(old) = self.remotes.get(&key).filter(|o| o.health == r.health) {
+                    // Still failing, with a fresh reason: its health changed back then.
+                    r.since_unix_ms = old.since_unix_ms;
+                }
+                self.remotes.insert(key, r);
             }
         }
     }

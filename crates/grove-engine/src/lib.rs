@@ -25,7 +25,9 @@ use grove_state::{EventRecord, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use actor::{describe_exit, reap_leftovers, NEXT, OLD};
-pub use status::{ApplyReport, Health, LogLine, Status, UnitKind, UnitState, UnitStatus};
+pub use status::{
+    ApplyReport, Health, LogLine, RemoteStatus, Status, UnitKind, UnitState, UnitStatus,
+};
 pub use targets::resolve;
 
 /// The engine is gone (it shut down).
@@ -81,6 +83,7 @@ pub(crate) enum Request {
         kind: String,
         message: String,
     },
+    Remote(RemoteStatus),
 }
 
 /// A cheap, cloneable handle on the running engine.
@@ -212,6 +215,12 @@ impl EngineHandle {
             kind: kind.to_string(),
             message: message.to_string(),
         });
+    }
+
+    /// What the active health check of a remote target found (shown by `ps`); a change of
+    /// health is also an event, which the caller records.
+    pub fn remote_seen(&self, status: RemoteStatus) {
+        let _ = self.tx.send(Request::Remote(status));
     }
 
     /// Events as they are recorded.

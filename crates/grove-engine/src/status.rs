@@ -17,6 +17,26 @@ pub struct Status {
     pub rss_bytes: u64,
     /// Units in Plan order.
     pub units: Vec<UnitStatus>,
+    /// The targets of remote `upstreams` services with `health`, as their probes see them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<RemoteStatus>,
+}
+
+/// One target of a remote `upstreams` service with `health`: in the route or out of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoteStatus {
+    /// The service.
+    pub service: String,
+    /// The target as the route names it (`app1.internal:8000`).
+    pub target: String,
+    /// `healthy` (in the route), `unhealthy` (out of it) or `starting` (not probed yet:
+    /// the route counts it in).
+    pub health: Health,
+    /// Its last probe failure, while it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When its health last changed (Unix milliseconds).
+    pub since_unix_ms: u64,
 }
 
 /// What a unit is doing, as `ps` shows it (lowercase on the wire).

@@ -468,6 +468,7 @@ fn recipe_spec(
         persistence: svc.recipe.persistence,
         allow: svc.recipe.allow.clone(),
         tls: svc.recipe.tls,
+        tls_names: svc.recipe.tls_names.clone(),
     })
 }
 

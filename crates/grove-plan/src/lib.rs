@@ -336,6 +336,9 @@ pub struct RecipeSpec {
     /// use it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// PostgreSQL with TLS: names its certificate carries besides the machine's own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_names: Vec<String>,
 }
 
 impl RecipeSpec {

@@ -442,6 +442,7 @@ mod tests {
             allow: Vec::new(),
             tls: None,
             tls_wanted: false,
+            tls_names: Vec::new(),
         }
     }
 

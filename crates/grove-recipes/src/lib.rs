@@ -127,6 +127,7 @@ impl Server {
             allow: self.spec.allow.clone(),
             tls: None,
             tls_wanted: self.spec.tls,
+            tls_names: self.spec.tls_names.clone(),
         }
     }
 }
@@ -163,6 +164,9 @@ pub struct Job {
     /// PostgreSQL: serve TLS.
     #[serde(default)]
     pub tls_wanted: bool,
+    /// PostgreSQL with TLS: the names its certificate carries besides the machine's own.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
 }
 
 /// RabbitMQ's Erlang node name for a unit: unique per stack and unit, so two stacks (and a

@@ -302,6 +302,7 @@ mod tests {
                 persistence: true,
                 allow: Vec::new(),
                 tls: false,
+                tls_names: Vec::new(),
             },
         };
         let sql = postgres_script(&server);

@@ -279,6 +279,20 @@ pub fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
     deliver(pgid, "pgid", |p| killpg(p, sig))
 }
 
+/// Whether a live process (not a zombie waiting for its reaper) is left in the process
+/// group `pgid`.
+pub fn group_alive(pgid: i32) -> bool {
+    if pgid <= 1
+        || matches!(
+            killpg(Pid::from_raw(pgid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+    {
+        return false;
+    }
+    all_processes().iter().any(|p| p.pgid == pgid && !p.zombie)
+}
+
 /// Sends `sig` to one process. A process that is already gone is not an error.
 pub fn signal_pid(pid: i32, sig: Signal) -> io::Result<()> {
     deliver(pid, "pid", |p| kill(p, sig))

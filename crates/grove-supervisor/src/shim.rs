@@ -72,6 +72,13 @@ pub struct ShimSpec {
     pub log: PathBuf,
     pub log_max_size: u64,
     pub log_keep: u32,
+    /// What the unit's main process leaves behind when it ends (a gunicorn's workers, after
+    /// its master was killed) gets this signal and up to `stop_grace_ms` to finish, as
+    /// systemd treats a service's leftovers, before SIGKILL. No signal: SIGKILL at once.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub stop_grace_ms: u64,
 }
 
 /// Who a shim's unit is: the first frame on every connection.
@@ -530,7 +537,37 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
             },
         }
     };
-    // What the unit left in its group and cgroup goes with it, so the pipes close.
+    // What the unit left in its group and cgroup goes with it, so the pipes close: asked
+    // first, then killed.
+    let (signal, grace) = (sink.spec.stop_signal.clone(), sink.spec.stop_grace_ms);
+    if let Some(sig) = signal.as_deref().and_then(process::parse_signal) {
+        let live = |p: &i32| process::stat(*p).is_some_and(|s| !s.zombie);
+        let left = || {
+            process::group_alive(pid) || group.as_ref().is_some_and(|g| g.pids().iter().any(live))
+        };
+        if left() {
+            let _ = process::signal_group(pid, sig);
+            if let Some(g) = &group {
+                g.signal_escaped(pid, sig);
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(grace);
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    got = output.next(), if output.open() => {
+                        if let Some((kind, bytes)) = got {
+                            deliver(&mut client, &mut sink, kind, bytes).await;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        if !left() || tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
     let _ = process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     if let Some(g) = &group {
         g.kill();
@@ -648,6 +685,8 @@ mod tests {
                 log: dir.path().join("web.log"),
                 log_max_size: 1 << 20,
                 log_keep: 1,
+                stop_signal: None,
+                stop_grace_ms: 0,
             },
             log: None,
             partial: [Vec::new(), Vec::new()],

@@ -395,12 +395,13 @@ fn recipe_child() -> ExitCode {
 }
 
 /// A recipe server's certificate from the stack's CA (`tls = true`): for `localhost`, the
-/// loopback addresses, the machine's name and the address it binds (every address of the
-/// machine when it binds all of them), so clients verify it whichever of those they dial.
+/// loopback addresses, the machine's name, the names the stack file gives
+/// (`tls = { names = [...] }`) and the address it binds (every address of the machine when
+/// it binds all of them), so clients verify it whichever of those they dial.
 fn recipe_tls(job: &grove_recipes::Job) -> Result<(String, String), grove_edge::tls::TlsError> {
     let data = job.data_dir.parent().unwrap_or(&job.data_dir);
     let state = data.parent().unwrap_or(data);
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<String> = job.tls_names.clone();
     if let Ok(h) = nix::unistd::gethostname() {
         if let Some(h) = h.to_str().filter(|h| !h.is_empty()) {
             names.push(h.to_string());

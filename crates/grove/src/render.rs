@@ -286,7 +286,43 @@ pub fn ps(s: &grove_engine::Status, color: bool) -> String {
         rows.push(row);
     }
     out.push_str(&table(&rows));
+    if !s.remotes.is_empty() {
+        out.push_str(&remotes(&s.remotes));
+    }
     out
+}
+
+/// `ps`'s second table: the remote targets an active health check follows.
+fn remotes(remotes: &[grove_engine::RemoteStatus]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut rows = vec![vec![
+        "SERVICE".to_string(),
+        "TARGET".into(),
+        "HEALTH".into(),
+        "FOR".into(),
+        "NOTE".into(),
+    ]];
+    for r in remotes {
+        let note = match r.health {
+            grove_engine::Health::Unhealthy => "out of the route",
+            grove_engine::Health::Starting => "not probed yet",
+            _ => "",
+        };
+        let note = match &r.reason {
+            Some(why) if !note.is_empty() => format!("{note}: {why}"),
+            _ => note.to_string(),
+        };
+        rows.push(vec![
+            r.service.clone(),
+            r.target.clone(),
+            r.health.to_string(),
+            duration(now.saturating_sub(r.since_unix_ms)),
+            note,
+        ]);
+    }
+    format!("remote upstreams\n{}", table(&rows))
 }
 
 fn paint_state(state: UnitState, color: bool) -> String {

@@ -15,8 +15,9 @@ use common::{text, venv_tool, workspace, Stack};
 /// Values the examples' environments require, all of them secret-looking, so the test can
 /// check none reaches an export.
 /// Plain values the examples require (examples/channels' .env keys).
-const VARS: [(&str, &str); 3] = [
+const VARS: [(&str, &str); 4] = [
     ("ENVIRONMENT", "development"),
+    ("CANOPY_DB_ALLOW", "10.77.0.0/24"),
     ("POSTGRES_USER", "channels"),
     ("POSTGRES_DB", "channels"),
 ];

@@ -667,3 +667,68 @@ health = { tcp = true, interval = "200ms", start_period = "60s" }
     );
     assert!(err.contains("failed: Connection refused"), "{err}");
 }
+
+/// What a unit's main process leaves behind when it is killed (a gunicorn's workers after
+/// `kill -9` of the master) is asked to finish with the stop signal, as systemd asks a
+/// service's leftovers, and killed only when `stop_grace` runs out; then the unit restarts.
+#[test]
+fn a_killed_main_processs_leftovers_get_the_stop_signal_then_sigkill() {
+    let script = r#"
+import os, signal, sys, time
+def child(name, ignores):
+    if os.fork() == 0:
+        if ignores:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:
+            def done(*_):
+                time.sleep(0.3)
+                print(f"{name} finished its request", flush=True)
+                os._exit(0)
+            signal.signal(signal.SIGTERM, done)
+        print(f"{name} {os.getpid()}", flush=True)
+        while True:
+            time.sleep(1)
+child("worker", False)
+child("stubborn", True)
+while True:
+    time.sleep(1)
+"#;
+    let s = Stack::new(&format!(
+        "[services.master]\ncommand = [\"python3\", \"-c\", '''{script}''']\nstop_grace = \"1s\"\n"
+    ));
+    s.up();
+    s.wait_for("both children", 10, |s| {
+        s.log("master").contains("stubborn ")
+    });
+    let stubborn: i64 = s
+        .log("master")
+        .lines()
+        .find_map(|l| l.split("stubborn ").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap();
+    let old = s.pid("master").unwrap();
+    Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .unwrap();
+    s.wait_for("a new master", 15, |s| {
+        s.pid("master").is_some_and(|p| p != old)
+    });
+    let log = s.log("master");
+    assert!(log.contains("worker finished its request"), "{log}");
+    assert!(
+        !common::alive(stubborn),
+        "the one that ignored SIGTERM was killed"
+    );
+    let ev = s.events();
+    let at = |kind: &str| {
+        ev.iter()
+            .rev()
+            .find(|e| e["unit"] == "master" && e["kind"] == kind)
+            .and_then(|e| e["ts_ms"].as_i64())
+            .unwrap()
+    };
+    // The restart waited for the grace (the stubborn child), not much longer.
+    let waited = at("started") - at("exited");
+    assert!((0..3000).contains(&waited), "{waited} ms");
+}

@@ -38,25 +38,7 @@ impl<'a> Builder<'a> {
     /// `hosts`: the DNS names the edge answers for.
     fn edge_hosts(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("hosts") {
-            for (h, loc) in self.strings(&e.node, "edge.hosts").unwrap_or_default() {
-                let bare = h.strip_prefix("*.").unwrap_or(&h);
-                let ok = !bare.is_empty()
-                    && bare
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-                    && !bare.starts_with('.')
-                    && !bare.ends_with('.');
-                if ok {
-                    edge.hosts.push(h.to_ascii_lowercase());
-                } else {
-                    self.err(
-                        &loc,
-                        "edge.hosts",
-                        format!("`{h}` is not a host name"),
-                        Some("a DNS name such as app.example.org or *.example.org".to_string()),
-                    );
-                }
-            }
+            edge.hosts = self.host_names(&e.node, "edge.hosts", true);
         }
     }
 

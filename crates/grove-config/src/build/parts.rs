@@ -29,6 +29,63 @@ impl<'a> Builder<'a> {
         out
     }
 
+    /// An array of DNS names (`app.example.org`; `*.example.org` too when `wildcards`),
+    /// lowercased.
+    pub(super) fn host_names(&mut self, node: &Node, path: &str, wildcards: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for (h, loc) in self.strings(node, path).unwrap_or_default() {
+            let bare = match h.strip_prefix("*.") {
+                Some(b) if wildcards => b,
+                _ => &h,
+            };
+            let ok = !bare.is_empty()
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && !bare.starts_with('.')
+                && !bare.ends_with('.');
+            if ok {
+                out.push(h.to_ascii_lowercase());
+            } else {
+                let example = if wildcards {
+                    "a DNS name such as app.example.org or *.example.org"
+                } else {
+                    "a DNS name such as db.internal"
+                };
+                self.err(
+                    &loc,
+                    path,
+                    format!("`{h}` is not a host name"),
+                    Some(example.to_string()),
+                );
+            }
+        }
+        out
+    }
+
+    /// A recipe's `tls`: `true`, `false`, or `{ names = ["db.internal"] }` (on, and the
+    /// certificate also names those hosts, the ones clients on other machines dial).
+    pub(super) fn recipe_tls(&mut self, node: &Node, path: &str, options: &mut RecipeOptions) {
+        if let Kind::Table(_) = &node.kind {
+            let Some(map) = self.table(node, path, &["names"]) else {
+                return;
+            };
+            options.tls = true;
+            if let Some(e) = map.get("names") {
+                options.tls_names = self.host_names(&e.node, &join(path, "names"), false);
+            }
+            return;
+        }
+        match &node.kind {
+            Kind::Bool(b) => options.tls = *b,
+            _ => self.type_err(
+                node,
+                path,
+                "true, false or a table such as { names = [\"db.internal\"] }",
+            ),
+        }
+    }
+
     /// `replace = "start-first" | "stop-first"`: start-first needs a second copy to be
     /// possible (a command service whose port grove chooses).
     /// A job's `schedule`, `timezone`, `concurrency` and `timeout` (`kind = "job"`), refused

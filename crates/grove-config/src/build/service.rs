@@ -841,11 +841,7 @@ impl<'a> Builder<'a> {
                     "`tls` applies to the postgres recipe only",
                     Some("the edge's TLS is set in [edge]".to_string()),
                 ),
-                "tls" => {
-                    if let Some(b) = self.bool(&e.node, &p(k)) {
-                        recipe_options.tls = b;
-                    }
-                }
+                "tls" => self.recipe_tls(&e.node, &p(k), &mut recipe_options),
                 _ => {
                     self.bool(&e.node, &p(k));
                 }

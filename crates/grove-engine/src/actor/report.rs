@@ -8,7 +8,7 @@ use grove_supervisor::process;
 use grove_supervisor::State;
 
 use super::{state_label, Actor, Intent};
-use crate::status::{Health, Status, UnitKind, UnitState, UnitStatus};
+use crate::status::{Health, RemoteStatus, Status, UnitKind, UnitState, UnitStatus};
 
 impl Actor {
     pub(super) fn status(&mut self, now: Instant) -> Status {
@@ -100,7 +100,27 @@ impl Actor {
                 open_fds,
             });
         }
+        // Only the targets the running Plan still probes.
+        let remotes = self
+            .remotes
+            .values()
+            .filter(|r| {
+                self.plan.as_ref().is_some_and(|p| {
+                    p.remote_health.iter().any(|h| {
+                        h.service == r.service && h.targets.iter().any(|(t, _)| *t == r.target)
+                    })
+                })
+            })
+            .map(|r| RemoteStatus {
+                reason: r
+                    .reason
+                    .as_ref()
+                    .map(|why| grove_plan::scrub(why, &self.secrets)),
+                ..r.clone()
+            })
+            .collect();
         Status {
+            remotes,
             stack: self
                 .plan
                 .as_ref()

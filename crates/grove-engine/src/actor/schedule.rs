@@ -121,6 +121,14 @@ impl Actor {
                 }
             }
         }
+        let units = &self.units;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.discarding)
+            .into_iter()
+            .partition(|(keys, _)| keys.iter().all(|k| !units.contains_key(k)));
+        self.discarding = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
     }
 
     pub(super) fn deps(&self, name: &str) -> Deps {

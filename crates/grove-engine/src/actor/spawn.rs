@@ -161,6 +161,8 @@ impl Actor {
                     log: logs_dir.join(format!("{label}.log")),
                     log_max_size: rotation.max_size,
                     log_keep: rotation.keep,
+                    stop_signal: Some(rt.unit.stop_signal.clone()),
+                    stop_grace_ms: rt.unit.stop_grace_ms,
                 };
                 shim::spawn(&exe, &spec)
                     .map(|(a, child)| (a, Some(child)))

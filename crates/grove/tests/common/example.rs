@@ -32,10 +32,25 @@ pub struct Example {
     pub dir: tempfile::TempDir,
     pub name: String,
     pub env: Vec<(String, String)>,
+    /// The network namespace its grove runs in (one host of a multi-host test).
+    pub netns: Option<String>,
 }
 
 impl Example {
     pub fn new(example: &str, env: &[(&str, String)]) -> Example {
+        Example::named(example, &format!("{example}{}", std::process::id()), env)
+    }
+
+    /// A copy run as one host of several: its grove runs in the network namespace `netns`,
+    /// under the stack name `{example}-{host}{pid}` (the copies share this machine's cgroups).
+    pub fn host(example: &str, host: &str, netns: &str, env: &[(&str, String)]) -> Example {
+        let name = format!("{example}-{host}{}", std::process::id());
+        let mut ex = Example::named(example, &name, env);
+        ex.netns = Some(netns.to_string());
+        ex
+    }
+
+    fn named(example: &str, name: &str, env: &[(&str, String)]) -> Example {
         let venv = workspace().join(".venv/bin");
         assert!(
             venv.join("gunicorn").exists(),
@@ -45,7 +60,7 @@ impl Example {
         // As root, PostgreSQL runs as `postgres`, which must be able to enter the folder.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         copy_dir(&workspace().join("examples").join(example), dir.path());
-        let name = format!("{example}{}", std::process::id());
+        let name = name.to_string();
         let file = dir.path().join("grove.toml");
         let toml = std::fs::read_to_string(&file).unwrap();
         let toml = toml.replacen(
@@ -65,6 +80,7 @@ impl Example {
             dir,
             name,
             env: all,
+            netns: None,
         }
     }
 
@@ -91,7 +107,15 @@ impl Example {
     }
 
     pub fn grove(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_grove"));
+        let grove = env!("CARGO_BIN_EXE_grove");
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, grove]);
+                c
+            }
+            None => Command::new(grove),
+        };
         c.args(args)
             .current_dir(self.path())
             .env_remove("GROVE_ENV")

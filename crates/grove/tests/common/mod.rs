@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod example;
+pub mod netns;
 pub mod pki;
 pub mod servers;
 

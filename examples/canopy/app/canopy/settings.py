@@ -27,6 +27,8 @@ if _db:
             "PASSWORD": urllib.parse.unquote(u.password or ""),
             "HOST": u.hostname,
             "PORT": u.port,
+            # ?sslmode=verify-full&sslrootcert=... (a PostgreSQL recipe with tls = true)
+            "OPTIONS": dict(urllib.parse.parse_qsl(u.query)),
         }
     }
 else:
