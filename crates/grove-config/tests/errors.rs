@@ -575,11 +575,12 @@ fn a_postgres_beyond_loopback_names_its_clients() {
 }
 
 #[test]
-fn recipe_tls_is_for_postgres_only() {
+fn recipe_tls_is_for_postgres_redis_and_rabbitmq_only() {
     expect(
-        "[services.c]\nrecipe = \"redis\"\ntls = true\n",
-        &["grove.toml:5:1: services.c.tls: `tls` applies to the postgres recipe only"],
+        "[services.c]\nrecipe = \"memcached\"\ntls = true\n",
+        &["grove.toml:5:1: services.c.tls: `tls` applies to the postgres, redis and rabbitmq recipes only"],
     );
+    expect("[services.c]\nrecipe = \"redis\"\ntls = true\n", &[]);
     expect("[services.db]\nrecipe = \"postgres\"\ntls = true\n", &[]);
     // The names clients on other machines dial, for the certificate.
     expect(

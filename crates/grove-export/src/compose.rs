@@ -134,7 +134,10 @@ pub fn compose(plan: &Plan, opts: &Options) -> Result<(Vec<String>, String), Exp
     };
     for w in &m.workloads {
         match w.recipe {
-            Some((r, spec)) => b.recipe_services(w, r, spec),
+            Some((r, spec)) => {
+                b.notes.extend(crate::model::recipe_network_notes(w));
+                b.recipe_services(w, r, spec)
+            }
             None => b.command_service(w),
         }
     }

@@ -151,6 +151,31 @@ pub(crate) fn foreign_cwd(w: &Workload<'_>) -> Option<String> {
     .then_some(text)
 }
 
+/// What of a recipe's network settings an export cannot carry: its TLS (the image serves
+/// plain text; the cluster's or the host's network is trusted instead) and its `allow`
+/// networks (a NetworkPolicy or a firewall is the place for them).
+pub(crate) fn recipe_network_notes(w: &Workload<'_>) -> Vec<String> {
+    let Some((_, spec)) = w.recipe else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    if spec.tls {
+        notes.push(format!(
+            "{}'s tls is not mapped: the exported server speaks plain text (its clients' \
+             URLs lose their TLS settings); give the image a certificate to keep it",
+            w.name
+        ));
+    }
+    if !spec.allow.is_empty() {
+        notes.push(format!(
+            "{}'s allow ({}) is not mapped: write a NetworkPolicy (or a firewall rule) for it",
+            w.name,
+            spec.allow.join(", ")
+        ));
+    }
+    notes
+}
+
 /// The image the RabbitMQ init script runs in.
 pub(crate) const CURL_IMAGE: &str = "curlimages/curl:8.10.1";
 
@@ -174,6 +199,9 @@ pub(crate) struct Model<'a> {
     addresses: Vec<(String, String)>,
     /// Recipe passwords -> their variable.
     passwords: Vec<(String, PasswordRef)>,
+    /// The in-cluster addresses of RabbitMQ recipes with `tls = true`: their clients'
+    /// `amqps://` becomes `amqp://` (the exported broker speaks plain AMQP).
+    plain_amqp: Vec<String>,
 }
 
 impl<'a> Model<'a> {
@@ -200,6 +228,7 @@ impl<'a> Model<'a> {
         }
         let mut workloads = Vec::new();
         let mut addresses = Vec::new();
+        let mut plain_amqp = Vec::new();
         let mut passwords = Vec::new();
         for ((service, instance), units) in &groups {
             let Some(first) = units.first() else { continue };
@@ -223,6 +252,11 @@ impl<'a> Model<'a> {
                             format!("{name}:{p}"),
                         ));
                     }
+                }
+            }
+            if let (Some((Recipe::Rabbitmq, spec)), Some(p)) = (recipe, port) {
+                if spec.tls {
+                    plain_amqp.push(format!("{name}:{p}"));
                 }
             }
             if let Some((_, spec)) = recipe {
@@ -270,6 +304,7 @@ impl<'a> Model<'a> {
             workloads,
             addresses,
             passwords,
+            plain_amqp,
         })
     }
 
@@ -284,7 +319,10 @@ impl<'a> Model<'a> {
         for (from, to) in &self.addresses {
             out = replace_addr(&out, from, to);
         }
-        out
+        for addr in &self.plain_amqp {
+            out = plain_amqp(&out, addr);
+        }
+        strip_local_tls(&out)
     }
 
     /// A variable of a workload, rewritten and classified. `style` turns a password variable
@@ -394,6 +432,57 @@ impl<'a> Model<'a> {
 }
 
 /// Replaces `from` where it is a whole address (not followed by another digit).
+/// `amqps://user:pw@ADDR/...` becomes `amqp://...` for the broker at `addr`.
+fn plain_amqp(text: &str, addr: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("amqps://") {
+        let after = &rest[at + "amqps://".len()..];
+        let authority = after.split(['/', '?', '"', '\'', ' ']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        out.push_str(&rest[..at]);
+        out.push_str(if host == addr { "amqp://" } else { "amqps://" });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A recipe URL's TLS settings point at this machine's CA file and ask for a TLS server,
+/// which the exported one is not (`recipe_network_notes`): they are taken out, and
+/// `rediss://` becomes `redis://`.
+fn strip_local_tls(text: &str) -> String {
+    let mut out = text.to_string();
+    for (query, scheme) in [
+        ("sslmode=verify-full&sslrootcert=", None),
+        (
+            "ssl_cert_reqs=required&ssl_ca_certs=",
+            Some(("rediss://", "redis://")),
+        ),
+    ] {
+        while let Some(at) = out.find(query) {
+            let value_end = out[at + query.len()..]
+                .find(['&', '"', '\'', ' '])
+                .map_or(out.len(), |i| at + query.len() + i);
+            if !out[at..value_end].ends_with("certs/ca.pem") {
+                break;
+            }
+            let (start, end) = match (out[..at].chars().last(), out[value_end..].starts_with('&')) {
+                // `?ours&rest`: keep `?rest`.
+                (Some('?'), true) => (at, value_end + 1),
+                // `?ours` or `&ours`: the separator goes too.
+                (Some('?' | '&'), _) => (at - 1, value_end),
+                _ => (at, value_end),
+            };
+            out.replace_range(start..end, "");
+            if let Some((from, to)) = scheme {
+                out = out.replace(from, to);
+            }
+        }
+    }
+    out
+}
+
 fn replace_addr(text: &str, from: &str, to: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -472,6 +561,39 @@ pub(crate) fn is_task(u: &Unit) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exported_url_loses_the_local_tls_settings_and_keeps_its_own() {
+        let ca = "/srv/app/.grove/certs/ca.pem";
+        assert_eq!(
+            strip_local_tls(&format!(
+                "postgresql://grove:pw@db:5432/app?sslmode=verify-full&sslrootcert={ca}"
+            )),
+            "postgresql://grove:pw@db:5432/app"
+        );
+        assert_eq!(
+            strip_local_tls(&format!(
+                "postgresql://db:5432/app?sslmode=verify-full&sslrootcert={ca}&application_name=x"
+            )),
+            "postgresql://db:5432/app?application_name=x"
+        );
+        assert_eq!(
+            strip_local_tls(&format!(
+                "rediss://default:pw@cache:6379?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+            )),
+            "redis://default:pw@cache:6379"
+        );
+        assert_eq!(
+            plain_amqp(
+                "amqps://grove:$(P)@mq:5672/app amqps://x@other:5671",
+                "mq:5672"
+            ),
+            "amqp://grove:$(P)@mq:5672/app amqps://x@other:5671"
+        );
+        // Somebody else's CA file is the user's own setting.
+        let theirs = "postgresql://db/app?sslmode=verify-full&sslrootcert=/etc/ssl/corp.pem";
+        assert_eq!(strip_local_tls(theirs), theirs);
+    }
 
     #[test]
     fn names_and_addresses() {

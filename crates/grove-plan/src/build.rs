@@ -474,12 +474,19 @@ fn recipe_spec(
 
 /// The query a TLS PostgreSQL URL carries: verify the server against the stack's CA.
 fn pg_tls_query(stack: &Stack) -> String {
-    let ca = stack
+    format!(
+        "sslmode=verify-full&sslrootcert={}",
+        ca_file(stack).display()
+    )
+}
+
+/// The stack's certificate authority (`.grove/certs/ca.pem`).
+fn ca_file(stack: &Stack) -> std::path::PathBuf {
+    stack
         .root
         .join(&stack.state_dir)
         .join("certs")
-        .join("ca.pem");
-    format!("sslmode=verify-full&sslrootcert={}", ca.display())
+        .join("ca.pem")
 }
 
 /// A database a dependent asked for by appending `/NAME` to a recipe's URL.
@@ -720,9 +727,18 @@ impl Ctx<'_> {
                 password()?,
                 pg_tls_query(self.stack)
             ),
+            Recipe::Rabbitmq if svc.recipe.tls => {
+                format!("amqps://{user}:{}@{addr}{path}", password()?)
+            }
             Recipe::Postgres | Recipe::Rabbitmq => {
                 format!("{scheme}://{user}:{}@{addr}{path}", password()?)
             }
+            // rediss://, verified against the stack's CA (redis-py's and Celery's names).
+            Recipe::Redis if svc.recipe.tls => format!(
+                "rediss://default:{}@{addr}?ssl_cert_reqs=required&ssl_ca_certs={}",
+                password()?,
+                ca_file(self.stack).display()
+            ),
             Recipe::Redis => format!("{scheme}://default:{}@{addr}", password()?),
             Recipe::Mongodb => format!("{scheme}://{addr}{path}"),
             Recipe::Memcached => format!("{scheme}://{addr}"),

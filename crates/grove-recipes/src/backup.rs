@@ -93,6 +93,9 @@ pub fn backup(server: &Server, dir: &Path, stamp: &str) -> Result<Vec<Backup>, R
             cmd.args(["-h", &server.client_host(), "-p", &server.port.to_string()])
                 .args(["--no-auth-warning", "--rdb"])
                 .arg(&file);
+            if server.spec.tls {
+                cmd.arg("--tls").arg("--cacert").arg(server.ca_file());
+            }
             if !server.spec.admin.password.is_empty() {
                 cmd.env("REDISCLI_AUTH", &server.spec.admin.password);
             }

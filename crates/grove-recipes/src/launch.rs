@@ -341,7 +341,27 @@ pub(crate) fn redis_conf(job: &Job) -> String {
     if !job.password.is_empty() {
         c.push_str(&format!("requirepass {}\n", job.password));
     }
+    if job.tls_wanted {
+        // TLS only, on the unit's port: no plain-text port beside it.
+        let (cert, key) = redis_tls_files(job);
+        c.push_str(&format!("port 0\ntls-port {}\n", job.port));
+        c.push_str(&format!(
+            "tls-cert-file \"{}\"\ntls-key-file \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+        // Clients log in with the password; they need no certificate of their own.
+        c.push_str("tls-auth-clients no\n");
+    }
     c
+}
+
+/// Where a TLS Redis keeps its certificate chain and key (in its private data folder).
+fn redis_tls_files(job: &Job) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        job.data_dir.join("server.crt"),
+        job.data_dir.join("server.key"),
+    )
 }
 
 /// Whether the Redis data folder `dir` holds a snapshot but no append-only file yet.
@@ -352,6 +372,16 @@ pub(crate) fn redis_needs_aof_switch(dir: &Path) -> bool {
 fn redis(job: &Job) -> Result<Infallible, RecipeError> {
     let server = binary(Recipe::Redis, "redis-server")?;
     private_dir(&job.data_dir)?;
+    if job.tls_wanted {
+        let Some((chain, key)) = &job.tls else {
+            return Err(RecipeError::Step(
+                "tls = true, but no certificate was made for the server".to_string(),
+            ));
+        };
+        let (cert, key_file) = redis_tls_files(job);
+        write_private(&cert, chain)?;
+        write_private(&key_file, key)?;
+    }
     let conf = job.data_dir.join("redis.conf");
     write_private(&conf, &redis_conf(job))?;
     exec(&server, &[conf.display().to_string()], &[], None)
@@ -444,6 +474,21 @@ mod tests {
             tls_wanted: false,
             tls_names: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_tls_redis_listens_on_its_port_with_tls_only() {
+        let mut j = job(true);
+        j.tls_wanted = true;
+        let c = redis_conf(&j);
+        // The later `port 0` wins over the first `port`: Redis reads the file in order.
+        let port0 = c.find("port 0\n").unwrap();
+        assert!(c.find("port 26379\n").unwrap() < port0);
+        assert!(c.contains("tls-port 26379\n"));
+        assert!(c.contains("tls-cert-file \"/srv/app/.grove/data/cache/server.crt\"\n"));
+        assert!(c.contains("tls-key-file \"/srv/app/.grove/data/cache/server.key\"\n"));
+        assert!(c.contains("tls-auth-clients no\n"));
+        assert!(!redis_conf(&job(true)).contains("tls-port"));
     }
 
     #[test]

@@ -107,6 +107,13 @@ impl Server {
         grove_plan::host_port(&self.client_host(), self.port)
     }
 
+    /// The stack's certificate authority, which signs a TLS server's certificate: the state
+    /// folder's `certs/ca.pem` (the data folder is `<state>/data/<unit>`).
+    pub fn ca_file(&self) -> PathBuf {
+        let data = self.data_dir.parent().unwrap_or(&self.data_dir);
+        data.parent().unwrap_or(data).join("certs").join("ca.pem")
+    }
+
     /// The host part of [`Server::client_addr`].
     pub fn client_host(&self) -> String {
         grove_plan::client_host(self.bind)

@@ -81,7 +81,7 @@ async fn ready(server: &Server) -> Result<(), String> {
             }
         }
         Recipe::Redis => {
-            let mut s = connect(&addr).await?;
+            let mut s = redis_connect(server).await?;
             let mut cmd = String::new();
             if !server.spec.admin.password.is_empty() {
                 cmd.push_str(&format!("AUTH {}\r\n", server.spec.admin.password));
@@ -122,7 +122,7 @@ async fn provision(server: &Server) -> Result<(), String> {
 /// already says so, else (a data folder from before it, see `launch::redis_conf`) the switch
 /// Redis makes while running, writing the current data set into the new file.
 async fn redis_append_only(server: &Server) -> Result<(), String> {
-    let mut s = connect(&server.client_addr()).await?;
+    let mut s = redis_connect(server).await?;
     let mut cmd = String::new();
     let mut replies = 1;
     if !server.spec.admin.password.is_empty() {
@@ -154,6 +154,43 @@ async fn redis_append_only(server: &Server) -> Result<(), String> {
     }
 }
 
+/// A byte stream to a server: plain TCP, or TLS over it.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A connection to a Redis unit: over TLS, verified against the stack's CA, when it has
+/// `tls = true`.
+async fn redis_connect(server: &Server) -> Result<Box<dyn Stream>, String> {
+    let tcp = connect(&server.client_addr()).await?;
+    if !server.spec.tls {
+        return Ok(Box::new(tcp));
+    }
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let ca_file = server.ca_file();
+    let pem = std::fs::read(&ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from(server.client_host()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {}: {e}", server.client_addr()))?;
+    Ok(Box::new(tls))
+}
+
 async fn connect(addr: &str) -> Result<TcpStream, String> {
     TcpStream::connect(addr)
         .await
@@ -161,7 +198,11 @@ async fn connect(addr: &str) -> Result<TcpStream, String> {
 }
 
 /// Sends `request`, reads until `until` appears (or 4 KiB, or end of stream).
-async fn exchange(s: &mut TcpStream, request: &[u8], until: &[u8]) -> Result<String, String> {
+async fn exchange(
+    s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized),
+    request: &[u8],
+    until: &[u8],
+) -> Result<String, String> {
     s.write_all(request).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];

@@ -24,6 +24,10 @@ use crate::{node_name, Job, RecipeError, Server};
 struct Ports {
     epmd: u16,
     dist: u16,
+    /// With `tls = true`: a plain AMQP listener on loopback, for grove's readiness probe
+    /// (the unit's port speaks TLS only), as a TLS PostgreSQL still takes loopback.
+    #[serde(default)]
+    probe: Option<u16>,
 }
 
 const PORTS_FILE: &str = "grove-ports.json";
@@ -93,12 +97,27 @@ fn env(dir: &Path, ports: Ports) -> Vec<(String, String)> {
     ]
 }
 
-pub(crate) fn conf(job: &Job) -> String {
+pub(crate) fn conf(job: &Job, probe_port: Option<u16>) -> String {
     let mut c = String::from("# written by grove at every start\n");
-    c.push_str(&format!(
-        "listeners.tcp.default = {}\n",
-        SocketAddr::new(job.bind, job.port)
-    ));
+    let addr = SocketAddr::new(job.bind, job.port);
+    match probe_port {
+        Some(probe) if job.tls_wanted => {
+            let (cert, key) = tls_files(&job.data_dir);
+            c.push_str(&format!(
+                "listeners.tcp.1 = 127.0.0.1:{probe}\nlisteners.ssl.default = {addr}\n"
+            ));
+            c.push_str(&format!(
+                "ssl_options.certfile = {}\nssl_options.keyfile = {}\n",
+                cert.display(),
+                key.display()
+            ));
+            // Clients log in with their password; no certificate of their own.
+            c.push_str(
+                "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+            );
+        }
+        _ => c.push_str(&format!("listeners.tcp.default = {addr}\n")),
+    }
     c.push_str("loopback_users = none\n");
     c.push_str(&format!("default_user = {}\n", job.user));
     c.push_str(&format!("default_pass = {}\n", job.password));
@@ -121,12 +140,26 @@ pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
         write_private(&cookie, &text)?;
     }
     first_start(dir)?;
-    write_private(&dir.join("rabbitmq.conf"), &conf(job))?;
+    let probe = if job.tls_wanted {
+        let Some((chain, key)) = &job.tls else {
+            return Err(RecipeError::Step(
+                "tls = true, but no certificate was made for the server".to_string(),
+            ));
+        };
+        let (cert_file, key_file) = tls_files(dir);
+        write_private(&cert_file, chain)?;
+        write_private(&key_file, key)?;
+        Some(free_port()?)
+    } else {
+        None
+    };
+    write_private(&dir.join("rabbitmq.conf"), &conf(job, probe))?;
     write_private(&dir.join("enabled_plugins"), "[].\n")?;
     write_private(&dir.join("rabbitmq-env.conf"), "")?;
     let ports = Ports {
         epmd: free_port()?,
         dist: free_port()?,
+        probe,
     };
     let text = serde_json::to_string(&ports).map_err(|e| RecipeError::Step(e.to_string()))?;
     write_private(&dir.join(PORTS_FILE), &text)?;
@@ -153,6 +186,19 @@ pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
     exec(&server, &[], &all, None)
 }
 
+/// The ports the running node's start chose.
+fn read_ports(dir: &Path) -> Result<Ports, String> {
+    std::fs::read_to_string(dir.join(PORTS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| format!("no {PORTS_FILE} in {}", dir.display()))
+}
+
+/// Where a TLS node keeps its certificate chain and key.
+fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    (dir.join("server.crt"), dir.join("server.key"))
+}
+
 /// Readiness: an AMQP connection opened as the administrator and closed the way a client
 /// should (`Connection.Close`, then the broker's `Close-Ok`), so the broker logs ordinary
 /// connections, never "client unexpectedly closed TCP connection" at every probe; wrong
@@ -160,12 +206,16 @@ pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
 pub(crate) async fn ready(server: &Server) -> Result<(), String> {
     use amqprs::connection::{Connection, OpenConnectionArguments};
     let admin = &server.spec.admin;
-    let args = OpenConnectionArguments::new(
-        &server.client_host(),
-        server.port,
-        &admin.user,
-        &admin.password,
-    );
+    // A TLS node is probed on its plain loopback listener (see `Ports::probe`).
+    let (host, port) = if server.spec.tls {
+        let probe = read_ports(&server.data_dir)?
+            .probe
+            .ok_or_else(|| format!("no probe port in {PORTS_FILE} yet"))?;
+        ("127.0.0.1".to_string(), probe)
+    } else {
+        (server.client_host(), server.port)
+    };
+    let args = OpenConnectionArguments::new(&host, port, &admin.user, &admin.password);
     let conn = Connection::open(&args)
         .await
         .map_err(|e| format!("AMQP handshake: {e}"))?;
@@ -224,10 +274,7 @@ pub(crate) fn definitions(server: &Server) -> Result<serde_json::Value, String> 
 pub(crate) async fn provision(server: &Server) -> Result<(), String> {
     let ctl = binary(Recipe::Rabbitmq, "rabbitmqctl").map_err(|e| e.to_string())?;
     let dir = &server.data_dir;
-    let ports: Ports = std::fs::read_to_string(dir.join(PORTS_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| format!("no {PORTS_FILE} in {}", dir.display()))?;
+    let ports = read_ports(dir)?;
     let defs = definitions(server)?;
     let file = dir.join("definitions.json");
     write_private(&file, &defs.to_string()).map_err(|e| e.to_string())?;

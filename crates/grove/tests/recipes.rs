@@ -521,3 +521,140 @@ env = { DATABASE_URL = "${db.url}/app" }
         .unwrap();
     assert_eq!(text(&plain.stdout).trim(), "1", "{}", text(&plain.stderr));
 }
+
+#[test]
+fn redis_with_tls_speaks_only_tls_and_its_url_works_in_redis_py() {
+    let s = open_stack(
+        r#"[edge]
+listen = []
+
+[services.cache]
+recipe = "redis"
+tls = true
+
+[services.app]
+command = "sleep 600"
+depends_on = { cache = "healthy" }
+env = { REDIS_URL = "${cache.url}" }
+"#,
+    );
+    up(&s, None);
+    let pid = s.pid("app").unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let url = String::from_utf8_lossy(&environ)
+        .split('\0')
+        .find_map(|kv| kv.strip_prefix("REDIS_URL="))
+        .unwrap()
+        .to_string();
+    assert!(
+        url.starts_with("rediss://default:")
+            && url.contains("?ssl_cert_reqs=required&ssl_ca_certs="),
+        "{url}"
+    );
+    // redis-py (as Celery and Django use it) with the unit's own URL: TLS, verified.
+    let py = common::venv_tool("python3");
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import os, redis; r = redis.from_url(os.environ['U']); r.set('k', 'over tls'); print(r.get('k').decode())",
+        ])
+        .env("U", &url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "over tls",
+        "{}",
+        text(&out.stderr)
+    );
+    // The port speaks TLS only: a plain-text client gets no answer.
+    let p = port(&s, "cache");
+    let plain = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &p.to_string(), "PING"])
+        .env("REDISCLI_AUTH", secret(&s, "cache"))
+        .output()
+        .unwrap();
+    assert!(
+        !text(&plain.stdout).contains("PONG"),
+        "{}",
+        text(&plain.stdout)
+    );
+    let ca = s.path().join(".grove/certs/ca.pem");
+    let tls = redis_cli(&s, p, &["--tls", "--cacert", ca.to_str().unwrap(), "PING"]);
+    assert_eq!(tls, "PONG");
+    // A backup is made over TLS too.
+    let out = s.run(&["backup", "cache"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("cache"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn rabbitmq_with_tls_serves_amqps_on_its_port_to_a_verifying_client() {
+    let s = open_stack(
+        r#"
+[services.mq]
+recipe = "rabbitmq"
+tls = true
+
+[services.worker]
+command = "sleep 600"
+depends_on = { mq = "healthy" }
+env = { BROKER_URL = "${mq.url}" }
+"#,
+    );
+    up(&s, None);
+    let url = text(
+        &s.run(&["exec", "worker", "--", "sh", "-c", "echo $BROKER_URL"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let p = port(&s, "mq");
+    assert!(
+        url.starts_with("amqps://grove:") && url.ends_with(&format!("@127.0.0.1:{p}")),
+        "{url}"
+    );
+    // pika, trusting the stack's CA as a client would (SSL_CERT_FILE), over the unit's URL.
+    let ca = s.path().join(".grove/certs/ca.pem");
+    let py = common::venv_tool("python3");
+    let script = "import os, pika\nc = pika.BlockingConnection(pika.URLParameters(os.environ['U']))\nch = c.channel()\nch.queue_declare('q')\nch.basic_publish('', 'q', b'over tls')\nprint(ch.basic_get('q', auto_ack=True)[2].decode())\nc.close()\n";
+    let out = Command::new(&py)
+        .args(["-c", script])
+        .env("U", &url)
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "over tls",
+        "{}",
+        text(&out.stderr)
+    );
+    // Plain AMQP on that port is not spoken, and a client trusting no such CA is refused.
+    let plain = url.replacen("amqps://", "amqp://", 1);
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import os, pika\npika.BlockingConnection(pika.URLParameters(os.environ['U']))",
+        ])
+        .env("U", &plain)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "plain AMQP must not work on a TLS port"
+    );
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import os, pika\npika.BlockingConnection(pika.URLParameters(os.environ['U']))",
+        ])
+        .env("U", &url)
+        .env("SSL_CERT_FILE", "/nonexistent.pem")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "an unverified server must be refused"
+    );
+}

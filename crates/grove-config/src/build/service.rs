@@ -835,10 +835,10 @@ impl<'a> Builder<'a> {
                     Some("backups are made for postgres and redis".to_string()),
                 ),
                 "backup" => recipe_options.backup = self.backup_settings(&e.node, &p(k)),
-                "tls" if r != Recipe::Postgres => self.err(
+                "tls" if !matches!(r, Recipe::Postgres | Recipe::Redis | Recipe::Rabbitmq) => self.err(
                     &e.key_loc,
                     &p(k),
-                    "`tls` applies to the postgres recipe only",
+                    "`tls` applies to the postgres, redis and rabbitmq recipes only",
                     Some("the edge's TLS is set in [edge]".to_string()),
                 ),
                 "tls" => self.recipe_tls(&e.node, &p(k), &mut recipe_options),

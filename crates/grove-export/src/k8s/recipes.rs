@@ -14,6 +14,7 @@ pub(super) fn recipe(
     let Some((r, spec)) = w.recipe else {
         return Ok(());
     };
+    out.notes.extend(crate::model::recipe_network_notes(w));
     let l = labels(&m.plan.stack, w.service, w.instance);
     let passwords = m.recipe_passwords(w);
     let admin_ref = passwords.iter().find(|p| p.key == "password");
