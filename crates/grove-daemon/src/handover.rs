@@ -14,8 +14,14 @@ use crate::sd_notify::Notifier;
 pub(crate) const DRAIN: Duration = Duration::from_secs(30);
 
 /// The arguments that start a detached grove for the stack file `file`:
-/// `up --daemon-child -f FILE [--env ENV]` (what `up -d` runs, and a successor).
-pub fn daemon_child_args(file: &Path, env: Option<&str>) -> Vec<std::ffi::OsString> {
+/// `up --daemon-child -f FILE [--env ENV] [SERVICE...]` (what `up -d` runs, with the services
+/// it was given), or for a successor (`services` `None`) `... --successor`: it keeps the
+/// stopped units stopped.
+pub fn daemon_child_args(
+    file: &Path,
+    env: Option<&str>,
+    services: Option<&[String]>,
+) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec![
         "up".into(),
         "--daemon-child".into(),
@@ -25,6 +31,15 @@ pub fn daemon_child_args(file: &Path, env: Option<&str>) -> Vec<std::ffi::OsStri
     if let Some(e) = env {
         args.push("--env".into());
         args.push(e.into());
+    }
+    match services {
+        None => args.push("--successor".into()),
+        Some(list) => {
+            if !list.is_empty() {
+                args.push("--".into());
+            }
+            args.extend(list.iter().map(Into::into));
+        }
     }
     args
 }
@@ -44,7 +59,7 @@ pub(crate) fn successor(
         .append(true)
         .open(&log_path)?;
     let mut cmd = tokio::process::Command::new(binary);
-    cmd.args(daemon_child_args(file, env));
+    cmd.args(daemon_child_args(file, env, None));
     for (k, v) in manager.successor_env() {
         cmd.env(k, v);
     }
@@ -107,7 +122,7 @@ pub fn respawn_on_panic(file: PathBuf, env: Option<String>) {
         if n < PANIC_RESTARTS {
             if let Ok(bin) = binary(None) {
                 let mut cmd = std::process::Command::new(bin);
-                cmd.args(daemon_child_args(&file, env.as_deref()));
+                cmd.args(daemon_child_args(&file, env.as_deref(), None));
                 cmd.env(PANICKED, format!("{}:{first}", n + 1))
                     .stdin(Stdio::null());
                 match cmd.spawn() {

@@ -114,6 +114,30 @@ pub struct Config {
     pub env: Option<String>,
     /// The stack file, absolute (a handover's successor loads it again).
     pub file: PathBuf,
+    /// What `grove up` asked for: `Some([])` everything, `Some(services)` those and what they
+    /// depend on (the rest stays stopped), `None` (a handover's successor) what the store's
+    /// held units say.
+    pub only: Option<Vec<String>>,
+}
+
+/// The units `grove up SERVICE...` leaves stopped: all but `only` and what they depend on
+/// (none for a plain `grove up`), never one that outlived the last grove and runs still.
+fn held_units(
+    plan: &Plan,
+    only: &[String],
+    running: &[String],
+) -> Result<std::collections::BTreeSet<String>, String> {
+    if only.is_empty() {
+        return Ok(Default::default());
+    }
+    let wanted = grove_engine::resolve(plan, only).map_err(|e| format!("grove: {e}"))?;
+    let keep = grove_plan::with_dependencies(plan, &wanted);
+    Ok(plan
+        .units
+        .keys()
+        .filter(|k| !keep.contains(*k) && !running.contains(k))
+        .cloned()
+        .collect())
 }
 
 /// A stack whose listeners are bound and whose Plan is built, ready to run.
@@ -162,6 +186,12 @@ impl Daemon {
         let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store), &adopting)
             .and_then(|p| recipes_installed(&p).map(|_| p))
             .map_err(|e| DaemonError::Refused(e.shown()))?;
+        if let Some(only) = &cfg.only {
+            let held = held_units(&plan, only, &adopting).map_err(DaemonError::Refused)?;
+            store
+                .set(grove_engine::HELD, &held)
+                .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
+        }
         let limits = grove_edge::Limits::from(&plan.edge.limits);
         // The sockets the last grove served on, with what waits in their backlogs.
         let run_dir = state.join("run");

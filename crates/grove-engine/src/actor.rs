@@ -100,6 +100,9 @@ enum AfterStop {
 pub const NEXT: &str = "~next";
 /// The key suffix of a unit of the previous generation while it drains: `web@turkey~old`.
 pub const OLD: &str = "~old";
+/// The store's key for the units kept stopped: those `grove stop` stopped and those
+/// `grove up SERVICE...` left out, until `grove start` (or a plain `grove up`).
+pub const HELD: &str = "held";
 
 struct Rt {
     unit: Unit,
@@ -308,6 +311,7 @@ impl Actor {
             Request::Start(targets, tx) => {
                 let r = self.resolve(&targets);
                 if let Ok(names) = &r {
+                    self.hold(names, false);
                     for n in names {
                         if let Some(rt) = self.units.get_mut(n) {
                             if matches!(rt.intent, Intent::Blocked(_) | Intent::Stop) {
@@ -331,6 +335,7 @@ impl Actor {
             Request::Stop(targets, tx) => {
                 let r = self.resolve(&targets);
                 if let Ok(names) = &r {
+                    self.hold(names, true);
                     for n in names {
                         if let Some(rt) = self.units.get_mut(n) {
                             if rt.intent == Intent::Start {
@@ -348,6 +353,7 @@ impl Actor {
             Request::Restart(targets, tx) => {
                 let r = self.resolve(&targets);
                 if let Ok(names) = &r {
+                    self.hold(names, false);
                     for n in names.clone() {
                         let running = self.units.get(&n).is_some_and(|rt| rt.proc.is_some());
                         if let Some(rt) = self.units.get_mut(&n) {
@@ -422,6 +428,35 @@ impl Actor {
     // ----- apply ----------------------------------------------------------------------------
 
     /// Converges to `plan`. `event` names the event recorded (`reloaded` when `None`).
+    /// The units kept stopped across restarts of grove (the store's `held`).
+    fn held(&self) -> std::collections::BTreeSet<String> {
+        self.store
+            .lock()
+            .ok()
+            .and_then(|s| s.get(HELD).ok().flatten())
+            .unwrap_or_default()
+    }
+
+    /// Marks `names` as stopped by the operator (`true`) or wanted again.
+    fn hold(&self, names: &[String], stopped: bool) {
+        let mut held = self.held();
+        let before = held.clone();
+        for n in names.iter().filter(|n| !n.contains('~')) {
+            if stopped {
+                held.insert(n.clone());
+            } else {
+                held.remove(n);
+            }
+        }
+        if held != before {
+            if let Ok(store) = self.store.lock() {
+                if let Err(e) = store.set(HELD, &held) {
+                    tracing::warn!("cannot record the stopped units: {e}");
+                }
+            }
+        }
+    }
+
     fn apply(&mut self, plan: Plan, now: Instant, event: Option<(&str, &str)>) -> ApplyReport {
         let mut report = ApplyReport::default();
         let first = self.plan.is_none();
@@ -503,11 +538,16 @@ impl Actor {
                 report.updated.push(name.clone());
             }
         }
+        // Units the operator stopped (or left out of `grove up SERVICE...`) stay stopped.
+        let held = self.held();
         for name in &diff.add {
             let Some(unit) = plan.units.get(name) else {
                 continue;
             };
-            let rt = self.fresh_rt(unit);
+            let mut rt = self.fresh_rt(unit);
+            if held.contains(name) {
+                rt.intent = Intent::Idle;
+            }
             self.units.insert(name.clone(), rt);
             report.added.push(name.clone());
         }

@@ -24,7 +24,7 @@ use grove_plan::Plan;
 use grove_state::{EventRecord, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use actor::{describe_exit, reap_leftovers, NEXT, OLD};
+pub use actor::{describe_exit, reap_leftovers, HELD, NEXT, OLD};
 pub use status::{
     ApplyReport, Health, LogLine, RemoteStatus, Status, UnitKind, UnitState, UnitStatus,
 };

@@ -455,6 +455,21 @@ pub struct Dependency {
     pub condition: Condition,
 }
 
+/// `units` and everything they wait for, transitively: what `grove up SERVICE...` starts.
+pub fn with_dependencies(plan: &Plan, units: &[String]) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut todo: Vec<String> = units.to_vec();
+    while let Some(u) = todo.pop() {
+        if !out.insert(u.clone()) {
+            continue;
+        }
+        if let Some(unit) = plan.units.get(&u) {
+            todo.extend(unit.depends_on.iter().map(|d| d.unit.clone()));
+        }
+    }
+    out
+}
+
 /// One entry of the route table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {

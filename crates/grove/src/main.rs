@@ -16,6 +16,7 @@ mod runtime;
 mod scale;
 mod systemd;
 mod top;
+mod up;
 mod upgrade;
 
 use std::io::{IsTerminal, Write};
@@ -106,6 +107,13 @@ enum Command {
         /// Internal: run as the detached daemon.
         #[arg(long, hide = true)]
         daemon_child: bool,
+        /// Internal: a handover's successor (the stopped units stay stopped).
+        #[arg(long, hide = true)]
+        successor: bool,
+        /// Start only these services (or units) and what they depend on; the rest stays
+        /// stopped until `grove start` or a plain `grove up`. On a running stack, starts them.
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
     },
     /// Stop every unit in reverse dependency order and end the running grove.
     Down,
@@ -544,12 +552,15 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
             detach,
             wait_timeout,
             daemon_child,
+            successor,
+            services,
         } => {
             let ctx = runtime_ctx(&cli, color);
             if *detach && !daemon_child {
-                tokio_rt()?.block_on(runtime::up_detached(&ctx, *wait_timeout))
+                tokio_rt()?.block_on(up::up_detached(&ctx, *wait_timeout, services))
             } else {
-                tokio_rt()?.block_on(runtime::up(&ctx, *daemon_child))
+                let only = (!successor).then(|| services.clone());
+                tokio_rt()?.block_on(up::up(&ctx, *daemon_child, only))
             }
         }
         Command::Down => tokio_rt()?.block_on(runtime::down(&runtime_ctx(&cli, color))),

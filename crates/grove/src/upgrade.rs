@@ -70,9 +70,21 @@ pub async fn run(ctx: &Ctx, binary: Option<&Path>, timeout: Duration) -> anyhow:
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let units: Vec<(String, Option<i32>)> =
-        after.units.iter().map(|u| (u.name.clone(), None)).collect();
+    // The units that were not stopped before: a stopped one stays stopped (it is held).
+    let units: Vec<(String, Option<i32>)> = after
+        .units
+        .iter()
+        .filter(|u| {
+            before
+                .units
+                .iter()
+                .any(|b| b.name == u.name && b.state != grove_engine::UnitState::Stopped)
+        })
+        .map(|u| (u.name.clone(), None))
+        .collect();
     let ready = wait_until_ready(&client, &units, timeout).await?;
+    // Counted once the new grove has adopted everything (its first answer may precede that).
+    let after = client.get::<Status>("/v1/status").await.unwrap_or(after);
     let kept = before
         .units
         .iter()

@@ -1,4 +1,4 @@
-//! Issue 28's operator verbs through the real binary: `grove logs --since/--until/--grep`,
+//! Issue 28's operator verbs through the real binary: `grove up SERVICE...`, `grove logs --since/--until/--grep`,
 //! `grove top`, and the edge's access log formats.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -229,4 +229,95 @@ kind = "task"
     let out = s.run(&["scale", "--reset", "web"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     s.wait_for("one replica again", 30, |s| webs(s) == 1);
+}
+
+/// `grove up SERVICE...` starts those and what they depend on; the rest stays stopped, and a
+/// unit the operator stopped stays stopped across a restart of grove until it is started.
+#[test]
+fn up_with_services_starts_only_them_and_their_dependencies() {
+    let s = Stack::new(
+        r#"
+[services.db]
+command = "sleep 600"
+
+[services.web]
+command = "sleep 600"
+depends_on = ["db"]
+
+[services.worker]
+command = "sleep 600"
+depends_on = ["db"]
+
+[services.other]
+command = "sleep 600"
+"#,
+    );
+    let states = |s: &Stack| -> Vec<(String, String)> {
+        s.ps()["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                (
+                    u["name"].as_str().unwrap().to_string(),
+                    u["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    // A name the stack does not have is refused before anything starts.
+    let out = s.run(&["up", "-d", "webb"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no unit or service named `webb`, did you mean `web`?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = s.run(&["up", "-d", "web"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        states(&s),
+        vec![
+            pair("db", "running"),
+            pair("web", "running"),
+            pair("worker", "stopped"),
+            pair("other", "stopped")
+        ]
+    );
+    // On the running stack, `up worker` starts it (its dependency runs already).
+    let out = s.run(&["up", "worker"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ready: "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(states(&s).contains(&pair("worker", "running")));
+    assert!(states(&s).contains(&pair("other", "stopped")));
+    // What the operator stopped stays stopped when grove is replaced.
+    assert!(s.run(&["stop", "web"]).status.success());
+    s.wait_for("web stopped", 10, |s| {
+        states(s).contains(&pair("web", "stopped"))
+    });
+    let out = s.run(&["upgrade", "--wait-timeout", "20s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        states(&s).contains(&pair("web", "stopped")),
+        "{:?}",
+        states(&s)
+    );
+    assert!(states(&s).contains(&pair("worker", "running")));
+    assert!(s.run(&["start", "web"]).status.success());
+    s.wait_for("web started", 10, |s| {
+        states(s).contains(&pair("web", "running"))
+    });
+    // A plain `up` after `down` starts everything.
+    assert!(s.run(&["down"]).status.success());
+    s.up();
+    assert!(
+        states(&s).iter().all(|(_, st)| st == "running"),
+        "{:?}",
+        states(&s)
+    );
 }
