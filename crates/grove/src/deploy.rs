@@ -402,11 +402,13 @@ enum Switch {
 
 /// Asks the running grove to switch to `req`'s release, printing the steps it took.
 async fn switch(ctx: &Ctx, req: &DeployRequest) -> Switch {
-    match ctx
+    let progress = crate::progress::Progress::start(&ctx.state_dir(), ctx.err_color);
+    let answer = ctx
         .client()
         .post::<_, DeployReport>("/v1/deploy", req)
-        .await
-    {
+        .await;
+    progress.finish().await;
+    match answer {
         Ok(report) => {
             for s in &report.steps {
                 println!("grove: {s}");

@@ -11,6 +11,7 @@ mod backup;
 mod deploy;
 mod history;
 mod jobs;
+mod progress;
 mod render;
 mod runtime;
 mod scale;

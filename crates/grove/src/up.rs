@@ -202,6 +202,7 @@ pub async fn up_detached(
         .stdout(log.try_clone()?)
         .stderr(log);
     drop(lock);
+    let progress = crate::progress::Progress::start(&state, ctx.err_color);
     let mut child = cmd.spawn().context("cannot start the grove daemon")?;
     let began = Instant::now();
     let deadline = began + timeout;
@@ -225,13 +226,14 @@ pub async fn up_detached(
     }
     // Wait for the units. The child is the daemon; it outlives us.
     drop(child);
-    loop {
+    let mut summary = None;
+    let result = loop {
         let status = match client.get::<Status>("/v1/status").await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("grove: lost the daemon while starting: {e}");
                 print_file_tail_from(&log_path, start_len);
-                return Ok(ExitCode::from(1));
+                break Ok(ExitCode::from(1));
             }
         };
         let failed: Vec<_> = status.units.iter().filter(|u| u.is_failed()).collect();
@@ -259,15 +261,15 @@ pub async fn up_detached(
             eprintln!(
                 "grove: the rest keeps running; see `grove ps`, stop it all with `grove down`"
             );
-            return Ok(ExitCode::from(1));
+            break Ok(ExitCode::from(1));
         }
         if status.units.iter().all(|u| u.is_settled_ok()) {
-            print!("{}", render::ps(&status, ctx.color));
-            println!(
-                "started in {} ms; `grove logs -F` follows the output, `grove down` stops it",
+            summary = Some(format!(
+                "{}started in {} ms; `grove logs -F` follows the output, `grove down` stops it",
+                render::ps(&status, ctx.color),
                 began.elapsed().as_millis()
-            );
-            return Ok(ExitCode::SUCCESS);
+            ));
+            break Ok(ExitCode::SUCCESS);
         }
         if Instant::now() >= deadline {
             eprintln!("grove: not every unit is up after {} s:", timeout.as_secs());
@@ -285,10 +287,15 @@ pub async fn up_detached(
                 eprintln!("  {} is {}{probe}{why}", u.name, u.state);
             }
             eprintln!("grove: it keeps trying; see `grove ps`, stop it all with `grove down`");
-            return Ok(ExitCode::from(1));
+            break Ok(ExitCode::from(1));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    progress.finish().await;
+    if let Some(s) = summary {
+        println!("{s}");
     }
+    result
 }
 
 fn print_file_tail_from(path: &Path, from: u64) {

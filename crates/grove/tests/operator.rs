@@ -321,3 +321,53 @@ command = "sleep 600"
         states(&s)
     );
 }
+
+/// On a terminal, `up -d` shows the units as they start and become ready, then the table;
+/// piped (scripts, CI), only the outcome.
+#[test]
+fn up_shows_progress_on_a_terminal_and_stays_quiet_when_piped() {
+    let s = Stack::new(
+        r#"
+[services.db]
+command = "sleep 600"
+health = { exec = "true", interval = "200ms" }
+
+[services.web]
+command = "sleep 600"
+depends_on = { db = "healthy" }
+"#,
+    );
+    // `script` gives the command a pseudo-terminal, as a user's shell would.
+    let grove = env!("CARGO_BIN_EXE_grove");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{grove} up -d --no-color"), "/dev/null"])
+        .current_dir(s.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    let progress: Vec<&str> = shown
+        .lines()
+        .take_while(|l| !l.starts_with("stack "))
+        .collect();
+    let at = |needle: &str| {
+        progress
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in {progress:#?}"))
+    };
+    assert!(at("db  started") < at("db  healthy"));
+    assert!(at("db  healthy") < at("web  started"), "web waits for db");
+    assert!(shown.contains("started in "), "{shown}");
+    assert!(s.run(&["down"]).status.success());
+    // Piped: no progress lines, only the table.
+    let out = s.run(&["up", "-d"]);
+    assert!(out.status.success());
+    assert!(text(&out.stderr).trim().is_empty(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("stack "),
+        "{}",
+        text(&out.stdout)
+    );
+}
