@@ -684,8 +684,12 @@ fn a_recipe_backup_has_a_schedule_and_a_recipe_grove_backs_up() {
         &["grove.toml:5:10: services.db.backup: a backup needs a `schedule`"],
     );
     expect(
+        "[services.mc]\nrecipe = \"memcached\"\nbackup = { schedule = \"@daily\" }\n",
+        &["grove.toml:5:1: services.mc.backup: grove does not back up the memcached recipe yet"],
+    );
+    expect(
         "[services.mq]\nrecipe = \"rabbitmq\"\nbackup = { schedule = \"@daily\" }\n",
-        &["grove.toml:5:1: services.mq.backup: grove does not back up the rabbitmq recipe yet"],
+        &[],
     );
     expect(
         "[services.db]\nrecipe = \"postgres\"\nbackup = { schedule = \"0 3 * * *\", keep = 7, dir = \"/var/backups/grove\" }\n",

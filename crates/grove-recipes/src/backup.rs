@@ -1,9 +1,12 @@
 //! Backups of the recipes' data, made with the servers' own tools while they run, and each
 //! verified before it counts: PostgreSQL with `pg_dump -Fc`, one file per database, checked
 //! with `pg_restore --list`; Redis with `redis-cli --rdb` (a consistent snapshot over the
-//! replication protocol), checked with `redis-check-rdb`. Restores go the other way:
-//! `pg_restore --clean` into the running server, an RDB file into a stopped Redis' data
-//! folder (its append-only files set aside, so Redis starts from the snapshot).
+//! replication protocol), checked with `redis-check-rdb`; RabbitMQ's definitions (users,
+//! virtual hosts, permissions, queues, exchanges, bindings, policies: not the messages) with
+//! `rabbitmqctl export_definitions`, checked as JSON that names them. Restores go the other
+//! way: `pg_restore --clean` into the running server, an RDB file into a stopped Redis' data
+//! folder (its append-only files set aside, so Redis starts from the snapshot), definitions
+//! imported into the running node (`rabbitmqctl import_definitions`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,9 +111,41 @@ pub fn backup(server: &Server, dir: &Path, stamp: &str) -> Result<Vec<Backup>, R
             }
             Ok(vec![done(file, "data")?])
         }
+        Recipe::Rabbitmq => {
+            let file = dir.join(format!("{}-definitions-{stamp}.json", server.unit));
+            let mut cmd = crate::rabbit::ctl(server).map_err(RecipeError::Step)?;
+            cmd.arg("export_definitions").arg(&file);
+            run(cmd, "rabbitmqctl export_definitions")?;
+            if let Err(e) = verify_definitions(&file) {
+                let _ = std::fs::remove_file(&file);
+                return Err(e);
+            }
+            use std::os::unix::fs::PermissionsExt;
+            // It holds the users' password hashes.
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+            Ok(vec![done(file, "definitions")?])
+        }
         other => Err(RecipeError::Step(format!(
             "grove does not back up the {} recipe yet",
             other.name()
+        ))),
+    }
+}
+
+/// A definitions file is JSON naming at least the users and the virtual hosts.
+fn verify_definitions(file: &Path) -> Result<(), RecipeError> {
+    let text = std::fs::read_to_string(file).map_err(RecipeError::io("cannot read", file))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        RecipeError::Step(format!(
+            "{} is not RabbitMQ definitions: {e}",
+            file.display()
+        ))
+    })?;
+    match (v.get("users"), v.get("vhosts")) {
+        (Some(serde_json::Value::Array(_)), Some(serde_json::Value::Array(_))) => Ok(()),
+        _ => Err(RecipeError::Step(format!(
+            "{} is not RabbitMQ definitions: no users and vhosts",
+            file.display()
         ))),
     }
 }
@@ -122,9 +157,13 @@ pub fn listed(dir: &Path) -> Vec<(PathBuf, u64)> {
         .flatten()
         .flatten()
         .filter(|e| {
-            e.path()
-                .extension()
-                .is_some_and(|x| x == "pgdump" || x == "rdb")
+            let p = e.path();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            p.extension().is_some_and(|x| {
+                x == "pgdump"
+                    || x == "rdb"
+                    || (x == "json" && name.is_some_and(|n| n.contains("-definitions-")))
+            })
         })
         .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
         .collect();
@@ -258,6 +297,24 @@ pub fn restore(server: &Server, file: &Path, running: bool) -> Result<String, Re
             std::fs::copy(file, &target).map_err(RecipeError::io("cannot write", &target))?;
             Ok(format!(
                 "{} will start from {} (its append-only files set aside)",
+                server.unit,
+                file.display()
+            ))
+        }
+        Recipe::Rabbitmq => {
+            if !running {
+                return Err(RecipeError::Step(format!(
+                    "{} is not running: start it (`grove start {}`), then restore",
+                    server.unit, server.unit
+                )));
+            }
+            verify_definitions(file)?;
+            let mut cmd = crate::rabbit::ctl(server).map_err(RecipeError::Step)?;
+            cmd.arg("import_definitions").arg(file);
+            run(cmd, "rabbitmqctl import_definitions")?;
+            Ok(format!(
+                "imported {}'s definitions from {} (users, virtual hosts, queues, exchanges, \
+                 bindings, policies; messages are not in a backup)",
                 server.unit,
                 file.display()
             ))

@@ -271,6 +271,19 @@ pub(crate) fn definitions(server: &Server) -> Result<serde_json::Value, String> 
     }))
 }
 
+/// `rabbitmqctl` for the running node of `server`, with its environment (node name, port
+/// mapper, data folder), as provisioning and backups call it.
+pub(crate) fn ctl(server: &Server) -> Result<std::process::Command, String> {
+    let bin = binary(Recipe::Rabbitmq, "rabbitmqctl").map_err(|e| e.to_string())?;
+    let dir = &server.data_dir;
+    let ports = read_ports(dir)?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["-q", "-n", &node_name(&server.stack, &server.unit)])
+        .envs(env(dir, ports))
+        .stdin(Stdio::null());
+    Ok(cmd)
+}
+
 pub(crate) async fn provision(server: &Server) -> Result<(), String> {
     let ctl = binary(Recipe::Rabbitmq, "rabbitmqctl").map_err(|e| e.to_string())?;
     let dir = &server.data_dir;

@@ -136,3 +136,75 @@ backup = { schedule = "*/2 * * * * *", keep = 2, dir = "saved" }
         "{made}"
     );
 }
+
+/// RabbitMQ: its definitions (here a durable queue in a virtual host) are backed up with
+/// `rabbitmqctl export_definitions` and imported back after the queue was deleted.
+#[test]
+fn a_rabbitmq_backup_brings_back_a_deleted_queue() {
+    let s = open_stack(
+        r#"[edge]
+listen = []
+
+[services.mq]
+recipe = "rabbitmq"
+databases = ["jobs"]
+"#,
+    );
+    up(&s);
+    let url = format!(
+        "amqp://grove:{}@127.0.0.1:{}/jobs",
+        secret(&s, "mq"),
+        port(&s, "mq")
+    );
+    let py = venv_tool("python3");
+    let pika = |script: &str| {
+        let out = std::process::Command::new(&py)
+            .args(["-c", &format!("import os, pika\nc = pika.BlockingConnection(pika.URLParameters(os.environ['U']))\nch = c.channel()\n{script}\nc.close()\n")])
+            .env("U", &url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    pika("ch.queue_declare('reports', durable=True)");
+    let out = s.run(&["backup", "mq"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("backed up mq (definitions): "), "{said}");
+    let file = said
+        .lines()
+        .find_map(|l| l.split(": ").nth(1))
+        .map(|rest| rest.split(" (").next().unwrap().to_string())
+        .unwrap();
+    assert!(file.ends_with(".json"), "{file}");
+    assert!(text(&s.run(&["backups"]).stdout).contains(&file));
+    // The queue goes; a passive declare of it fails.
+    pika("ch.queue_delete('reports')");
+    let gone = std::process::Command::new(&py)
+        .args(["-c", "import os, pika\nc = pika.BlockingConnection(pika.URLParameters(os.environ['U']))\nc.channel().queue_declare('reports', passive=True)\n"])
+        .env("U", &url)
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the queue was deleted");
+    let out = s.run(&["restore", "mq", &file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("imported mq's definitions"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        pika("print(ch.queue_declare('reports', passive=True).method.queue)"),
+        "reports"
+    );
+    // Something that is not a definitions file is refused.
+    let bogus = s.path().join("mq-definitions-bogus.json");
+    std::fs::write(&bogus, "{\"not\": 1}").unwrap();
+    let out = s.run(&["restore", "mq", &bogus.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not RabbitMQ definitions"),
+        "{}",
+        text(&out.stderr)
+    );
+}

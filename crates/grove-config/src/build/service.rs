@@ -828,11 +828,11 @@ impl<'a> Builder<'a> {
                     Some("the other recipes log in with their password from any address they are bound to".to_string()),
                 ),
                 "allow" => recipe_options.allow = self.networks(&e.node, &p(k)),
-                "backup" if !matches!(r, Recipe::Postgres | Recipe::Redis) => self.err(
+                "backup" if !matches!(r, Recipe::Postgres | Recipe::Redis | Recipe::Rabbitmq) => self.err(
                     &e.key_loc,
                     &p(k),
                     format!("grove does not back up the {} recipe yet", r.name()),
-                    Some("backups are made for postgres and redis".to_string()),
+                    Some("backups are made for postgres, redis and rabbitmq".to_string()),
                 ),
                 "backup" => recipe_options.backup = self.backup_settings(&e.node, &p(k)),
                 "tls" if !matches!(r, Recipe::Postgres | Recipe::Redis | Recipe::Rabbitmq) => self.err(
