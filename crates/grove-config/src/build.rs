@@ -20,6 +20,7 @@ type Map = IndexMap<String, Entry>;
 mod checks;
 mod edge;
 mod parts;
+mod rules;
 mod service;
 
 const TOP_KEYS: [&str; 7] = [
@@ -47,7 +48,9 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 15] = [
+const EDGE_KEYS: [&str; 17] = [
+    "redirects",
+    "canonical_host",
     "listen",
     "acme_challenge",
     "upstream_ca",
@@ -124,7 +127,9 @@ const HEALTH_KEYS: [&str; 8] = [
     "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 7] = [
+const ROUTE_KEYS: [&str; 9] = [
+    "headers",
+    "request_headers",
     "host",
     "prefix",
     "strip_prefix",
@@ -863,6 +868,8 @@ fn default_edge() -> Edge {
         forward: Vec::new(),
         limits: EdgeLimits::default(),
         access_log: AccessLogSettings::default(),
+        redirects: Vec::new(),
+        canonical_host: None,
     }
 }
 

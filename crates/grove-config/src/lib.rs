@@ -15,6 +15,7 @@
 mod build;
 mod cron;
 mod dotenv;
+pub mod edge_rules;
 mod error;
 mod interp;
 mod load;

@@ -213,6 +213,10 @@ pub struct Edge {
     pub limits: EdgeLimits,
     /// The access log.
     pub access_log: AccessLogSettings,
+    /// `redirects`: prefixes answered with a redirect.
+    pub redirects: Vec<crate::edge_rules::Redirect>,
+    /// `canonical_host`: the host the others of `hosts` are sent to.
+    pub canonical_host: Option<String>,
 }
 
 /// A route's `max_body` when it sets none (10 MB, nginx's `client_max_body_size` is 1 MB;
@@ -591,6 +595,10 @@ pub struct Route {
     pub balance: Balance,
     /// How long a request waits for a ready unit before 503, in milliseconds.
     pub hold_ms: u64,
+    /// Header rules on its responses (`headers`).
+    pub response_headers: crate::edge_rules::HeaderRules,
+    /// Header rules on its requests (`request_headers`).
+    pub request_headers: crate::edge_rules::HeaderRules,
 }
 
 /// An environment variable's value.

@@ -696,3 +696,51 @@ fn a_recipe_backup_has_a_schedule_and_a_recipe_grove_backs_up() {
         &[],
     );
 }
+
+#[test]
+fn header_rules_redirects_and_the_canonical_host_are_checked_where_written() {
+    let svc = |route: &str| format!("[services.web]\ncommand = \"x\"\nroute = {route}\n");
+    expect(
+        &svc("{ headers = { set = { X-Id = \"{request_id}\" }, add = { Link = \"a\" }, remove = [\"Server\"] } }"),
+        &[],
+    );
+    expect(
+        &svc("{ headers = { set = { X-Id = \"{reqest_id}\" } } }"),
+        &["grove.toml:5:38: services.web.route.headers.set.X-Id: `{reqest_id}` is not a placeholder: {request_id}, {host}, {path}, {query}, {uri}, {scheme}, {client}, {method} are"],
+    );
+    expect(
+        &svc("{ request_headers = { remove = [\"Content-Length\"] } }"),
+        &["grove.toml:5:41: services.web.route.request_headers.remove: `Content-Length` is the edge's to manage: a rule cannot change it"],
+    );
+    expect(
+        &svc("{ headers = { set = { \"Bad Name\" = \"x\" } } }"),
+        &["grove.toml:5:31: services.web.route.headers.set.\"Bad Name\": `Bad Name` is not a header name"],
+    );
+    expect(
+        &svc("{ headers = { replace = {} } }"),
+        &["grove.toml:5:23: services.web.route.headers.replace: unknown key `replace`"],
+    );
+    let edge = |keys: &str| {
+        format!("[edge]\nlisten = []\nhosts = [\"example.org\", \"www.example.org\"]\n{keys}\n")
+    };
+    expect(
+        &edge("canonical_host = \"example.org\"\nredirects = { \"/old\" = \"https://new.example.org{uri}\", \"blog.example.org/\" = { to = \"/blog{path}\", status = 308 } }"),
+        &[],
+    );
+    expect(
+        &edge("canonical_host = \"example.com\""),
+        &["grove.toml:6:18: edge.canonical_host: `example.com` is not one of `hosts`"],
+    );
+    expect(
+        &edge("redirects = { \"/old\" = { to = \"/new\", status = 200 } }"),
+        &["grove.toml:6:48: edge.redirects.\"/old\".status: 200 is not a redirect status"],
+    );
+    expect(
+        &edge("redirects = { \"old\" = \"/new\" }"),
+        &["grove.toml:6:15: edge.redirects.old: `old` names no path: write `/old` or `old.example.org/`"],
+    );
+    expect(
+        &edge("redirects = { \"/old\" = { status = 301 } }"),
+        &["grove.toml:6:24: edge.redirects.\"/old\": a redirect needs `to`"],
+    );
+}

@@ -177,7 +177,9 @@ mod tests {
                 "-f",
                 "/srv/cts/grove.toml",
                 "--env",
-                "staging"
+                "staging",
+                // It keeps the units the operator stopped stopped.
+                "--successor"
             ]
         );
         assert!(dir.path().join("logs/grove.log").exists());

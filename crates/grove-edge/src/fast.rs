@@ -247,11 +247,21 @@ fn choose<'t>(
     }
     let route = match forward {
         Some(r) => r,
-        None => table.find(&routing_host(buf, head)?, path)?,
+        None => {
+            let host = routing_host(buf, head)?;
+            if table.canonical_for(&host).is_some() {
+                return None;
+            }
+            table.find(&host, path)?
+        }
     };
     let Action::Proxy(pool) = &route.action else {
         return None;
     };
+    // Header rules are applied on the hyper path only.
+    if route.headers.is_some() {
+        return None;
+    }
     if head.length > route.max_body || head.length > BUFFER_BODY as u64 {
         return None;
     }

@@ -23,6 +23,7 @@ mod idle;
 mod listen;
 mod pages;
 mod proxy;
+mod rewrite;
 pub mod rules;
 pub mod statics;
 pub mod stats;

@@ -20,7 +20,7 @@ use crate::pages::{error_page, full, request_id, starting_page, usable_request_i
 use crate::rules::{self, idempotent, strip_hop_by_hop, strip_unforwardable};
 use crate::stats::RouteStats;
 use crate::table::{Action, Backend, Pool, Table};
-use crate::{statics, Shared};
+use crate::{rewrite, statics, Shared};
 
 /// Errors carried by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -274,11 +274,23 @@ impl Cx<'_> {
 
 async fn route(
     cx: Cx<'_>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     host: &str,
     path: &str,
 ) -> (Response<BoxBody>, Option<String>, Option<Arc<RouteStats>>) {
     let (table, id) = (cx.table, cx.id());
+    let is_forward = table.forwards.contains_key(&cx.conn.local);
+    let vars = |req: &Request<Incoming>| {
+        rewrite::Vars::of(req, host, cx.conn.scheme, cx.conn.peer.ip(), id)
+    };
+    if let Some(canonical) = table.canonical_for(host).filter(|_| !is_forward) {
+        let location = rewrite::canonical_location(&vars(&req), canonical, cx.conn.local.port());
+        return (
+            rewrite::redirect(&location, 301),
+            Some("redirect".to_string()),
+            None,
+        );
+    }
     let found = match table.forwards.get(&cx.conn.local) {
         Some(r) => Some(r),
         None => table.find(host, path),
@@ -290,7 +302,19 @@ async fn route(
             None,
         );
     };
-    let (res, upstream) = match &r.action {
+    // The route's header rules: on the request now, on its answer below.
+    let rules = r.headers.as_ref().map(|h| (h.clone(), vars(&req)));
+    if let Some((h, v)) = &rules {
+        rewrite::apply(&h.request, req.headers_mut(), v);
+    }
+    let (mut res, upstream) = match &r.action {
+        Action::Redirect { to, status } => {
+            let location = vars(&req).render(to);
+            (
+                rewrite::redirect(&location, *status),
+                Some("redirect".to_string()),
+            )
+        }
         Action::Static(dir) => {
             let rest = if r.prefix == "/" {
                 path
@@ -313,6 +337,9 @@ async fn route(
             proxy(cx, req, target).await
         }
     };
+    if let Some((h, v)) = &rules {
+        rewrite::apply(&h.response, res.headers_mut(), v);
+    }
     (res, upstream, Some(r.stats.clone()))
 }
 

@@ -162,6 +162,15 @@ pub enum Action {
     Proxy(Arc<Pool>),
     /// Serve files from a folder.
     Static(PathBuf),
+    /// Answer with a redirect (`[edge] redirects`).
+    Redirect { to: grove_plan::Text, status: u16 },
+}
+
+/// A route's header rules (`request_headers`, `headers`).
+#[derive(Debug, Clone, Default)]
+pub struct RouteHeaders {
+    pub request: grove_plan::HeaderRules,
+    pub response: grove_plan::HeaderRules,
 }
 
 /// One route.
@@ -183,6 +192,8 @@ pub struct Route {
     pub action: Action,
     /// Its counters (shared with the same route of earlier tables).
     pub stats: Arc<RouteStats>,
+    /// Its header rules, when it has any (requests with them go through hyper).
+    pub headers: Option<Arc<RouteHeaders>>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -199,6 +210,8 @@ pub struct Table {
     pub redirect_to: Option<u16>,
     /// Send `Strict-Transport-Security` on HTTPS answers.
     pub hsts: bool,
+    /// `canonical_host`, with the other `hosts` that are sent there.
+    pub canonical: Option<(String, Vec<String>)>,
 }
 
 /// Whether `path` is under `prefix` (`/TR` covers `/TR`, `/TR/`, `/TR/x`, not `/TRx`).
@@ -251,20 +264,47 @@ impl Table {
                 balance,
             })
         };
-        let mut routes: Vec<Route> = plan
-            .routes
-            .iter()
-            .map(|r| Route {
+        let mut routes: Vec<Route> =
+            plan.routes
+                .iter()
+                .map(|r| Route {
+                    host: HostMatch::parse(r.host.as_deref()),
+                    prefix: r.prefix.clone(),
+                    strip_prefix: r.strip_prefix,
+                    max_body: r.max_body,
+                    websocket: r.websocket,
+                    hold: std::time::Duration::from_millis(r.hold_ms),
+                    action: Action::Proxy(pool(&r.service, &r.target, r.balance)),
+                    stats: stats.get(&r.key()),
+                    headers: (!r.request_headers.is_empty() || !r.response_headers.is_empty())
+                        .then(|| {
+                            Arc::new(RouteHeaders {
+                                request: r.request_headers.clone(),
+                                response: r.response_headers.clone(),
+                            })
+                        }),
+                })
+                .collect();
+        for r in &plan.edge.redirects {
+            let prefix = match r.prefix.trim_end_matches('/') {
+                "" => "/".to_string(),
+                p => p.to_string(),
+            };
+            routes.push(Route {
                 host: HostMatch::parse(r.host.as_deref()),
-                prefix: r.prefix.clone(),
-                strip_prefix: r.strip_prefix,
-                max_body: r.max_body,
-                websocket: r.websocket,
-                hold: std::time::Duration::from_millis(r.hold_ms),
-                action: Action::Proxy(pool(&r.service, &r.target, r.balance)),
-                stats: stats.get(&r.key()),
-            })
-            .collect();
+                stats: stats.get(&format!("{}{prefix}", r.host.as_deref().unwrap_or("*"))),
+                prefix,
+                strip_prefix: false,
+                max_body: 0,
+                websocket: false,
+                hold: std::time::Duration::ZERO,
+                action: Action::Redirect {
+                    to: r.to.clone(),
+                    status: r.status,
+                },
+                headers: None,
+            });
+        }
         for m in &plan.edge.static_mounts {
             let dir = if m.dir.is_absolute() {
                 m.dir.clone()
@@ -280,6 +320,7 @@ impl Table {
                 hold: std::time::Duration::ZERO,
                 action: Action::Static(dir),
                 stats: stats.get(&format!("*{}", m.prefix)),
+                headers: None,
             });
         }
         let forwards = plan
@@ -296,6 +337,7 @@ impl Table {
                     hold: std::time::Duration::from_millis(grove_plan::DEFAULT_HOLD_MS),
                     action: Action::Proxy(pool(&f.service, &f.target, Balance::RoundRobin)),
                     stats: stats.get(&format!(":{}", f.listen.addr.port())),
+                    headers: None,
                 };
                 (f.listen.addr, route)
             })
@@ -312,19 +354,45 @@ impl Table {
             trusted_proxies: plan.edge.trusted_proxies.clone(),
             redirect_to: https_port.filter(|_| plan.edge.redirect_https),
             hsts: plan.edge.hsts && https_port.is_some(),
+            canonical: plan.edge.canonical_host.as_ref().map(|c| {
+                let others = plan
+                    .edge
+                    .hosts
+                    .iter()
+                    .filter(|h| *h != c)
+                    .cloned()
+                    .collect();
+                (c.clone(), others)
+            }),
         }
+    }
+
+    /// Where a request for `host` (lowercase, no port) is sent instead, when `host` is one
+    /// of the edge's hosts but not its `canonical_host`.
+    pub fn canonical_for(&self, host: &str) -> Option<&str> {
+        let (canonical, others) = self.canonical.as_ref()?;
+        others
+            .iter()
+            .any(|h| h == host)
+            .then_some(canonical.as_str())
     }
 
     /// The route for `host` (lowercase, no port) and `path`: the most specific host, then the
     /// longest prefix; a static mount wins a tie.
     pub fn find(&self, host: &str, path: &str) -> Option<&Route> {
-        let mut best: Option<(&Route, (usize, usize, bool))> = None;
+        let mut best: Option<(&Route, (usize, usize, u8))> = None;
         for r in &self.routes {
             let rank = r.host.rank(host);
             if rank == 0 || !prefix_matches(&r.prefix, path) {
                 continue;
             }
-            let key = (rank, r.prefix.len(), matches!(r.action, Action::Static(_)));
+            // At the same host and prefix: a redirect, then a static mount, then a proxy.
+            let kind = match r.action {
+                Action::Redirect { .. } => 2,
+                Action::Static(_) => 1,
+                Action::Proxy(_) => 0,
+            };
+            let key = (rank, r.prefix.len(), kind);
             if best.as_ref().is_none_or(|(_, k)| key > *k) {
                 best = Some((r, key));
             }
@@ -362,6 +430,7 @@ mod tests {
             hold: std::time::Duration::ZERO,
             action: Action::Static(PathBuf::from(format!("{host:?}{prefix}"))),
             stats: Arc::default(),
+            headers: None,
         }
     }
 

@@ -563,6 +563,7 @@ impl Build<'_> {
         if !plan.routes.is_empty() {
             self.notes.push("routed services publish their port on 127.0.0.1; routing by host and path prefix, TLS and static files need a reverse proxy in front (or keep grove's edge)".into());
         }
+        self.notes.extend(crate::model::edge_rule_notes(plan));
     }
 
     /// The header lines (the stack, the variables to set in `.env`, the notes) and the YAML.

@@ -176,6 +176,39 @@ pub(crate) fn recipe_network_notes(w: &Workload<'_>) -> Vec<String> {
     notes
 }
 
+/// The edge's request-time rules an export does not carry: a route's header rules, the
+/// redirects and the canonical host (Gateway API's HTTPRoute filters, or the ingress
+/// controller's own settings, are where they go).
+pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
+    let mut notes = Vec::new();
+    for r in &plan.routes {
+        if !r.response_headers.is_empty() || !r.request_headers.is_empty() {
+            notes.push(format!(
+                "route {}'s header rules are not mapped: set them in the ingress controller \
+                 (or a Gateway API HTTPRoute's RequestHeaderModifier/ResponseHeaderModifier)",
+                r.key()
+            ));
+        }
+    }
+    for d in &plan.edge.redirects {
+        notes.push(format!(
+            "the redirect of {}{} to {} ({}) is not mapped: an HTTPRoute RequestRedirect \
+             filter or the ingress controller's redirect does it",
+            d.host.as_deref().unwrap_or("*"),
+            d.prefix,
+            d.to,
+            d.status
+        ));
+    }
+    if let Some(c) = &plan.edge.canonical_host {
+        notes.push(format!(
+            "canonical_host ({c}) is not mapped: redirect the other hosts in the ingress \
+             controller"
+        ));
+    }
+    notes
+}
+
 /// The image the RabbitMQ init script runs in.
 pub(crate) const CURL_IMAGE: &str = "curlimages/curl:8.10.1";
 

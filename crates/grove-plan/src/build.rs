@@ -240,6 +240,8 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             forward,
             limits: stack.edge.limits.clone(),
             access_log: stack.edge.access_log.clone(),
+            redirects: stack.edge.redirects.clone(),
+            canonical_host: stack.edge.canonical_host.clone(),
         },
         admin: AdminSettings {
             listen: stack.admin.listen,
@@ -312,6 +314,8 @@ fn routes(
                 max_body: route.max_body,
                 balance: route.balance,
                 hold_ms: route.hold_ms,
+                response_headers: route.response_headers.clone(),
+                request_headers: route.request_headers.clone(),
                 service: svc.name.clone(),
                 instance: inst.map(|i| i.name.clone()),
                 target: target(svc, inst, units),

@@ -25,6 +25,7 @@ pub use build::{
     build, build_with, client_host, credentials_needed, host_port, Inputs, PlanError, ReleaseInput,
 };
 pub use diff::{PlanDiff, Restarted};
+pub use grove_config::edge_rules::{HeaderRules, Redirect, RequestVars, Text};
 pub use grove_config::{
     AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Concurrency,
     Condition, Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
@@ -487,6 +488,12 @@ pub struct Route {
     pub balance: Balance,
     /// How long a request waits for a ready unit before 503, in milliseconds.
     pub hold_ms: u64,
+    /// Header rules on its responses.
+    #[serde(skip_serializing_if = "HeaderRules::is_empty")]
+    pub response_headers: HeaderRules,
+    /// Header rules on its requests.
+    #[serde(skip_serializing_if = "HeaderRules::is_empty")]
+    pub request_headers: HeaderRules,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.
@@ -545,6 +552,12 @@ pub struct Edge {
     pub limits: EdgeLimits,
     /// The access log's format and file.
     pub access_log: AccessLogSettings,
+    /// Prefixes answered with a redirect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<Redirect>,
+    /// The host the others of `hosts` are redirected to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical_host: Option<String>,
 }
 
 /// A whole-port forward.

@@ -13,6 +13,8 @@ impl<'a> Builder<'a> {
         self.edge_settings(map, &mut edge);
         self.edge_static(map, &mut edge);
         self.edge_forward(map, &mut edge);
+        self.edge_redirects(map, &mut edge);
+        self.edge_canonical_host(map, &mut edge);
         Some(edge)
     }
 

@@ -589,6 +589,14 @@ impl<'a> Builder<'a> {
             }
             None => DEFAULT_HOLD_MS,
         };
+        let response_headers = map
+            .get("headers")
+            .map(|e| self.header_rules(&e.node, &join(path, "headers")))
+            .unwrap_or_default();
+        let request_headers = map
+            .get("request_headers")
+            .map(|e| self.header_rules(&e.node, &join(path, "request_headers")))
+            .unwrap_or_default();
         Some(Route {
             host,
             prefix,
@@ -597,6 +605,8 @@ impl<'a> Builder<'a> {
             max_body,
             balance,
             hold_ms,
+            response_headers,
+            request_headers,
         })
     }
 }

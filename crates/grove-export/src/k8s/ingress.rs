@@ -16,6 +16,7 @@ pub(super) fn edge(m: &Model<'_>, out: &mut Out) -> Result<(), ExportError> {
     for (i, s) in plan.edge.static_mounts.iter().enumerate() {
         static_volume(&plan.stack, i, s, out)?;
     }
+    out.notes.extend(crate::model::edge_rule_notes(plan));
     Ok(())
 }
 

@@ -1,0 +1,180 @@
+//! The edge's request-time rules: a route's `headers` (responses) and `request_headers`,
+//! `[edge] redirects` and `[edge] canonical_host`, each checked where it is written.
+
+use super::*;
+use crate::edge_rules::{is_header_name, HeaderRules, Redirect, Text};
+
+/// Headers grove itself sets or must keep: a rule may not remove or replace them (the
+/// framing, the hop-by-hop ones, the forwarded ones and the request id).
+const PROTECTED: [&str; 11] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-prefix",
+];
+
+impl<'a> Builder<'a> {
+    /// A `{placeholder}` text.
+    pub(super) fn placeholders(&mut self, node: &Node, path: &str) -> Option<Text> {
+        let s = self.string(node, path)?;
+        match Text::parse(&s) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.err(&node.loc, path, why, None);
+                None
+            }
+        }
+    }
+
+    /// A header name of a rule, lowercased.
+    fn header_name(&mut self, name: &str, loc: &Loc, path: &str) -> Option<String> {
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(name) {
+            self.err(loc, path, format!("`{name}` is not a header name"), None);
+            return None;
+        }
+        if PROTECTED.contains(&lower.as_str()) {
+            self.err(
+                loc,
+                path,
+                format!("`{name}` is the edge's to manage: a rule cannot change it"),
+                None,
+            );
+            return None;
+        }
+        Some(lower)
+    }
+
+    /// `headers = { set = { NAME = "text" }, add = { ... }, remove = ["NAME"] }`.
+    pub(super) fn header_rules(&mut self, node: &Node, path: &str) -> HeaderRules {
+        let mut rules = HeaderRules::default();
+        let Some(map) = self.table(node, path, &["set", "add", "remove"]) else {
+            return rules;
+        };
+        for (key, into) in [("set", 0), ("add", 1)] {
+            let Some(e) = map.get(key) else { continue };
+            let at = join(path, key);
+            let Some(entries) = self.any_table(&e.node, &at) else {
+                continue;
+            };
+            for (name, v) in entries {
+                let p = join(&at, name);
+                let (Some(n), Some(t)) = (
+                    self.header_name(name, &v.key_loc, &p),
+                    self.placeholders(&v.node, &p),
+                ) else {
+                    continue;
+                };
+                if into == 0 {
+                    rules.set.push((n, t));
+                } else {
+                    rules.add.push((n, t));
+                }
+            }
+        }
+        if let Some(e) = map.get("remove") {
+            let at = join(path, "remove");
+            for (name, loc) in self.strings(&e.node, &at).unwrap_or_default() {
+                if let Some(n) = self.header_name(&name, &loc, &at) {
+                    rules.remove.push(n);
+                }
+            }
+        }
+        rules
+    }
+
+    /// `redirects = { "[host]/prefix" = "to" | { to = "...", status = 301 } }`.
+    pub(super) fn edge_redirects(&mut self, map: &Map, edge: &mut Edge) {
+        let Some(e) = map.get("redirects") else {
+            return;
+        };
+        let Some(entries) = self.any_table(&e.node, "edge.redirects") else {
+            return;
+        };
+        for (key, v) in entries {
+            let path = join("edge.redirects", key);
+            let (host, prefix) = match key.find('/') {
+                Some(0) => (None, key.clone()),
+                Some(i) => (Some(key[..i].to_ascii_lowercase()), key[i..].to_string()),
+                None => {
+                    self.err(
+                        &v.key_loc,
+                        &path,
+                        format!("`{key}` names no path: write `/old` or `old.example.org/`"),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            let (to, status) = match &v.node.kind {
+                Kind::Table(_) => {
+                    let Some(t) = self.table(&v.node, &path, &["to", "status"]) else {
+                        continue;
+                    };
+                    let Some(to) = t.get("to") else {
+                        self.err(&v.node.loc, &path, "a redirect needs `to`", None);
+                        continue;
+                    };
+                    let status = match t.get("status") {
+                        Some(s) => {
+                            let sp = join(&path, "status");
+                            match self.int(&s.node, &sp, 0, 999) {
+                                Some(n) if [301, 302, 303, 307, 308].contains(&n) => n as u16,
+                                Some(n) => {
+                                    self.err(
+                                        &s.node.loc,
+                                        &sp,
+                                        format!("{n} is not a redirect status"),
+                                        Some("301, 302, 303, 307 or 308".to_string()),
+                                    );
+                                    continue;
+                                }
+                                None => continue,
+                            }
+                        }
+                        None => 302,
+                    };
+                    (self.placeholders(&to.node, &join(&path, "to")), status)
+                }
+                _ => (self.placeholders(&v.node, &path), 302),
+            };
+            if let Some(to) = to {
+                edge.redirects.push(Redirect {
+                    host,
+                    prefix,
+                    to,
+                    status,
+                });
+            }
+        }
+    }
+
+    /// `canonical_host = "example.org"`: one of `hosts`; requests for the others are sent
+    /// there (301).
+    pub(super) fn edge_canonical_host(&mut self, map: &Map, edge: &mut Edge) {
+        let Some(e) = map.get("canonical_host") else {
+            return;
+        };
+        let Some(h) = self.string(&e.node, "edge.canonical_host") else {
+            return;
+        };
+        let h = h.to_ascii_lowercase();
+        if !edge.hosts.contains(&h) {
+            self.err(
+                &e.node.loc,
+                "edge.canonical_host",
+                format!("`{h}` is not one of `hosts`"),
+                Some(format!("hosts = [{:?}, \"www.{h}\"]", h)),
+            );
+            return;
+        }
+        edge.canonical_host = Some(h);
+    }
+}

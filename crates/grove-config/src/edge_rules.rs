@@ -1,0 +1,264 @@
+//! The edge's request-time texts and header rules, as the stack file writes them: a text with
+//! `{placeholders}` filled per request (`"https://example.org{uri}"`, `"{request_id}"`), a
+//! route's header rules (`set`, `add`, `remove`), and the redirects of `[edge] redirects`.
+//! Parsed and checked here, when the file is read; filled by the edge for each request.
+
+use serde::Serialize;
+
+/// What a placeholder stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Var {
+    /// The request's id (`X-Request-Id`).
+    RequestId,
+    /// The host the client asked for, without a port.
+    Host,
+    /// The path.
+    Path,
+    /// The query string, with its `?` (empty when there is none).
+    Query,
+    /// Path and query: `/a?b=1`.
+    Uri,
+    /// `http` or `https`.
+    Scheme,
+    /// The client's address.
+    Client,
+    /// The method.
+    Method,
+}
+
+impl Var {
+    const ALL: [Var; 8] = [
+        Var::RequestId,
+        Var::Host,
+        Var::Path,
+        Var::Query,
+        Var::Uri,
+        Var::Scheme,
+        Var::Client,
+        Var::Method,
+    ];
+
+    /// Its name in braces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::RequestId => "request_id",
+            Var::Host => "host",
+            Var::Path => "path",
+            Var::Query => "query",
+            Var::Uri => "uri",
+            Var::Scheme => "scheme",
+            Var::Client => "client",
+            Var::Method => "method",
+        }
+    }
+}
+
+/// One piece of a [`Text`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Piece {
+    Literal(String),
+    Var(Var),
+}
+
+/// A text with placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Text(pub Vec<Piece>);
+
+/// What a request fills a [`Text`] with.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestVars<'a> {
+    pub request_id: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    /// Without the `?`.
+    pub query: Option<&'a str>,
+    pub scheme: &'a str,
+    pub client: &'a str,
+    pub method: &'a str,
+}
+
+impl Text {
+    /// `{name}` is a placeholder (one of [`Var`]'s names), `{{` and `}}` are braces; an
+    /// unknown name or an unclosed brace is an error naming what is valid.
+    pub fn parse(s: &str) -> Result<Text, String> {
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find(['{', '}']) {
+            lit.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                lit.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            if tail.starts_with('}') {
+                return Err("a lone `}` (write `}}` for a brace)".into());
+            }
+            let Some(end) = tail.find('}') else {
+                return Err("a `{` that is not closed (write `{{` for a brace)".into());
+            };
+            let name = &tail[1..end];
+            let Some(var) = Var::ALL.iter().copied().find(|v| v.name() == name) else {
+                let known: Vec<String> = Var::ALL
+                    .iter()
+                    .map(|v| format!("{{{}}}", v.name()))
+                    .collect();
+                return Err(format!(
+                    "`{{{name}}}` is not a placeholder: {} are",
+                    known.join(", ")
+                ));
+            };
+            if !lit.is_empty() {
+                pieces.push(Piece::Literal(std::mem::take(&mut lit)));
+            }
+            pieces.push(Piece::Var(var));
+            rest = &tail[end + 1..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            pieces.push(Piece::Literal(lit));
+        }
+        Ok(Text(pieces))
+    }
+
+    /// The text for one request.
+    pub fn render(&self, v: &RequestVars<'_>) -> String {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Piece::Literal(s) => out.push_str(s),
+                Piece::Var(var) => match var {
+                    Var::RequestId => out.push_str(v.request_id),
+                    Var::Host => out.push_str(v.host),
+                    Var::Path => out.push_str(v.path),
+                    Var::Query => {
+                        if let Some(q) = v.query {
+                            out.push('?');
+                            out.push_str(q);
+                        }
+                    }
+                    Var::Uri => {
+                        out.push_str(v.path);
+                        if let Some(q) = v.query {
+                            out.push('?');
+                            out.push_str(q);
+                        }
+                    }
+                    Var::Scheme => out.push_str(v.scheme),
+                    Var::Client => out.push_str(v.client),
+                    Var::Method => out.push_str(v.method),
+                },
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.0 {
+            match p {
+                Piece::Literal(s) => f.write_str(&s.replace('{', "{{").replace('}', "}}"))?,
+                Piece::Var(v) => write!(f, "{{{}}}", v.name())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Header rules of one direction (`headers` for responses, `request_headers` for requests):
+/// `remove` first, then `set` (replacing), then `add` (one more line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct HeaderRules {
+    /// Lowercase names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<(String, Text)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<(String, Text)>,
+}
+
+impl HeaderRules {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// One of `[edge] redirects`: requests for `host` (any when `None`) under `prefix` are sent
+/// to `to` with `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    pub host: Option<String>,
+    pub prefix: String,
+    pub to: Text,
+    pub status: u16,
+}
+
+/// Whether `name` can be an HTTP header name (an RFC 9110 token).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>() -> RequestVars<'a> {
+        RequestVars {
+            request_id: "r-1",
+            host: "www.example.org",
+            path: "/a/b",
+            query: Some("x=1"),
+            scheme: "https",
+            client: "192.0.2.7",
+            method: "GET",
+        }
+    }
+
+    #[test]
+    fn placeholders_are_filled_and_braces_escaped() {
+        let t = Text::parse("https://example.org{uri}").unwrap();
+        assert_eq!(t.render(&vars()), "https://example.org/a/b?x=1");
+        let t = Text::parse("{scheme}://new{path}{query} id={request_id} from {client} {{ok}}")
+            .unwrap();
+        assert_eq!(
+            t.render(&vars()),
+            "https://new/a/b?x=1 id=r-1 from 192.0.2.7 {ok}"
+        );
+        assert_eq!(
+            t.to_string(),
+            "{scheme}://new{path}{query} id={request_id} from {client} {{ok}}"
+        );
+        let no_query = RequestVars {
+            query: None,
+            ..vars()
+        };
+        assert_eq!(Text::parse("{uri}").unwrap().render(&no_query), "/a/b");
+    }
+
+    #[test]
+    fn a_bad_placeholder_says_what_is_valid() {
+        let e = Text::parse("{reqest_id}").unwrap_err();
+        assert!(
+            e.starts_with("`{reqest_id}` is not a placeholder: {request_id}, {host}"),
+            "{e}"
+        );
+        assert!(Text::parse("a { b").unwrap_err().contains("not closed"));
+        assert!(Text::parse("a } b").unwrap_err().contains("lone"));
+    }
+
+    #[test]
+    fn header_names_are_tokens() {
+        assert!(is_header_name("X-Frame-Options"));
+        assert!(!is_header_name("X Frame"));
+        assert!(!is_header_name(""));
+        assert!(!is_header_name("a:b"));
+    }
+}

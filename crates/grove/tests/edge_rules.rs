@@ -1,0 +1,111 @@
+//! Issue 23: the edge's header rules, redirects and canonical host, through the real binary
+//! with curl as the client and `tests/fixtures/echo.py` as the upstream (it answers with the
+//! headers it was sent).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+/// curl to `host` on loopback `port`; (status, response head, body).
+fn get(port: u16, host: &str, target: &str, extra: &[&str]) -> (u16, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-D", "-", "-H"])
+        .arg(format!("Host: {host}"))
+        .args(extra)
+        .arg(format!("http://127.0.0.1:{port}{target}"))
+        .output()
+        .unwrap();
+    let raw = text(&out.stdout);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+#[test]
+fn header_rules_redirects_and_the_canonical_host_apply_to_a_routes_requests() {
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+hosts = ["example.org", "www.example.org"]
+canonical_host = "example.org"
+redirects = {{ "/old" = {{ to = "https://new.example.org{{uri}}", status = 301 }}, "/docs/" = "/manual{{path}}" }}
+
+[services.web]
+command = "python3 {echo}"
+env = {{ PORT = "${{PORT}}" }}
+health = {{ http = "/healthz", interval = "100ms" }}
+route = {{ prefix = "/", hold = "0s", headers = {{ set = {{ X-Frame-Options = "DENY", X-Seen-Id = "{{request_id}}" }}, add = {{ Vary = "X-Tenant" }}, remove = ["Server"] }}, request_headers = {{ set = {{ X-Tenant = "{{host}}", X-Asked = "{{method}} {{uri}}" }}, remove = ["Cookie"] }} }}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    // The response rules, on the upstream's answer.
+    let (status, head, body) = get(port, "example.org", "/a?b=1", &["-H", "Cookie: s=1"]);
+    assert_eq!(status, 200, "{head}{body}");
+    assert_eq!(header(&head, "x-frame-options"), ["DENY"]);
+    assert_eq!(header(&head, "x-seen-id"), header(&head, "x-request-id"));
+    assert!(header(&head, "server").is_empty(), "{head}");
+    assert!(header(&head, "vary").contains(&"X-Tenant"), "{head}");
+    // The request rules, as the upstream heard them.
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["headers"]["x-tenant"], "example.org");
+    assert_eq!(seen["headers"]["x-asked"], "GET /a?b=1");
+    assert!(seen["headers"].get("cookie").is_none(), "{seen}");
+    // grove's own answers on that route get them too (a 502 once the app is gone).
+    assert!(s.run(&["stop", "web"]).status.success());
+    s.wait_for("web stopped", 10, |s| s.unit("web")["pid"].is_null());
+    let (status, head, _) = get(port, "example.org", "/", &["-H", "Cookie: s=1"]);
+    assert!(status >= 500, "{head}");
+    assert_eq!(header(&head, "x-frame-options"), ["DENY"]);
+    assert!(s.run(&["start", "web", "--wait"]).status.success());
+
+    // The canonical host: www. is sent to the bare name, path and query kept.
+    let (status, head, _) = get(port, "www.example.org", "/a/b?c=2", &[]);
+    assert_eq!(status, 301, "{head}");
+    assert_eq!(
+        header(&head, "location"),
+        [format!("http://example.org:{port}/a/b?c=2").as_str()]
+    );
+    // Redirects: the longest prefix wins over the route, placeholders filled.
+    let (status, head, _) = get(port, "example.org", "/old/page?x=1", &[]);
+    assert_eq!(status, 301, "{head}");
+    assert_eq!(
+        header(&head, "location"),
+        ["https://new.example.org/old/page?x=1"]
+    );
+    let (status, head, _) = get(port, "example.org", "/docs/intro", &[]);
+    assert_eq!(status, 302, "{head}");
+    assert_eq!(header(&head, "location"), ["/manual/docs/intro"]);
+    // `/oldies` is not under `/old`.
+    let (status, _, _) = get(port, "example.org", "/oldies", &[]);
+    assert_eq!(status, 200);
+
+    // A reload that changes the rules applies them to the next request.
+    let toml = std::fs::read_to_string(s.path().join("grove.toml")).unwrap();
+    std::fs::write(
+        s.path().join("grove.toml"),
+        toml.replace(
+            "X-Frame-Options = \"DENY\"",
+            "X-Frame-Options = \"SAMEORIGIN\"",
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, head, _) = get(port, "example.org", "/", &[]);
+    assert_eq!(header(&head, "x-frame-options"), ["SAMEORIGIN"]);
+}
