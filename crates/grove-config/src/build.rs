@@ -127,7 +127,8 @@ const HEALTH_KEYS: [&str; 8] = [
     "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 9] = [
+const ROUTE_KEYS: [&str; 10] = [
+    "auth",
     "headers",
     "request_headers",
     "host",
@@ -163,12 +164,20 @@ static NO_ACCOUNTS: Accounts = BTreeMap::new();
 /// No env files (a builder the loader did not give any).
 static NO_ENV_FILES: EnvFiles = BTreeMap::new();
 
+/// The routes' htpasswd files as the loader read them: by the path as written, the source
+/// they were registered as and their text, or why they could not be read.
+pub(crate) type UsersFiles = BTreeMap<PathBuf, Result<(crate::source::FileId, String), String>>;
+
+static NO_USERS_FILES: UsersFiles = BTreeMap::new();
+
 pub(crate) struct Builder<'a> {
     pub sources: &'a Sources,
     /// The env files, read by the loader: validation does no I/O.
     pub env_files: &'a EnvFiles,
     /// `user:NAME` and `group:NAME` looked up by the loader.
     pub accounts: &'a Accounts,
+    /// The routes' htpasswd files, read by the loader.
+    pub users_files: &'a UsersFiles,
     pub vars: &'a BTreeMap<String, String>,
     pub root: PathBuf,
     pub strict_vars: bool,
@@ -226,6 +235,7 @@ impl<'a> Builder<'a> {
         Builder {
             sources,
             env_files: &NO_ENV_FILES,
+            users_files: &NO_USERS_FILES,
             accounts: &NO_ACCOUNTS,
             vars,
             root,

@@ -198,6 +198,73 @@ pub struct Redirect {
     pub status: u16,
 }
 
+/// A route's `auth = { basic = { users_file, realm } }`: HTTP Basic authentication against
+/// an htpasswd file (read when the stack file is, and again at each reload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasicAuth {
+    /// The realm the browser shows.
+    pub realm: String,
+    /// The file, as the stack file names it.
+    pub users_file: std::path::PathBuf,
+    /// Its users and their password hashes (never shown).
+    #[serde(skip)]
+    pub users: Vec<(String, PasswordHash)>,
+}
+
+/// A password hash of a format `htpasswd` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// `$2y$...` (also `$2a$`, `$2b$`): `htpasswd -B`.
+    Bcrypt(String),
+    /// `$apr1$SALT$HASH`: Apache's MD5, `htpasswd -m` (its default).
+    Apr1 { salt: String, hash: String },
+    /// `{SHA}base64`: `htpasswd -s`.
+    Sha1(String),
+}
+
+/// One line of an htpasswd file: `None` for a blank line or a comment; an error saying what
+/// is wrong (a format grove does not take, such as crypt(3) or plain text, among them).
+pub fn parse_htpasswd_line(line: &str) -> Result<Option<(String, PasswordHash)>, String> {
+    let line = line.trim_end_matches('\r');
+    if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        return Ok(None);
+    }
+    let Some((user, hash)) = line.split_once(':') else {
+        return Err("not `user:hash` (make the file with `htpasswd -B`)".into());
+    };
+    if user.is_empty() {
+        return Err("an empty user name".into());
+    }
+    let hash = hash.trim();
+    let parsed = if ["$2y$", "$2a$", "$2b$"].iter().any(|p| hash.starts_with(p)) {
+        if hash.len() != 60 {
+            return Err(format!("{user}'s bcrypt hash is cut short or too long"));
+        }
+        PasswordHash::Bcrypt(hash.to_string())
+    } else if let Some(rest) = hash.strip_prefix("$apr1$") {
+        match rest.split_once('$') {
+            Some((salt, h)) if !salt.is_empty() && salt.len() <= 8 && h.len() == 22 => {
+                PasswordHash::Apr1 {
+                    salt: salt.to_string(),
+                    hash: h.to_string(),
+                }
+            }
+            _ => return Err(format!("{user}'s $apr1$ hash is malformed")),
+        }
+    } else if let Some(b64) = hash.strip_prefix("{SHA}") {
+        if b64.len() != 28 {
+            return Err(format!("{user}'s {{SHA}} hash is malformed"));
+        }
+        PasswordHash::Sha1(b64.to_string())
+    } else {
+        return Err(format!(
+            "{user}'s password is in a format grove does not take (crypt or plain text): \
+             write it with `htpasswd -B` (bcrypt), `-m` (apr1) or `-s` (SHA)"
+        ));
+    };
+    Ok(Some((user.to_string(), parsed)))
+}
+
 /// Whether `name` can be an HTTP header name (an RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()
@@ -252,6 +319,39 @@ mod tests {
         );
         assert!(Text::parse("a { b").unwrap_err().contains("not closed"));
         assert!(Text::parse("a } b").unwrap_err().contains("lone"));
+    }
+
+    #[test]
+    fn htpasswd_lines_in_the_formats_htpasswd_writes() {
+        let b = parse_htpasswd_line(
+            "alice:$2y$05$BE3esmlcvq5/rzBFjj3GCeGWyVGlGM1bdYn5eQ9CahSvsAf8gHTVS",
+        )
+        .unwrap();
+        assert!(matches!(b, Some((u, PasswordHash::Bcrypt(_))) if u == "alice"));
+        let a = parse_htpasswd_line("bob:$apr1$CMOpfdY6$8L.zRvoGO/0jlkG3TkM080").unwrap();
+        assert_eq!(
+            a,
+            Some((
+                "bob".into(),
+                PasswordHash::Apr1 {
+                    salt: "CMOpfdY6".into(),
+                    hash: "8L.zRvoGO/0jlkG3TkM080".into()
+                }
+            ))
+        );
+        let s = parse_htpasswd_line("carol:{SHA}QY7lFvHLCVxQ/y8Qp2GSiJwoHzo=").unwrap();
+        assert!(matches!(s, Some((_, PasswordHash::Sha1(_)))));
+        assert_eq!(parse_htpasswd_line("# comment").unwrap(), None);
+        assert_eq!(parse_htpasswd_line("").unwrap(), None);
+        assert!(parse_htpasswd_line("dave:plaintext")
+            .unwrap_err()
+            .contains("format grove does not take"));
+        assert!(parse_htpasswd_line("nocolon")
+            .unwrap_err()
+            .contains("user:hash"));
+        assert!(parse_htpasswd_line("eve:$2y$05$short")
+            .unwrap_err()
+            .contains("cut short"));
     }
 
     #[test]

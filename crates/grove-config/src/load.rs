@@ -148,12 +148,14 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         }
         apply_defaults(&mut tree, sources, &mut errs);
         let vars = variables(&tree, &root_dir, sources, opts, &mut errs);
-        let (vars, env_sources) = vars;
+        let (vars, mut env_sources) = vars;
         let env_files = env_files(&tree, &root_dir);
         let accounts = accounts(&tree);
+        let users_files = users_files(&tree, &root_dir, &mut env_sources);
         let mut b = Builder::new(&env_sources, &vars, root_dir.clone(), strict);
         b.env_files = &env_files;
         b.accounts = &accounts;
+        b.users_files = &users_files;
         let name = (!envs.is_empty()).then(|| envs.join(","));
         let stack = b.build(&tree, name, known.clone());
         errs.extend(b.errors);
@@ -507,6 +509,42 @@ fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
             let text = std::fs::read_to_string(root.join(&file)).map_err(|e| e.to_string());
             out.insert(file, text);
         }
+    }
+    out
+}
+
+/// Every route's `auth.basic.users_file` (an htpasswd file), read here and registered as a
+/// source, so that a bad line is an error located in it.
+fn users_files(tree: &Node, root: &Path, sources: &mut Sources) -> crate::build::UsersFiles {
+    let mut out = crate::build::UsersFiles::new();
+    for keys in service_tables(tree) {
+        let file = keys
+            .get("route")
+            .and_then(|r| match &r.node.kind {
+                Kind::Table(t) => t.get("auth"),
+                _ => None,
+            })
+            .and_then(|a| match &a.node.kind {
+                Kind::Table(t) => t.get("basic"),
+                _ => None,
+            })
+            .and_then(|b| match &b.node.kind {
+                Kind::Table(t) => t.get("users_file"),
+                _ => None,
+            })
+            .and_then(|f| match &f.node.kind {
+                Kind::Str(s) => Some(std::path::PathBuf::from(s)),
+                _ => None,
+            });
+        let Some(file) = file else { continue };
+        if out.contains_key(&file) {
+            continue;
+        }
+        let full = root.join(&file);
+        let read = std::fs::read_to_string(&full)
+            .map(|text| (sources.add(&full, &text), text))
+            .map_err(|e| format!("cannot read `{}`: {e}", full.display()));
+        out.insert(file, read);
     }
     out
 }

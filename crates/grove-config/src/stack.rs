@@ -599,6 +599,8 @@ pub struct Route {
     pub response_headers: crate::edge_rules::HeaderRules,
     /// Header rules on its requests (`request_headers`).
     pub request_headers: crate::edge_rules::HeaderRules,
+    /// Basic authentication (`auth`).
+    pub auth: Option<crate::edge_rules::BasicAuth>,
 }
 
 /// An environment variable's value.

@@ -258,8 +258,8 @@ fn choose<'t>(
     let Action::Proxy(pool) = &route.action else {
         return None;
     };
-    // Header rules are applied on the hyper path only.
-    if route.headers.is_some() {
+    // Header rules and authentication are applied on the hyper path only.
+    if route.headers.is_some() || route.auth.is_some() {
         return None;
     }
     if head.length > route.max_body || head.length > BUFFER_BODY as u64 {

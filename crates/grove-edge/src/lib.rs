@@ -16,6 +16,7 @@
 
 mod access;
 pub mod acme;
+mod auth;
 pub mod ca;
 mod fast;
 pub mod framing;

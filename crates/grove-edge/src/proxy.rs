@@ -302,6 +302,18 @@ async fn route(
             None,
         );
     };
+    if let Some(basic) = &r.auth {
+        if basic.check(req.headers()).await.is_none() {
+            let mut res = error_page(
+                StatusCode::UNAUTHORIZED,
+                "this route needs a user name and password",
+                id,
+            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, basic.challenge.clone());
+            return (res, None, Some(r.stats.clone()));
+        }
+    }
     // The route's header rules: on the request now, on its answer below.
     let rules = r.headers.as_ref().map(|h| (h.clone(), vars(&req)));
     if let Some((h, v)) = &rules {

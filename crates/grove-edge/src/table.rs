@@ -194,6 +194,8 @@ pub struct Route {
     pub stats: Arc<RouteStats>,
     /// Its header rules, when it has any (requests with them go through hyper).
     pub headers: Option<Arc<RouteHeaders>>,
+    /// Its users, when it asks for Basic authentication (through hyper too).
+    pub auth: Option<Arc<crate::auth::Basic>>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -283,6 +285,10 @@ impl Table {
                                 response: r.response_headers.clone(),
                             })
                         }),
+                    auth: r
+                        .auth
+                        .as_ref()
+                        .map(|a| Arc::new(crate::auth::Basic::new(a))),
                 })
                 .collect();
         for r in &plan.edge.redirects {
@@ -303,6 +309,7 @@ impl Table {
                     status: r.status,
                 },
                 headers: None,
+                auth: None,
             });
         }
         for m in &plan.edge.static_mounts {
@@ -321,6 +328,7 @@ impl Table {
                 action: Action::Static(dir),
                 stats: stats.get(&format!("*{}", m.prefix)),
                 headers: None,
+                auth: None,
             });
         }
         let forwards = plan
@@ -338,6 +346,7 @@ impl Table {
                     action: Action::Proxy(pool(&f.service, &f.target, Balance::RoundRobin)),
                     stats: stats.get(&format!(":{}", f.listen.addr.port())),
                     headers: None,
+                    auth: None,
                 };
                 (f.listen.addr, route)
             })
@@ -431,6 +440,7 @@ mod tests {
             action: Action::Static(PathBuf::from(format!("{host:?}{prefix}"))),
             stats: Arc::default(),
             headers: None,
+            auth: None,
         }
     }
 

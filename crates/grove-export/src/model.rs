@@ -182,6 +182,14 @@ pub(crate) fn recipe_network_notes(w: &Workload<'_>) -> Vec<String> {
 pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
     let mut notes = Vec::new();
     for r in &plan.routes {
+        if let Some(a) = &r.auth {
+            notes.push(format!(
+                "route {}'s basic auth ({}) is not mapped: the ingress controller's auth (a \
+                 Secret made from the same file, e.g. ingress-nginx's auth-type: basic) does it",
+                r.key(),
+                a.users_file.display()
+            ));
+        }
         if !r.response_headers.is_empty() || !r.request_headers.is_empty() {
             notes.push(format!(
                 "route {}'s header rules are not mapped: set them in the ingress controller \

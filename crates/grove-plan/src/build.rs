@@ -316,6 +316,7 @@ fn routes(
                 hold_ms: route.hold_ms,
                 response_headers: route.response_headers.clone(),
                 request_headers: route.request_headers.clone(),
+                auth: route.auth.clone(),
                 service: svc.name.clone(),
                 instance: inst.map(|i| i.name.clone()),
                 target: target(svc, inst, units),

@@ -25,7 +25,8 @@ pub use build::{
     build, build_with, client_host, credentials_needed, host_port, Inputs, PlanError, ReleaseInput,
 };
 pub use diff::{PlanDiff, Restarted};
-pub use grove_config::edge_rules::{HeaderRules, Redirect, RequestVars, Text};
+pub use grove_config::edge_rules;
+pub use grove_config::edge_rules::{BasicAuth, HeaderRules, Redirect, RequestVars, Text};
 pub use grove_config::{
     AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Concurrency,
     Condition, Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
@@ -494,6 +495,9 @@ pub struct Route {
     /// Header rules on its requests.
     #[serde(skip_serializing_if = "HeaderRules::is_empty")]
     pub request_headers: HeaderRules,
+    /// Basic authentication (its users are never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BasicAuth>,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.

@@ -213,7 +213,7 @@ fn version_of(body: &str) -> &str {
 const WEB: &str = r#"
 [services.web]
 command = "python3 app.py"
-health = { http = "/health", interval = "200ms" }
+health = { http = "/health", interval = "200ms", start_period = "10s" }
 route = { prefix = "/" }
 "#;
 
@@ -325,10 +325,7 @@ fn a_failing_build_or_health_gate_leaves_the_old_release_serving() {
     let s = Stack::new("");
     // Probe failures during the start period do not count, so a unit that never turns
     // healthy is still starting when the gate's time runs out.
-    let web = WEB.replace(
-        "interval = \"200ms\"",
-        "interval = \"200ms\", start_period = \"60s\"",
-    );
+    let web = WEB.replace("start_period = \"10s\"", "start_period = \"60s\"");
     let port = repo(
         &s,
         &format!(

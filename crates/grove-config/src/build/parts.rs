@@ -597,6 +597,9 @@ impl<'a> Builder<'a> {
             .get("request_headers")
             .map(|e| self.header_rules(&e.node, &join(path, "request_headers")))
             .unwrap_or_default();
+        let auth = map
+            .get("auth")
+            .and_then(|e| self.route_auth(&e.node, &join(path, "auth")));
         Some(Route {
             host,
             prefix,
@@ -607,6 +610,7 @@ impl<'a> Builder<'a> {
             hold_ms,
             response_headers,
             request_headers,
+            auth,
         })
     }
 }

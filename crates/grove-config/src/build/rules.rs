@@ -2,7 +2,9 @@
 //! `[edge] redirects` and `[edge] canonical_host`, each checked where it is written.
 
 use super::*;
-use crate::edge_rules::{is_header_name, HeaderRules, Redirect, Text};
+use crate::edge_rules::{
+    is_header_name, parse_htpasswd_line, BasicAuth, HeaderRules, Redirect, Text,
+};
 
 /// Headers grove itself sets or must keep: a rule may not remove or replace them (the
 /// framing, the hop-by-hop ones, the forwarded ones and the request id).
@@ -176,5 +178,84 @@ impl<'a> Builder<'a> {
             return;
         }
         edge.canonical_host = Some(h);
+    }
+
+    /// `auth = { basic = { users_file = "htpasswd", realm = "..." } }`; each line of the file
+    /// checked where it is.
+    pub(super) fn route_auth(&mut self, node: &Node, path: &str) -> Option<BasicAuth> {
+        let map = self.table(node, path, &["basic"])?;
+        let Some(b) = map.get("basic") else {
+            self.err(
+                &node.loc,
+                path,
+                "`auth` needs `basic`",
+                Some("auth = { basic = { users_file = \"htpasswd\" } }".to_string()),
+            );
+            return None;
+        };
+        let bp = join(path, "basic");
+        let basic = self.table(&b.node, &bp, &["users_file", "realm"])?;
+        let realm = match basic.get("realm") {
+            Some(r) => self.string(&r.node, &join(&bp, "realm"))?,
+            None => "grove".to_string(),
+        };
+        if realm.contains('"') || realm.chars().any(char::is_control) {
+            self.err(
+                &b.node.loc,
+                &join(&bp, "realm"),
+                "a realm cannot hold `\"`",
+                None,
+            );
+            return None;
+        }
+        let Some(f) = basic.get("users_file") else {
+            self.err(
+                &b.node.loc,
+                &bp,
+                "`basic` needs `users_file`",
+                Some("make one with `htpasswd -cB htpasswd alice`".to_string()),
+            );
+            return None;
+        };
+        let fp = join(&bp, "users_file");
+        let file = PathBuf::from(self.string(&f.node, &fp)?);
+        let (id, text) = match self.users_files.get(&file) {
+            Some(Ok((id, text))) => (*id, text.clone()),
+            Some(Err(why)) => {
+                self.err(
+                    &f.node.loc,
+                    &fp,
+                    why.clone(),
+                    Some("the path is relative to the stack file's folder".to_string()),
+                );
+                return None;
+            }
+            None => return None,
+        };
+        let mut users = Vec::new();
+        let mut at = 0;
+        for line in text.split_inclusive('\n') {
+            let span = at..at + line.trim_end_matches(['\n', '\r']).len();
+            at += line.len();
+            match parse_htpasswd_line(line.trim_end_matches('\n')) {
+                Ok(Some(u)) => users.push(u),
+                Ok(None) => {}
+                Err(why) => self.err(&Loc::new(id, span), &fp, why, None),
+            }
+        }
+        if users.is_empty() {
+            self.err(
+                &f.node.loc,
+                &fp,
+                format!("`{}` has no users", file.display()),
+                Some("add one with `htpasswd -B FILE alice`".to_string()),
+            );
+            return None;
+        }
+        Some(BasicAuth {
+            realm,
+            users_file: file,
+            users,
+        })
     }
 }
