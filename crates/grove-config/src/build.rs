@@ -127,8 +127,9 @@ const HEALTH_KEYS: [&str; 8] = [
     "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 10] = [
+const ROUTE_KEYS: [&str; 11] = [
     "auth",
+    "rate_limit",
     "headers",
     "request_headers",
     "host",

@@ -265,6 +265,27 @@ pub fn parse_htpasswd_line(line: &str) -> Result<Option<(String, PasswordHash)>,
     Ok(Some((user.to_string(), parsed)))
 }
 
+/// A route's `rate_limit`: a token bucket per key, refilled at `requests` per `per`, holding
+/// up to `burst` tokens (a key's first `burst` requests pass at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    /// The window, in milliseconds.
+    pub per_ms: u64,
+    pub burst: u32,
+    pub by: RateKey,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    /// The client's address.
+    Client,
+    /// A request header's value (lowercase name); requests without it share one bucket.
+    Header(String),
+}
+
 /// Whether `name` can be an HTTP header name (an RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()

@@ -601,6 +601,8 @@ pub struct Route {
     pub request_headers: crate::edge_rules::HeaderRules,
     /// Basic authentication (`auth`).
     pub auth: Option<crate::edge_rules::BasicAuth>,
+    /// Requests per key and time (`rate_limit`).
+    pub rate_limit: Option<crate::edge_rules::RateLimit>,
 }
 
 /// An environment variable's value.

@@ -744,3 +744,24 @@ fn header_rules_redirects_and_the_canonical_host_are_checked_where_written() {
         &["grove.toml:6:24: edge.redirects.\"/old\": a redirect needs `to`"],
     );
 }
+
+#[test]
+fn a_rate_limit_is_checked_where_written() {
+    let svc = |route: &str| format!("[services.web]\ncommand = \"x\"\nroute = {route}\n");
+    expect(
+        &svc("{ rate_limit = { requests = 100, per = \"1m\", burst = 20, by = \"header:X-Api-Key\" } }"),
+        &[],
+    );
+    expect(
+        &svc("{ rate_limit = { per = \"1m\" } }"),
+        &["grove.toml:5:24: services.web.route.rate_limit: a rate limit needs `requests`"],
+    );
+    expect(
+        &svc("{ rate_limit = { requests = 10, by = \"ip\" } }"),
+        &["grove.toml:5:46: services.web.route.rate_limit.by: `ip` is not what a rate limit can count by"],
+    );
+    expect(
+        &svc("{ rate_limit = { requests = 0 } }"),
+        &["grove.toml:5:37: services.web.route.rate_limit.requests: 0 is out of range"],
+    );
+}

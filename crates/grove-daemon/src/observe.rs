@@ -23,6 +23,7 @@ pub(crate) fn route_metrics(edge: &grove_edge::Edge) -> Vec<grove_metrics::Route
             bounds: grove_edge::stats::BUCKETS.to_vec(),
             buckets: s.latency_buckets,
             latency_sum_seconds: s.latency_sum_seconds,
+            rate_limited: s.rate_limited,
         })
         .collect()
 }

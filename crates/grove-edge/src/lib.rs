@@ -21,6 +21,7 @@ pub mod ca;
 mod fast;
 pub mod framing;
 mod idle;
+mod limit;
 mod listen;
 mod pages;
 mod proxy;

@@ -302,6 +302,21 @@ async fn route(
             None,
         );
     };
+    if let Some(limit) = &r.limit {
+        let key = limit.key(cx.conn.peer.ip(), req.headers());
+        if let Err(wait) = limit.take(&key, Instant::now()) {
+            r.stats.rate_limited();
+            let mut res = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests: slow down",
+                id,
+            );
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return (res, None, Some(r.stats.clone()));
+        }
+    }
     if let Some(basic) = &r.auth {
         if basic.check(req.headers()).await.is_none() {
             let mut res = error_page(

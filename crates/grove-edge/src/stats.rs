@@ -24,9 +24,16 @@ pub struct RouteStats {
     /// Non-cumulative counts per bucket; the last one is +Inf.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_micros: AtomicU64,
+    /// Requests refused by the route's rate limit (429).
+    limited: AtomicU64,
 }
 
 impl RouteStats {
+    /// Counts one request its rate limit refused.
+    pub fn rate_limited(&self) {
+        self.limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one finished request.
     pub fn record(&self, status: u16, bytes: u64, took: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -66,6 +73,7 @@ impl RouteStats {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             latency_buckets: buckets,
             latency_sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            rate_limited: self.limited.load(Ordering::Relaxed),
         }
     }
 }
@@ -91,6 +99,8 @@ pub struct RouteSnapshot {
     pub latency_buckets: Vec<u64>,
     /// Sum of latencies.
     pub latency_sum_seconds: f64,
+    /// Requests refused by the rate limit.
+    pub rate_limited: u64,
 }
 
 /// Every route's stats by key; entries are created on first use and kept.
@@ -100,6 +110,8 @@ pub struct Registry {
     /// Requests in flight per upstream address, kept across reloads: a reload's new table
     /// counts on the same counters, so the old generation's drain sees every request.
     in_flight: Mutex<BTreeMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
+    /// Each rate-limited route's buckets, kept across reloads while its limit is unchanged.
+    limits: Mutex<BTreeMap<String, (grove_plan::RateLimit, Arc<crate::limit::Buckets>)>>,
 }
 
 impl Registry {
@@ -110,6 +122,23 @@ impl Registry {
             Err(p) => p.into_inner(),
         };
         g.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The buckets of route `key` with `limit`: the same as before a reload unless the limit
+    /// changed.
+    pub fn buckets(&self, key: &str, limit: &grove_plan::RateLimit) -> Arc<crate::limit::Buckets> {
+        let mut g = match self.limits.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match g.get(key) {
+            Some((l, b)) if l == limit => b.clone(),
+            _ => {
+                let b = Arc::new(crate::limit::Buckets::new(limit));
+                g.insert(key.to_string(), (limit.clone(), b.clone()));
+                b
+            }
+        }
     }
 
     /// The in-flight counter of the upstream at `authority`, created when new.

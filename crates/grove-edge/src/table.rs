@@ -196,6 +196,8 @@ pub struct Route {
     pub headers: Option<Arc<RouteHeaders>>,
     /// Its users, when it asks for Basic authentication (through hyper too).
     pub auth: Option<Arc<crate::auth::Basic>>,
+    /// Its rate limit's buckets (through hyper too).
+    pub limit: Option<Arc<crate::limit::Buckets>>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -289,6 +291,7 @@ impl Table {
                         .auth
                         .as_ref()
                         .map(|a| Arc::new(crate::auth::Basic::new(a))),
+                    limit: r.rate_limit.as_ref().map(|l| stats.buckets(&r.key(), l)),
                 })
                 .collect();
         for r in &plan.edge.redirects {
@@ -310,6 +313,7 @@ impl Table {
                 },
                 headers: None,
                 auth: None,
+                limit: None,
             });
         }
         for m in &plan.edge.static_mounts {
@@ -329,6 +333,7 @@ impl Table {
                 stats: stats.get(&format!("*{}", m.prefix)),
                 headers: None,
                 auth: None,
+                limit: None,
             });
         }
         let forwards = plan
@@ -347,6 +352,7 @@ impl Table {
                     stats: stats.get(&format!(":{}", f.listen.addr.port())),
                     headers: None,
                     auth: None,
+                    limit: None,
                 };
                 (f.listen.addr, route)
             })
@@ -441,6 +447,7 @@ mod tests {
             stats: Arc::default(),
             headers: None,
             auth: None,
+            limit: None,
         }
     }
 

@@ -182,6 +182,15 @@ pub(crate) fn recipe_network_notes(w: &Workload<'_>) -> Vec<String> {
 pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
     let mut notes = Vec::new();
     for r in &plan.routes {
+        if let Some(l) = &r.rate_limit {
+            notes.push(format!(
+                "route {}'s rate limit ({} per {} ms) is not mapped: the ingress controller's \
+                 limits (e.g. ingress-nginx's limit-rpm) do it",
+                r.key(),
+                l.requests,
+                l.per_ms
+            ));
+        }
         if let Some(a) = &r.auth {
             notes.push(format!(
                 "route {}'s basic auth ({}) is not mapped: the ingress controller's auth (a \

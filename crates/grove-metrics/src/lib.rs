@@ -187,6 +187,9 @@ pub struct RouteMetric {
     pub buckets: Vec<u64>,
     /// Sum of latencies, seconds.
     pub latency_sum_seconds: f64,
+    /// Requests its rate limit refused.
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 /// Everything measured at one moment.
@@ -444,6 +447,18 @@ impl Exposition {
                 "grove_http_response_bytes_total",
                 &[self.stack_label(), ("route", r.route.clone())],
                 r.bytes_out as f64,
+            );
+        }
+        t.family(
+            "grove_http_rate_limited_total",
+            "counter",
+            "Requests the edge answered 429 because of a route's rate limit, by route.",
+        );
+        for r in &self.routes {
+            t.sample(
+                "grove_http_rate_limited_total",
+                &[self.stack_label(), ("route", r.route.clone())],
+                r.rate_limited as f64,
             );
         }
         t.family(

@@ -317,6 +317,7 @@ fn routes(
                 response_headers: route.response_headers.clone(),
                 request_headers: route.request_headers.clone(),
                 auth: route.auth.clone(),
+                rate_limit: route.rate_limit.clone(),
                 service: svc.name.clone(),
                 instance: inst.map(|i| i.name.clone()),
                 target: target(svc, inst, units),

@@ -26,7 +26,9 @@ pub use build::{
 };
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::edge_rules;
-pub use grove_config::edge_rules::{BasicAuth, HeaderRules, Redirect, RequestVars, Text};
+pub use grove_config::edge_rules::{
+    BasicAuth, HeaderRules, RateKey, RateLimit, Redirect, RequestVars, Text,
+};
 pub use grove_config::{
     AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Concurrency,
     Condition, Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
@@ -498,6 +500,9 @@ pub struct Route {
     /// Basic authentication (its users are never shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<BasicAuth>,
+    /// Requests per key and time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.

@@ -189,3 +189,73 @@ route = {{ prefix = "/", auth = {{ basic = {{ users_file = "htpasswd", realm = "
         "{err}"
     );
 }
+
+/// A rate limit is a bucket per client (or per header value): each client gets its own
+/// burst, then 429 with `Retry-After`; the refusals are counted in `/metrics`.
+#[test]
+fn a_rate_limit_gives_each_client_its_own_bucket() {
+    let (port, admin) = (free_port(), free_port());
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[services.web]
+command = "python3 {echo}"
+env = {{ PORT = "${{PORT}}" }}
+health = {{ http = "/healthz", interval = "100ms" }}
+route = {{ prefix = "/", rate_limit = {{ requests = 3, per = "1m" }} }}
+
+[services.api]
+command = "python3 {echo}"
+env = {{ PORT = "${{PORT}}" }}
+health = {{ http = "/healthz", interval = "100ms" }}
+route = {{ prefix = "/api", rate_limit = {{ requests = 1, per = "1h", burst = 2, by = "header:X-Api-Key" }} }}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    let from = |ip: &str| get(port, "x", "/", &["--interface", ip]).0;
+    // Client 127.0.0.1: three pass, the fourth waits.
+    for _ in 0..3 {
+        assert_eq!(from("127.0.0.1"), 200);
+    }
+    let (status, head, _) = get(port, "x", "/", &["--interface", "127.0.0.1"]);
+    assert_eq!(status, 429, "{head}");
+    let retry: u64 = header(&head, "retry-after")[0].parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    // Another client has its own bucket.
+    for _ in 0..3 {
+        assert_eq!(from("127.0.0.2"), 200);
+    }
+    assert_eq!(from("127.0.0.2"), 429);
+    // By header: each key its own burst of 2.
+    let key = |k: &str| get(port, "x", "/api/x", &["-H", &format!("X-Api-Key: {k}")]).0;
+    assert_eq!((key("a"), key("a"), key("a")), (200, 200, 429));
+    assert_eq!((key("b"), key("b")), (200, 200));
+    // Counted, by route.
+    let token = std::fs::read_to_string(s.path().join(".grove/admin.token")).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg(format!("http://127.0.0.1:{admin}/metrics"))
+        .output()
+        .unwrap();
+    let metrics = text(&out.stdout);
+    let count = |route: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("grove_http_rate_limited_total")
+                    && l.contains(&format!("route=\"{route}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {route} in {metrics}"))
+    };
+    assert_eq!(count("*/"), 2.0);
+    assert_eq!(count("*/api"), 1.0);
+}

@@ -600,6 +600,9 @@ impl<'a> Builder<'a> {
         let auth = map
             .get("auth")
             .and_then(|e| self.route_auth(&e.node, &join(path, "auth")));
+        let rate_limit = map
+            .get("rate_limit")
+            .and_then(|e| self.rate_limit(&e.node, &join(path, "rate_limit")));
         Some(Route {
             host,
             prefix,
@@ -611,6 +614,7 @@ impl<'a> Builder<'a> {
             response_headers,
             request_headers,
             auth,
+            rate_limit,
         })
     }
 }

@@ -1,9 +1,10 @@
-//! The edge's request-time rules: a route's `headers` (responses) and `request_headers`,
-//! `[edge] redirects` and `[edge] canonical_host`, each checked where it is written.
+//! The edge's request-time rules: a route's `headers` (responses) and `request_headers`, its
+//! `auth` and `rate_limit`, `[edge] redirects` and `[edge] canonical_host`, each checked
+//! where it is written.
 
 use super::*;
 use crate::edge_rules::{
-    is_header_name, parse_htpasswd_line, BasicAuth, HeaderRules, Redirect, Text,
+    is_header_name, parse_htpasswd_line, BasicAuth, HeaderRules, RateKey, RateLimit, Redirect, Text,
 };
 
 /// Headers grove itself sets or must keep: a rule may not remove or replace them (the
@@ -256,6 +257,67 @@ impl<'a> Builder<'a> {
             realm,
             users_file: file,
             users,
+        })
+    }
+
+    /// `rate_limit = { requests = 100, per = "1m", burst = 20, by = "client" | "header:NAME" }`.
+    pub(super) fn rate_limit(&mut self, node: &Node, path: &str) -> Option<RateLimit> {
+        let map = self.table(node, path, &["requests", "per", "burst", "by"])?;
+        let Some(r) = map.get("requests") else {
+            self.err(
+                &node.loc,
+                path,
+                "a rate limit needs `requests`",
+                Some("rate_limit = { requests = 100, per = \"1m\" }".to_string()),
+            );
+            return None;
+        };
+        let requests = self.int(&r.node, &join(path, "requests"), 1, 1_000_000)? as u32;
+        let per_ms = match map.get("per") {
+            Some(p) => {
+                let d = self.duration(&p.node, &join(path, "per"))?;
+                if d.as_millis() < 1 {
+                    self.err(
+                        &p.node.loc,
+                        &join(path, "per"),
+                        "the window must be at least 1ms",
+                        None,
+                    );
+                    return None;
+                }
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            }
+            None => 1000,
+        };
+        let burst = match map.get("burst") {
+            Some(b) => self.int(&b.node, &join(path, "burst"), 1, 1_000_000)? as u32,
+            None => requests,
+        };
+        let by = match map.get("by") {
+            None => RateKey::Client,
+            Some(b) => {
+                let bp = join(path, "by");
+                let s = self.string(&b.node, &bp)?;
+                match s.strip_prefix("header:") {
+                    None if s == "client" => RateKey::Client,
+                    Some(h) if is_header_name(h) => RateKey::Header(h.to_ascii_lowercase()),
+                    _ => {
+                        self.err(
+                            &b.node.loc,
+                            &bp,
+                            format!("`{s}` is not what a rate limit can count by"),
+                            Some("\"client\" (the default) or \"header:X-Api-Key\"".to_string()),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(RateLimit {
+            requests,
+            per_ms,
+            burst,
+            by,
         })
     }
 }
