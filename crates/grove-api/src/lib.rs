@@ -17,6 +17,7 @@
 //! | GET | `/v1/series`, `/v1/metrics?series=S&since=SECONDS` | stored series and their points |
 //! | GET | `/v1/events?limit=N`, `/v1/events/stream` | the event log; new events as server-sent events |
 //! | GET | `/v1/logs?unit=U&lines=N`, `/v1/logs/stream?unit=U` | a unit's log tail; then new lines as server-sent events (secrets masked) |
+//! | GET, POST | `/v1/maintenance` | maintenance mode now; turn it on (the settings) or off (`null`) |
 //! | GET | `/` | the dashboard (admin listener) |
 //!
 //! The same API is served on the admin listener (`[admin] listen`, off by default) where every
@@ -36,7 +37,7 @@ mod server;
 pub use client::{Client, ClientError};
 pub use server::{
     exposition, reload, serve, serve_admin, unit_metrics, ActError, ApiContext, Applier, Deployer,
-    Observe, ReloadError, Reloader, Restarter,
+    Maintainer, Observe, ReloadError, Reloader, Restarter,
 };
 
 use serde::{Deserialize, Serialize};

@@ -123,7 +123,13 @@ pub struct ApiContext {
     pub restart: Restarter,
     /// What the API observes: metrics, samples, logs.
     pub observe: Observe,
+    /// Turns maintenance mode on or off (stored, and at the edge now).
+    pub maintenance: Maintainer,
 }
+
+/// Turns maintenance mode on (`Some`) or off; an error says why nothing changed.
+pub type Maintainer =
+    Arc<dyn Fn(Option<grove_plan::Maintenance>) -> Result<(), String> + Send + Sync>;
 
 /// The observability side of the API.
 #[derive(Clone)]
@@ -494,6 +500,25 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
             Err(ReloadError::Refused(text)) => error(StatusCode::UNPROCESSABLE_ENTITY, text),
         },
         (Method::POST, "/v1/handover") => handover(ctx, req).await,
+        (Method::GET, "/v1/maintenance") => {
+            let now: Option<grove_plan::Maintenance> = ctx
+                .observe
+                .store
+                .lock()
+                .ok()
+                .and_then(|s| s.get(grove_plan::MAINTENANCE_KEY).ok().flatten());
+            json(StatusCode::OK, &now)
+        }
+        (Method::POST, "/v1/maintenance") => {
+            let asked: Option<grove_plan::Maintenance> = match body_json(req).await {
+                Ok(m) => m,
+                Err(res) => return res,
+            };
+            match (ctx.maintenance)(asked.clone()) {
+                Ok(()) => json(StatusCode::OK, &asked),
+                Err(why) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+            }
+        }
         (Method::POST, "/v1/down") => {
             let _ = ctx.engine.shutdown().await;
             ctx.down.notify_one();
@@ -502,7 +527,7 @@ async fn route(ctx: &ApiContext, req: Request<Incoming>) -> Response<Body> {
         (
             _,
             "/v1/status" | "/v1/plan" | "/v1/start" | "/v1/stop" | "/v1/restart" | "/v1/reload"
-            | "/v1/down" | "/v1/deploy" | "/v1/record" | "/v1/handover",
+            | "/v1/down" | "/v1/deploy" | "/v1/record" | "/v1/handover" | "/v1/maintenance",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method"),
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
     }

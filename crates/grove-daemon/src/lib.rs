@@ -120,6 +120,23 @@ pub struct Config {
     pub only: Option<Vec<String>>,
 }
 
+/// Turns maintenance on or off: at the edge first (where a bad network is refused), then in
+/// the store, so it holds after a reload and a restart of grove.
+fn maintainer(
+    edge: grove_edge::Edge,
+    store: Arc<std::sync::Mutex<grove_state::Store>>,
+) -> grove_api::Maintainer {
+    Arc::new(move |m: Option<grove_plan::Maintenance>| {
+        edge.set_maintenance(m.as_ref())?;
+        let store = store
+            .lock()
+            .map_err(|_| "the store is poisoned".to_string())?;
+        store
+            .set(grove_plan::MAINTENANCE_KEY, &m)
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// The units `grove up SERVICE...` leaves stopped: all but `only` and what they depend on
 /// (none for a plain `grove up`), never one that outlived the last grove and runs still.
 fn held_units(
@@ -199,6 +216,15 @@ impl Daemon {
         let edge = grove_edge::Edge::start_inheriting(&plan, &state, limits, inherited)
             .await
             .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
+        // Maintenance mode, as the operator left it.
+        let kept: Option<grove_plan::Maintenance> = store
+            .get::<Option<grove_plan::Maintenance>>(grove_plan::MAINTENANCE_KEY)
+            .ok()
+            .flatten()
+            .flatten();
+        if let Err(e) = edge.set_maintenance(kept.as_ref()) {
+            tracing::warn!("the stored maintenance mode is not applied: {e}");
+        }
         match grove_supervisor::process::own_binary() {
             Ok(exe) => {
                 let env = [("GROVE_STACK", plan.stack.as_str())];
@@ -222,6 +248,7 @@ impl Daemon {
             None => String::new(),
         };
         let api_store = Arc::new(std::sync::Mutex::new(open_store(&state)?));
+        let api_store_for_maintenance = api_store.clone();
         let engine = grove_engine::start_adopting(store, found);
         let listener = tokio::net::UnixListener::bind(&socket)
             .map_err(DaemonError::io("cannot listen on", &socket))?;
@@ -275,6 +302,7 @@ impl Daemon {
             Box::pin(async move { me.restart(targets).await })
         });
         let deploy = switcher.into_deployer();
+        let maintenance = maintainer(edge.clone(), api_store_for_maintenance);
         let (handover_tx, handovers) = tokio::sync::mpsc::unbounded_channel();
         let api = Arc::new(ApiContext {
             engine: engine.clone(),
@@ -286,6 +314,7 @@ impl Daemon {
             apply,
             restart,
             observe,
+            maintenance,
         });
         Ok(Daemon {
             plan,

@@ -259,7 +259,11 @@ fn choose<'t>(
         return None;
     };
     // Header rules and authentication are applied on the hyper path only.
-    if route.headers.is_some() || route.auth.is_some() || route.limit.is_some() {
+    if route.headers.is_some()
+        || route.auth.is_some()
+        || route.limit.is_some()
+        || shared.maintenance().is_some()
+    {
         return None;
     }
     if head.length > route.max_body || head.length > BUFFER_BODY as u64 {

@@ -23,6 +23,7 @@ pub mod framing;
 mod idle;
 mod limit;
 mod listen;
+mod maintenance;
 mod pages;
 mod proxy;
 mod rewrite;
@@ -167,6 +168,9 @@ pub struct Shared {
     /// each open one ends after its current response.
     draining: std::sync::atomic::AtomicBool,
     drain: tokio::sync::Notify,
+    /// Maintenance mode, when on (requests then go through hyper, which answers it).
+    maintenance: RwLock<Option<Arc<maintenance::Active>>>,
+    maintenance_on: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -176,6 +180,20 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Maintenance mode, when it is on.
+    pub(crate) fn maintenance(&self) -> Option<Arc<maintenance::Active>> {
+        if !self
+            .maintenance_on
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
+        match self.maintenance.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// Whether the edge drains.
     fn draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Acquire)
@@ -369,6 +387,8 @@ impl Edge {
             stats,
             draining: std::sync::atomic::AtomicBool::new(false),
             drain: tokio::sync::Notify::new(),
+            maintenance: RwLock::new(None),
+            maintenance_on: std::sync::atomic::AtomicBool::new(false),
         });
         let mut addrs: Vec<(SocketAddr, Option<TlsAcceptor>)> = Vec::new();
         let listens: Vec<&grove_plan::Listen> = plan
@@ -506,6 +526,32 @@ impl Edge {
             Err(p) => *p.into_inner() = t,
         }
         self.shared.ready.notify_waiters();
+    }
+
+    /// Whether `m` can be applied (its `allow` entries are networks); why not.
+    pub fn check_maintenance(m: &grove_plan::Maintenance) -> Result<(), String> {
+        maintenance::Active::new(m).map(|_| ())
+    }
+
+    /// Turns maintenance mode on (`Some`) or off; the next request sees it. An `allow` entry
+    /// that is not a network is an error, and nothing changes.
+    pub fn set_maintenance(&self, m: Option<&grove_plan::Maintenance>) -> Result<(), String> {
+        let active = match m {
+            Some(m) => Some(Arc::new(maintenance::Active::new(m)?)),
+            None => None,
+        };
+        let on = active.is_some();
+        {
+            let mut g = match self.shared.maintenance.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *g = active;
+        }
+        self.shared
+            .maintenance_on
+            .store(on, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// What each route has served so far, by route key (`host/prefix`, `*/prefix` for any

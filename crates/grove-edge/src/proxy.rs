@@ -302,6 +302,16 @@ async fn route(
             None,
         );
     };
+    if let Some(m) = cx.shared.maintenance() {
+        let service = match &r.action {
+            Action::Proxy(p) => Some(p.service.as_str()),
+            _ => None,
+        };
+        let key = format!("{}{}", r.host.text(), r.prefix);
+        if let Some(res) = m.answer(&key, service, cx.conn.peer.ip(), id) {
+            return (res, None, Some(r.stats.clone()));
+        }
+    }
     if let Some(limit) = &r.limit {
         let key = limit.key(cx.conn.peer.ip(), req.headers());
         if let Err(wait) = limit.take(&key, Instant::now()) {

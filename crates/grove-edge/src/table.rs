@@ -120,6 +120,15 @@ pub enum HostMatch {
 }
 
 impl HostMatch {
+    /// As a route key writes it: `*`, `app.example.org`, `*.example.org`.
+    pub fn text(&self) -> String {
+        match self {
+            HostMatch::Any => "*".to_string(),
+            HostMatch::Exact(h) => h.clone(),
+            HostMatch::Wildcard(d) => format!("*{d}"),
+        }
+    }
+
     fn parse(h: Option<&str>) -> HostMatch {
         match h {
             None => HostMatch::Any,

@@ -13,6 +13,7 @@
 
 mod build;
 mod diff;
+mod maintenance;
 mod staging;
 
 use std::net::IpAddr;
@@ -34,6 +35,7 @@ pub use grove_config::{
     Condition, Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
     ServiceKind, StaticMount, Tls, Upstream, DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
 };
+pub use maintenance::{Maintenance, MAINTENANCE_KEY};
 pub use staging::{
     reload_staging, restart_staging, rolling, split_in_place, staging, start_first, with_unit_of,
     Staging,

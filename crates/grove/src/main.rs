@@ -11,6 +11,7 @@ mod backup;
 mod deploy;
 mod history;
 mod jobs;
+mod maintenance;
 mod progress;
 mod render;
 mod runtime;
@@ -55,6 +56,28 @@ struct Cli {
     no_color: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum MaintenanceAction {
+    /// Turn it on (every route, unless `--route` names some).
+    On {
+        /// A route as `grove check` shows it (`/api`, `shop.example.org/`) or a service's
+        /// name. Repeatable.
+        #[arg(long = "route", value_name = "ROUTE")]
+        routes: Vec<String>,
+        /// What the 503 page says.
+        #[arg(long)]
+        message: Option<String>,
+        /// The answers' Retry-After (default 60s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        retry_after: Option<std::time::Duration>,
+        /// Clients that still get through (`192.0.2.0/24`, an address). Repeatable.
+        #[arg(long, value_name = "NETWORK")]
+        allow: Vec<String>,
+    },
+    /// Turn it off.
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +222,12 @@ enum Command {
         /// Go back to the stack file's count for these services.
         #[arg(long, value_name = "SERVICE")]
         reset: Vec<String>,
+    },
+    /// Maintenance mode: the routes answer 503 with a message and Retry-After, except to the
+    /// clients it lets through; kept across reloads and restarts of grove. No action: show it.
+    Maintenance {
+        #[command(subcommand)]
+        action: Option<MaintenanceAction>,
     },
     /// List the scheduled jobs (kind = "job"): schedule, state, last run and its outcome,
     /// next run.
@@ -627,6 +656,7 @@ fn run(cli: Cli, color: bool) -> anyhow::Result<ExitCode> {
         | Command::Backups { .. }
         | Command::Restore { .. }
         | Command::Top { .. }
+        | Command::Maintenance { .. }
         | Command::Ca { .. } => run_operator(&cli, color),
         Command::Events {
             follow,
@@ -718,6 +748,24 @@ fn run_operator(cli: &Cli, color: bool) -> anyhow::Result<ExitCode> {
         }
         Command::Top { once, interval } => {
             tokio_rt()?.block_on(top::top(&runtime_ctx(cli, color), *once, *interval))
+        }
+        Command::Maintenance { action } => {
+            let asked = match action {
+                None => maintenance::Asked::Show,
+                Some(MaintenanceAction::Off) => maintenance::Asked::Off,
+                Some(MaintenanceAction::On {
+                    routes,
+                    message,
+                    retry_after,
+                    allow,
+                }) => maintenance::Asked::On(maintenance::settings(
+                    routes.clone(),
+                    message.clone(),
+                    *retry_after,
+                    allow.clone(),
+                )),
+            };
+            tokio_rt()?.block_on(maintenance::run(&runtime_ctx(cli, color), asked))
         }
         Command::Ca { action } => match action {
             CaAction::Export { key, output } => {

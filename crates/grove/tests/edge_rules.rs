@@ -259,3 +259,79 @@ route = {{ prefix = "/api", rate_limit = {{ requests = 1, per = "1h", burst = 2,
     assert_eq!(count("*/"), 2.0);
     assert_eq!(count("*/api"), 1.0);
 }
+
+/// `grove maintenance on` answers a route with 503, the message and Retry-After, except to
+/// the clients it lets through; it holds across a reload and a new grove, and `off` ends it.
+#[test]
+fn maintenance_mode_answers_503_but_lets_the_allowed_through_and_survives_a_restart() {
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.web]
+command = "python3 {echo}"
+env = {{ PORT = "${{PORT}}" }}
+health = {{ http = "/healthz", interval = "100ms" }}
+route = {{ prefix = "/" }}
+
+[services.api]
+command = "python3 {echo}"
+env = {{ PORT = "${{PORT}}" }}
+health = {{ http = "/healthz", interval = "100ms" }}
+route = {{ prefix = "/api" }}
+"#,
+        echo = echo_app()
+    ));
+    s.up();
+    // Bad input first: a route the stack does not have, a network that is not one.
+    let out = s.run(&["maintenance", "on", "--route", "/nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no route `/nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = s.run(&["maintenance", "on", "--allow", "not-a-net"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`not-a-net` is not a network"));
+
+    let out = s.run(&[
+        "maintenance",
+        "on",
+        "--route",
+        "/api",
+        "--message",
+        "upgrading the database",
+        "--retry-after",
+        "10m",
+        "--allow",
+        "127.0.0.2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let check = |s: &Stack| {
+        let (status, head, body) = get(port, "x", "/api/orders", &["--interface", "127.0.0.1"]);
+        assert_eq!(status, 503, "{head}");
+        assert!(body.contains("upgrading the database"), "{body}");
+        assert_eq!(header(&head, "retry-after"), ["600"]);
+        // The allowed client and the other route are served.
+        assert_eq!(
+            get(port, "x", "/api/orders", &["--interface", "127.0.0.2"]).0,
+            200
+        );
+        assert_eq!(get(port, "x", "/", &[]).0, 200);
+        let shown = text(&s.run(&["maintenance"]).stdout);
+        assert!(shown.contains("maintenance is on for /api"), "{shown}");
+    };
+    check(&s);
+    assert!(s.run(&["reload"]).status.success());
+    check(&s);
+    let out = s.run(&["upgrade", "--wait-timeout", "20s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check(&s);
+    let out = s.run(&["maintenance", "off"]);
+    assert!(out.status.success());
+    assert_eq!(get(port, "x", "/api/orders", &[]).0, 200);
+    assert!(text(&s.run(&["maintenance"]).stdout).contains("maintenance is off"));
+}
