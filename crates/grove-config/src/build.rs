@@ -48,7 +48,8 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 17] = [
+const EDGE_KEYS: [&str; 18] = [
+    "error_pages",
     "redirects",
     "canonical_host",
     "listen",
@@ -171,6 +172,12 @@ pub(crate) type UsersFiles = BTreeMap<PathBuf, Result<(crate::source::FileId, St
 
 static NO_USERS_FILES: UsersFiles = BTreeMap::new();
 
+/// `[edge] error_pages` files as the loader read them: by the path as written, the HTML or
+/// why it could not be read.
+pub(crate) type PageFiles = BTreeMap<PathBuf, Result<String, String>>;
+
+static NO_PAGE_FILES: PageFiles = BTreeMap::new();
+
 pub(crate) struct Builder<'a> {
     pub sources: &'a Sources,
     /// The env files, read by the loader: validation does no I/O.
@@ -179,6 +186,8 @@ pub(crate) struct Builder<'a> {
     pub accounts: &'a Accounts,
     /// The routes' htpasswd files, read by the loader.
     pub users_files: &'a UsersFiles,
+    /// The edge's error pages, read by the loader.
+    pub page_files: &'a PageFiles,
     pub vars: &'a BTreeMap<String, String>,
     pub root: PathBuf,
     pub strict_vars: bool,
@@ -237,6 +246,7 @@ impl<'a> Builder<'a> {
             sources,
             env_files: &NO_ENV_FILES,
             users_files: &NO_USERS_FILES,
+            page_files: &NO_PAGE_FILES,
             accounts: &NO_ACCOUNTS,
             vars,
             root,
@@ -881,6 +891,7 @@ fn default_edge() -> Edge {
         access_log: AccessLogSettings::default(),
         redirects: Vec::new(),
         canonical_host: None,
+        error_pages: Vec::new(),
     }
 }
 

@@ -286,6 +286,17 @@ pub enum RateKey {
     Header(String),
 }
 
+/// One of `[edge] error_pages`: the stack's own page for a status, replacing grove's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorPage {
+    pub status: u16,
+    /// The file, as the stack file names it.
+    pub file: std::path::PathBuf,
+    /// Its HTML (read with the stack file, and again at each reload).
+    #[serde(skip)]
+    pub html: String,
+}
+
 /// Whether `name` can be an HTTP header name (an RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()

@@ -152,10 +152,12 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, C
         let env_files = env_files(&tree, &root_dir);
         let accounts = accounts(&tree);
         let users_files = users_files(&tree, &root_dir, &mut env_sources);
+        let page_files = page_files(&tree, &root_dir);
         let mut b = Builder::new(&env_sources, &vars, root_dir.clone(), strict);
         b.env_files = &env_files;
         b.accounts = &accounts;
         b.users_files = &users_files;
+        b.page_files = &page_files;
         let name = (!envs.is_empty()).then(|| envs.join(","));
         let stack = b.build(&tree, name, known.clone());
         errs.extend(b.errors);
@@ -508,6 +510,30 @@ fn env_files(tree: &Node, root: &Path) -> crate::build::EnvFiles {
             let file = std::path::PathBuf::from(file);
             let text = std::fs::read_to_string(root.join(&file)).map_err(|e| e.to_string());
             out.insert(file, text);
+        }
+    }
+    out
+}
+
+/// `[edge] error_pages`' files, read here so that validation does no I/O.
+fn page_files(tree: &Node, root: &Path) -> crate::build::PageFiles {
+    let mut out = crate::build::PageFiles::new();
+    let pages = match &tree.kind {
+        Kind::Table(top) => top.get("edge").and_then(|e| match &e.node.kind {
+            Kind::Table(edge) => edge.get("error_pages"),
+            _ => None,
+        }),
+        _ => None,
+    };
+    if let Some(Kind::Table(pages)) = pages.map(|p| &p.node.kind) {
+        for v in pages.values() {
+            if let Kind::Str(f) = &v.node.kind {
+                let file = std::path::PathBuf::from(f);
+                let full = root.join(&file);
+                let read = std::fs::read_to_string(&full)
+                    .map_err(|e| format!("cannot read `{}`: {e}", full.display()));
+                out.insert(file, read);
+            }
         }
     }
     out

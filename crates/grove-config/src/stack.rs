@@ -217,6 +217,8 @@ pub struct Edge {
     pub redirects: Vec<crate::edge_rules::Redirect>,
     /// `canonical_host`: the host the others of `hosts` are sent to.
     pub canonical_host: Option<String>,
+    /// `error_pages`: the stack's own pages by status.
+    pub error_pages: Vec<crate::edge_rules::ErrorPage>,
 }
 
 /// A route's `max_body` when it sets none (10 MB, nginx's `client_max_body_size` is 1 MB;

@@ -765,3 +765,11 @@ fn a_rate_limit_is_checked_where_written() {
         &["grove.toml:5:37: services.web.route.rate_limit.requests: 0 is out of range"],
     );
 }
+
+#[test]
+fn an_error_page_is_for_an_error_status() {
+    expect(
+        "[edge]\nlisten = []\nerror_pages = { 200 = \"ok.html\" }\n",
+        &["grove.toml:5:17: edge.error_pages.\"200\": `200` is not an error status"],
+    );
+}

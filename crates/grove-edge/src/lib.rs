@@ -341,6 +341,7 @@ impl Edge {
         let stats = stats::Registry::default();
         let certs = Arc::new(tls::CertStore::default());
         let table = Table::from_plan(plan, &stats);
+        set_error_pages(plan);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.upstream_connect));
         connector.set_nodelay(true);
@@ -520,6 +521,7 @@ impl Edge {
     /// Swaps in the route table of `plan` (atomically; requests in flight keep the old one).
     pub fn update(&self, plan: &Plan) {
         self.shared.access.set_format(plan.edge.access_log.format);
+        set_error_pages(plan);
         let t = Arc::new(Table::from_plan(plan, &self.shared.stats));
         match self.shared.table.write() {
             Ok(mut g) => *g = t,
@@ -574,6 +576,17 @@ impl Edge {
             self.shared.ready.notify_waiters();
         }
     }
+}
+
+/// The stack's own error pages, in place of grove's from now on.
+fn set_error_pages(plan: &Plan) {
+    let pages: Vec<(u16, String)> = plan
+        .edge
+        .error_pages
+        .iter()
+        .map(|p| (p.status, p.html.clone()))
+        .collect();
+    pages::set_custom_pages(&pages);
 }
 
 /// Loads the certificates `plan` asks for into the store, starts whatever keeps them fresh

@@ -41,13 +41,49 @@ pub(crate) fn usable_request_id(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 200 && v.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// The HTML of an error page naming the request id.
+/// The stack's own pages (`[edge] error_pages`) by status, replacing grove's; both request
+/// paths build their pages here, so both show them.
+static CUSTOM: std::sync::RwLock<Option<std::collections::HashMap<u16, std::sync::Arc<str>>>> =
+    std::sync::RwLock::new(None);
+
+/// Uses `pages` (status, HTML) from now on instead of grove's own for those statuses.
+pub(crate) fn set_custom_pages(pages: &[(u16, String)]) {
+    let map = (!pages.is_empty()).then(|| {
+        pages
+            .iter()
+            .map(|(s, html)| (*s, std::sync::Arc::from(html.as_str())))
+            .collect()
+    });
+    match CUSTOM.write() {
+        Ok(mut g) => *g = map,
+        Err(p) => *p.into_inner() = map,
+    }
+}
+
+fn custom_page(status: u16) -> Option<std::sync::Arc<str>> {
+    let g = match CUSTOM.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    g.as_ref().and_then(|m| m.get(&status).cloned())
+}
+
+/// The HTML of an error page naming the request id: the stack's own page for the status
+/// when it has one (`{status}`, `{reason}`, `{message}` and `{request_id}` filled in), else
+/// grove's.
 pub(crate) fn error_html(status: StatusCode, detail: &str, id: &str) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let detail = detail
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;");
+    if let Some(page) = custom_page(status.as_u16()) {
+        return page
+            .replace("{status}", status.as_str())
+            .replace("{reason}", reason)
+            .replace("{message}", &detail)
+            .replace("{request_id}", id);
+    }
     format!(
         "<!doctype html>\n<html><head><title>{code} {reason}</title></head><body>\n<h1>{code} {reason}</h1>\n<p>{detail}</p>\n<p><small>request id {id} &middot; grove</small></p>\n</body></html>\n",
         code = status.as_u16()

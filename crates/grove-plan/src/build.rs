@@ -242,6 +242,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             access_log: stack.edge.access_log.clone(),
             redirects: stack.edge.redirects.clone(),
             canonical_host: stack.edge.canonical_host.clone(),
+            error_pages: stack.edge.error_pages.clone(),
         },
         admin: AdminSettings {
             listen: stack.admin.listen,

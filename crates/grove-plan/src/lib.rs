@@ -569,6 +569,9 @@ pub struct Edge {
     /// The host the others of `hosts` are redirected to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canonical_host: Option<String>,
+    /// The stack's own error pages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub error_pages: Vec<grove_config::edge_rules::ErrorPage>,
 }
 
 /// A whole-port forward.

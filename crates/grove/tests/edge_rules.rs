@@ -335,3 +335,69 @@ route = {{ prefix = "/api" }}
     assert_eq!(get(port, "x", "/api/orders", &[]).0, 200);
     assert!(text(&s.run(&["maintenance"]).stdout).contains("maintenance is off"));
 }
+
+/// `[edge] error_pages` replaces grove's own pages, with the status, message and request id
+/// filled in, on both request paths (a 404 of no route, a 502 of a unit gone).
+#[test]
+fn the_stacks_own_error_pages_replace_groves() {
+    let port = free_port();
+    let s = Stack::new("");
+    std::fs::create_dir_all(s.path().join("pages")).unwrap();
+    std::fs::write(
+        s.path().join("pages/502.html"),
+        "<html><style>p { color: red }</style><p>Our app hiccuped ({status} {reason}). Ref {request_id}.</p></html>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.path().join("pages/404.html"),
+        "<p>Nothing here: {message}</p>\n",
+    )
+    .unwrap();
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+error_pages = {{ 502 = "pages/502.html", 404 = "pages/404.html" }}
+
+[services.web]
+command = "python3 {echo}"
+env = {{ PORT = "${{PORT}}" }}
+health = {{ http = "/healthz", interval = "100ms" }}
+route = {{ prefix = "/app", hold = "0s" }}
+
+[services.gone]
+upstreams = ["127.0.0.1:{closed}"]
+route = {{ prefix = "/gone" }}
+"#,
+        echo = echo_app(),
+        closed = free_port()
+    ));
+    s.up();
+    let (status, head, body) = get(port, "x", "/gone", &[]);
+    assert_eq!(status, 502, "{head}");
+    let id = header(&head, "x-request-id")[0].to_string();
+    assert_eq!(
+        body,
+        format!("<html><style>p {{ color: red }}</style><p>Our app hiccuped (502 Bad Gateway). Ref {id}.</p></html>\n")
+    );
+    let (status, _, body) = get(port, "x", "/elsewhere", &[]);
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        "<p>Nothing here: no route for this host and path</p>\n"
+    );
+    assert!(s.run(&["stop", "web"]).status.success());
+    s.wait_for("web stopped", 10, |s| s.unit("web")["pid"].is_null());
+    // No ready unit is a 503, which has no page of the stack's: grove's own.
+    let (status, head, body) = get(port, "x", "/app", &[]);
+    assert_eq!(status, 503, "{head}");
+    assert!(body.contains("grove"), "grove's own 503: {body}");
+    // A page that cannot be read is an error at check.
+    std::fs::remove_file(s.path().join("pages/502.html")).unwrap();
+    let out = s.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("edge.error_pages.\"502\": cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -15,6 +15,7 @@ impl<'a> Builder<'a> {
         self.edge_forward(map, &mut edge);
         self.edge_redirects(map, &mut edge);
         self.edge_canonical_host(map, &mut edge);
+        self.edge_error_pages(map, &mut edge);
         Some(edge)
     }
 

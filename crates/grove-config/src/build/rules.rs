@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::edge_rules::{
-    is_header_name, parse_htpasswd_line, BasicAuth, HeaderRules, RateKey, RateLimit, Redirect, Text,
+    is_header_name, parse_htpasswd_line, BasicAuth, ErrorPage, HeaderRules, RateKey, RateLimit,
+    Redirect, Text,
 };
 
 /// Headers grove itself sets or must keep: a rule may not remove or replace them (the
@@ -319,5 +320,52 @@ impl<'a> Builder<'a> {
             burst,
             by,
         })
+    }
+
+    /// `error_pages = { 502 = "pages/502.html" }`: a status from 400 to 599 and a readable
+    /// file of at most 1 MB.
+    pub(super) fn edge_error_pages(&mut self, map: &Map, edge: &mut Edge) {
+        let Some(e) = map.get("error_pages") else {
+            return;
+        };
+        let Some(entries) = self.any_table(&e.node, "edge.error_pages") else {
+            return;
+        };
+        for (key, v) in entries {
+            let path = join("edge.error_pages", key);
+            let status = match key.parse::<u16>() {
+                Ok(s) if (400..=599).contains(&s) => s,
+                _ => {
+                    self.err(
+                        &v.key_loc,
+                        &path,
+                        format!("`{key}` is not an error status"),
+                        Some(
+                            "a status from 400 to 599: error_pages = { 502 = \"pages/502.html\" }"
+                                .to_string(),
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let Some(file) = self.string(&v.node, &path).map(PathBuf::from) else {
+                continue;
+            };
+            match self.page_files.get(&file) {
+                Some(Ok(html)) if html.len() <= 1 << 20 => edge.error_pages.push(ErrorPage {
+                    status,
+                    file,
+                    html: html.clone(),
+                }),
+                Some(Ok(_)) => self.err(&v.node.loc, &path, "a page of more than 1 MB", None),
+                Some(Err(why)) => self.err(
+                    &v.node.loc,
+                    &path,
+                    why.clone(),
+                    Some("the path is relative to the stack file's folder".to_string()),
+                ),
+                None => {}
+            }
+        }
     }
 }
