@@ -25,6 +25,14 @@ fn get(port: u16, host: &str, target: &str, extra: &[&str]) -> (u16, String, Str
     (status, head.to_string(), body.to_string())
 }
 
+/// A service running the echo upstream, probed, with `route`.
+fn echo_service(name: &str, route: &str) -> String {
+    format!(
+        "[services.{name}]\ncommand = \"python3 {}\"\nenv = {{ PORT = \"${{PORT}}\" }}\nhealth = {{ http = \"/healthz\", interval = \"100ms\" }}\nroute = {route}\n",
+        echo_app()
+    )
+}
+
 fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
     head.lines()
         .filter_map(|l| l.split_once(": "))
@@ -44,13 +52,9 @@ hosts = ["example.org", "www.example.org"]
 canonical_host = "example.org"
 redirects = {{ "/old" = {{ to = "https://new.example.org{{uri}}", status = 301 }}, "/docs/" = "/manual{{path}}" }}
 
-[services.web]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/", hold = "0s", headers = {{ set = {{ X-Frame-Options = "DENY", X-Seen-Id = "{{request_id}}" }}, add = {{ Vary = "X-Tenant" }}, remove = ["Server"] }}, request_headers = {{ set = {{ X-Tenant = "{{host}}", X-Asked = "{{method}} {{uri}}" }}, remove = ["Cookie"] }} }}
+{svc_web}
 "#,
-        echo = echo_app()
+        svc_web = echo_service("web", r#"{ prefix = "/", hold = "0s", headers = { set = { X-Frame-Options = "DENY", X-Seen-Id = "{request_id}" }, add = { Vary = "X-Tenant" }, remove = ["Server"] }, request_headers = { set = { X-Tenant = "{host}", X-Asked = "{method} {uri}" }, remove = ["Cookie"] } }"#)
     ));
     s.up();
     // The response rules, on the upstream's answer.
@@ -136,13 +140,12 @@ fn basic_auth_takes_the_users_htpasswd_wrote_and_nobody_else() {
         r#"[edge]
 listen = ["http://127.0.0.1:{port}"]
 
-[services.web]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/", auth = {{ basic = {{ users_file = "htpasswd", realm = "staff" }} }} }}
+{svc_web}
 "#,
-        echo = echo_app()
+        svc_web = echo_service(
+            "web",
+            r#"{ prefix = "/", auth = { basic = { users_file = "htpasswd", realm = "staff" } } }"#
+        )
     ));
     s.up();
     for (u, p, _) in users {
@@ -203,19 +206,12 @@ listen = ["http://127.0.0.1:{port}"]
 [admin]
 listen = "127.0.0.1:{admin}"
 
-[services.web]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/", rate_limit = {{ requests = 3, per = "1m" }} }}
+{svc_web}
 
-[services.api]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/api", rate_limit = {{ requests = 1, per = "1h", burst = 2, by = "header:X-Api-Key" }} }}
+{svc_api}
 "#,
-        echo = echo_app()
+        svc_web = echo_service("web", r#"{ prefix = "/", rate_limit = { requests = 3, per = "1m" } }"#),
+        svc_api = echo_service("api", r#"{ prefix = "/api", rate_limit = { requests = 1, per = "1h", burst = 2, by = "header:X-Api-Key" } }"#)
     ));
     s.up();
     let from = |ip: &str| get(port, "x", "/", &["--interface", ip]).0;
@@ -270,19 +266,12 @@ fn maintenance_mode_answers_503_but_lets_the_allowed_through_and_survives_a_rest
         r#"[edge]
 listen = ["http://127.0.0.1:{port}"]
 
-[services.web]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/" }}
+{svc_web}
 
-[services.api]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/api" }}
+{svc_api}
 "#,
-        echo = echo_app()
+        svc_web = echo_service("web", r#"{ prefix = "/" }"#),
+        svc_api = echo_service("api", r#"{ prefix = "/api" }"#)
     ));
     s.up();
     // Bad input first: a route the stack does not have, a network that is not one.
@@ -358,17 +347,13 @@ fn the_stacks_own_error_pages_replace_groves() {
 listen = ["http://127.0.0.1:{port}"]
 error_pages = {{ 502 = "pages/502.html", 404 = "pages/404.html" }}
 
-[services.web]
-command = "python3 {echo}"
-env = {{ PORT = "${{PORT}}" }}
-health = {{ http = "/healthz", interval = "100ms" }}
-route = {{ prefix = "/app", hold = "0s" }}
+{svc_web}
 
 [services.gone]
 upstreams = ["127.0.0.1:{closed}"]
 route = {{ prefix = "/gone" }}
 "#,
-        echo = echo_app(),
+        svc_web = echo_service("web", r#"{ prefix = "/app", hold = "0s" }"#),
         closed = free_port()
     ));
     s.up();

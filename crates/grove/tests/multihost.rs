@@ -4,7 +4,8 @@
 //! copy of `examples/canopy` with the one command its README gives, and one certificate
 //! authority (exported by one host, imported by the others) signs the report server's and
 //! the database's certificates. The client creates a record and downloads its PDF through the
-//! web tier, then app1 is taken down three ways under a GET+POST load.
+//! web tier, then, under a GET+POST load, app1's grove is killed (the app serves on) and app1
+//! is taken down three ways.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -207,6 +208,29 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     });
 
     let dir = web.path();
+    // 0. kill -9 of app1's grove: the app outlives it and serves on, the next `grove up`
+    //    adopts it. Nothing fails.
+    let load = Load::start(&net, &ca, dir, "grove");
+    let app_before = app_pid(&app1);
+    let daemon = common::daemon_pid(app1.path()).expect("app1's grove runs");
+    assert!(Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    app1.up(&["--env", "split,appserver"]);
+    assert_eq!(
+        app_pid(&app1),
+        app_before,
+        "the app was adopted, not restarted"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let orphaned = load.finish();
+    let failures = orphaned["failures"].as_array().unwrap();
+    assert!(failures.is_empty(), "kill -9 of app1's grove: {orphaned}");
+    assert!(count(&orphaned, "POST 201") > 20, "{orphaned}");
+
     // 1. kill -9 of app1's gunicorn: its workers finish what they hold (they get the stop
     //    signal, not SIGKILL), grove restarts it, app2 takes the rest.
     let load = Load::start(&net, &ca, dir, "kill");

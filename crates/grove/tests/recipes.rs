@@ -445,31 +445,25 @@ fn postgres_takes_clients_only_from_the_networks_it_allows() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
-#[test]
-fn postgres_with_tls_serves_a_certificate_its_clients_verify() {
-    let s = open_stack(
-        r#"[edge]
-listen = []
-
-[services.db]
-recipe = "postgres"
-tls = true
-
-[services.app]
-command = "sleep 600"
-depends_on = { db = "healthy" }
-env = { DATABASE_URL = "${db.url}/app" }
-"#,
-    );
+/// A recipe with `tls = true` and an app that waits for it, its URL in `var`: the stack and
+/// the URL the app was given.
+fn tls_recipe(recipe: &str, var: &str, suffix: &str) -> (Stack, String) {
+    let s = open_stack(&format!(
+        "[edge]\nlisten = []\n\n[services.srv]\nrecipe = \"{recipe}\"\ntls = true\n\n[services.app]\ncommand = \"sleep 600\"\ndepends_on = {{ srv = \"healthy\" }}\nenv = {{ {var} = \"${{srv.url}}{suffix}\" }}\n"
+    ));
     up(&s, None);
     let pid = s.pid("app").unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let environ = String::from_utf8_lossy(&environ);
-    let url = environ
+    let url = String::from_utf8_lossy(&environ)
         .split('\0')
-        .find_map(|kv| kv.strip_prefix("DATABASE_URL="))
-        .unwrap()
-        .to_string();
+        .find_map(|kv| kv.strip_prefix(&format!("{var}=")).map(str::to_string))
+        .unwrap();
+    (s, url)
+}
+
+#[test]
+fn postgres_with_tls_serves_a_certificate_its_clients_verify() {
+    let (s, url) = tls_recipe("postgres", "DATABASE_URL", "/app");
     assert!(
         url.contains("/app?sslmode=verify-full&sslrootcert="),
         "{url}"
@@ -510,10 +504,10 @@ env = { DATABASE_URL = "${db.url}/app" }
         "a foreign CA must not verify the server"
     );
     // Loopback without TLS still works (grove's probe, local tools).
-    let admin = secret(&s, "db");
+    let admin = secret(&s, "srv");
     let plain = std::process::Command::new("psql")
         .args(["-X", "-Atc", "SELECT 1", "-h", "127.0.0.1", "-p"])
-        .arg(port(&s, "db").to_string())
+        .arg(port(&s, "srv").to_string())
         .args(["-U", "grove", "-d", "postgres"])
         .env("PGPASSWORD", &admin)
         .env("PGSSLMODE", "disable")
@@ -524,28 +518,7 @@ env = { DATABASE_URL = "${db.url}/app" }
 
 #[test]
 fn redis_with_tls_speaks_only_tls_and_its_url_works_in_redis_py() {
-    let s = open_stack(
-        r#"[edge]
-listen = []
-
-[services.cache]
-recipe = "redis"
-tls = true
-
-[services.app]
-command = "sleep 600"
-depends_on = { cache = "healthy" }
-env = { REDIS_URL = "${cache.url}" }
-"#,
-    );
-    up(&s, None);
-    let pid = s.pid("app").unwrap();
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let url = String::from_utf8_lossy(&environ)
-        .split('\0')
-        .find_map(|kv| kv.strip_prefix("REDIS_URL="))
-        .unwrap()
-        .to_string();
+    let (s, url) = tls_recipe("redis", "REDIS_URL", "");
     assert!(
         url.starts_with("rediss://default:")
             && url.contains("?ssl_cert_reqs=required&ssl_ca_certs="),
@@ -568,10 +541,10 @@ env = { REDIS_URL = "${cache.url}" }
         text(&out.stderr)
     );
     // The port speaks TLS only: a plain-text client gets no answer.
-    let p = port(&s, "cache");
+    let p = port(&s, "srv");
     let plain = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &p.to_string(), "PING"])
-        .env("REDISCLI_AUTH", secret(&s, "cache"))
+        .env("REDISCLI_AUTH", secret(&s, "srv"))
         .output()
         .unwrap();
     assert!(
@@ -580,12 +553,22 @@ env = { REDIS_URL = "${cache.url}" }
         text(&plain.stdout)
     );
     let ca = s.path().join(".grove/certs/ca.pem");
-    let tls = redis_cli(&s, p, &["--tls", "--cacert", ca.to_str().unwrap(), "PING"]);
-    assert_eq!(tls, "PONG");
+    let tls = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &p.to_string(), "--tls", "--cacert"])
+        .arg(&ca)
+        .arg("PING")
+        .env("REDISCLI_AUTH", secret(&s, "srv"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&tls.stdout).trim(), "PONG", "{}", text(&tls.stderr));
     // A backup is made over TLS too.
-    let out = s.run(&["backup", "cache"]);
+    let out = s.run(&["backup", "srv"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("cache"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("backed up srv (data)"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
