@@ -445,6 +445,17 @@ fn postgres_takes_clients_only_from_the_networks_it_allows() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// Runs `script` in the venv's Python with `U` set to `url` and `SSL_CERT_FILE` to `ca`
+/// (none: Python's default trust); its output.
+fn python(script: &str, url: &str, ca: Option<&std::path::Path>) -> std::process::Output {
+    let mut c = Command::new(common::venv_tool("python3"));
+    c.args(["-c", script]).env("U", url);
+    if let Some(ca) = ca {
+        c.env("SSL_CERT_FILE", ca);
+    }
+    c.output().unwrap()
+}
+
 /// A recipe with `tls = true` and an app that waits for it, its URL in `var`: the stack and
 /// the URL the app was given.
 fn tls_recipe(recipe: &str, var: &str, suffix: &str) -> (Stack, String) {
@@ -525,15 +536,11 @@ fn redis_with_tls_speaks_only_tls_and_its_url_works_in_redis_py() {
         "{url}"
     );
     // redis-py (as Celery and Django use it) with the unit's own URL: TLS, verified.
-    let py = common::venv_tool("python3");
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import os, redis; r = redis.from_url(os.environ['U']); r.set('k', 'over tls'); print(r.get('k').decode())",
-        ])
-        .env("U", &url)
-        .output()
-        .unwrap();
+    let out = python(
+        "import os, redis; r = redis.from_url(os.environ['U']); r.set('k', 'over tls'); print(r.get('k').decode())",
+        &url,
+        None,
+    );
     assert_eq!(
         text(&out.stdout).trim(),
         "over tls",
@@ -599,14 +606,8 @@ env = { BROKER_URL = "${mq.url}" }
     );
     // pika, trusting the stack's CA as a client would (SSL_CERT_FILE), over the unit's URL.
     let ca = s.path().join(".grove/certs/ca.pem");
-    let py = common::venv_tool("python3");
     let script = "import os, pika\nc = pika.BlockingConnection(pika.URLParameters(os.environ['U']))\nch = c.channel()\nch.queue_declare('q')\nch.basic_publish('', 'q', b'over tls')\nprint(ch.basic_get('q', auto_ack=True)[2].decode())\nc.close()\n";
-    let out = Command::new(&py)
-        .args(["-c", script])
-        .env("U", &url)
-        .env("SSL_CERT_FILE", &ca)
-        .output()
-        .unwrap();
+    let out = python(script, &url, Some(&ca));
     assert_eq!(
         text(&out.stdout).trim(),
         "over tls",
@@ -615,27 +616,17 @@ env = { BROKER_URL = "${mq.url}" }
     );
     // Plain AMQP on that port is not spoken, and a client trusting no such CA is refused.
     let plain = url.replacen("amqps://", "amqp://", 1);
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import os, pika\npika.BlockingConnection(pika.URLParameters(os.environ['U']))",
-        ])
-        .env("U", &plain)
-        .output()
-        .unwrap();
+    let connect = "import os, pika\npika.BlockingConnection(pika.URLParameters(os.environ['U']))";
+    let out = python(connect, &plain, None);
     assert!(
         !out.status.success(),
         "plain AMQP must not work on a TLS port"
     );
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import os, pika\npika.BlockingConnection(pika.URLParameters(os.environ['U']))",
-        ])
-        .env("U", &url)
-        .env("SSL_CERT_FILE", "/nonexistent.pem")
-        .output()
-        .unwrap();
+    let out = python(
+        connect,
+        &url,
+        Some(std::path::Path::new("/nonexistent.pem")),
+    );
     assert!(
         !out.status.success(),
         "an unverified server must be refused"
