@@ -563,7 +563,7 @@ impl<'a> Builder<'a> {
         }
         let edge = match top.get("edge") {
             Some(e) => self.edge(&e.node),
-            None => Some(default_edge()),
+            None => Some(edge::default_edge()),
         };
         let deploy = top.get("deploy").and_then(|e| self.deploy(&e.node));
         let admin = match top.get("admin") {
@@ -870,29 +870,6 @@ pub fn is_secret_name(name: &str) -> bool {
     ["SECRET", "PASSWORD", "TOKEN", "KEY"]
         .iter()
         .any(|w| upper.contains(w))
-}
-
-fn default_edge() -> Edge {
-    Edge {
-        listen: Vec::new(),
-        hosts: Vec::new(),
-        tls: Tls::Off,
-        acme_email: None,
-        acme_directory: ACME_PRODUCTION.to_string(),
-        acme_ca: None,
-        acme_challenge: AcmeChallenge::Http01,
-        upstream_ca: None,
-        hsts: false,
-        redirect_https: true,
-        trusted_proxies: Vec::new(),
-        static_mounts: Vec::new(),
-        forward: Vec::new(),
-        limits: EdgeLimits::default(),
-        access_log: AccessLogSettings::default(),
-        redirects: Vec::new(),
-        canonical_host: None,
-        error_pages: Vec::new(),
-    }
 }
 
 fn parse_upstream(s: &str) -> Option<Upstream> {

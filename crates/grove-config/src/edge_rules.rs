@@ -211,6 +211,16 @@ pub struct BasicAuth {
     pub users: Vec<(String, PasswordHash)>,
 }
 
+/// A route's `auth = { forward = { url, copy_headers } }`: each request is first asked of an
+/// authentication service (Traefik's ForwardAuth). `url` may name a service (`${auth.url}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForwardAuth {
+    #[serde(skip)]
+    pub url: crate::Template,
+    /// Headers of the service's 2xx answer copied onto the request (lowercase).
+    pub copy_headers: Vec<String>,
+}
+
 /// A password hash of a format `htpasswd` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordHash {

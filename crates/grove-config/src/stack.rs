@@ -601,8 +601,10 @@ pub struct Route {
     pub response_headers: crate::edge_rules::HeaderRules,
     /// Header rules on its requests (`request_headers`).
     pub request_headers: crate::edge_rules::HeaderRules,
-    /// Basic authentication (`auth`).
+    /// Basic authentication (`auth.basic`).
     pub auth: Option<crate::edge_rules::BasicAuth>,
+    /// Forward authentication (`auth.forward`).
+    pub forward_auth: Option<crate::edge_rules::ForwardAuth>,
     /// Requests per key and time (`rate_limit`).
     pub rate_limit: Option<crate::edge_rules::RateLimit>,
 }

@@ -773,3 +773,24 @@ fn an_error_page_is_for_an_error_status() {
         &["grove.toml:5:17: edge.error_pages.\"200\": `200` is not an error status"],
     );
 }
+
+#[test]
+fn forward_auth_needs_a_url_and_is_not_basic_too() {
+    let svc = |route: &str| format!("[services.web]\ncommand = \"x\"\nroute = {route}\n");
+    expect(
+        &svc("{ auth = { forward = { url = \"http://127.0.0.1:9000/check\", copy_headers = [\"X-User\"] } } }"),
+        &[],
+    );
+    expect(
+        &svc("{ auth = { forward = { copy_headers = [] } } }"),
+        &["grove.toml:5:30: services.web.route.auth.forward: `forward` needs `url`"],
+    );
+    expect(
+        &svc("{ auth = { forward = { url = \"ftp://x\" } } }"),
+        &["grove.toml:5:38: services.web.route.auth.forward.url: `ftp://x` is not an http:// or https:// URL"],
+    );
+    expect(
+        &svc("{ auth = { basic = { users_file = \"h\" }, forward = { url = \"http://x/\" } } }"),
+        &["grove.toml:5:50: services.web.route.auth: `auth` is `basic` or `forward`, not both"],
+    );
+}

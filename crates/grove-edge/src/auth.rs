@@ -196,6 +196,119 @@ pub fn apr1(pw: &[u8], salt: &[u8]) -> String {
     out
 }
 
+/// A route's forward authentication (Traefik's ForwardAuth): each request is first sent,
+/// without its body, to the service at `url`; a 2xx answer lets it through with the headers
+/// `copy` names taken from that answer; any other answer goes back to the client as the
+/// service gave it; a service that cannot be reached is a 503, never a pass.
+#[derive(Debug)]
+pub struct Forward {
+    url: hyper::Uri,
+    copy: Vec<hyper::header::HeaderName>,
+}
+
+/// How long the authentication service may take to answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Forward {
+    pub fn new(f: &grove_plan::ForwardAuthTarget) -> Option<Forward> {
+        Some(Forward {
+            url: f.url.parse().ok()?,
+            copy: f
+                .copy_headers
+                .iter()
+                .filter_map(|h| hyper::header::HeaderName::try_from(h.as_str()).ok())
+                .collect(),
+        })
+    }
+
+    /// Asks the service about `req`: the headers to add to it, or the answer to give.
+    pub(crate) async fn ask<B>(
+        &self,
+        shared: &crate::Shared,
+        req: &hyper::Request<B>,
+        scheme: &str,
+        client: std::net::IpAddr,
+        id: &str,
+    ) -> Result<Vec<(hyper::header::HeaderName, HeaderValue)>, hyper::Response<crate::proxy::BoxBody>>
+    {
+        use http_body_util::BodyExt;
+        use hyper::header;
+        let mut ask = hyper::Request::builder()
+            .method(hyper::Method::GET)
+            .uri(self.url.clone());
+        if let Some(h) = ask.headers_mut() {
+            for (k, v) in req.headers() {
+                if k == header::HOST
+                    || k == header::CONTENT_LENGTH
+                    || k == header::TRANSFER_ENCODING
+                    || crate::rules::hop_by_hop(k.as_str().as_bytes())
+                {
+                    continue;
+                }
+                h.append(k.clone(), v.clone());
+            }
+            let uri = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let host = req.headers().get(header::HOST).cloned().or_else(|| {
+                req.uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+            });
+            for (name, value) in [
+                (
+                    "x-forwarded-method",
+                    HeaderValue::try_from(req.method().as_str()).ok(),
+                ),
+                ("x-forwarded-proto", HeaderValue::try_from(scheme).ok()),
+                ("x-forwarded-uri", HeaderValue::try_from(uri).ok()),
+                (
+                    "x-forwarded-for",
+                    HeaderValue::try_from(client.to_string()).ok(),
+                ),
+                ("x-forwarded-host", host),
+                ("x-request-id", HeaderValue::try_from(id).ok()),
+            ] {
+                if let Some(v) = value {
+                    h.insert(name, v);
+                }
+            }
+        }
+        let Ok(ask) = ask.body(crate::pages::full(bytes::Bytes::new())) else {
+            return Err(unreachable_auth(id));
+        };
+        let answer = match tokio::time::timeout(FORWARD_TIMEOUT, shared.client.request(ask)).await {
+            Ok(Ok(a)) => a,
+            _ => return Err(unreachable_auth(id)),
+        };
+        if answer.status().is_success() {
+            let copied = self
+                .copy
+                .iter()
+                .filter_map(|n| answer.headers().get(n).map(|v| (n.clone(), v.clone())))
+                .collect();
+            return Ok(copied);
+        }
+        // The service's answer, as it gave it (a login redirect, a 401 with its challenge).
+        let (mut parts, body) = answer.into_parts();
+        crate::rules::strip_hop_by_hop(&mut parts.headers);
+        let body = body
+            .map_err(|e| Box::new(e) as crate::proxy::BoxError)
+            .boxed();
+        Err(hyper::Response::from_parts(parts, body))
+    }
+}
+
+fn unreachable_auth(id: &str) -> hyper::Response<crate::proxy::BoxBody> {
+    crate::pages::error_page(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "the authentication service cannot be reached",
+        id,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,6 +262,7 @@ fn choose<'t>(
     if route.headers.is_some()
         || route.auth.is_some()
         || route.limit.is_some()
+        || route.forward.is_some()
         || shared.maintenance().is_some()
     {
         return None;

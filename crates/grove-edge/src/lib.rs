@@ -20,6 +20,7 @@ mod auth;
 pub mod ca;
 mod fast;
 pub mod framing;
+mod gate;
 mod idle;
 mod limit;
 mod listen;

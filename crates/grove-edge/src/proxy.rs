@@ -302,42 +302,8 @@ async fn route(
             None,
         );
     };
-    if let Some(m) = cx.shared.maintenance() {
-        let service = match &r.action {
-            Action::Proxy(p) => Some(p.service.as_str()),
-            _ => None,
-        };
-        let key = format!("{}{}", r.host.text(), r.prefix);
-        if let Some(res) = m.answer(&key, service, cx.conn.peer.ip(), id) {
-            return (res, None, Some(r.stats.clone()));
-        }
-    }
-    if let Some(limit) = &r.limit {
-        let key = limit.key(cx.conn.peer.ip(), req.headers());
-        if let Err(wait) = limit.take(&key, Instant::now()) {
-            r.stats.rate_limited();
-            let mut res = error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many requests: slow down",
-                id,
-            );
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            return (res, None, Some(r.stats.clone()));
-        }
-    }
-    if let Some(basic) = &r.auth {
-        if basic.check(req.headers()).await.is_none() {
-            let mut res = error_page(
-                StatusCode::UNAUTHORIZED,
-                "this route needs a user name and password",
-                id,
-            );
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, basic.challenge.clone());
-            return (res, None, Some(r.stats.clone()));
-        }
+    if let Err((res, upstream)) = crate::gate::admit(cx.shared, r, &mut req, cx.conn, id).await {
+        return (res, upstream, Some(r.stats.clone()));
     }
     // The route's header rules: on the request now, on its answer below.
     let rules = r.headers.as_ref().map(|h| (h.clone(), vars(&req)));

@@ -207,6 +207,8 @@ pub struct Route {
     pub auth: Option<Arc<crate::auth::Basic>>,
     /// Its rate limit's buckets (through hyper too).
     pub limit: Option<Arc<crate::limit::Buckets>>,
+    /// Its forward authentication (through hyper too).
+    pub forward: Option<Arc<crate::auth::Forward>>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -225,6 +227,35 @@ pub struct Table {
     pub hsts: bool,
     /// `canonical_host`, with the other `hosts` that are sent there.
     pub canonical: Option<(String, Vec<String>)>,
+}
+
+/// The routes of `[edge] redirects`.
+fn redirect_routes(plan: &Plan, stats: &crate::stats::Registry) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for r in &plan.edge.redirects {
+        let prefix = match r.prefix.trim_end_matches('/') {
+            "" => "/".to_string(),
+            p => p.to_string(),
+        };
+        routes.push(Route {
+            host: HostMatch::parse(r.host.as_deref()),
+            stats: stats.get(&format!("{}{prefix}", r.host.as_deref().unwrap_or("*"))),
+            prefix,
+            strip_prefix: false,
+            max_body: 0,
+            websocket: false,
+            hold: std::time::Duration::ZERO,
+            action: Action::Redirect {
+                to: r.to.clone(),
+                status: r.status,
+            },
+            headers: None,
+            auth: None,
+            limit: None,
+            forward: None,
+        });
+    }
+    routes
 }
 
 /// Whether `path` is under `prefix` (`/TR` covers `/TR`, `/TR/`, `/TR/x`, not `/TRx`).
@@ -301,30 +332,14 @@ impl Table {
                         .as_ref()
                         .map(|a| Arc::new(crate::auth::Basic::new(a))),
                     limit: r.rate_limit.as_ref().map(|l| stats.buckets(&r.key(), l)),
+                    forward: r
+                        .forward_auth
+                        .as_ref()
+                        .and_then(crate::auth::Forward::new)
+                        .map(Arc::new),
                 })
                 .collect();
-        for r in &plan.edge.redirects {
-            let prefix = match r.prefix.trim_end_matches('/') {
-                "" => "/".to_string(),
-                p => p.to_string(),
-            };
-            routes.push(Route {
-                host: HostMatch::parse(r.host.as_deref()),
-                stats: stats.get(&format!("{}{prefix}", r.host.as_deref().unwrap_or("*"))),
-                prefix,
-                strip_prefix: false,
-                max_body: 0,
-                websocket: false,
-                hold: std::time::Duration::ZERO,
-                action: Action::Redirect {
-                    to: r.to.clone(),
-                    status: r.status,
-                },
-                headers: None,
-                auth: None,
-                limit: None,
-            });
-        }
+        routes.extend(redirect_routes(plan, stats));
         for m in &plan.edge.static_mounts {
             let dir = if m.dir.is_absolute() {
                 m.dir.clone()
@@ -343,6 +358,7 @@ impl Table {
                 headers: None,
                 auth: None,
                 limit: None,
+                forward: None,
             });
         }
         let forwards = plan
@@ -362,6 +378,7 @@ impl Table {
                     headers: None,
                     auth: None,
                     limit: None,
+                    forward: None,
                 };
                 (f.listen.addr, route)
             })
@@ -457,6 +474,7 @@ mod tests {
             headers: None,
             auth: None,
             limit: None,
+            forward: None,
         }
     }
 

@@ -191,6 +191,14 @@ pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
                 l.per_ms
             ));
         }
+        if let Some(f) = &r.forward_auth {
+            notes.push(format!(
+                "route {}'s forward auth ({}) is not mapped: the ingress controller's external \
+                 auth (e.g. ingress-nginx's auth-url) does it",
+                r.key(),
+                f.url
+            ));
+        }
         if let Some(a) = &r.auth {
             notes.push(format!(
                 "route {}'s basic auth ({}) is not mapped: the ingress controller's auth (a \

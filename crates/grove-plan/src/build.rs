@@ -319,6 +319,13 @@ fn routes(
                 request_headers: route.request_headers.clone(),
                 auth: route.auth.clone(),
                 rate_limit: route.rate_limit.clone(),
+                forward_auth: match &route.forward_auth {
+                    Some(f) => Some(crate::ForwardAuthTarget {
+                        url: ctx.render(&f.url)?,
+                        copy_headers: f.copy_headers.clone(),
+                    }),
+                    None => None,
+                },
                 service: svc.name.clone(),
                 instance: inst.map(|i| i.name.clone()),
                 target: target(svc, inst, units),

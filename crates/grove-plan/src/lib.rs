@@ -476,6 +476,14 @@ pub fn with_dependencies(plan: &Plan, units: &[String]) -> std::collections::BTr
     out
 }
 
+/// A route's forward authentication, its URL resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForwardAuthTarget {
+    pub url: String,
+    /// Headers of a 2xx answer copied onto the request (lowercase).
+    pub copy_headers: Vec<String>,
+}
+
 /// One entry of the route table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {
@@ -505,6 +513,9 @@ pub struct Route {
     /// Requests per key and time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// The authentication service each request is first asked of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<ForwardAuthTarget>,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.

@@ -539,35 +539,7 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
     };
     // What the unit left in its group and cgroup goes with it, so the pipes close: asked
     // first, then killed.
-    let (signal, grace) = (sink.spec.stop_signal.clone(), sink.spec.stop_grace_ms);
-    if let Some(sig) = signal.as_deref().and_then(process::parse_signal) {
-        let live = |p: &i32| process::stat(*p).is_some_and(|s| !s.zombie);
-        let left = || {
-            process::group_alive(pid) || group.as_ref().is_some_and(|g| g.pids().iter().any(live))
-        };
-        if left() {
-            let _ = process::signal_group(pid, sig);
-            if let Some(g) = &group {
-                g.signal_escaped(pid, sig);
-            }
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(grace);
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                tokio::select! {
-                    got = output.next(), if output.open() => {
-                        if let Some((kind, bytes)) = got {
-                            deliver(&mut client, &mut sink, kind, bytes).await;
-                        }
-                    }
-                    _ = tick.tick() => {
-                        if !left() || tokio::time::Instant::now() >= deadline {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    ask_leftovers(pid, group.as_ref(), &mut output, &mut client, &mut sink).await;
     let _ = process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     if let Some(g) = &group {
         g.kill();
@@ -592,6 +564,48 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// Sends what the unit's main process left in its group and cgroup the unit's stop signal and
+/// waits, forwarding their output, until they are gone or the stop grace runs out (systemd's
+/// treatment of a service's leftovers: a gunicorn's workers finish their requests). The
+/// caller SIGKILLs whatever is left. Zombies waiting for their reaper do not count.
+async fn ask_leftovers(
+    pid: i32,
+    group: Option<&Group>,
+    output: &mut Output,
+    client: &mut Client,
+    sink: &mut Sink,
+) {
+    let (signal, grace) = (sink.spec.stop_signal.clone(), sink.spec.stop_grace_ms);
+    let Some(sig) = signal.as_deref().and_then(process::parse_signal) else {
+        return;
+    };
+    let live = |p: &i32| process::stat(*p).is_some_and(|s| !s.zombie);
+    let left = || process::group_alive(pid) || group.is_some_and(|g| g.pids().iter().any(live));
+    if !left() {
+        return;
+    }
+    let _ = process::signal_group(pid, sig);
+    if let Some(g) = group {
+        g.signal_escaped(pid, sig);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(grace);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            got = output.next(), if output.open() => {
+                if let Some((kind, bytes)) = got {
+                    deliver(client, sink, kind, bytes).await;
+                }
+            }
+            _ = tick.tick() => {
+                if !left() || tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The unit's two pipes, read as they have something.

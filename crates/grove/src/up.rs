@@ -238,29 +238,7 @@ pub async fn up_detached(
         };
         let failed: Vec<_> = status.units.iter().filter(|u| u.is_failed()).collect();
         if !failed.is_empty() {
-            for u in failed {
-                eprintln!(
-                    "grove: {} {}: {}",
-                    u.name,
-                    u.state,
-                    u.reason.as_deref().unwrap_or("no reason recorded")
-                );
-                let lines = grove_supervisor::logs::tail(
-                    &state.join("logs").join(format!("{}.log", u.name)),
-                    10,
-                )
-                .unwrap_or_default();
-                if !lines.is_empty() {
-                    let secrets = known_secrets(ctx);
-                    eprintln!("  last lines of its log:");
-                    for l in lines {
-                        eprintln!("  | {}", grove_plan::scrub(&l, &secrets));
-                    }
-                }
-            }
-            eprintln!(
-                "grove: the rest keeps running; see `grove ps`, stop it all with `grove down`"
-            );
+            report_failed(ctx, &state, &failed);
             break Ok(ExitCode::from(1));
         }
         if status.units.iter().all(|u| u.is_settled_ok()) {
@@ -272,21 +250,7 @@ pub async fn up_detached(
             break Ok(ExitCode::SUCCESS);
         }
         if Instant::now() >= deadline {
-            eprintln!("grove: not every unit is up after {} s:", timeout.as_secs());
-            for u in status.units.iter().filter(|u| !u.is_settled_ok()) {
-                let probe = u
-                    .probe
-                    .as_ref()
-                    .map(|p| format!("; probe {p}"))
-                    .unwrap_or_default();
-                let why = u
-                    .reason
-                    .as_ref()
-                    .map(|r| format!(" failed: {r}"))
-                    .unwrap_or_default();
-                eprintln!("  {} is {}{probe}{why}", u.name, u.state);
-            }
-            eprintln!("grove: it keeps trying; see `grove ps`, stop it all with `grove down`");
+            report_late(&status, timeout);
             break Ok(ExitCode::from(1));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -296,6 +260,48 @@ pub async fn up_detached(
         println!("{s}");
     }
     result
+}
+
+/// Says which units failed, why, and their last log lines.
+fn report_failed(ctx: &Ctx, state: &Path, failed: &[&grove_engine::UnitStatus]) {
+    for u in failed {
+        eprintln!(
+            "grove: {} {}: {}",
+            u.name,
+            u.state,
+            u.reason.as_deref().unwrap_or("no reason recorded")
+        );
+        let lines =
+            grove_supervisor::logs::tail(&state.join("logs").join(format!("{}.log", u.name)), 10)
+                .unwrap_or_default();
+        if !lines.is_empty() {
+            let secrets = known_secrets(ctx);
+            eprintln!("  last lines of its log:");
+            for l in lines {
+                eprintln!("  | {}", grove_plan::scrub(&l, &secrets));
+            }
+        }
+    }
+    eprintln!("grove: the rest keeps running; see `grove ps`, stop it all with `grove down`");
+}
+
+/// Says which units are not up after `timeout`, and how their probes fare.
+fn report_late(status: &Status, timeout: Duration) {
+    eprintln!("grove: not every unit is up after {} s:", timeout.as_secs());
+    for u in status.units.iter().filter(|u| !u.is_settled_ok()) {
+        let probe = u
+            .probe
+            .as_ref()
+            .map(|p| format!("; probe {p}"))
+            .unwrap_or_default();
+        let why = u
+            .reason
+            .as_ref()
+            .map(|r| format!(" failed: {r}"))
+            .unwrap_or_default();
+        eprintln!("  {} is {}{probe}{why}", u.name, u.state);
+    }
+    eprintln!("grove: it keeps trying; see `grove ps`, stop it all with `grove down`");
 }
 
 fn print_file_tail_from(path: &Path, from: u64) {

@@ -386,3 +386,55 @@ route = {{ prefix = "/gone" }}
         text(&out.stderr)
     );
 }
+
+/// Forward authentication with Traefik's semantics: a 2xx from the auth service lets the
+/// request through with the headers it names copied; anything else is the client's answer as
+/// the service gave it; an auth service that is down is a 503, never a pass.
+#[test]
+fn forward_auth_asks_the_auth_service_and_fails_closed() {
+    let port = free_port();
+    let s = Stack::new("");
+    let auth = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/auth.py");
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+
+[services.auth]
+command = "python3 {auth}"
+health = {{ http = "/healthz", interval = "100ms" }}
+
+{web}"#,
+        auth = auth.display(),
+        web = echo_service(
+            "web",
+            r#"{ prefix = "/", auth = { forward = { url = "${auth.url}/check", copy_headers = ["X-User", "X-Checked"] } } }"#
+        )
+    ));
+    s.up();
+    let (status, _, body) = get(
+        port,
+        "x",
+        "/orders?id=7",
+        &["-X", "POST", "-d", "{}", "-H", "Authorization: Bearer good"],
+    );
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["headers"]["x-user"], "alice");
+    assert_eq!(seen["headers"]["x-checked"], "POST /orders?id=7");
+    assert!(seen["headers"].get("x-other").is_none(), "{seen}");
+    assert_eq!(seen["method"], "POST");
+    // Denied: the auth service's own answer.
+    let (status, head, body) = get(port, "x", "/orders", &["-H", "Authorization: Bearer bad"]);
+    assert_eq!(status, 401, "{head}");
+    assert_eq!(header(&head, "www-authenticate"), ["Bearer realm=\"api\""]);
+    assert_eq!(body, "denied by the auth service\n");
+    // The auth service down: 503, not a pass.
+    assert!(s.run(&["stop", "auth"]).status.success());
+    s.wait_for("auth stopped", 10, |s| s.unit("auth")["pid"].is_null());
+    let (status, _, body) = get(port, "x", "/orders", &["-H", "Authorization: Bearer good"]);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the authentication service cannot be reached"),
+        "{body}"
+    );
+}

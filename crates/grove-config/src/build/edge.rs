@@ -390,3 +390,27 @@ impl<'a> Builder<'a> {
         Some(l)
     }
 }
+
+/// `[edge]` when the file says nothing.
+pub(super) fn default_edge() -> Edge {
+    Edge {
+        listen: Vec::new(),
+        hosts: Vec::new(),
+        tls: Tls::Off,
+        acme_email: None,
+        acme_directory: ACME_PRODUCTION.to_string(),
+        acme_ca: None,
+        acme_challenge: AcmeChallenge::Http01,
+        upstream_ca: None,
+        hsts: false,
+        redirect_https: true,
+        trusted_proxies: Vec::new(),
+        static_mounts: Vec::new(),
+        forward: Vec::new(),
+        limits: EdgeLimits::default(),
+        access_log: AccessLogSettings::default(),
+        redirects: Vec::new(),
+        canonical_host: None,
+        error_pages: Vec::new(),
+    }
+}

@@ -597,9 +597,10 @@ impl<'a> Builder<'a> {
             .get("request_headers")
             .map(|e| self.header_rules(&e.node, &join(path, "request_headers")))
             .unwrap_or_default();
-        let auth = map
-            .get("auth")
-            .and_then(|e| self.route_auth(&e.node, &join(path, "auth")));
+        let (auth, forward_auth) = match map.get("auth") {
+            Some(e) => self.route_auth(service, &e.node, &join(path, "auth")),
+            None => (None, None),
+        };
         let rate_limit = map
             .get("rate_limit")
             .and_then(|e| self.rate_limit(&e.node, &join(path, "rate_limit")));
@@ -614,6 +615,7 @@ impl<'a> Builder<'a> {
             response_headers,
             request_headers,
             auth,
+            forward_auth,
             rate_limit,
         })
     }

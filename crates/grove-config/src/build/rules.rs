@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::edge_rules::{
-    is_header_name, parse_htpasswd_line, BasicAuth, ErrorPage, HeaderRules, RateKey, RateLimit,
-    Redirect, Text,
+    is_header_name, parse_htpasswd_line, BasicAuth, ErrorPage, ForwardAuth, HeaderRules, RateKey,
+    RateLimit, Redirect, Text,
 };
 
 /// Headers grove itself sets or must keep: a rule may not remove or replace them (the
@@ -182,19 +182,94 @@ impl<'a> Builder<'a> {
         edge.canonical_host = Some(h);
     }
 
-    /// `auth = { basic = { users_file = "htpasswd", realm = "..." } }`; each line of the file
-    /// checked where it is.
-    pub(super) fn route_auth(&mut self, node: &Node, path: &str) -> Option<BasicAuth> {
-        let map = self.table(node, path, &["basic"])?;
-        let Some(b) = map.get("basic") else {
+    /// `auth = { forward = { url = "http://...", copy_headers = ["X-User"] } }`.
+    pub(super) fn forward_auth(
+        &mut self,
+        service: &str,
+        node: &Node,
+        path: &str,
+    ) -> Option<ForwardAuth> {
+        let map = self.table(node, path, &["url", "copy_headers"])?;
+        let Some(u) = map.get("url") else {
             self.err(
                 &node.loc,
                 path,
-                "`auth` needs `basic`",
-                Some("auth = { basic = { users_file = \"htpasswd\" } }".to_string()),
+                "`forward` needs `url`",
+                Some("forward = { url = \"${auth.url}/check\" }".to_string()),
             );
             return None;
         };
+        let up = join(path, "url");
+        let url = self.template(&u.node, &up)?;
+        let text = url.to_string();
+        if !text.starts_with("http://") && !text.starts_with("https://") && !text.starts_with("${")
+        {
+            self.err(
+                &u.node.loc,
+                &up,
+                format!("`{text}` is not an http:// or https:// URL"),
+                None,
+            );
+            return None;
+        }
+        self.templates
+            .push((service.to_string(), up, url.clone(), u.node.loc.clone()));
+        let mut copy_headers = Vec::new();
+        if let Some(c) = map.get("copy_headers") {
+            let cp = join(path, "copy_headers");
+            for (h, loc) in self.strings(&c.node, &cp).unwrap_or_default() {
+                if is_header_name(&h) {
+                    copy_headers.push(h.to_ascii_lowercase());
+                } else {
+                    self.err(&loc, &cp, format!("`{h}` is not a header name"), None);
+                }
+            }
+        }
+        Some(ForwardAuth { url, copy_headers })
+    }
+
+    /// `auth = { basic = {...} }` or `{ forward = {...} }`: exactly one.
+    pub(super) fn route_auth(
+        &mut self,
+        service: &str,
+        node: &Node,
+        path: &str,
+    ) -> (Option<BasicAuth>, Option<ForwardAuth>) {
+        let Some(map) = self.table(node, path, &["basic", "forward"]) else {
+            return (None, None);
+        };
+        match (map.get("basic"), map.get("forward")) {
+            (Some(_), Some(f)) => {
+                self.err(
+                    &f.key_loc,
+                    path,
+                    "`auth` is `basic` or `forward`, not both",
+                    None,
+                );
+                (None, None)
+            }
+            (Some(_), None) => (self.basic_auth(node, path), None),
+            (None, Some(f)) => (
+                None,
+                self.forward_auth(service, &f.node, &join(path, "forward")),
+            ),
+            (None, None) => {
+                self.err(
+                    &node.loc,
+                    path,
+                    "`auth` needs `basic` or `forward`",
+                    Some("auth = { basic = { users_file = \"htpasswd\" } }".to_string()),
+                );
+                (None, None)
+            }
+        }
+    }
+
+    /// `auth = { basic = { users_file = "htpasswd", realm = "..." } }`; each line of the file
+    /// checked where it is.
+    fn basic_auth(&mut self, node: &Node, path: &str) -> Option<BasicAuth> {
+        let map = self.table(node, path, &["basic", "forward"])?;
+        let b = map.get("basic")?;
         let bp = join(path, "basic");
         let basic = self.table(&b.node, &bp, &["users_file", "realm"])?;
         let realm = match basic.get("realm") {
