@@ -1,6 +1,8 @@
 //! Issue 26: Canopy's Enterprise deployment across hosts, as a user runs it. Six network
-//! namespaces on a private bridge stand for the machines: the database server, two app
-//! servers, the report server, the web tier and a client. Each host runs grove from its own
+//! namespaces on two private networks stand for the machines: the database server, two app
+//! servers, the report server, the web tier and a client (the front network joins the web
+//! tier, the app servers and the client; the back one the app servers, the database and the
+//! report server). Each host runs grove from its own
 //! copy of `examples/canopy` with the one command its README gives, and one certificate
 //! authority (exported by one host, imported by the others) signs the report server's and
 //! the database's certificates. The client creates a record and downloads its PDF through the
@@ -17,20 +19,24 @@ use common::example::{json_body, Example};
 use common::netns::Net;
 use common::{text, wait_until};
 
-const HOSTS: &[(&str, u8)] = &[
-    ("db", 10),
-    ("app1", 11),
-    ("app2", 12),
-    ("rep", 13),
-    ("web", 20),
-    ("cli", 30),
+/// The front network (the web tier, the app servers, the client) and the back one (the app
+/// servers, the database, the report server), as enterprise layouts keep them apart: an app
+/// server that loses its front link keeps its database.
+const NETWORKS: &[(&str, &str)] = &[("front", "10.77.0"), ("back", "10.78.0")];
+const HOSTS: &[(&str, &[(&str, u8)])] = &[
+    ("db", &[("back", 10)]),
+    ("app1", &[("front", 11), ("back", 11)]),
+    ("app2", &[("front", 12), ("back", 12)]),
+    ("rep", &[("back", 13)]),
+    ("web", &[("front", 20)]),
+    ("cli", &[("front", 30)]),
 ];
-const NAMES: &[(&str, &str)] = &[
-    ("db.internal", "db"),
-    ("app1.internal", "app1"),
-    ("app2.internal", "app2"),
-    ("reports.internal", "rep"),
-    ("canopy.example.org", "web"),
+const NAMES: &[(&str, &str, &str)] = &[
+    ("db.internal", "db", "back"),
+    ("app1.internal", "app1", "front"),
+    ("app2.internal", "app2", "front"),
+    ("reports.internal", "rep", "back"),
+    ("canopy.example.org", "web", "front"),
 ];
 const SECRET_KEY: &str = "DJANGO_SECRET_KEY=test-only-secret-key-0123456789\n";
 
@@ -101,7 +107,7 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
         eprintln!("skipped: {why}");
         return;
     }
-    let net = Net::new(HOSTS, NAMES);
+    let net = Net::new(NETWORKS, HOSTS, NAMES);
     let db = Example::host("canopy", "db", &net.ns("db"), &[]);
     let rep = Example::host("canopy", "rep", &net.ns("rep"), &[]);
     let app1 = Example::host("canopy", "app1", &net.ns("app1"), &[]);
@@ -120,7 +126,7 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     // The database server: PostgreSQL on 0.0.0.0:5432 over TLS, for the app servers' network.
     std::fs::write(
         db.path().join(".env"),
-        format!("CANOPY_DB_ALLOW={}.0/24\n", common::netns::SUBNET),
+        format!("CANOPY_DB_ALLOW={}.0/24\n", net.subnet("back")),
     )
     .unwrap();
     db.up(&["--env", "database"]);
@@ -260,17 +266,18 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     let stopped = load.finish();
     assert_survived("grove stop on app1", &stopped);
 
-    // 3. app1's link down for 8 s: connects time out and go to app2, the probe takes app1
-    //    out of the route (shown by ps and an event), and back when the link returns.
+    // 3. app1's front link down for several seconds (its database, on the back network,
+    //    stays): connects time out and go to app2, the probe takes app1 out of the route
+    //    (shown by ps and an event), and back when the link returns.
     let load = Load::start(&net, &ca, dir, "link");
-    net.link("app1", false);
+    net.link("app1", "front", false);
     wait_until("app1 out of the web tier's route", 20, || {
         remotes(&web)
             .iter()
             .any(|t| t["target"] == "app1.internal:8000" && t["health"] == "unhealthy")
     });
     std::thread::sleep(std::time::Duration::from_secs(3));
-    net.link("app1", true);
+    net.link("app1", "front", true);
     wait_until("app1 back in the route", 20, || {
         remotes(&web).iter().all(|t| t["health"] == "healthy")
     });
@@ -306,7 +313,7 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
 /// connection app1 refused or never answered. What remains possible is a POST that app1's
 /// gunicorn had accepted into its listen queue when its last worker exited: the kernel
 /// resets it, and a proxy cannot know it was not applied, so it is answered 502 (as nginx
-/// and HAProxy do). Those are counted and kept rare.
+/// and HAProxy do). Those are counted and kept to a handful.
 fn assert_survived(what: &str, load: &serde_json::Value) {
     let total: u64 = load["counts"]
         .as_object()
@@ -328,8 +335,10 @@ fn assert_survived(what: &str, load: &serde_json::Value) {
             "{what}: a request failed that must not: {f}\n{load}"
         );
     }
+    // The ones in the listen queue at that instant: a handful (a regression, say every POST
+    // for a second, would be dozens).
     assert!(
-        (failures.len() as u64) * 100 <= total,
+        failures.len() as u64 <= 5.max(total / 100),
         "{what}: {} of {total} POSTs reset by app1: {load}",
         failures.len()
     );

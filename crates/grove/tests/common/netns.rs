@@ -1,17 +1,19 @@
 //! A private network of Linux network namespaces for multi-host tests: a switch namespace
-//! holding a bridge, and one namespace per host with `eth0` on it (10.77.0.0/24) and its own
-//! `/etc/hosts` (`ip netns exec` mounts `/etc/netns/NS/hosts` over it). Nothing is added to
-//! this machine's own network; everything goes when the value is dropped, even after a
-//! failed assertion.
+//! holding one bridge per network, and one namespace per host with an interface on each of
+//! its networks (`eth0`, `eth1`, ... in the order given) and its own `/etc/hosts` (`ip netns
+//! exec` mounts `/etc/netns/NS/hosts` over it). Nothing is added to this machine's own
+//! network; everything goes when the value is dropped, even after a failed assertion.
 
 use std::process::Command;
 
-/// The network's prefix length and first three octets.
-pub const SUBNET: &str = "10.77.0";
+/// A network: its name and its /24's first three octets (`10.77.0`).
+pub type Network<'a> = (&'a str, &'a str);
 
 pub struct Net {
     prefix: String,
-    hosts: Vec<(String, u8)>,
+    networks: Vec<(String, String)>,
+    /// Host -> (network, last octet) in interface order.
+    hosts: Vec<(String, Vec<(String, u8)>)>,
 }
 
 fn ip(args: &[&str]) {
@@ -39,45 +41,76 @@ impl Net {
         }
     }
 
-    /// Hosts by name and last octet; `names` are extra `/etc/hosts` lines every host sees
-    /// (`("db.internal", "db")` maps that name to the host `db`).
-    pub fn new(hosts: &[(&str, u8)], names: &[(&str, &str)]) -> Net {
+    /// `networks`, and hosts on them (network, last octet); `names` are `/etc/hosts` lines
+    /// every host sees (`("db.internal", "db", "back")`: that name is `db`'s address there).
+    pub fn new(
+        networks: &[Network<'_>],
+        hosts: &[(&str, &[(&str, u8)])],
+        names: &[(&str, &str, &str)],
+    ) -> Net {
         let net = Net {
             prefix: format!("gv{}", std::process::id()),
-            hosts: hosts.iter().map(|(h, a)| (h.to_string(), *a)).collect(),
+            networks: networks
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect(),
+            hosts: hosts
+                .iter()
+                .map(|(h, on)| {
+                    (
+                        h.to_string(),
+                        on.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+                    )
+                })
+                .collect(),
         };
         let sw = net.ns("sw");
         ip(&["netns", "add", &sw]);
         ip(&["-n", &sw, "link", "set", "lo", "up"]);
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        for (n, _) in &net.networks {
+            let br = format!("br-{n}");
+            ip(&["-n", &sw, "link", "add", &br, "type", "bridge"]);
+            ip(&["-n", &sw, "link", "set", &br, "up"]);
+        }
         let mut etc_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         if !etc_hosts.ends_with('\n') {
             etc_hosts.push('\n');
         }
-        for (name, host) in names {
-            etc_hosts.push_str(&format!("{} {name}\n", net.addr(host)));
+        for (name, host, network) in names {
+            etc_hosts.push_str(&format!("{} {name}\n", net.addr(host, network)));
         }
-        for (h, a) in &net.hosts {
+        for (h, on) in &net.hosts {
             let ns = net.ns(h);
-            let port = format!("p-{h}");
             ip(&["netns", "add", &ns]);
-            ip(&[
-                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns,
-            ]);
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{SUBNET}.{a}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            for (i, (network, a)) in on.iter().enumerate() {
+                let (port, dev) = (format!("p-{h}-{i}"), format!("eth{i}"));
+                let subnet = net.subnet(network);
+                ip(&[
+                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &dev, "netns",
+                    &ns,
+                ]);
+                ip(&[
+                    "-n",
+                    &sw,
+                    "link",
+                    "set",
+                    &port,
+                    "master",
+                    &format!("br-{network}"),
+                    "up",
+                ]);
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{subnet}.{a}/24"),
+                    "dev",
+                    &dev,
+                ]);
+                ip(&["-n", &ns, "link", "set", &dev, "up"]);
+            }
             let etc = format!("/etc/netns/{ns}");
             std::fs::create_dir_all(&etc).unwrap();
             std::fs::write(format!("{etc}/hosts"), &etc_hosts).unwrap();
@@ -90,15 +123,25 @@ impl Net {
         format!("{}-{host}", self.prefix)
     }
 
-    /// The address of `host`.
-    pub fn addr(&self, host: &str) -> String {
+    /// The first three octets of `network`.
+    pub fn subnet(&self, network: &str) -> String {
+        self.networks
+            .iter()
+            .find(|(n, _)| n == network)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("no network {network}"))
+    }
+
+    /// The address of `host` on `network`.
+    pub fn addr(&self, host: &str, network: &str) -> String {
         let a = self
             .hosts
             .iter()
             .find(|(h, _)| h == host)
+            .and_then(|(_, on)| on.iter().find(|(n, _)| n == network))
             .map(|(_, a)| *a)
-            .unwrap_or_else(|| panic!("no host {host}"));
-        format!("{SUBNET}.{a}")
+            .unwrap_or_else(|| panic!("{host} is not on {network}"));
+        format!("{}.{a}", self.subnet(network))
     }
 
     /// `program args...` run on `host`.
@@ -108,10 +151,23 @@ impl Net {
         c
     }
 
-    /// Takes `host`'s link down (`false`) or up again.
-    pub fn link(&self, host: &str, up: bool) {
+    /// Takes `host`'s interface on `network` down (`false`) or up again.
+    pub fn link(&self, host: &str, network: &str, up: bool) {
+        let i = self
+            .hosts
+            .iter()
+            .find(|(h, _)| h == host)
+            .and_then(|(_, on)| on.iter().position(|(n, _)| n == network))
+            .unwrap_or_else(|| panic!("{host} is not on {network}"));
         let state = if up { "up" } else { "down" };
-        ip(&["-n", &self.ns(host), "link", "set", "eth0", state]);
+        ip(&[
+            "-n",
+            &self.ns(host),
+            "link",
+            "set",
+            &format!("eth{i}"),
+            state,
+        ]);
     }
 }
 
