@@ -48,8 +48,11 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 18] = [
+const EDGE_KEYS: [&str; 21] = [
     "error_pages",
+    "headers",
+    "request_headers",
+    "rate_limit",
     "redirects",
     "canonical_host",
     "listen",
@@ -571,6 +574,7 @@ impl<'a> Builder<'a> {
             None => Admin::default(),
         };
         let edge = edge?;
+        edge::route_defaults(&edge, &mut services);
         self.cross_check(&services, &instances, &edge, top);
         let name = name?;
         if !self.errors.is_empty() {

@@ -307,6 +307,40 @@ pub struct ErrorPage {
     pub html: String,
 }
 
+/// What `[edge]` gives every route (`headers`, `request_headers`, `rate_limit`): a route's
+/// own header rules go on top of these (its `set` of a name wins, `remove` and `add` add up),
+/// its own rate limit replaces this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct RouteDefaults {
+    pub response_headers: HeaderRules,
+    pub request_headers: HeaderRules,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl HeaderRules {
+    /// These rules under `own`: own's `set` of a name replaces this one's.
+    pub fn under(&self, own: &HeaderRules) -> HeaderRules {
+        let mut out = own.clone();
+        for r in &self.remove {
+            if !out.remove.contains(r) {
+                out.remove.push(r.clone());
+            }
+        }
+        let mut set: Vec<(String, Text)> = self
+            .set
+            .iter()
+            .filter(|(n, _)| !own.set.iter().any(|(o, _)| o == n))
+            .cloned()
+            .collect();
+        set.extend(own.set.iter().cloned());
+        out.set = set;
+        let mut add = self.add.clone();
+        add.extend(own.add.iter().cloned());
+        out.add = add;
+        out
+    }
+}
+
 /// Whether `name` can be an HTTP header name (an RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()

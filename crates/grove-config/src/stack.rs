@@ -219,6 +219,8 @@ pub struct Edge {
     pub canonical_host: Option<String>,
     /// `error_pages`: the stack's own pages by status.
     pub error_pages: Vec<crate::edge_rules::ErrorPage>,
+    /// `headers`, `request_headers` and `rate_limit` at `[edge]`: every route's, under its own.
+    pub route_defaults: crate::edge_rules::RouteDefaults,
 }
 
 /// A route's `max_body` when it sets none (10 MB, nginx's `client_max_body_size` is 1 MB;

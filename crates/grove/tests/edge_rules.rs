@@ -28,7 +28,7 @@ fn get(port: u16, host: &str, target: &str, extra: &[&str]) -> (u16, String, Str
 /// A service running the echo upstream, probed, with `route`.
 fn echo_service(name: &str, route: &str) -> String {
     format!(
-        "[services.{name}]\ncommand = \"python3 {}\"\nenv = {{ PORT = \"${{PORT}}\" }}\nhealth = {{ http = \"/healthz\", interval = \"100ms\" }}\nroute = {route}\n",
+        "[services.{name}]\ncommand = \"python3 {}\"\nenv = {{ PORT = \"${{PORT}}\" }}\nhealth = {{ http = \"/healthz\", interval = \"100ms\", start_period = \"20s\" }}\nroute = {route}\n",
         echo_app()
     )
 }
@@ -401,7 +401,7 @@ listen = ["http://127.0.0.1:{port}"]
 
 [services.auth]
 command = "python3 {auth}"
-health = {{ http = "/healthz", interval = "100ms" }}
+health = {{ http = "/healthz", interval = "100ms", start_period = "20s" }}
 
 {web}"#,
         auth = auth.display(),
@@ -437,4 +437,40 @@ health = {{ http = "/healthz", interval = "100ms" }}
         body.contains("the authentication service cannot be reached"),
         "{body}"
     );
+}
+
+/// `[edge]`'s `headers` and `rate_limit` are every route's, under the route's own: its `set`
+/// of a name wins, its own rate limit replaces the edge's.
+#[test]
+fn edge_defaults_apply_to_every_route_under_its_own_rules() {
+    let port = free_port();
+    let s = Stack::new("");
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+headers = {{ set = {{ X-Frame-Options = "DENY", X-Edge = "grove" }}, remove = ["Server"] }}
+rate_limit = {{ requests = 2, per = "1m" }}
+
+{web}
+{api}"#,
+        web = echo_service("web", r#"{ prefix = "/" }"#),
+        api = echo_service(
+            "api",
+            r#"{ prefix = "/api", headers = { set = { X-Frame-Options = "SAMEORIGIN" } }, rate_limit = { requests = 100, per = "1m" } }"#
+        )
+    ));
+    s.up();
+    let (_, head, _) = get(port, "x", "/", &[]);
+    assert_eq!(header(&head, "x-frame-options"), ["DENY"]);
+    assert_eq!(header(&head, "x-edge"), ["grove"]);
+    assert!(header(&head, "server").is_empty(), "{head}");
+    let (_, head, _) = get(port, "x", "/api/x", &[]);
+    assert_eq!(header(&head, "x-frame-options"), ["SAMEORIGIN"]);
+    assert_eq!(header(&head, "x-edge"), ["grove"]);
+    // The edge's limit on `/` (2 a minute, one request used above), the route's own on /api.
+    assert_eq!(get(port, "x", "/", &[]).0, 200);
+    assert_eq!(get(port, "x", "/", &[]).0, 429);
+    for _ in 0..5 {
+        assert_eq!(get(port, "x", "/api/x", &[]).0, 200);
+    }
 }

@@ -16,6 +16,7 @@ impl<'a> Builder<'a> {
         self.edge_redirects(map, &mut edge);
         self.edge_canonical_host(map, &mut edge);
         self.edge_error_pages(map, &mut edge);
+        self.edge_route_defaults(map, &mut edge);
         Some(edge)
     }
 
@@ -391,6 +392,20 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Every route gets the `[edge]` defaults under its own rules.
+pub(super) fn route_defaults(edge: &Edge, services: &mut IndexMap<String, Service>) {
+    let d = &edge.route_defaults;
+    for s in services.values_mut() {
+        if let Some(r) = s.route.as_mut() {
+            r.response_headers = d.response_headers.under(&r.response_headers);
+            r.request_headers = d.request_headers.under(&r.request_headers);
+            if r.rate_limit.is_none() {
+                r.rate_limit = d.rate_limit.clone();
+            }
+        }
+    }
+}
+
 /// `[edge]` when the file says nothing.
 pub(super) fn default_edge() -> Edge {
     Edge {
@@ -412,5 +427,6 @@ pub(super) fn default_edge() -> Edge {
         redirects: Vec::new(),
         canonical_host: None,
         error_pages: Vec::new(),
+        route_defaults: Default::default(),
     }
 }

@@ -443,4 +443,18 @@ impl<'a> Builder<'a> {
             }
         }
     }
+
+    /// `[edge]`'s `headers`, `request_headers` and `rate_limit`: every route's defaults.
+    pub(super) fn edge_route_defaults(&mut self, map: &Map, edge: &mut Edge) {
+        if let Some(e) = map.get("headers") {
+            edge.route_defaults.response_headers = self.header_rules(&e.node, "edge.headers");
+        }
+        if let Some(e) = map.get("request_headers") {
+            edge.route_defaults.request_headers =
+                self.header_rules(&e.node, "edge.request_headers");
+        }
+        if let Some(e) = map.get("rate_limit") {
+            edge.route_defaults.rate_limit = self.rate_limit(&e.node, "edge.rate_limit");
+        }
+    }
 }
