@@ -245,7 +245,8 @@ enum Command {
         wait_timeout: std::time::Duration,
     },
     /// Back up the recipes' data (PostgreSQL with pg_dump, one file per database; Redis with
-    /// a consistent RDB snapshot), each file verified and recorded as an event.
+    /// a consistent RDB snapshot; RabbitMQ's definitions), each file verified and recorded as
+    /// an event.
     Backup {
         /// Recipe services or units (default: every one).
         #[arg(value_name = "SERVICE")]
@@ -264,7 +265,8 @@ enum Command {
         dir: Option<PathBuf>,
     },
     /// Restore a backup: a PostgreSQL archive into its database of the running server
-    /// (replacing what is there), an RDB file into a stopped Redis (read when it starts).
+    /// (replacing what is there), an RDB file into a stopped Redis (read when it starts),
+    /// RabbitMQ definitions into the running node.
     Restore {
         /// The recipe unit.
         #[arg(value_name = "SERVICE")]

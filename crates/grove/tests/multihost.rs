@@ -295,15 +295,29 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     let shown = text(&web.grove(&["ps"]).stdout);
     assert!(shown.contains("remote upstreams") && shown.contains("app1.internal:8000"));
 
-    // Every host stops cleanly; the namespaces go with `net`.
+    // Every host stops cleanly (a unit's keeper may take a moment to exit after it answers);
+    // the namespaces go with `net`.
     for host in [&web, &app1, &app2, &rep, &db] {
         let out = host.grove(&["down"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
+        let left = || -> Vec<String> {
+            common::stack_processes(&host.name)
+                .iter()
+                .map(|p| {
+                    let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                    format!("{p} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !left().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         assert!(
-            common::stack_processes(&host.name).is_empty(),
+            left().is_empty(),
             "left behind on {}: {:?}",
             host.name,
-            common::stack_processes(&host.name)
+            left()
         );
     }
 }
