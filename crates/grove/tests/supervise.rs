@@ -154,8 +154,10 @@ command = "sleep 1000"
         .find(|e| e["unit"] == "worker" && e["kind"] == "started")
         .unwrap();
     let gap = started["ts_ms"].as_i64().unwrap() - exited["ts_ms"].as_i64().unwrap();
+    // At once: well under the 100 ms a first backoff would take (a busy machine adds a few
+    // tens of milliseconds to starting the new keeper).
     assert!(
-        (0..50).contains(&gap),
+        (0..90).contains(&gap),
         "replacement took {gap} ms after the exit was seen"
     );
 }
