@@ -341,6 +341,21 @@ impl HeaderRules {
     }
 }
 
+/// `10.77.0.0/24`, or an address alone (one host): the address and the prefix length.
+pub fn network(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let ip: std::net::IpAddr = addr.trim().parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = match len {
+        Some(l) => l.trim().parse().ok().filter(|&l| l <= max)?,
+        None => max,
+    };
+    Some((ip, len))
+}
+
 /// Whether `name` can be an HTTP header name (an RFC 9110 token).
 pub fn is_header_name(name: &str) -> bool {
     !name.is_empty()

@@ -20,7 +20,10 @@ impl Active {
     pub(crate) fn new(m: &grove_plan::Maintenance) -> Result<Active, String> {
         let mut allow = Vec::new();
         for a in &m.allow {
-            allow.push(network(a).ok_or_else(|| format!("`{a}` is not a network"))?);
+            allow.push(
+                grove_plan::edge_rules::network(a)
+                    .ok_or_else(|| format!("`{a}` is not a network"))?,
+            );
         }
         Ok(Active {
             settings: m.clone(),
@@ -51,20 +54,6 @@ impl Active {
             .insert(RETRY_AFTER, HeaderValue::from(retry));
         Some(res)
     }
-}
-
-/// `10.0.0.0/8`, or an address alone.
-fn network(s: &str) -> Option<(IpAddr, u8)> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (
-            a.trim().parse::<IpAddr>().ok()?,
-            Some(l.trim().parse::<u8>().ok()?),
-        ),
-        None => (s.trim().parse::<IpAddr>().ok()?, None),
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let len = len.unwrap_or(max);
-    (len <= max).then_some((addr, len))
 }
 
 fn inside(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {

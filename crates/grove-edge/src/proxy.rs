@@ -279,11 +279,11 @@ async fn route(
     path: &str,
 ) -> (Response<BoxBody>, Option<String>, Option<Arc<RouteStats>>) {
     let (table, id) = (cx.table, cx.id());
-    let is_forward = table.forwards.contains_key(&cx.conn.local);
+    let forward = table.forwards.get(&cx.conn.local);
     let vars = |req: &Request<Incoming>| {
         rewrite::Vars::of(req, host, cx.conn.scheme, cx.conn.peer.ip(), id)
     };
-    if let Some(canonical) = table.canonical_for(host).filter(|_| !is_forward) {
+    if let Some(canonical) = table.canonical_for(host).filter(|_| forward.is_none()) {
         let location = rewrite::canonical_location(&vars(&req), canonical, cx.conn.local.port());
         return (
             rewrite::redirect(&location, 301),
@@ -291,10 +291,7 @@ async fn route(
             None,
         );
     }
-    let found = match table.forwards.get(&cx.conn.local) {
-        Some(r) => Some(r),
-        None => table.find(host, path),
-    };
+    let found = forward.or_else(|| table.find(host, path));
     let Some(r) = found else {
         return (
             error_page(StatusCode::NOT_FOUND, "no route for this host and path", id),

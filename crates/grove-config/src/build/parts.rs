@@ -623,16 +623,7 @@ impl<'a> Builder<'a> {
 
 /// `10.77.0.0/24` (or an address alone: one host) as CIDR text; `None` when it is not one.
 pub(crate) fn parse_network(text: &str) -> Option<String> {
-    let (addr, len) = match text.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (text, None),
-    };
-    let ip: IpAddr = addr.trim().parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len: u8 = match len {
-        Some(l) => l.trim().parse().ok().filter(|&l| l <= max)?,
-        None => max,
-    };
+    let (ip, len) = crate::edge_rules::network(text)?;
     Some(format!("{ip}/{len}"))
 }
 
