@@ -728,7 +728,7 @@ impl<'a> Builder<'a> {
                 let parsed = s.split_once('-').and_then(|(a, b)| {
                     let a: u16 = a.trim().parse().ok()?;
                     let b: u16 = b.trim().parse().ok()?;
-                    (a >= 1024 && b >= a && b - a >= 16).then_some((a, b))
+                    (a >= 1024 && b >= a && b - a + 1 >= 16).then_some((a, b))
                 });
                 match parsed {
                     Some(p) => ports = p,

@@ -66,20 +66,42 @@ pub fn build_plan(stack: &Stack, ports: &IndexMap<String, u16>) -> Result<Plan, 
 
 /// The Plan of `stack` for a start-first change of `current`: the staged units of
 /// `staging` get fresh ports (the serving ones avoided, not kept as their sticky ports), the
-/// rest keep theirs; `release` is the release it runs (the live one when `None`).
+/// rest keep theirs; `release` is the release it runs (the live one when `None`). A fresh
+/// port another program holds is moved, as at `up`.
 pub fn staged_plan(
     stack: &Stack,
     current: &Plan,
     staging: &grove_plan::Staging,
     release: Option<ReleaseInput>,
 ) -> Result<Plan, InputsError> {
-    let mut inputs = plan_inputs(stack, &current.ports(), true)?;
-    inputs.release = release.or_else(|| live_release(&stack.root.join(&stack.state_dir)));
-    inputs.avoid.extend(staging.avoid.iter().copied());
-    for n in &staging.unpin {
-        inputs.ports.shift_remove(n);
-    }
-    Ok(grove_plan::build_with(stack, &inputs)?)
+    let release = release.or_else(|| live_release(&stack.root.join(&stack.state_dir)));
+    let held = |plan: &Plan| holding(plan, current);
+    settle(stack, held, |avoid| {
+        let mut inputs = plan_inputs(stack, &current.ports(), true)?;
+        inputs.release = release.clone();
+        inputs.avoid = avoid.clone();
+        inputs.avoid.extend(staging.avoid.iter().copied());
+        for n in &staging.unpin {
+            inputs.ports.shift_remove(n);
+        }
+        Ok(inputs)
+    })
+}
+
+/// The Plan a reload applies: as [`build_plan`] with the running ports, the ports of the units
+/// it adds (or moves) checked free first, as at `up`.
+pub fn reloaded_plan(stack: &Stack, current: &Plan) -> Result<Plan, InputsError> {
+    let release = live_release(&stack.root.join(&stack.state_dir));
+    settle(
+        stack,
+        |plan| holding(plan, current),
+        |avoid| {
+            let mut inputs = plan_inputs(stack, &current.ports(), true)?;
+            inputs.release = release.clone();
+            inputs.avoid = avoid.clone();
+            Ok(inputs)
+        },
+    )
 }
 
 /// The Plan `up` starts: as [`build_plan`], with every unit's port checked free first. An
@@ -91,21 +113,51 @@ pub fn free_ports_plan(
     ports: &IndexMap<String, u16>,
     adopting: &[String],
 ) -> Result<Plan, InputsError> {
+    let release = live_release(&stack.root.join(&stack.state_dir));
+    settle(
+        stack,
+        |_| adopting.to_vec(),
+        |avoid| {
+            let mut inputs = plan_inputs(stack, ports, true)?;
+            inputs.release = release.clone();
+            inputs.avoid = avoid.clone();
+            Ok(inputs)
+        },
+    )
+}
+
+/// The most Plans [`settle`] builds before it gives up.
+const ROUNDS: usize = 100;
+
+/// The units of `plan` that keep the port they run on in `current`: they hold it themselves.
+fn holding(plan: &Plan, current: &Plan) -> Vec<String> {
+    plan.units
+        .iter()
+        .filter(|(n, u)| u.port.is_some() && current.units.get(*n).and_then(|c| c.port) == u.port)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Builds the Plan from `inputs(avoid)` until no unit outside `held(plan)` is given a port
+/// another program holds: each round moves every taken automatic port (and never back as a
+/// unit's sticky one), so it takes as many rounds as a unit meets taken ports on its way
+/// through the range (bounded); a taken fixed one is an error naming the holder.
+fn settle(
+    stack: &Stack,
+    held: impl Fn(&Plan) -> Vec<String>,
+    inputs: impl Fn(&BTreeSet<u16>) -> Result<grove_plan::Inputs, InputsError>,
+) -> Result<Plan, InputsError> {
     let mut avoid = BTreeSet::new();
-    // Each round moves every taken automatic port; a few rounds settle any race.
-    for _ in 0..5 {
-        let mut inputs = plan_inputs(stack, ports, true)?;
-        inputs.release = live_release(&stack.root.join(&stack.state_dir));
-        inputs.avoid = avoid.clone();
-        // A port moved away from must not come back as the unit's sticky one.
+    for _ in 0..ROUNDS {
+        let mut inputs = inputs(&avoid)?;
         inputs.ports.retain(|_, p| !avoid.contains(p));
         let plan = grove_plan::build_with(stack, &inputs)?;
-        match ports::verdict(&ports::taken(&plan, stack, adopting)) {
+        match ports::verdict(&ports::taken(&plan, stack, &held(&plan))) {
             ports::Verdict::Free => return Ok(plan),
             ports::Verdict::Refuse(b) => return Err(InputsError::Ports(ports::refusal(&b))),
             ports::Verdict::Avoid(more) => {
                 for p in &more {
-                    eprintln!("grove: port {p} is taken by another program; moving its unit");
+                    tracing::warn!("port {p} is taken by another program; moving its unit");
                 }
                 avoid.extend(more);
             }

@@ -285,7 +285,7 @@ impl Daemon {
         let reload_env = plan.environment.clone();
         let reload: grove_api::Reloader = Arc::new(move |current: &Plan| {
             let stack = load(reload_env.clone())?;
-            let plan = build_plan(&stack, &current.ports()).map_err(|e| e.shown())?;
+            let plan = inputs::reloaded_plan(&stack, current).map_err(|e| e.shown())?;
             recipes_installed(&plan).map_err(|e| e.shown())?;
             // The applier takes it: the stack the Plan comes from, once the Plan runs.
             *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(stack);

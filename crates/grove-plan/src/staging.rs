@@ -47,12 +47,13 @@ pub fn staging(current: &Plan, next: &Plan, before_switch: &[String]) -> Staging
             stage.push(u.name.clone());
         }
     }
-    with_serving_ports(current, stage)
+    with_serving_ports(current, next, stage)
 }
 
 /// `stage` with the ports its units serve on now: avoided by the new generation, and not
-/// kept as their sticky ports.
-fn with_serving_ports(current: &Plan, stage: Vec<String>) -> Staging {
+/// kept as their sticky ports. The ports of the units `next` removes are avoided too: they
+/// serve until the switch (`web` while `web#1`, `web#2` of a new replica count start).
+fn with_serving_ports(current: &Plan, next: &Plan, stage: Vec<String>) -> Staging {
     let mut avoid = BTreeSet::new();
     let mut unpin = Vec::new();
     for n in &stage {
@@ -60,6 +61,13 @@ fn with_serving_ports(current: &Plan, stage: Vec<String>) -> Staging {
             avoid.insert(p);
             unpin.push(n.clone());
         }
+    }
+    if !stage.is_empty() {
+        let removed = current
+            .units
+            .iter()
+            .filter(|(n, _)| !next.units.contains_key(*n));
+        avoid.extend(removed.filter_map(|(_, u)| u.port));
     }
     Staging {
         stage,
@@ -140,13 +148,13 @@ pub fn reload_staging(current: &Plan, next: &Plan) -> Staging {
                 .is_some_and(|u| start_first(next, u, false))
         })
         .collect();
-    with_serving_ports(current, stage)
+    with_serving_ports(current, next, stage)
 }
 
 /// The staging of `grove restart` for `names` (units of `current` replaced start-first): each
 /// gets a fresh port, its serving one avoided and not kept as its sticky port.
 pub fn restart_staging(current: &Plan, names: &[String]) -> Staging {
-    with_serving_ports(current, names.to_vec())
+    with_serving_ports(current, current, names.to_vec())
 }
 
 /// The running Plan with one unit taken from `next`: a step of a rolling replacement, in

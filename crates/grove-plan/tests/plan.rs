@@ -758,6 +758,10 @@ prefix = "/a"
     let s = grove_plan::reload_staging(&current, &plan(2, "1", false));
     assert_eq!(s.stage, ["web#1", "web#2"]);
     assert!(s.unpin.is_empty());
+    // `web` serves until the switch: its port is not for the new replicas (a CI run saw
+    // `web#1~next` crash on it with "Address already in use").
+    let web_port = current.units["web"].port.unwrap();
+    assert!(s.avoid.contains(&web_port), "{:?}", s.avoid);
     // A new instance replaces nothing: it starts as any added unit, after the rest.
     let s = grove_plan::reload_staging(&current, &plan(1, "1", true));
     assert!(s.stage.is_empty(), "{:?}", s.stage);

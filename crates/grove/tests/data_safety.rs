@@ -277,6 +277,99 @@ fn a_taken_port_is_named_when_fixed_and_moved_when_automatic() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// The smallest range of ports a stack file may give (`ports`).
+const RANGE: u16 = 16;
+
+/// The first of `RANGE` free consecutive ports, none of them `edge`.
+fn free_range(edge: u16) -> u16 {
+    for _ in 0..50 {
+        let low = common::free_port().min(u16::MAX - RANGE);
+        let free = (low..low + RANGE)
+            .all(|p| p != edge && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return low;
+        }
+    }
+    panic!("no {RANGE} free consecutive ports");
+}
+
+/// A CI run saw a reload's new unit (`web#1~next` of `grove scale`) crash with "Address
+/// already in use": the fresh ports of a start-first replacement and the ports of units a
+/// reload adds were never checked free, as `up`'s are. The test holds the port a restart of
+/// `web` would take next, then every port of the range but one.
+#[test]
+fn a_replacement_or_an_added_unit_never_starts_on_a_port_another_program_holds() {
+    let edge = common::free_port();
+    let low = free_range(edge);
+    let body = |extra: &str| {
+        format!(
+            "[edge]\nlisten = [\"http://127.0.0.1:{edge}\"]\n\n[services.web]\ncommand = \"python3 {echo}\"\nroute = {{}}\nhealth = {{ http = \"/\", start_period = \"20s\" }}\n{extra}",
+            echo = common::echo_app()
+        )
+    };
+    let s = Stack::new("");
+    let stack_keys = format!("ports = \"{low}-{}\"\n", low + RANGE - 1);
+    let write = |extra: &str| {
+        let text = format!(
+            "[stack]\nname = \"{}\"\n{stack_keys}\n{}",
+            s.name,
+            body(extra)
+        );
+        std::fs::write(s.path().join("grove.toml"), text).unwrap();
+    };
+    write("");
+    up(&s);
+    let first = port(&s, "web");
+    let slot = |k: u16| low + (first - low + k) % RANGE;
+    // A restart avoids the serving port and takes the next one of the range: held here.
+    let _held = std::net::TcpListener::bind(("127.0.0.1", slot(1))).unwrap();
+    let out = s.run(&["restart", "web"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(port(&s, "web"), slot(2));
+    let answer = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{edge}/"))
+        .output()
+        .unwrap();
+    assert_eq!(text(&answer.stdout), "200");
+    // A unit a reload adds takes the one free port left, never a held one.
+    let _more: Vec<std::net::TcpListener> = (3..RANGE)
+        .map(|k| std::net::TcpListener::bind(("127.0.0.1", slot(k))).unwrap())
+        .collect();
+    write("\n[services.other]\ncommand = \"python3 -m http.server ${PORT} --bind 127.0.0.1\"\n");
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(port(&s, "other"), slot(0));
+    s.wait_for("other listening", 20, |_| {
+        std::net::TcpStream::connect(("127.0.0.1", slot(0))).is_ok()
+    });
+    // A fixed port that is held refuses the reload, naming the holder; nothing changes.
+    write(&format!(
+        "\n[services.fixed]\ncommand = \"python3 -m http.server {p} --bind 127.0.0.1\"\nport = {p}\n",
+        p = slot(1)
+    ));
+    let out = s.run(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(
+        err.contains(&format!("pid {} ", std::process::id())),
+        "{err}"
+    );
+    assert!(s.ps()["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["name"] != "fixed"));
+    let out = s.run(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn start_during_a_stop_grace_wins_and_unknown_units_are_refused() {
     let s = Stack::new("");
