@@ -48,7 +48,8 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 21] = [
+const EDGE_KEYS: [&str; 22] = [
+    "compress",
     "error_pages",
     "headers",
     "request_headers",
@@ -131,8 +132,9 @@ const HEALTH_KEYS: [&str; 8] = [
     "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 11] = [
+const ROUTE_KEYS: [&str; 12] = [
     "auth",
+    "compress",
     "rate_limit",
     "headers",
     "request_headers",

@@ -296,6 +296,54 @@ pub enum RateKey {
     Header(String),
 }
 
+/// A content coding the edge compresses answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Zstd,
+    Br,
+    Gzip,
+}
+
+impl Encoding {
+    /// Its name in `Accept-Encoding` and `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Br => "br",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The coding of a name (`compress = ["zstd", "gzip"]`).
+    pub fn parse(name: &str) -> Option<Encoding> {
+        [Encoding::Zstd, Encoding::Br, Encoding::Gzip]
+            .into_iter()
+            .find(|e| e.token() == name)
+    }
+}
+
+/// A route's `compress`: the codings offered, in the edge's order of preference (among those
+/// a client accepts with the same weight), and the smallest answer worth compressing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Compress {
+    /// Empty: `compress = false` (a route turning off `[edge]`'s default).
+    pub encodings: Vec<Encoding>,
+    /// Answers that say a smaller `Content-Length` go as they are.
+    pub min_length: u64,
+}
+
+impl Compress {
+    /// Caddy's `encode`: zstd, then gzip; from 512 bytes.
+    pub const DEFAULT_ENCODINGS: [Encoding; 2] = [Encoding::Zstd, Encoding::Gzip];
+    pub const DEFAULT_MIN_LENGTH: u64 = 512;
+
+    /// Whether it compresses anything.
+    pub fn is_on(&self) -> bool {
+        !self.encodings.is_empty()
+    }
+}
+
 /// One of `[edge] error_pages`: the stack's own page for a status, replacing grove's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorPage {
@@ -307,14 +355,15 @@ pub struct ErrorPage {
     pub html: String,
 }
 
-/// What `[edge]` gives every route (`headers`, `request_headers`, `rate_limit`): a route's
-/// own header rules go on top of these (its `set` of a name wins, `remove` and `add` add up),
-/// its own rate limit replaces this one.
+/// What `[edge]` gives every route (`headers`, `request_headers`, `rate_limit`, `compress`):
+/// a route's own header rules go on top of these (its `set` of a name wins, `remove` and `add`
+/// add up), its own rate limit and compression replace these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct RouteDefaults {
     pub response_headers: HeaderRules,
     pub request_headers: HeaderRules,
     pub rate_limit: Option<RateLimit>,
+    pub compress: Option<Compress>,
 }
 
 impl HeaderRules {

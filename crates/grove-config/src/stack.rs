@@ -219,7 +219,8 @@ pub struct Edge {
     pub canonical_host: Option<String>,
     /// `error_pages`: the stack's own pages by status.
     pub error_pages: Vec<crate::edge_rules::ErrorPage>,
-    /// `headers`, `request_headers` and `rate_limit` at `[edge]`: every route's, under its own.
+    /// `headers`, `request_headers`, `rate_limit` and `compress` at `[edge]`: every route's,
+    /// under its own.
     pub route_defaults: crate::edge_rules::RouteDefaults,
 }
 
@@ -609,6 +610,8 @@ pub struct Route {
     pub forward_auth: Option<crate::edge_rules::ForwardAuth>,
     /// Requests per key and time (`rate_limit`).
     pub rate_limit: Option<crate::edge_rules::RateLimit>,
+    /// Compression of its answers (`compress`; off when it compresses nothing).
+    pub compress: Option<crate::edge_rules::Compress>,
 }
 
 /// An environment variable's value.

@@ -767,6 +767,44 @@ fn a_rate_limit_is_checked_where_written() {
 }
 
 #[test]
+fn compression_is_checked_where_written() {
+    let svc = |route: &str| format!("[services.web]\ncommand = \"x\"\nroute = {route}\n");
+    for ok in [
+        "{ compress = true }",
+        "{ compress = false }",
+        "{ compress = [\"br\", \"gzip\"] }",
+        "{ compress = { encodings = [\"zstd\"], min_length = \"1KB\" } }",
+        "{ compress = { min_length = 0 } }",
+    ] {
+        expect(&svc(ok), &[]);
+    }
+    expect(
+        &svc("{ compress = [\"gzip\", \"deflate\"] }"),
+        &["grove.toml:5:31: services.web.route.compress: `deflate` is not a coding grove compresses with"],
+    );
+    expect(
+        &svc("{ compress = [\"gzip\", \"gzip\"] }"),
+        &["grove.toml:5:31: services.web.route.compress: `gzip` is named twice"],
+    );
+    expect(
+        &svc("{ compress = [] }"),
+        &["grove.toml:5:22: services.web.route.compress: no coding to compress with"],
+    );
+    expect(
+        &svc("{ compress = \"gzip\" }"),
+        &["grove.toml:5:22: services.web.route.compress: not a compression setting"],
+    );
+    expect(
+        &svc("{ compress = { min_length = \"big\" } }"),
+        &["grove.toml:5:37: services.web.route.compress.min_length: `big` is not a size"],
+    );
+    expect(
+        "[edge]\nlisten = []\ncompress = { level = 9 }\n",
+        &["grove.toml:5:14: edge.compress.level: unknown key `level`"],
+    );
+}
+
+#[test]
 fn an_error_page_is_for_an_error_status() {
     expect(
         "[edge]\nlisten = []\nerror_pages = { 200 = \"ok.html\" }\n",

@@ -258,11 +258,12 @@ fn choose<'t>(
     let Action::Proxy(pool) = &route.action else {
         return None;
     };
-    // Header rules and authentication are applied on the hyper path only.
+    // Header rules, authentication and compression are applied on the hyper path only.
     if route.headers.is_some()
         || route.auth.is_some()
         || route.limit.is_some()
         || route.forward.is_some()
+        || route.compress.is_some()
         || shared.maintenance().is_some()
     {
         return None;

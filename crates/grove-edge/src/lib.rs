@@ -18,6 +18,7 @@ mod access;
 pub mod acme;
 mod auth;
 pub mod ca;
+pub mod compress;
 mod fast;
 pub mod framing;
 mod gate;

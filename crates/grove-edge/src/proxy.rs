@@ -304,6 +304,15 @@ async fn route(
     }
     // The route's header rules: on the request now, on its answer below.
     let rules = r.headers.as_ref().map(|h| (h.clone(), vars(&req)));
+    // What compression needs of the request, which goes on to the upstream.
+    let compress = r.compress.as_ref().map(|c| {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (c.clone(), req.method().clone(), accept)
+    });
     if let Some((h, v)) = &rules {
         rewrite::apply(&h.request, req.headers_mut(), v);
     }
@@ -337,6 +346,9 @@ async fn route(
             proxy(cx, req, target).await
         }
     };
+    if let Some((c, method, accept)) = compress {
+        res = crate::compress::encode(&c, &method, accept.as_deref(), res);
+    }
     if let Some((h, v)) = &rules {
         rewrite::apply(&h.response, res.headers_mut(), v);
     }

@@ -209,6 +209,8 @@ pub struct Route {
     pub limit: Option<Arc<crate::limit::Buckets>>,
     /// Its forward authentication (through hyper too).
     pub forward: Option<Arc<crate::auth::Forward>>,
+    /// Compression of its answers (through hyper too).
+    pub compress: Option<Arc<grove_plan::Compress>>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -253,6 +255,7 @@ fn redirect_routes(plan: &Plan, stats: &crate::stats::Registry) -> Vec<Route> {
             auth: None,
             limit: None,
             forward: None,
+            compress: None,
         });
     }
     routes
@@ -337,6 +340,7 @@ impl Table {
                         .as_ref()
                         .and_then(crate::auth::Forward::new)
                         .map(Arc::new),
+                    compress: r.compress.clone().map(Arc::new),
                 })
                 .collect();
         routes.extend(redirect_routes(plan, stats));
@@ -359,6 +363,7 @@ impl Table {
                 auth: None,
                 limit: None,
                 forward: None,
+                compress: plan.edge.compress.clone().map(Arc::new),
             });
         }
         let forwards = plan
@@ -379,6 +384,7 @@ impl Table {
                     auth: None,
                     limit: None,
                     forward: None,
+                    compress: None,
                 };
                 (f.listen.addr, route)
             })
@@ -475,6 +481,7 @@ mod tests {
             auth: None,
             limit: None,
             forward: None,
+            compress: None,
         }
     }
 

@@ -215,6 +215,23 @@ pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
             ));
         }
     }
+    let compressed: Vec<String> = plan
+        .routes
+        .iter()
+        .filter(|r| r.compress.is_some())
+        .map(|r| r.key())
+        .collect();
+    if !compressed.is_empty() || plan.edge.compress.is_some() {
+        notes.push(format!(
+            "compression ({}) is not mapped: turn it on in the ingress controller (e.g. \
+             ingress-nginx's use-gzip in its ConfigMap, Traefik's compress middleware)",
+            if compressed.is_empty() {
+                "the static mounts".to_string()
+            } else {
+                format!("routes {}", compressed.join(", "))
+            }
+        ));
+    }
     for d in &plan.edge.redirects {
         notes.push(format!(
             "the redirect of {}{} to {} ({}) is not mapped: an HTTPRoute RequestRedirect \

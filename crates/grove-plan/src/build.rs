@@ -14,7 +14,7 @@ use grove_config::{
 use indexmap::IndexMap;
 
 use crate::{
-    AdminSettings, Credentials, Database, Dependency, Edge, EnvVar, Forward, Plan, Probe,
+    AdminSettings, Compress, Credentials, Database, Dependency, Edge, EnvVar, Forward, Plan, Probe,
     ProbeCheck, RecipeSpec, RemoteHealth, Restart, Route, Run, Target, Unit,
 };
 
@@ -243,6 +243,12 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             redirects: stack.edge.redirects.clone(),
             canonical_host: stack.edge.canonical_host.clone(),
             error_pages: stack.edge.error_pages.clone(),
+            compress: stack
+                .edge
+                .route_defaults
+                .compress
+                .clone()
+                .filter(Compress::is_on),
         },
         admin: AdminSettings {
             listen: stack.admin.listen,
@@ -319,6 +325,7 @@ fn routes(
                 request_headers: route.request_headers.clone(),
                 auth: route.auth.clone(),
                 rate_limit: route.rate_limit.clone(),
+                compress: route.compress.clone().filter(Compress::is_on),
                 forward_auth: match &route.forward_auth {
                     Some(f) => Some(crate::ForwardAuthTarget {
                         url: ctx.render(&f.url)?,

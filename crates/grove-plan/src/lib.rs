@@ -28,7 +28,7 @@ pub use build::{
 pub use diff::{PlanDiff, Restarted};
 pub use grove_config::edge_rules;
 pub use grove_config::edge_rules::{
-    BasicAuth, HeaderRules, RateKey, RateLimit, Redirect, RequestVars, Text,
+    BasicAuth, Compress, Encoding, HeaderRules, RateKey, RateLimit, Redirect, RequestVars, Text,
 };
 pub use grove_config::{
     AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Concurrency,
@@ -516,6 +516,9 @@ pub struct Route {
     /// The authentication service each request is first asked of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_auth: Option<ForwardAuthTarget>,
+    /// Compression of its answers, when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compress>,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.
@@ -583,6 +586,9 @@ pub struct Edge {
     /// The stack's own error pages.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub error_pages: Vec<grove_config::edge_rules::ErrorPage>,
+    /// `[edge] compress`, when on: the static mounts' compression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compress>,
 }
 
 /// A whole-port forward.

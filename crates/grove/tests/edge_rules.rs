@@ -474,3 +474,198 @@ rate_limit = {{ requests = 2, per = "1m" }}
         assert_eq!(get(port, "x", "/api/x", &[]).0, 200);
     }
 }
+
+/// The compression upstream, probed, with `route`.
+fn compressible_service(name: &str, route: &str) -> String {
+    format!(
+        "[services.{name}]\ncommand = \"python3 {}\"\nhealth = {{ http = \"/healthz\", interval = \"100ms\", start_period = \"20s\" }}\nroute = {route}\n",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/compressible.py")
+            .display()
+    )
+}
+
+/// curl's raw answer to `target` with `extra` arguments: (status, head, body bytes).
+fn raw(port: u16, target: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-D", "/dev/stderr", "-o", "-"])
+        .args(extra)
+        .arg(format!("http://127.0.0.1:{port}{target}"))
+        .output()
+        .unwrap();
+    let head = text(&out.stderr);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, out.stdout)
+}
+
+/// Python with the test venv's httpx and requests; its stdout.
+fn python(code: &str) -> String {
+    let out = std::process::Command::new(venv_tool("python3"))
+        .args(["-c", code])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The page `compressible.py` serves.
+fn page() -> Vec<u8> {
+    (0..800)
+        .flat_map(|i| format!("<p>row {i} of the report</p>\n").into_bytes())
+        .take(20000)
+        .collect()
+}
+
+/// Issue 23, compression: the coding follows the client's Accept-Encoding and the route's
+/// order, only compressible answers of at least `min_length` are encoded, never twice, ranges
+/// and HEAD stay right, streams are compressed as they stream, static files keep their
+/// precompressed siblings, and a route or a reload turns it off.
+#[test]
+fn compression_follows_accept_encoding_and_never_encodes_twice() {
+    let port = free_port();
+    let s = Stack::new("");
+    let public = s.path().join("public");
+    std::fs::create_dir(&public).unwrap();
+    let js: String = (0..2000).map(|i| format!("var v{i} = {i};\n")).collect();
+    std::fs::write(public.join("app.js"), &js).unwrap();
+    std::fs::write(
+        public.join("style.css"),
+        "body { color: red }\n".repeat(100),
+    )
+    .unwrap();
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("gzip -k -9 style.css")
+        .current_dir(&public)
+        .status()
+        .unwrap();
+    let file = |compress: &str| {
+        format!(
+            "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\nstatic = {{ \"/assets\" = \"public/\" }}\n{compress}\n\n{}\n{}",
+            compressible_service("app", r#"{ prefix = "/", hold = "0s" }"#),
+            compressible_service(
+                "plain",
+                r#"{ prefix = "/plain", strip_prefix = true, hold = "0s", compress = false }"#
+            ),
+        )
+    };
+    s.write_stack(&file("compress = true"));
+    s.up();
+    let page = page();
+    // curl --compressed offers deflate, gzip, br and zstd: the route's order (zstd, then
+    // gzip) chooses, and curl decodes it to the page.
+    let (status, head, body) = raw(port, "/page", &["--compressed"]);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(header(&head, "content-encoding"), ["zstd"], "{head}");
+    assert_eq!(body, page);
+    assert!(header(&head, "vary").contains(&"Accept-Encoding"), "{head}");
+    assert_eq!(header(&head, "etag"), ["W/\"page-1\""], "{head}");
+    assert!(header(&head, "accept-ranges").is_empty(), "{head}");
+    assert!(header(&head, "content-length").is_empty(), "{head}");
+    // The client's weights first; a coding the route does not offer is never used.
+    let (_, head, gz) = raw(
+        port,
+        "/page",
+        &["-H", "Accept-Encoding: zstd;q=0, gzip;q=0.5"],
+    );
+    assert_eq!(header(&head, "content-encoding"), ["gzip"], "{head}");
+    assert!(gz.len() < page.len() / 4, "{}", gz.len());
+    let (_, head, body) = raw(port, "/page", &["-H", "Accept-Encoding: br"]);
+    assert!(header(&head, "content-encoding").is_empty(), "{head}");
+    assert_eq!(body, page);
+    assert!(header(&head, "vary").contains(&"Accept-Encoding"), "{head}");
+    assert_eq!(header(&head, "etag"), ["\"page-1\""], "{head}");
+    // Too small, not compressible, or encoded by the app already: as the upstream sent it.
+    let gzip = ["-H", "Accept-Encoding: gzip"];
+    let (_, head, body) = raw(port, "/small", &gzip);
+    assert!(header(&head, "content-encoding").is_empty(), "{head}");
+    assert_eq!(body.len(), 100);
+    let (_, head, body) = raw(port, "/image", &gzip);
+    assert!(header(&head, "content-encoding").is_empty(), "{head}");
+    assert_eq!(body.len(), page.len());
+    let (_, head, body) = raw(port, "/encoded", &["--compressed"]);
+    assert_eq!(header(&head, "content-encoding"), ["gzip"], "{head}");
+    assert_eq!(
+        body, page,
+        "decoded once, it is the page: never encoded twice"
+    );
+    // A range is of the identity body; HEAD says what GET would get, without a body.
+    let (status, head, body) = raw(
+        port,
+        "/page",
+        &["-H", "Range: bytes=0-99", gzip[0], gzip[1]],
+    );
+    assert_eq!(status, 206, "{head}");
+    assert!(header(&head, "content-encoding").is_empty(), "{head}");
+    assert_eq!(body, page[..100]);
+    let (status, head, body) = raw(port, "/page", &["-I", gzip[0], gzip[1]]);
+    assert_eq!(status, 200, "{head}{}", text(&body));
+    assert!(
+        text(&body)
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "{}",
+        text(&body)
+    );
+    // The route that says `compress = false` sends everything as it is.
+    let (_, head, body) = raw(port, "/plain/page", &["--compressed"]);
+    assert!(header(&head, "content-encoding").is_empty(), "{head}");
+    assert_eq!(body, page);
+    // Static files: compressed on the fly, unless a precompressed sibling is there.
+    let (_, head, body) = raw(port, "/assets/app.js", &["--compressed"]);
+    assert_eq!(header(&head, "content-encoding"), ["zstd"], "{head}");
+    assert_eq!(text(&body), js);
+    assert!(header(&head, "etag")[0].starts_with("W/"), "{head}");
+    let (_, head, body) = raw(port, "/assets/style.css", &["--compressed"]);
+    assert_eq!(header(&head, "content-encoding"), ["gzip"], "{head}");
+    assert!(!header(&head, "etag")[0].starts_with("W/"), "{head}");
+    assert_eq!(text(&body), "body { color: red }\n".repeat(100));
+
+    // Real clients: requests and httpx decode what they asked for; a stream is compressed as
+    // it streams (its first event arrives long before the last).
+    let url = format!("http://127.0.0.1:{port}");
+    let out = python(&format!(
+        r#"
+import time, httpx, requests
+page = "".join("<p>row %d of the report</p>\n" % i for i in range(800))[:20000]
+r = requests.get("{url}/page")
+assert r.text == page, len(r.text)
+print("requests", r.headers["content-encoding"])
+r = httpx.get("{url}/page")
+assert r.text == page, len(r.text)
+print("httpx", r.headers["content-encoding"])
+start = time.monotonic()
+with httpx.stream("GET", "{url}/stream", headers={{"Accept-Encoding": "gzip"}}) as r:
+    assert r.headers["content-encoding"] == "gzip", r.headers
+    for chunk in r.iter_text():
+        if chunk:
+            print("first event after %.1f s" % (time.monotonic() - start), repr(chunk))
+            break
+"#
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        ["requests gzip", "requests zstd"].contains(&lines[0]),
+        "{out}"
+    );
+    assert_eq!(lines[1], "httpx zstd", "{out}");
+    let after: f64 = lines[2]
+        .strip_prefix("first event after ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(99.0);
+    assert!(after < 1.5, "{out}");
+    assert!(lines[2].contains("event 0"), "{out}");
+
+    // A reload that turns it off applies to the next request.
+    s.write_stack(&file(""));
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, head, body) = raw(port, "/page", &["--compressed"]);
+    assert!(header(&head, "content-encoding").is_empty(), "{head}");
+    assert_eq!(body, page);
+}

@@ -402,6 +402,9 @@ pub(super) fn route_defaults(edge: &Edge, services: &mut IndexMap<String, Servic
             if r.rate_limit.is_none() {
                 r.rate_limit = d.rate_limit.clone();
             }
+            if r.compress.is_none() {
+                r.compress = d.compress.clone();
+            }
         }
     }
 }

@@ -604,6 +604,9 @@ impl<'a> Builder<'a> {
         let rate_limit = map
             .get("rate_limit")
             .and_then(|e| self.rate_limit(&e.node, &join(path, "rate_limit")));
+        let compress = map
+            .get("compress")
+            .and_then(|e| self.compress(&e.node, &join(path, "compress")));
         Some(Route {
             host,
             prefix,
@@ -617,6 +620,7 @@ impl<'a> Builder<'a> {
             auth,
             forward_auth,
             rate_limit,
+            compress,
         })
     }
 }

@@ -1,11 +1,11 @@
 //! The edge's request-time rules: a route's `headers` (responses) and `request_headers`, its
-//! `auth` and `rate_limit`, `[edge] redirects` and `[edge] canonical_host`, each checked
+//! `auth`, `rate_limit` and `compress`, `[edge] redirects` and `[edge] canonical_host`, each checked
 //! where it is written.
 
 use super::*;
 use crate::edge_rules::{
-    is_header_name, parse_htpasswd_line, BasicAuth, ErrorPage, ForwardAuth, HeaderRules, RateKey,
-    RateLimit, Redirect, Text,
+    is_header_name, parse_htpasswd_line, BasicAuth, Compress, Encoding, ErrorPage, ForwardAuth,
+    HeaderRules, RateKey, RateLimit, Redirect, Text,
 };
 
 /// Headers grove itself sets or must keep: a rule may not remove or replace them (the
@@ -397,6 +397,86 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// `compress = true | false | ["zstd", "br", "gzip"] | { encodings = [...], min_length = "1KB" }`.
+    pub(super) fn compress(&mut self, node: &Node, path: &str) -> Option<Compress> {
+        let help = || {
+            Some(
+                "compress = true (zstd, then gzip), [\"zstd\", \"br\", \"gzip\"] or \
+                 { encodings = [\"gzip\"], min_length = \"1KB\" }"
+                    .to_string(),
+            )
+        };
+        let mut out = Compress {
+            encodings: Compress::DEFAULT_ENCODINGS.to_vec(),
+            min_length: Compress::DEFAULT_MIN_LENGTH,
+        };
+        match &node.kind {
+            Kind::Bool(on) => {
+                if !on {
+                    out.encodings.clear();
+                }
+            }
+            Kind::Array(_) => out.encodings = self.encodings(node, path)?,
+            Kind::Table(_) => {
+                let map = self.table(node, path, &["encodings", "min_length"])?;
+                if let Some(e) = map.get("encodings") {
+                    out.encodings = self.encodings(&e.node, &join(path, "encodings"))?;
+                }
+                if let Some(e) = map.get("min_length") {
+                    let p = join(path, "min_length");
+                    out.min_length = match &e.node.kind {
+                        Kind::Int(_) => self.int(&e.node, &p, 0, 1 << 30)? as u64,
+                        _ => {
+                            let s = self.string(&e.node, &p)?;
+                            let Some(n) = parse_size(&s) else {
+                                self.err(
+                                    &e.node.loc,
+                                    &p,
+                                    format!("`{s}` is not a size"),
+                                    Some("a number of bytes, or 512B, 1KB".to_string()),
+                                );
+                                return None;
+                            };
+                            n
+                        }
+                    };
+                }
+            }
+            _ => {
+                self.err(&node.loc, path, "not a compression setting", help());
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// `["zstd", "gzip"]`: known codings, each once, at least one.
+    fn encodings(&mut self, node: &Node, path: &str) -> Option<Vec<Encoding>> {
+        let mut out = Vec::new();
+        for (name, loc) in self.strings(node, path)? {
+            match Encoding::parse(&name) {
+                Some(e) if !out.contains(&e) => out.push(e),
+                Some(_) => self.err(&loc, path, format!("`{name}` is named twice"), None),
+                None => self.err(
+                    &loc,
+                    path,
+                    format!("`{name}` is not a coding grove compresses with"),
+                    Some("\"zstd\", \"br\" or \"gzip\"".to_string()),
+                ),
+            }
+        }
+        if out.is_empty() {
+            self.err(
+                &node.loc,
+                path,
+                "no coding to compress with",
+                Some("compress = false turns compression off".to_string()),
+            );
+            return None;
+        }
+        Some(out)
+    }
+
     /// `error_pages = { 502 = "pages/502.html" }`: a status from 400 to 599 and a readable
     /// file of at most 1 MB.
     pub(super) fn edge_error_pages(&mut self, map: &Map, edge: &mut Edge) {
@@ -444,7 +524,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `[edge]`'s `headers`, `request_headers` and `rate_limit`: every route's defaults.
+    /// `[edge]`'s `headers`, `request_headers`, `rate_limit` and `compress`: every route's
+    /// defaults.
     pub(super) fn edge_route_defaults(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("headers") {
             edge.route_defaults.response_headers = self.header_rules(&e.node, "edge.headers");
@@ -455,6 +536,9 @@ impl<'a> Builder<'a> {
         }
         if let Some(e) = map.get("rate_limit") {
             edge.route_defaults.rate_limit = self.rate_limit(&e.node, "edge.rate_limit");
+        }
+        if let Some(e) = map.get("compress") {
+            edge.route_defaults.compress = self.compress(&e.node, "edge.compress");
         }
     }
 }
