@@ -12,6 +12,9 @@
 #   CONNS      wrk connections (default 50)
 #   PROXIES    which to run, in order (default "nginx haproxy caddy grove")
 #   ROUNDS     how many times each runs, interleaved; the medians are reported (default 3)
+#   ACCESS_LOG on (default): nginx and grove write an access log, nginx's buffered as grove's
+#              is (32 KiB, flushed every 100 ms); off: neither writes one. HAProxy and Caddy
+#              as configured here write none either way.
 #
 # Every proxy runs pinned to CPU 0 with taskset; the upstream (a private nginx answering a
 # 60-byte body) and wrk share CPU 1. Everything listens on 127.0.0.1 ports picked free at
@@ -28,22 +31,26 @@ WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-50}"
 PROXIES="${PROXIES:-nginx haproxy caddy grove}"
+ACCESS_LOG="${ACCESS_LOG:-on}"
 
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number from 1 (got '$ROUNDS')"
+[[ "$ACCESS_LOG" == on || "$ACCESS_LOG" == off ]] || die "ACCESS_LOG must be on or off (got '$ACCESS_LOG')"
 need wrk:wrk nginx:nginx-light haproxy:haproxy caddy:caddy taskset:util-linux python3:python3 curl:curl
 start_upstream
 
 start_nginx() { # port
     mkdir -p "$WORK/nginx/logs"
+    local log="access_log $WORK/nginx/logs/access.log combined buffer=32k flush=100ms;"
+    [[ "$ACCESS_LOG" == on ]] || log="access_log off;"
     cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
 error_log $WORK/nginx/logs/error.log;
 pid $WORK/nginx/nginx.pid;
 events { worker_connections 4096; }
 http {
-    access_log $WORK/nginx/logs/access.log;
+    $log
     keepalive_requests 1000000;
     upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
@@ -106,6 +113,9 @@ EOF
 start_grove() { # port
     mkdir -p "$WORK/grove"
     cp "$REPO_ROOT/bench/proxy/grove.toml" "$WORK/grove/grove.toml"
+    if [[ "$ACCESS_LOG" == off ]]; then
+        sed -i '/^listen = /a access_log = { off = true }' "$WORK/grove/grove.toml"
+    fi
     BENCH_PORT="$1" BENCH_UPSTREAM="127.0.0.1:$UP_PORT" \
         taskset -c 0 "$GROVE_BIN" up -f "$WORK/grove/grove.toml" >"$WORK/grove/up.log" 2>&1 &
     PROXY_PID=$!
@@ -165,7 +175,7 @@ out="$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.
 DIRECT="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
 
 echo
-echo "proxy benchmark: medians of $ROUNDS rounds of ${DURATION}s, $CONNS keep-alive connections, 60-byte body; proxy on CPU 0, wrk + upstream on CPU 1"
+echo "proxy benchmark: medians of $ROUNDS rounds of ${DURATION}s, $CONNS keep-alive connections, 60-byte body; proxy on CPU 0, wrk + upstream on CPU 1; access log $ACCESS_LOG (nginx's buffered 32k/100ms like grove's)"
 echo "kernel $(uname -r), $(nproc) CPUs; $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), Caddy $(caddy version | awk '{print $1}')"
 printf '%-8s %12s %10s %14s %10s %10s %10s\n' proxy req/s p99_ms cpu_us/req rps/nginx p99/nginx cpu/nginx
 for name in $PROXIES; do

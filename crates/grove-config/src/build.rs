@@ -22,6 +22,7 @@ mod edge;
 mod parts;
 mod rules;
 mod service;
+mod split;
 
 const TOP_KEYS: [&str; 7] = [
     "stack",
@@ -132,9 +133,12 @@ const HEALTH_KEYS: [&str; 8] = [
     "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 12] = [
+const ROUTE_KEYS: [&str; 15] = [
     "auth",
     "compress",
+    "targets",
+    "sticky",
+    "mirror",
     "rate_limit",
     "headers",
     "request_headers",
@@ -204,6 +208,9 @@ pub(crate) struct Builder<'a> {
     templates: Vec<(String, String, Template, Loc)>,
     /// Where each dependency was written: service -> dependency -> location.
     dep_locs: HashMap<String, HashMap<String, Loc>>,
+    /// Where a route named another service (`targets`, `mirror`): service -> (named, key
+    /// path, location).
+    split_locs: HashMap<String, Vec<(String, String, Loc)>>,
     /// Where `deploy.before_switch` was written.
     before_switch_loc: Option<Loc>,
     /// Values left empty because a required variable is unset in a non-selected environment:
@@ -261,6 +268,7 @@ impl<'a> Builder<'a> {
             service_locs: HashMap::new(),
             templates: Vec::new(),
             dep_locs: HashMap::new(),
+            split_locs: HashMap::new(),
             before_switch_loc: None,
             lenient_locs: Vec::new(),
             used_secret: false,

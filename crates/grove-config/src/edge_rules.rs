@@ -296,6 +296,25 @@ pub enum RateKey {
     Header(String),
 }
 
+/// One of a route's `targets`: a service and its weight among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WeightedTarget {
+    pub service: String,
+    /// Its share is `weight` over the sum of the weights (0: no new requests).
+    pub weight: u32,
+}
+
+/// A route's `mirror`: a copy of `per_mille` thousandths of its requests (those without a
+/// body, or with one the edge holds whole) goes to `service`, whose answers are discarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mirror {
+    pub service: String,
+    pub per_mille: u32,
+}
+
+/// The cookie a sticky split route remembers a client's target in (`sticky = true`).
+pub const STICKY_COOKIE: &str = "grove_target";
+
 /// A content coding the edge compresses answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -612,6 +612,12 @@ pub struct Route {
     pub rate_limit: Option<crate::edge_rules::RateLimit>,
     /// Compression of its answers (`compress`; off when it compresses nothing).
     pub compress: Option<crate::edge_rules::Compress>,
+    /// The services its requests are split over, by weight (`targets`; empty: its own).
+    pub targets: Vec<crate::edge_rules::WeightedTarget>,
+    /// The cookie that keeps a client on the target it got first (`sticky`).
+    pub sticky: Option<String>,
+    /// A shadow service that gets a copy of some requests (`mirror`).
+    pub mirror: Option<crate::edge_rules::Mirror>,
 }
 
 /// An environment variable's value.

@@ -805,6 +805,47 @@ fn compression_is_checked_where_written() {
 }
 
 #[test]
+fn a_split_and_a_mirror_name_services_they_can_send_to() {
+    let stack = |route: &str| {
+        format!(
+            "[services.web]\ncommand = \"x ${{PORT}}\"\nroute = {route}\n\n[services.canary]\ncommand = \"x ${{PORT}}\"\nport = \"auto\"\n\n[services.migrate]\ncommand = \"true\"\nkind = \"task\"\n"
+        )
+    };
+    expect(
+        &stack("{ targets = { web = 90, canary = 10 }, sticky = true, mirror = { service = \"canary\", fraction = 0.25 } }"),
+        &[],
+    );
+    expect(
+        &stack("{ targets = { web = 90, canery = 10 } }"),
+        &["grove.toml:5:33: services.web.route.targets.canery: `canery` is not a service"],
+    );
+    expect(
+        &stack("{ targets = { web = 1, migrate = 1 } }"),
+        &["grove.toml:5:32: services.web.route.targets.migrate: `migrate` has no port to send requests to (a long-running command with a `port`, or `upstreams`)"],
+    );
+    expect(
+        &stack("{ targets = { web = 0, canary = 0 } }"),
+        &["grove.toml:5:21: services.web.route.targets: a split needs a target with a weight above 0"],
+    );
+    expect(
+        &stack("{ targets = { web = 2000 } }"),
+        &["grove.toml:5:29: services.web.route.targets.web: 2000 is out of range"],
+    );
+    expect(
+        &stack("{ sticky = true }"),
+        &["grove.toml:5:20: services.web.route.sticky: `sticky` keeps a client on one of the route's `targets`, and it has none"],
+    );
+    expect(
+        &stack("{ mirror = { service = \"canary\", fraction = 2.0 } }"),
+        &["grove.toml:5:53: services.web.route.mirror.fraction: 2 is out of range"],
+    );
+    expect(
+        &stack("{ mirror = { fraction = 0.5 } }"),
+        &["grove.toml:5:20: services.web.route.mirror: a mirror needs the `service` that gets the copies"],
+    );
+}
+
+#[test]
 fn an_error_page_is_for_an_error_status() {
     expect(
         "[edge]\nlisten = []\nerror_pages = { 200 = \"ok.html\" }\n",

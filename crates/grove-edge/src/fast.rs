@@ -258,12 +258,14 @@ fn choose<'t>(
     let Action::Proxy(pool) = &route.action else {
         return None;
     };
-    // Header rules, authentication and compression are applied on the hyper path only.
+    // Header rules, authentication, compression, splits and mirrors are the hyper path's.
     if route.headers.is_some()
         || route.auth.is_some()
         || route.limit.is_some()
         || route.forward.is_some()
         || route.compress.is_some()
+        || route.split.is_some()
+        || route.mirror.is_some()
         || shared.maintenance().is_some()
     {
         return None;

@@ -30,6 +30,7 @@ mod pages;
 mod proxy;
 mod rewrite;
 pub mod rules;
+pub mod split;
 pub mod statics;
 pub mod stats;
 pub mod table;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{PathAndQuery, Scheme};
@@ -15,6 +15,11 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
+
+mod body;
+
+pub use body::BUFFER_BODY;
+use body::{request_body, BodyTimeout, ReqBody, BODY_TIMEOUT};
 
 use crate::pages::{error_page, full, request_id, starting_page, usable_request_id, X_REQUEST_ID};
 use crate::rules::{self, idempotent, strip_hop_by_hop, strip_unforwardable};
@@ -334,6 +339,17 @@ async fn route(
             (res, Some("static".to_string()))
         }
         Action::Proxy(pool) => {
+            // A split route's target: by its sticky cookie, else by weight.
+            let health = |n: &str| cx.shared.health_of(n);
+            let ready = |p: &crate::table::Pool| p.has_ready(&health);
+            let chosen = r
+                .split
+                .as_ref()
+                .and_then(|s| s.choose(req.headers(), &ready));
+            let (pool, set_cookie) = match chosen {
+                Some(c) => (c.pool, c.set_cookie),
+                None => (pool, None),
+            };
             let target = Target {
                 pool,
                 strip: (r.strip_prefix && r.prefix != "/").then_some(r.prefix.as_str()),
@@ -342,8 +358,13 @@ async fn route(
                 hold: r.hold,
                 host,
                 path,
+                mirror: r.mirror.as_deref(),
             };
-            proxy(cx, req, target).await
+            let (mut res, upstream) = proxy(cx, req, target).await;
+            if let Some(c) = set_cookie {
+                res.headers_mut().append(header::SET_COOKIE, c);
+            }
+            (res, upstream)
         }
     };
     if let Some((c, method, accept)) = compress {
@@ -364,6 +385,8 @@ struct Target<'a> {
     /// Where the request goes (to find its route again in a newer table while it is held).
     host: &'a str,
     path: &'a str,
+    /// Where a copy goes, for some requests.
+    mirror: Option<&'a crate::split::Mirror>,
 }
 
 fn is_upgrade(h: &HeaderMap) -> bool {
@@ -392,48 +415,6 @@ fn closing(status: StatusCode, message: &str, id: &str) -> Response<BoxBody> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
-}
-
-/// The request's body for the upstream: none, whole (up to the buffer size, so it can be sent
-/// again) or streaming; an error page when it is too large, too slow or malformed.
-async fn request_body(
-    shared: &Shared,
-    declared: Option<u64>,
-    headers: &HeaderMap,
-    body: Incoming,
-    max_body: u64,
-    id: &str,
-) -> Result<Option<ReqBody>, Response<BoxBody>> {
-    let empty_body = declared == Some(0)
-        || (declared.is_none() && !headers.contains_key(header::TRANSFER_ENCODING));
-    if empty_body {
-        return Ok(None);
-    }
-    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let body = ReadTimeout::new(Limited::new(body, limit), shared.limits.body_read_timeout);
-    match buffer_body(body).await {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.is::<BodyTimeout>() => Err(closing(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request body did not arrive in time",
-            id,
-        )),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large for this route",
-                id,
-            ))
-        }
-        Err(e) => Err(closing(
-            StatusCode::BAD_REQUEST,
-            &format!("malformed request body: {e}"),
-            id,
-        )),
-    }
 }
 
 /// Path and query for the upstream, after stripping the route's prefix (without stripping,
@@ -654,6 +635,11 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
         Err(why) => return refused_with(StatusCode::BAD_REQUEST, &why, id),
     };
     let headers = upstream_headers(&cx, &mut parts, upgrade, target.strip);
+    if let Some(m) = target.mirror {
+        if !upgrade {
+            mirror_copy(shared, m, &pq, &parts.method, &body, &headers);
+        }
+    }
     // While no unit is ready (the only one restarts), the request waits up to the route's
     // `hold` for one.
     let deadline = tokio::time::Instant::now() + target.hold;
@@ -754,6 +740,39 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
     refused_with(StatusCode::BAD_GATEWAY, &why, id)
 }
 
+/// A copy of the request for the route's mirror, when this one is due and it has a ready
+/// unit: sent on its own task, its answer read and discarded. A streamed body (one too large
+/// to hold whole) cannot be sent twice: such a request is not copied.
+fn mirror_copy(
+    shared: &Arc<Shared>,
+    m: &crate::split::Mirror,
+    pq: &PathAndQuery,
+    method: &hyper::Method,
+    body: &Option<ReqBody>,
+    headers: &HeaderMap,
+) {
+    if matches!(body, Some(ReqBody::Streaming(_))) || !m.due() {
+        return;
+    }
+    let Some(backend) = m.backend(&|n: &str| shared.health_of(n)) else {
+        return;
+    };
+    let mut copy = match body {
+        Some(ReqBody::Whole(b)) => Some(ReqBody::Whole(b.clone())),
+        _ => None,
+    };
+    let Ok(req) = upstream_request(&backend, pq, method, &mut copy, headers.clone()) else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let wait = shared.limits.upstream_response;
+        if let Ok(Ok(res)) = tokio::time::timeout(wait, send(&shared, req)).await {
+            let _ = tokio::time::timeout(wait, res.into_body().collect()).await;
+        }
+    });
+}
+
 /// One exchange with one upstream, through hyper-util's pooled client.
 async fn send(shared: &Shared, req: Request<BoxBody>) -> Result<Response<Incoming>, SendError> {
     match shared.client.request(req).await {
@@ -772,120 +791,6 @@ enum SendError {
     /// The exchange failed after connecting.
     #[error(transparent)]
     Exchange(BoxError),
-}
-
-/// Bodies up to this size are read whole before anything is sent upstream, so a malformed or
-/// oversized body is refused without the upstream seeing any of it, and idempotent requests
-/// can be retried; larger ones stream.
-pub const BUFFER_BODY: usize = 1 << 20;
-
-enum ReqBody {
-    Whole(Bytes),
-    Streaming(BoxBody),
-}
-
-type InBody = ReadTimeout<Limited<Incoming>>;
-
-const BODY_TIMEOUT: &str = "the client stopped sending its request body";
-
-/// The client went quiet in the middle of its request body.
-#[derive(Debug, thiserror::Error)]
-#[error("{BODY_TIMEOUT}")]
-struct BodyTimeout;
-
-/// A body whose next frame must arrive within `limit` of the previous one.
-struct ReadTimeout<B> {
-    inner: B,
-    limit: std::time::Duration,
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<B> ReadTimeout<B> {
-    fn new(inner: B, limit: std::time::Duration) -> Self {
-        ReadTimeout {
-            inner,
-            limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
-        }
-    }
-}
-
-impl<B> hyper::body::Body for ReadTimeout<B>
-where
-    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(f) => {
-                let next = tokio::time::Instant::now() + this.limit;
-                this.sleep.as_mut().reset(next);
-                Poll::Ready(f)
-            }
-            Poll::Pending => match std::future::Future::poll(this.sleep.as_mut(), cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-async fn buffer_body(mut body: InBody) -> Result<ReqBody, BoxError> {
-    let mut buf = bytes::BytesMut::new();
-    loop {
-        match body.frame().await {
-            None => return Ok(ReqBody::Whole(buf.freeze())),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                }
-                if buf.len() > BUFFER_BODY {
-                    let rest = Prefixed {
-                        first: Some(buf.freeze()),
-                        rest: body,
-                    };
-                    return Ok(ReqBody::Streaming(rest.boxed()));
-                }
-            }
-        }
-    }
-}
-
-/// What was already read, then the rest of the body.
-struct Prefixed {
-    first: Option<Bytes>,
-    rest: InBody,
-}
-
-impl hyper::body::Body for Prefixed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        if let Some(b) = self.first.take() {
-            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b))));
-        }
-        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
-    }
 }
 
 /// Whether a `T` is anywhere in `e`'s chain of sources (or, when a layer hid the type, the

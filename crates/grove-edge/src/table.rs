@@ -81,6 +81,24 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool of `service` without backends.
+    pub fn empty(service: &str) -> Pool {
+        Pool {
+            service: service.to_string(),
+            backends: Vec::new(),
+            next: AtomicUsize::new(0),
+            balance: Balance::RoundRobin,
+        }
+    }
+
+    /// Whether a backend is ready (as [`Pool::candidates`] says, without taking a turn).
+    pub fn has_ready(&self, health: &dyn Fn(&str) -> Option<bool>) -> bool {
+        self.backends.iter().any(|b| match health(&b.name) {
+            Some(up) => up,
+            None => !b.unit,
+        })
+    }
+
     /// Backends in the order to try them: healthy (by `health`) and passively up first, in
     /// the policy's order; the others after, as a last resort.
     pub fn candidates(&self, health: &dyn Fn(&str) -> Option<bool>) -> Vec<Arc<Backend>> {
@@ -211,6 +229,10 @@ pub struct Route {
     pub forward: Option<Arc<crate::auth::Forward>>,
     /// Compression of its answers (through hyper too).
     pub compress: Option<Arc<grove_plan::Compress>>,
+    /// The services its requests are split over (through hyper too).
+    pub split: Option<Arc<crate::split::Split>>,
+    /// Where copies of some of its requests go (through hyper too).
+    pub mirror: Option<Arc<crate::split::Mirror>>,
 }
 
 /// The routes of one listener set, plus the forwards.
@@ -256,6 +278,8 @@ fn redirect_routes(plan: &Plan, stats: &crate::stats::Registry) -> Vec<Route> {
             limit: None,
             forward: None,
             compress: None,
+            split: None,
+            mirror: None,
         });
     }
     routes
@@ -341,6 +365,22 @@ impl Table {
                         .and_then(crate::auth::Forward::new)
                         .map(Arc::new),
                     compress: r.compress.clone().map(Arc::new),
+                    split: (!r.splits.is_empty()).then(|| {
+                        let targets = r
+                            .splits
+                            .iter()
+                            .map(|t| crate::split::Target {
+                                service: t.service.clone(),
+                                weight: t.weight,
+                                pool: pool(&t.service, &t.target, r.balance),
+                            })
+                            .collect();
+                        Arc::new(crate::split::Split::new(targets, r.sticky.clone()))
+                    }),
+                    mirror: r.mirror.as_ref().map(|m| {
+                        let p = pool(&m.service, &m.target, Balance::RoundRobin);
+                        Arc::new(crate::split::Mirror::new(p, m.per_mille))
+                    }),
                 })
                 .collect();
         routes.extend(redirect_routes(plan, stats));
@@ -364,6 +404,8 @@ impl Table {
                 limit: None,
                 forward: None,
                 compress: plan.edge.compress.clone().map(Arc::new),
+                split: None,
+                mirror: None,
             });
         }
         let forwards = plan
@@ -385,6 +427,8 @@ impl Table {
                     limit: None,
                     forward: None,
                     compress: None,
+                    split: None,
+                    mirror: None,
                 };
                 (f.listen.addr, route)
             })
@@ -482,6 +526,8 @@ mod tests {
             limit: None,
             forward: None,
             compress: None,
+            split: None,
+            mirror: None,
         }
     }
 

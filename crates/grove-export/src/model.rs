@@ -207,6 +207,29 @@ pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
                 a.users_file.display()
             ));
         }
+        if !r.splits.is_empty() {
+            let weights: Vec<String> = r
+                .splits
+                .iter()
+                .map(|t| format!("{} {}", t.service, t.weight))
+                .collect();
+            notes.push(format!(
+                "route {}'s split ({}{}) is not mapped: a Gateway API HTTPRoute's weighted \
+                 backendRefs (or ingress-nginx's canary-weight) does it",
+                r.key(),
+                weights.join(", "),
+                if r.sticky.is_some() { ", sticky" } else { "" }
+            ));
+        }
+        if let Some(m) = &r.mirror {
+            notes.push(format!(
+                "route {}'s mirror to {} ({} per mille) is not mapped: a Gateway API \
+                 HTTPRoute's RequestMirror filter (or ingress-nginx's mirror-target) does it",
+                r.key(),
+                m.service,
+                m.per_mille
+            ));
+        }
         if !r.response_headers.is_empty() || !r.request_headers.is_empty() {
             notes.push(format!(
                 "route {}'s header rules are not mapped: set them in the ingress controller \

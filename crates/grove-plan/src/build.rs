@@ -326,6 +326,25 @@ fn routes(
                 auth: route.auth.clone(),
                 rate_limit: route.rate_limit.clone(),
                 compress: route.compress.clone().filter(Compress::is_on),
+                splits: route
+                    .targets
+                    .iter()
+                    .filter_map(|t| {
+                        Some(crate::Split {
+                            service: t.service.clone(),
+                            weight: t.weight,
+                            target: target(stack.services.get(&t.service)?, None, units),
+                        })
+                    })
+                    .collect(),
+                sticky: route.sticky.clone(),
+                mirror: route.mirror.as_ref().and_then(|m| {
+                    Some(crate::MirrorTarget {
+                        service: m.service.clone(),
+                        per_mille: m.per_mille,
+                        target: target(stack.services.get(&m.service)?, None, units),
+                    })
+                }),
                 forward_auth: match &route.forward_auth {
                     Some(f) => Some(crate::ForwardAuthTarget {
                         url: ctx.render(&f.url)?,

@@ -519,6 +519,15 @@ pub struct Route {
     /// Compression of its answers, when on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compress: Option<Compress>,
+    /// The services its requests are split over, by weight (empty: all go to `target`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<Split>,
+    /// The cookie that keeps a client on the split target it got first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<String>,
+    /// Where copies of some of its requests go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorTarget>,
     /// The service it routes to.
     pub service: String,
     /// The instance, for per-instance services.
@@ -532,6 +541,22 @@ impl Route {
     pub fn key(&self) -> String {
         format!("{}{}", self.host.as_deref().unwrap_or("*"), self.prefix)
     }
+}
+
+/// One target of a split route: a service, its weight, its units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Split {
+    pub service: String,
+    pub weight: u32,
+    pub target: Target,
+}
+
+/// A route's mirror: the service that gets copies of `per_mille` thousandths of its requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorTarget {
+    pub service: String,
+    pub per_mille: u32,
+    pub target: Target,
 }
 
 /// Where traffic goes.

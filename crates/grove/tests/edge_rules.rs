@@ -669,3 +669,96 @@ with httpx.stream("GET", "{url}/stream", headers={{"Accept-Encoding": "gzip"}}) 
     assert!(header(&head, "content-encoding").is_empty(), "{head}");
     assert_eq!(body, page);
 }
+
+/// The echo upstream as `name` (it answers with its NAME), probed; with `route` when given.
+fn named_echo(name: &str, route: Option<&str>) -> String {
+    format!(
+        "[services.{name}]\ncommand = \"python3 {}\"\nenv = {{ NAME = \"{name}\" }}\nhealth = {{ http = \"/healthz\", interval = \"100ms\", start_period = \"20s\" }}\n{}\n",
+        echo_app(),
+        route.map(|r| format!("route = {r}")).unwrap_or_default()
+    )
+}
+
+/// Issue 23, weighted and mirrored routing: a route split 3:1 sends exactly three of every
+/// four requests to `web`; sticky, a client stays on the target it got first, until that
+/// target has no ready unit; a mirror gets a copy of half the requests (bodies too) and its
+/// answers never reach the client.
+#[test]
+fn a_split_route_keeps_its_weights_its_sticky_clients_and_its_mirror() {
+    let port = free_port();
+    let s = Stack::new("");
+    let file = |route: &str| {
+        format!(
+            "[edge]\nlisten = [\"http://127.0.0.1:{port}\"]\n\n{}{}{}",
+            named_echo("web", Some(route)),
+            named_echo("canary", None),
+            named_echo("shadow", None)
+        )
+    };
+    s.write_stack(&file(
+        r#"{ hold = "0s", targets = { web = 3, canary = 1 } }"#,
+    ));
+    s.up();
+    let url = format!("http://127.0.0.1:{port}");
+    let count = |code: &str| {
+        python(&format!(
+            r#"
+import collections, json, requests
+url = "{url}"
+{code}
+"#
+        ))
+    };
+    let out = count(
+        r#"seen = collections.Counter(requests.get(url + "/split").json()["name"] for _ in range(100))
+print(json.dumps(seen, sort_keys=True))"#,
+    );
+    assert_eq!(out.trim(), r#"{"canary": 25, "web": 75}"#);
+
+    // Sticky: the first answer sets the cookie, and the client stays there.
+    s.write_stack(&file(
+        r#"{ hold = "0s", targets = { web = 3, canary = 1 }, sticky = true }"#,
+    ));
+    assert!(s.run(&["reload"]).status.success());
+    let out = count(
+        r#"for _ in range(4):
+    c = requests.Session()
+    first = c.get(url + "/sticky")
+    target = first.cookies["grove_target"]
+    names = {c.get(url + "/sticky").json()["name"] for _ in range(20)}
+    assert names == {target}, (target, names)
+    print(target)"#,
+    );
+    let targets: std::collections::BTreeSet<&str> = out.lines().collect();
+    assert_eq!(
+        targets,
+        ["canary", "web"].into_iter().collect(),
+        "four new clients, split 3:1, reach both: {out}"
+    );
+    // A target with no ready unit is skipped, cookie or not: nothing fails.
+    assert!(s.run(&["stop", "canary"]).status.success());
+    s.wait_for("canary stopped", 10, |s| s.unit("canary")["pid"].is_null());
+    let out = count(
+        r#"names = [requests.get(url + "/", cookies={"grove_target": "canary"}).json()["name"] for _ in range(20)]
+print(set(names))"#,
+    );
+    assert_eq!(out.trim(), "{'web'}");
+
+    // A mirror: every second request is copied to shadow, a body with it; the clients only
+    // ever hear web.
+    s.write_stack(&file(
+        r#"{ hold = "0s", mirror = { service = "shadow", fraction = 0.5 } }"#,
+    ));
+    assert!(s.run(&["reload"]).status.success());
+    let out = count(
+        r#"names = {requests.get(url + "/mirrored").json()["name"] for _ in range(10)}
+names |= {requests.post(url + "/posted", data=b"x" * 100).json()["name"] for _ in range(2)}
+print(names)"#,
+    );
+    assert_eq!(out.trim(), "{'web'}");
+    let logs = || text(&s.run(&["logs", "shadow"]).stdout);
+    wait_until("the copies at the shadow", 10, || {
+        logs().matches("GET /mirrored").count() == 5 && logs().contains("POST /posted")
+    });
+    assert_eq!(logs().matches("POST /posted").count(), 1, "{}", logs());
+}

@@ -316,7 +316,11 @@ command = "gunicorn app:wsgi --bind 127.0.0.1:${PORT}"
 user = "33"
 group = "33"
 limits = { memory = "512MB", cpu = 1.5, pids = 200 }
-route = {}
+route = { compress = true, targets = { web = 9, canary = 1 }, sticky = true, mirror = { service = "canary", fraction = 0.1 } }
+
+[services.canary]
+command = "gunicorn app:wsgi --bind 127.0.0.1:${PORT}"
+port = "auto"
 
 [services.report]
 command = "python manage.py report"
@@ -340,6 +344,16 @@ timeout = "10m"
         said.contains("report is a job: compose has no schedule"),
         "{said}"
     );
+    // What the edge does per request and no export carries: said, for both.
+    for said in [&said, &text(&k.stderr)] {
+        for want in [
+            "route */'s split (web 9, canary 1, sticky) is not mapped",
+            "route */'s mirror to canary (100 per mille) is not mapped",
+            "compression (routes */) is not mapped",
+        ] {
+            assert!(said.contains(want), "no `{want}` in:\n{said}");
+        }
+    }
     for want in [
         "kind: CronJob",
         "timeZone: Europe/Paris",

@@ -45,7 +45,57 @@ impl<'a> Builder<'a> {
         self.check_fixed_ports(&w);
         self.check_forwards(&w);
         self.check_routes(&w);
+        self.check_splits(&w);
         self.check_deploy_tasks(&w);
+    }
+
+    /// A route's `targets` and `mirror` name services it can send requests to: ones that
+    /// run a command on a port, or remote `upstreams`; neither side per instance.
+    fn check_splits(&mut self, w: &Whole<'_>) {
+        let Whole { services, .. } = *w;
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let locs = std::mem::take(&mut self.split_locs);
+        for (owner, named) in &locs {
+            let per_instance = services.get(owner).is_some_and(|s| s.for_each_instance);
+            for (target, path, loc) in named {
+                let why = match services.get(target) {
+                    None => {
+                        let help = match suggest(target, names.iter().copied()) {
+                            Some(n) => format!("did you mean `{n}`? {}", services_list(&names)),
+                            None => services_list(&names),
+                        };
+                        self.err(
+                            loc,
+                            path,
+                            format!("`{target}` is not a service"),
+                            Some(help),
+                        );
+                        continue;
+                    }
+                    Some(_) if per_instance => Some(format!(
+                        "`{owner}` runs per instance: its route goes to its own instance's units"
+                    )),
+                    Some(t) if t.for_each_instance => Some(format!(
+                        "`{target}` runs per instance: a split goes to one set of units"
+                    )),
+                    Some(t) => match &t.source {
+                        Source::Upstreams(_) => None,
+                        Source::Command(_)
+                            if t.kind == ServiceKind::Service && t.port != PortSpec::None =>
+                        {
+                            None
+                        }
+                        _ => Some(format!(
+                            "`{target}` has no port to send requests to (a long-running command \
+                             with a `port`, or `upstreams`)"
+                        )),
+                    },
+                };
+                if let Some(why) = why {
+                    self.err(loc, path, why, None);
+                }
+            }
+        }
     }
 
     /// Each dependency names a service it can wait for, with a condition it can reach.

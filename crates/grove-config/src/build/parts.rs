@@ -607,6 +607,16 @@ impl<'a> Builder<'a> {
         let compress = map
             .get("compress")
             .and_then(|e| self.compress(&e.node, &join(path, "compress")));
+        let targets = map
+            .get("targets")
+            .map(|e| self.route_targets(service, &e.node, &join(path, "targets")))
+            .unwrap_or_default();
+        let sticky = map
+            .get("sticky")
+            .and_then(|e| self.route_sticky(&targets, &e.node, &join(path, "sticky")));
+        let mirror = map
+            .get("mirror")
+            .and_then(|e| self.route_mirror(service, &e.node, &join(path, "mirror")));
         Some(Route {
             host,
             prefix,
@@ -621,6 +631,9 @@ impl<'a> Builder<'a> {
             forward_auth,
             rate_limit,
             compress,
+            targets,
+            sticky,
+            mirror,
         })
     }
 }
