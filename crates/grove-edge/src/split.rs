@@ -39,7 +39,27 @@ pub struct Choice<'s> {
     pub set_cookie: Option<HeaderValue>,
 }
 
+/// Makes a route's pool of a service's target.
+pub type PoolOf<'p> = dyn Fn(&str, &grove_plan::Target, grove_plan::Balance) -> Arc<Pool> + 'p;
+
 impl Split {
+    /// The split of a Plan's route, when it has targets.
+    pub fn of(r: &grove_plan::Route, pool: &PoolOf<'_>) -> Option<Arc<Split>> {
+        if r.splits.is_empty() {
+            return None;
+        }
+        let targets = r
+            .splits
+            .iter()
+            .map(|t| Target {
+                service: t.service.clone(),
+                weight: t.weight,
+                pool: pool(&t.service, &t.target, r.balance),
+            })
+            .collect();
+        Some(Arc::new(Split::new(targets, r.sticky.clone())))
+    }
+
     pub fn new(targets: Vec<Target>, sticky: Option<String>) -> Split {
         Split {
             current: Mutex::new(vec![0; targets.len()]),
@@ -134,6 +154,13 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// The mirror of a Plan's route, when it has one.
+    pub fn of(r: &grove_plan::Route, pool: &PoolOf<'_>) -> Option<Arc<Mirror>> {
+        let m = r.mirror.as_ref()?;
+        let p = pool(&m.service, &m.target, grove_plan::Balance::RoundRobin);
+        Some(Arc::new(Mirror::new(p, m.per_mille)))
+    }
+
     pub fn new(pool: Arc<Pool>, per_mille: u32) -> Mirror {
         Mirror {
             pool,

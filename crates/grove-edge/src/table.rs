@@ -365,22 +365,8 @@ impl Table {
                         .and_then(crate::auth::Forward::new)
                         .map(Arc::new),
                     compress: r.compress.clone().map(Arc::new),
-                    split: (!r.splits.is_empty()).then(|| {
-                        let targets = r
-                            .splits
-                            .iter()
-                            .map(|t| crate::split::Target {
-                                service: t.service.clone(),
-                                weight: t.weight,
-                                pool: pool(&t.service, &t.target, r.balance),
-                            })
-                            .collect();
-                        Arc::new(crate::split::Split::new(targets, r.sticky.clone()))
-                    }),
-                    mirror: r.mirror.as_ref().map(|m| {
-                        let p = pool(&m.service, &m.target, Balance::RoundRobin);
-                        Arc::new(crate::split::Mirror::new(p, m.per_mille))
-                    }),
+                    split: crate::split::Split::of(r, &pool),
+                    mirror: crate::split::Mirror::of(r, &pool),
                 })
                 .collect();
         routes.extend(redirect_routes(plan, stats));
