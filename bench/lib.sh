@@ -31,6 +31,8 @@ need() {
 
 # A temporary folder; every pid added to PIDS is killed and the folder removed on exit.
 WORK="$(mktemp -d /tmp/grove-bench.XXXXXX)"
+# Readable by the servers' workers: nginx started as root runs them as nobody.
+chmod 755 "$WORK"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

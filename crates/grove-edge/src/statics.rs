@@ -1,10 +1,11 @@
 //! Static files: safe path resolution, content types, ETag / Last-Modified with conditional
 //! GET, single byte ranges, precompressed `.br` / `.gz` siblings, cache headers.
 //!
-//! A file is never read whole: HEAD reads nothing, a range reads only its bytes, and a body
-//! larger than [`CHUNK`] is streamed in chunks of that size as the client takes them (hyper
-//! asks for the next chunk once the last one is written), so a response holds one chunk in
-//! memory at most, whatever the file's size.
+//! Files up to 64 KiB are served from memory by the open-file cache (`statics/cache.rs`,
+//! which `stat`s the file on every request, so a change is served at once); a larger one is
+//! never read whole: HEAD reads nothing, a range reads only its bytes, and the body is
+//! streamed in chunks of [`CHUNK`] as the client takes them (hyper asks for the next chunk
+//! once the last one is written), so a response holds one chunk in memory at most.
 
 use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
@@ -20,6 +21,8 @@ use hyper::{Method, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
 use crate::proxy::{BoxBody, BoxError};
+
+mod cache;
 
 /// Bodies up to this size are read in one go; larger ones are streamed in chunks this big.
 pub const CHUNK: u64 = 64 * 1024;
@@ -98,36 +101,26 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let Some(path) = resolve(root, rest) else {
+    let Some(file) = cache::lookup(root, rest) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
-    let Ok(meta) = tokio::fs::metadata(&path).await else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    };
-    if !meta.is_file() {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    }
-    let mime = mime_guess::from_path(&path).first_or_octet_stream();
-    let content_type =
-        if mime.type_() == "text" || mime.subtype() == "javascript" || mime.subtype() == "json" {
-            format!("{mime}; charset=utf-8")
-        } else {
-            mime.to_string()
-        };
     // A precompressed sibling the client accepts, when it is at least as new.
     let accept = req
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (file_path, encoding) = precompressed(&path, &meta, accept, req).await;
-    let tag = etag(&meta);
-    let tag = match encoding {
-        Some(e) => format!("{}-{e}\"", &tag[..tag.len() - 1]),
-        None => tag,
+    let sibling = match accept.is_empty() {
+        true => None,
+        false => precompressed(&file.real, file.modified, accept, req).await,
     };
-    let modified = meta.modified().ok();
+    let encoding = sibling.as_ref().map(|(_, e, _)| *e);
+    let tag = match encoding {
+        Some(e) => format!("{}-{e}\"", &file.etag[..file.etag.len() - 1]),
+        None => file.etag.clone(),
+    };
+    let modified = file.modified;
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&content_type) {
+    if let Ok(v) = HeaderValue::from_str(&file.content_type) {
         headers.insert(header::CONTENT_TYPE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&tag) {
@@ -150,9 +143,9 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
     if not_modified(req, &tag, modified) {
         return not_modified_answer(&headers);
     }
-    let len = match tokio::fs::metadata(&file_path).await {
-        Ok(m) => m.len(),
-        Err(_) => return plain(StatusCode::NOT_FOUND, "not found\n"),
+    let len = match &sibling {
+        Some((_, _, len)) => *len,
+        None => file.len,
     };
     let mut status = StatusCode::OK;
     let (mut start, mut end) = (0, len);
@@ -183,8 +176,11 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     let body = if method == Method::HEAD {
         full(Bytes::new())
+    } else if let (None, Some(bytes)) = (&sibling, &file.body) {
+        full(bytes.slice(start as usize..end as usize))
     } else {
-        match file_body(&file_path, start, end, len).await {
+        let path = sibling.as_ref().map_or(&file.real, |(p, _, _)| p);
+        match file_body(path, start, end, len).await {
             Ok(b) => b,
             Err(_) => return plain(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -196,15 +192,15 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
 }
 
 /// A precompressed sibling (`.br`, `.gz`) the client accepts, when it is at least as new as
-/// the file; else the file itself. Never for a range request.
+/// the file (`modified`): its path, coding and length. Never for a range request.
 async fn precompressed(
     path: &Path,
-    meta: &std::fs::Metadata,
+    modified: Option<SystemTime>,
     accept: &str,
     req: &HeaderMap,
-) -> (PathBuf, Option<&'static str>) {
+) -> Option<(PathBuf, &'static str, u64)> {
     if req.contains_key(header::RANGE) {
-        return (path.to_path_buf(), None);
+        return None;
     }
     for (enc, ext) in [("br", "br"), ("gzip", "gz")] {
         if !accepts(accept, enc) {
@@ -214,16 +210,16 @@ async fn precompressed(
         sib.push(format!(".{ext}"));
         let sib = PathBuf::from(sib);
         if let Ok(m) = tokio::fs::metadata(&sib).await {
-            let fresh = match (m.modified(), meta.modified()) {
-                (Ok(a), Ok(b)) => a >= b,
+            let fresh = match (m.modified(), modified) {
+                (Ok(a), Some(b)) => a >= b,
                 _ => true,
             };
             if m.is_file() && fresh {
-                return (sib, Some(enc));
+                return Some((sib, enc, m.len()));
             }
         }
     }
-    (path.to_path_buf(), None)
+    None
 }
 
 /// Whether a conditional GET is answered 304: If-None-Match wins over If-Modified-Since.

@@ -366,6 +366,42 @@ fn static_files_conditional_range_precompressed_and_no_way_out() {
     }
     let r = send(port, b"POST /static/app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 405);
+
+    // Issue 24: small files come from the open-file cache, which never serves a change late:
+    // rewritten, replaced by a rename, removed.
+    std::fs::remove_file(public.join("app.js.gz")).unwrap();
+    std::fs::write(public.join("app.js"), "v2").unwrap();
+    let r = get(port, "x", "/static/app.js", "");
+    assert_eq!(r.text(), "v2");
+    assert_ne!(r.header("etag").unwrap(), etag);
+    std::fs::write(public.join(".next"), "v3!").unwrap();
+    std::fs::rename(public.join(".next"), public.join("app.js")).unwrap();
+    assert_eq!(get(port, "x", "/static/app.js", "").text(), "v3!");
+    assert_eq!(
+        get(port, "x", "/static/app.js", "Range: bytes=1-2\r\n").text(),
+        "3!"
+    );
+    std::fs::remove_file(public.join("app.js")).unwrap();
+    assert_eq!(get(port, "x", "/static/app.js", "").status, 404);
+    // A file served once, then swapped for a symlink out of the mount: never followed out.
+    std::fs::write(public.join("swap.txt"), "inside").unwrap();
+    assert_eq!(get(port, "x", "/static/swap.txt", "").text(), "inside");
+    std::fs::remove_file(public.join("swap.txt")).unwrap();
+    std::os::unix::fs::symlink(s.path().join("secret.txt"), public.join("swap.txt")).unwrap();
+    let r = get(port, "x", "/static/swap.txt", "");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // A large file streams whole, and its ranges are its own.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(public.join("big.bin"), &big).unwrap();
+    let r = get(port, "x", "/static/big.bin", "");
+    assert_eq!(r.body, big);
+    let r = get(
+        port,
+        "x",
+        "/static/big.bin",
+        "Range: bytes=200000-200009\r\n",
+    );
+    assert_eq!(r.body, &big[200_000..200_010]);
 }
 
 #[test]
