@@ -7,10 +7,10 @@
 //! streamed in chunks of [`CHUNK`] as the client takes them (hyper asks for the next chunk
 //! once the last one is written), so a response holds one chunk in memory at most.
 
-use std::io::SeekFrom;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -18,14 +18,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Frame;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 
 use crate::proxy::{BoxBody, BoxError};
 
 mod cache;
 
-/// Bodies up to this size are read in one go; larger ones are streamed in chunks this big.
-pub const CHUNK: u64 = 64 * 1024;
+/// Larger files are streamed in chunks this big (smaller ones come whole from the cache).
+pub const CHUNK: u64 = 256 * 1024;
 
 /// Resolves the URL path `rest` (after the mount prefix, still percent-encoded) inside `root`.
 /// `None` for anything that could leave the root: `..` in any spelling, encoded slashes or
@@ -180,7 +179,7 @@ pub async fn serve(root: &Path, rest: &str, method: &Method, req: &HeaderMap) ->
         full(bytes.slice(start as usize..end as usize))
     } else {
         let path = sibling.as_ref().map_or(&file.real, |(p, _, _)| p);
-        match file_body(path, start, end, len).await {
+        match file_body(path, start, end) {
             Ok(b) => b,
             Err(_) => return plain(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -264,35 +263,25 @@ fn not_modified_answer(headers: &HeaderMap) -> Response<BoxBody> {
     r
 }
 
-/// The bytes `start..end` of the file at `path` (`len` bytes long): a small whole file read
-/// at once, anything else streamed.
-async fn file_body(path: &Path, start: u64, end: u64, len: u64) -> std::io::Result<BoxBody> {
+/// The bytes `start..end` of the file at `path`, streamed [`CHUNK`] at a
+/// time. The open and the reads are plain system calls on the connection's task (a
+/// page-cached read of a chunk costs less than a trip to tokio's blocking pool, and nginx
+/// makes them the same way), each into a fresh buffer that becomes the frame, so the bytes
+/// are copied once, from the kernel.
+fn file_body(path: &Path, start: u64, end: u64) -> std::io::Result<BoxBody> {
     let left = end.saturating_sub(start);
-    if start == 0 && end == len && len <= CHUNK {
-        let mut data = tokio::fs::read(path).await?;
-        // A file that grew since its length was sent is cut to that length.
-        data.truncate(usize::try_from(len).unwrap_or(usize::MAX));
-        return Ok(full(Bytes::from(data)));
-    }
-    let mut file = tokio::fs::File::open(path).await?;
+    let mut file = std::fs::File::open(path)?;
     if start > 0 {
-        file.seek(SeekFrom::Start(start)).await?;
+        file.seek(SeekFrom::Start(start))?;
     }
-    Ok(FileBody {
-        file,
-        left,
-        buf: vec![0; usize::try_from(left.min(CHUNK)).unwrap_or(0)],
-    }
-    .boxed())
+    Ok(FileBody { file, left }.boxed())
 }
 
 /// A file's bytes as a body, one chunk at a time.
 struct FileBody {
-    file: tokio::fs::File,
+    file: std::fs::File,
     /// Bytes still to send.
     left: u64,
-    /// The chunk being read (reused for every chunk).
-    buf: Vec<u8>,
 }
 
 impl hyper::body::Body for FileBody {
@@ -301,24 +290,22 @@ impl hyper::body::Body for FileBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.left == 0 {
             return Poll::Ready(None);
         }
-        let cap = this.buf.len();
-        let want = usize::try_from(this.left.min(CHUNK)).map_or(cap, |w| w.min(cap));
-        let mut rb = ReadBuf::new(&mut this.buf[..want]);
-        ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        if n == 0 {
+        let want = this.left.min(CHUNK);
+        let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        (&mut this.file).take(want).read_to_end(&mut buf)?;
+        if buf.is_empty() {
             // The file shrank since its length was sent: end the response short (the client
             // sees the connection close before the promised length).
             return Poll::Ready(Some(Err("the file shrank while it was served".into())));
         }
-        this.left -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(rb.filled())))))
+        this.left -= buf.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
     }
 
     fn is_end_stream(&self) -> bool {
