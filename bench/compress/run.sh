@@ -16,7 +16,7 @@
 # file) and wrk share CPU 1. nginx is configured as fairly as grove: one worker, its access
 # log buffered as grove's is (32 KiB, flushed every 100 ms), keep-alive requests unbounded,
 # keep-alive connections to the upstream, `gzip_comp_level 5` (grove's gzip level),
-# `gzip_min_length 512`, `gzip_proxied any`, `gzip_vary on`. Two loads each: `gzip` (wrk sends
+# `gzip_min_length 512`, `gzip_proxied any`, `gzip_vary on` (text/html is always in its gzip_types). Two loads each: `gzip` (wrk sends
 # `Accept-Encoding: gzip`, every answer is compressed) and `identity` (no Accept-Encoding: the
 # same proxies pass the page as it is), so the cost of compressing is the difference. For each
 # it prints req/s, the proxy's CPU time per request (utime+stime of its process tree over the
@@ -79,7 +79,6 @@ http {
     gzip_min_length 512;
     gzip_proxied any;
     gzip_vary on;
-    gzip_types text/html;
     upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$1;
