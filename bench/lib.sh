@@ -1,6 +1,7 @@
-# Shared by bench/proxy/run.sh and bench/tls/run.sh (sourced, not run): settings checks,
+# Shared by the bench scripts (sourced, not run): settings checks,
 # tool installation, a temporary folder whose processes die with the script, free ports,
-# per-process-tree CPU time, and the private upstream both benchmarks proxy to.
+# per-process-tree CPU time and a wrk run measured with it (`measure`), and the private
+# upstream the proxy benchmarks share.
 # The sourcing script sets `set -euo pipefail` and GROVE_BIN, DURATION, WARMUP, CONNS first.
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -107,4 +108,24 @@ CONF
     taskset -c 1 "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -g 'daemon off;' &
     PIDS+=($!)
     wait_url "http://127.0.0.1:$UP_PORT/" 10 || die "the upstream nginx did not start (see $WORK/upstream/logs)"
+}
+
+# measure LABEL URL [WRK_ARGS...]: wrk's warm-up (WARMUP s) and measured run (DURATION s) on
+# CPU 1 against URL, with PROXY_PID's tree CPU time around the measured one. Sets MEASURED_RPS
+# and MEASURED_CPU (microseconds per request); says wrk's errors on stderr under LABEL.
+measure() {
+    local label="$1" url="$2" before after out requests errors
+    shift 2
+    if ((WARMUP > 0)); then
+        taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
+    fi
+    before="$(tree_ticks "$PROXY_PID")"
+    out="$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" "$url")"
+    after="$(tree_ticks "$PROXY_PID")"
+    requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+    errors="$(awk '/Non-2xx|Socket errors/' <<<"$out")"
+    [[ -z "$errors" ]] || echo "bench: $label: $errors" >&2
+    MEASURED_RPS="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    MEASURED_CPU="$(python3 -c 'import sys; t, hz, n = map(float, sys.argv[1:]); print("%.1f" % (t / hz / n * 1e6))' \
+        "$((after - before))" "$HZ" "$requests")"
 }

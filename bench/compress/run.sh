@@ -132,18 +132,8 @@ for name in nginx grove; do
         if [[ "$load" == gzip && "$enc" != gzip ]] || [[ "$load" == identity && -n "$enc" ]]; then
             die "$name answered the $load load with Content-Encoding '$enc'"
         fi
-        if ((WARMUP > 0)); then
-            taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${hdr[@]}" "$url" >/dev/null
-        fi
-        before="$(tree_ticks "$PROXY_PID")"
-        out="$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "${hdr[@]}" "$url")"
-        after="$(tree_ticks "$PROXY_PID")"
-        requests="$(awk '/requests in/ {print $1}' <<<"$out")"
-        errors="$(awk '/Non-2xx|Socket errors/' <<<"$out")"
-        [[ -z "$errors" ]] || echo "bench: $name $load: $errors" >&2
-        rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-        cpu="$(python3 -c 'import sys; t, hz, n = map(float, sys.argv[1:]); print("%.1f" % (t / hz / n * 1e6))' \
-            "$((after - before))" "$HZ" "$requests")"
+        measure "$name $load" "$url" "${hdr[@]}"
+        rps="$MEASURED_RPS" cpu="$MEASURED_CPU"
         RPS[$name.$load]="${RPS[$name.$load]:-} $rps"
         CPU[$name.$load]="${CPU[$name.$load]:-} $cpu"
         SIZE[$name.$load]="$size"

@@ -83,18 +83,8 @@ for name in nginx grove; do
     for f in $FILES; do
         url="http://127.0.0.1:$port/static/$f"
         cmp -s <(curl -s "$url") "$WORK/public/$f" || die "$name served $f wrong"
-        if ((WARMUP > 0)); then
-            taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
-        fi
-        before="$(tree_ticks "$PROXY_PID")"
-        out="$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url")"
-        after="$(tree_ticks "$PROXY_PID")"
-        requests="$(awk '/requests in/ {print $1}' <<<"$out")"
-        errors="$(awk '/Non-2xx|Socket errors/' <<<"$out")"
-        [[ -z "$errors" ]] || echo "bench: $name $f: $errors" >&2
-        rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-        cpu="$(python3 -c 'import sys; t, hz, n = map(float, sys.argv[1:]); print("%.1f" % (t / hz / n * 1e6))' \
-            "$((after - before))" "$HZ" "$requests")"
+        measure "$name $f" "$url"
+        rps="$MEASURED_RPS" cpu="$MEASURED_CPU"
         RPS[$name.$f]="${RPS[$name.$f]:-} $rps"
         CPU[$name.$f]="${CPU[$name.$f]:-} $cpu"
         echo "round $round: $name $f $rps req/s, $cpu us/req" >&2
