@@ -1,6 +1,6 @@
 //! The merged tree -> a typed [`Stack`], collecting every error instead of stopping at the first.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +16,10 @@ use crate::stack::*;
 use crate::units::{parse_duration, parse_signal, parse_size, SIGNALS};
 
 type Map = IndexMap<String, Entry>;
+
+/// Who owns a template written at `[edge]` (forward authentication's URL) in the reference
+/// checks: no service, so it may refer to services only.
+const EDGE: &str = "[edge]";
 
 mod checks;
 mod edge;
@@ -49,7 +53,10 @@ const STACK_KEYS: [&str; 6] = [
     "log_max_size",
     "log_keep",
 ];
-const EDGE_KEYS: [&str; 22] = [
+const EDGE_KEYS: [&str; 25] = [
+    "auth",
+    "max_body",
+    "buffer_body",
     "compress",
     "error_pages",
     "headers",
@@ -133,8 +140,9 @@ const HEALTH_KEYS: [&str; 8] = [
     "status",
 ];
 const RESTART_KEYS: [&str; 4] = ["policy", "backoff", "max_backoff", "max_restarts"];
-const ROUTE_KEYS: [&str; 15] = [
+const ROUTE_KEYS: [&str; 16] = [
     "auth",
+    "buffer_body",
     "compress",
     "targets",
     "sticky",
@@ -221,6 +229,9 @@ pub(crate) struct Builder<'a> {
     used_secret: bool,
     /// The secret variables interpolated so far, with their values.
     secret_values: Vec<(String, String)>,
+    /// The route keys a service wrote itself (`max_body`, `buffer_body`, `auth`), which
+    /// `[edge]`'s defaults then leave alone.
+    route_given: HashSet<(String, &'static str)>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -273,6 +284,7 @@ impl<'a> Builder<'a> {
             lenient_locs: Vec::new(),
             used_secret: false,
             secret_values: Vec::new(),
+            route_given: HashSet::new(),
         }
     }
 
@@ -584,7 +596,7 @@ impl<'a> Builder<'a> {
             None => Admin::default(),
         };
         let edge = edge?;
-        edge::route_defaults(&edge, &mut services);
+        edge::route_defaults(&edge, &mut services, &self.route_given);
         self.cross_check(&services, &instances, &edge, top);
         let name = name?;
         if !self.errors.is_empty() {

@@ -374,15 +374,24 @@ pub struct ErrorPage {
     pub html: String,
 }
 
-/// What `[edge]` gives every route (`headers`, `request_headers`, `rate_limit`, `compress`):
-/// a route's own header rules go on top of these (its `set` of a name wins, `remove` and `add`
-/// add up), its own rate limit and compression replace these.
+/// What `[edge]` gives every route (`headers`, `request_headers`, `rate_limit`, `compress`,
+/// `auth`, `max_body`, `buffer_body`): a route's own header rules go on top of these (its
+/// `set` of a name wins, `remove` and `add` add up); its own value of any other key replaces
+/// these (`auth = false` turns `[edge]`'s authentication off for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct RouteDefaults {
     pub response_headers: HeaderRules,
     pub request_headers: HeaderRules,
     pub rate_limit: Option<RateLimit>,
     pub compress: Option<Compress>,
+    /// `auth = { basic = ... }`: every route's, and the static mounts'.
+    pub auth: Option<BasicAuth>,
+    /// `auth = { forward = ... }`: every route's, and the static mounts'.
+    pub forward_auth: Option<ForwardAuth>,
+    /// The largest request body of a route that sets no `max_body`.
+    pub max_body: Option<u64>,
+    /// The request body size held whole of a route that sets no `buffer_body`.
+    pub buffer_body: Option<u64>,
 }
 
 impl HeaderRules {

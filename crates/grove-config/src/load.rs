@@ -539,26 +539,25 @@ fn page_files(tree: &Node, root: &Path) -> crate::build::PageFiles {
     out
 }
 
-/// Every route's `auth.basic.users_file` (an htpasswd file), read here and registered as a
-/// source, so that a bad line is an error located in it.
+/// Every route's and `[edge]`'s `auth.basic.users_file` (an htpasswd file), read here and
+/// registered as a source, so that a bad line is an error located in it.
 fn users_files(tree: &Node, root: &Path, sources: &mut Sources) -> crate::build::UsersFiles {
+    let table = |n: &Node| match &n.kind {
+        Kind::Table(t) => Some(t.clone()),
+        _ => None,
+    };
+    let edge_auth = table(tree)
+        .and_then(|top| top.get("edge").and_then(|e| table(&e.node)))
+        .and_then(|edge| edge.get("auth").map(|a| a.node.clone()));
+    let route_auths = service_tables(tree).filter_map(|keys| {
+        let route = table(&keys.get("route")?.node)?;
+        Some(route.get("auth")?.node.clone())
+    });
     let mut out = crate::build::UsersFiles::new();
-    for keys in service_tables(tree) {
-        let file = keys
-            .get("route")
-            .and_then(|r| match &r.node.kind {
-                Kind::Table(t) => t.get("auth"),
-                _ => None,
-            })
-            .and_then(|a| match &a.node.kind {
-                Kind::Table(t) => t.get("basic"),
-                _ => None,
-            })
-            .and_then(|b| match &b.node.kind {
-                Kind::Table(t) => t.get("users_file"),
-                _ => None,
-            })
-            .and_then(|f| match &f.node.kind {
+    for auth in edge_auth.into_iter().chain(route_auths) {
+        let file = table(&auth)
+            .and_then(|a| table(&a.get("basic")?.node))
+            .and_then(|b| match &b.get("users_file")?.node.kind {
                 Kind::Str(s) => Some(std::path::PathBuf::from(s)),
                 _ => None,
             });

@@ -228,6 +228,9 @@ pub struct Edge {
 /// uploads in the seeds are larger).
 pub const DEFAULT_MAX_BODY: u64 = 10_000_000;
 
+/// A route's `buffer_body` when neither it nor `[edge]` sets one (1 MiB).
+pub const DEFAULT_BUFFER_BODY: u64 = 1 << 20;
+
 /// How long the edge holds a request while its route has no ready unit, when the route sets
 /// no `hold` (a restart of a single replica takes about this long).
 pub const DEFAULT_HOLD_MS: u64 = 5_000;
@@ -596,6 +599,9 @@ pub struct Route {
     pub websocket: bool,
     /// Largest request body, in bytes.
     pub max_body: u64,
+    /// Request bodies up to this size are read whole before the upstream is asked (so they
+    /// can be retried or mirrored); larger ones stream (`buffer_body`; 0: always stream).
+    pub buffer_body: u64,
     /// How requests spread over the service's units.
     pub balance: Balance,
     /// How long a request waits for a ready unit before 503, in milliseconds.

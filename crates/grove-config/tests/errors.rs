@@ -873,3 +873,29 @@ fn forward_auth_needs_a_url_and_is_not_basic_too() {
         &["grove.toml:5:50: services.web.route.auth: `auth` is `basic` or `forward`, not both"],
     );
 }
+
+#[test]
+fn edge_defaults_for_auth_and_body_sizes_are_checked_where_written() {
+    expect(
+        "[edge]\nmax_body = \"lots\"\nbuffer_body = 5\nauth = true\n",
+        &[
+            "grove.toml:4:12: edge.max_body: `lots` is not a size",
+            "grove.toml:5:15: edge.buffer_body: expected a string, found an integer",
+            "grove.toml:6:8: edge.auth: expected a table, found a boolean",
+        ],
+    );
+    // At [edge], forward auth's URL may name services only (it is every route's).
+    expect(
+        "[edge]\nauth = { forward = { url = \"http://127.0.0.1:${PORT}/check\" } }\n\n[services.a]\ncommand = \"x\"\nport = \"auto\"\nroute = { prefix = \"/\" }\n",
+        &["grove.toml:4:28: edge.auth.forward.url: at [edge], a URL may refer to services only (`${auth.url}/check`)"],
+    );
+    expect(
+        "[edge]\nauth = { forward = { url = \"${auht.url}/check\" } }\n\n[services.auth]\ncommand = \"x\"\nport = \"auto\"\n",
+        &["grove.toml:4:28: edge.auth.forward.url: `${auht.url}` names no service"],
+    );
+    // A route's `auth = true` is not an opt-in: only `false` (opting out) or a table.
+    expect(
+        "[services.a]\ncommand = \"x\"\nport = \"auto\"\nroute = { auth = true }\n",
+        &["grove.toml:6:18: services.a.route.auth: expected a table, found a boolean"],
+    );
+}

@@ -14,8 +14,8 @@
 //! Anything else is handed to hyper ([`Outcome::Handoff`]) at a request boundary, with the
 //! bytes already read, and stays with hyper for the rest of the connection: HTTP/1.0 and
 //! HTTP/2, a head that does not parse or is past the limits, `Transfer-Encoding`, `Expect`,
-//! upgrades, two `Host` or `Content-Length` lines, bodies over the route's limit or
-//! [`BUFFER_BODY`], static files, unknown routes, HTTPS upstreams, and what the edge answers
+//! upgrades, two `Host` or `Content-Length` lines, bodies over the route's `max_body` or
+//! `buffer_body`, static files, unknown routes, HTTPS upstreams, and what the edge answers
 //! itself (ACME challenges, redirects to HTTPS). So every rule of the hyper path still holds;
 //! this path only has to agree with it on the simple case, which the edge tests check through
 //! both.
@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{has_blank_line, Chunked, Step};
 use crate::pages::{new_request_id, page, starting, timeout_page, usable_request_id};
-use crate::proxy::{strip_port, ACME_CHALLENGE, BUFFER_BODY};
+use crate::proxy::{strip_port, ACME_CHALLENGE};
 use crate::rules::{self, hop_by_hop, idempotent, tokens};
 use crate::table::{Action, Backend, Pool, Route, Table};
 use crate::upstream::Upstream;
@@ -270,7 +270,7 @@ fn choose<'t>(
     {
         return None;
     }
-    if head.length > route.max_body || head.length > BUFFER_BODY as u64 {
+    if head.length > route.max_body || head.length > route.buffer_body {
         return None;
     }
     let backends = pool.candidates(&|name: &str| shared.health_of(name));

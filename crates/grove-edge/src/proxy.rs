@@ -18,7 +18,6 @@ use hyper_util::rt::TokioIo;
 
 mod body;
 
-pub use body::BUFFER_BODY;
 use body::{request_body, BodyTimeout, ReqBody, BODY_TIMEOUT};
 
 use crate::pages::{error_page, full, request_id, starting_page, usable_request_id, X_REQUEST_ID};
@@ -354,6 +353,7 @@ async fn route(
                 pool,
                 strip: (r.strip_prefix && r.prefix != "/").then_some(r.prefix.as_str()),
                 max_body: r.max_body,
+                buffer_body: r.buffer_body,
                 websocket: r.websocket,
                 hold: r.hold,
                 host,
@@ -380,6 +380,7 @@ struct Target<'a> {
     pool: &'a Pool,
     strip: Option<&'a str>,
     max_body: u64,
+    buffer_body: u64,
     websocket: bool,
     hold: std::time::Duration,
     /// Where the request goes (to find its route again in a newer table while it is held).
@@ -625,8 +626,8 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
     }
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let body = match request_body(shared, declared, &parts.headers, body, target.max_body, id).await
-    {
+    let sizes = (target.max_body, target.buffer_body);
+    let body = match request_body(shared, declared, &parts.headers, body, sizes, id).await {
         Ok(b) => b,
         Err(page) => return (page, None),
     };

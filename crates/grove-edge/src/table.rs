@@ -211,6 +211,9 @@ pub struct Route {
     pub strip_prefix: bool,
     /// Largest request body.
     pub max_body: u64,
+    /// Request bodies up to this size are read whole before the upstream is asked (so they
+    /// can be retried and mirrored, and the fast path takes them); larger ones stream.
+    pub buffer_body: u64,
     /// Whether `Upgrade` requests are passed.
     pub websocket: bool,
     /// How long a request waits for a ready unit (then 503).
@@ -267,6 +270,7 @@ fn redirect_routes(plan: &Plan, stats: &crate::stats::Registry) -> Vec<Route> {
             prefix,
             strip_prefix: false,
             max_body: 0,
+            buffer_body: 0,
             websocket: false,
             hold: std::time::Duration::ZERO,
             action: Action::Redirect {
@@ -343,6 +347,7 @@ impl Table {
                     prefix: r.prefix.clone(),
                     strip_prefix: r.strip_prefix,
                     max_body: r.max_body,
+                    buffer_body: r.buffer_body,
                     websocket: r.websocket,
                     hold: std::time::Duration::from_millis(r.hold_ms),
                     action: Action::Proxy(pool(&r.service, &r.target, r.balance)),
@@ -381,14 +386,24 @@ impl Table {
                 prefix: m.prefix.clone(),
                 strip_prefix: true,
                 max_body: 0,
+                buffer_body: 0,
                 websocket: false,
                 hold: std::time::Duration::ZERO,
                 action: Action::Static(dir),
                 stats: stats.get(&format!("*{}", m.prefix)),
                 headers: None,
-                auth: None,
+                auth: plan
+                    .edge
+                    .auth
+                    .as_ref()
+                    .map(|a| Arc::new(crate::auth::Basic::new(a))),
                 limit: None,
-                forward: None,
+                forward: plan
+                    .edge
+                    .forward_auth
+                    .as_ref()
+                    .and_then(crate::auth::Forward::new)
+                    .map(Arc::new),
                 compress: plan.edge.compress.clone().map(Arc::new),
                 split: None,
                 mirror: None,
@@ -404,6 +419,7 @@ impl Table {
                     prefix: "/".to_string(),
                     strip_prefix: false,
                     max_body: grove_plan::DEFAULT_MAX_BODY,
+                    buffer_body: grove_plan::DEFAULT_BUFFER_BODY,
                     websocket: true,
                     hold: std::time::Duration::from_millis(grove_plan::DEFAULT_HOLD_MS),
                     action: Action::Proxy(pool(&f.service, &f.target, Balance::RoundRobin)),
@@ -503,6 +519,7 @@ mod tests {
             prefix: prefix.to_string(),
             strip_prefix: false,
             max_body: 0,
+            buffer_body: 0,
             websocket: true,
             hold: std::time::Duration::ZERO,
             action: Action::Static(PathBuf::from(format!("{host:?}{prefix}"))),

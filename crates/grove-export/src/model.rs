@@ -181,6 +181,15 @@ pub(crate) fn recipe_network_notes(w: &Workload<'_>) -> Vec<String> {
 /// controller's own settings, are where they go).
 pub(crate) fn edge_rule_notes(plan: &Plan) -> Vec<String> {
     let mut notes = Vec::new();
+    if !plan.edge.static_mounts.is_empty()
+        && (plan.edge.auth.is_some() || plan.edge.forward_auth.is_some())
+    {
+        notes.push(
+            "[edge] auth on the static mounts is not mapped: whatever serves the static files \
+             must ask for it"
+                .to_string(),
+        );
+    }
     for r in &plan.routes {
         if let Some(l) = &r.rate_limit {
             notes.push(format!(

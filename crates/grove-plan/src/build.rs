@@ -201,6 +201,18 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
     let routes = routes(stack, inputs, &ports, &asked, &units)?;
     let forward = forwards(stack, &units);
     let remote_health = stack.services.values().filter_map(remote_health).collect();
+    // `[edge]`'s own templates (forward authentication of the static mounts) name services
+    // only.
+    let edge_ctx = Ctx {
+        stack,
+        unit: "[edge]",
+        port: None,
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        instance: None,
+        ports: &ports,
+        credentials,
+        asked: &asked,
+    };
     Ok(Plan {
         remote_health,
         interpolated_secrets: stack.secret_values.clone(),
@@ -249,6 +261,14 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
                 .compress
                 .clone()
                 .filter(Compress::is_on),
+            auth: stack.edge.route_defaults.auth.clone(),
+            forward_auth: match &stack.edge.route_defaults.forward_auth {
+                Some(f) => Some(crate::ForwardAuthTarget {
+                    url: edge_ctx.render(&f.url)?,
+                    copy_headers: f.copy_headers.clone(),
+                }),
+                None => None,
+            },
         },
         admin: AdminSettings {
             listen: stack.admin.listen,
@@ -319,6 +339,7 @@ fn routes(
                 strip_prefix: route.strip_prefix,
                 websocket: route.websocket,
                 max_body: route.max_body,
+                buffer_body: route.buffer_body,
                 balance: route.balance,
                 hold_ms: route.hold_ms,
                 response_headers: route.response_headers.clone(),

@@ -33,7 +33,8 @@ pub use grove_config::edge_rules::{
 pub use grove_config::{
     AccessFormat, AccessLogSettings, AcmeChallenge, Admin, Balance, CertFiles, Concurrency,
     Condition, Databases, EdgeLimits, Listen, LogRotation, Recipe, Replace, RestartPolicy, Scheme,
-    ServiceKind, StaticMount, Tls, Upstream, DEFAULT_HOLD_MS, DEFAULT_MAX_BODY,
+    ServiceKind, StaticMount, Tls, Upstream, DEFAULT_BUFFER_BODY, DEFAULT_HOLD_MS,
+    DEFAULT_MAX_BODY,
 };
 pub use maintenance::{Maintenance, MAINTENANCE_KEY};
 pub use staging::{
@@ -497,6 +498,9 @@ pub struct Route {
     pub websocket: bool,
     /// Largest request body, bytes.
     pub max_body: u64,
+    /// Request bodies up to this size are held whole (retried, mirrored); larger ones stream.
+    #[serde(skip_serializing_if = "is_default_buffer")]
+    pub buffer_body: u64,
     /// How requests spread over the units.
     pub balance: Balance,
     /// How long a request waits for a ready unit before 503, in milliseconds.
@@ -614,6 +618,16 @@ pub struct Edge {
     /// `[edge] compress`, when on: the static mounts' compression.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compress: Option<Compress>,
+    /// `[edge] auth = { basic = ... }`: the static mounts' authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BasicAuth>,
+    /// `[edge] auth = { forward = ... }`: the static mounts' authentication service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<ForwardAuthTarget>,
+}
+
+fn is_default_buffer(n: &u64) -> bool {
+    *n == DEFAULT_BUFFER_BODY
 }
 
 /// A whole-port forward.

@@ -214,7 +214,17 @@ pub async fn up_detached(
             return Ok(ExitCode::from(1));
         }
         match client.get::<Status>("/v1/status").await {
-            Ok(_) => break,
+            Ok(s) if s.pid == child.id() => break,
+            // Another `up -d` won the race: its daemon answers, ours is refused by the
+            // stack's lock. Never report the other one's start as ours.
+            Ok(s) => {
+                let _ = child.wait();
+                eprintln!(
+                    "{}",
+                    grove_daemon::DaemonError::AlreadyRunning(s.pid).shown()
+                );
+                return Ok(ExitCode::from(1));
+            }
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

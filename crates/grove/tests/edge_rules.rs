@@ -762,3 +762,106 @@ print(names)"#,
     });
     assert_eq!(logs().matches("POST /posted").count(), 1, "{}", logs());
 }
+
+/// A POST whose head and first 10 of 100 body bytes are sent, then nothing: the answer read
+/// within `wait`, or `None` when none came (the edge still holds the body).
+fn early_answer(port: u16, target: &str, wait: std::time::Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6c2VjcmV0MQ==\r\n\
+         Content-Length: 100\r\n\r\n0123456789"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(n) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).to_string()),
+        _ => None,
+    }
+}
+
+/// `[edge]`'s `auth`, `max_body` and `buffer_body` are every route's (and `auth` the static
+/// mounts' too) unless the route sets its own; `auth = false` opens one route.
+#[test]
+fn edge_auth_and_body_sizes_are_every_routes_unless_it_sets_its_own() {
+    let port = free_port();
+    let s = Stack::new("");
+    let file = s.path().join("htpasswd");
+    let out = std::process::Command::new("htpasswd")
+        .args(["-bcB", file.to_str().unwrap(), "alice", "secret1"])
+        .output()
+        .expect("htpasswd (apache2-utils; scripts/test installs it)");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::create_dir_all(s.path().join("public")).unwrap();
+    std::fs::write(s.path().join("public/a.txt"), "static file\n").unwrap();
+    s.write_stack(&format!(
+        r#"[edge]
+listen = ["http://127.0.0.1:{port}"]
+auth = {{ basic = {{ users_file = "htpasswd" }} }}
+max_body = "1KB"
+static = {{ "/static" = "public" }}
+
+{web}
+{open}
+{upload}"#,
+        web = echo_service("web", r#"{ prefix = "/" }"#),
+        open = echo_service(
+            "open",
+            r#"{ prefix = "/open", auth = false, buffer_body = "0" }"#
+        ),
+        upload = echo_service(
+            "upload",
+            r#"{ prefix = "/upload", max_body = "100KB", buffer_body = "0" }"#
+        ),
+    ));
+    s.up();
+    let alice = ["-u", "alice:secret1"];
+    // Authentication: every route's and the static mount's, but the one that opted out.
+    assert_eq!(get(port, "x", "/", &[]).0, 401);
+    assert_eq!(get(port, "x", "/", &alice).0, 200);
+    assert_eq!(get(port, "x", "/upload/x", &[]).0, 401);
+    assert_eq!(get(port, "x", "/static/a.txt", &[]).0, 401);
+    let (status, _, body) = get(port, "x", "/static/a.txt", &alice);
+    assert_eq!((status, body.as_str()), (200, "static file\n"));
+    let (status, _, body) = get(port, "x", "/open/x", &[]);
+    assert_eq!(status, 200, "{body}");
+    // Body sizes: the edge's 1 KB everywhere, the upload route's own 100 KB.
+    let post = |target: &str, bytes: usize| {
+        let file = s.path().join("body");
+        std::fs::write(&file, "x".repeat(bytes)).unwrap();
+        let data = format!("@{}", file.display());
+        let mut args = vec!["-X", "POST", "--data-binary", data.as_str()];
+        args.extend(alice);
+        get(port, "x", target, &args).0
+    };
+    assert_eq!(post("/", 2000), 413);
+    assert_eq!(post("/open/x", 2000), 413);
+    assert_eq!(post("/upload/x", 2000), 200);
+    assert_eq!(post("/upload/x", 150_000), 413);
+    // buffer_body = "0": the upload route's body streams, so its upstream can answer before
+    // the body has arrived; `/` holds bodies whole (up to 1 MiB) before asking its upstream.
+    let wait = std::time::Duration::from_secs(3);
+    let early = early_answer(port, "/upload/early", wait);
+    assert!(
+        early
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "{early:?}"
+    );
+    let held = early_answer(port, "/early", std::time::Duration::from_millis(1500));
+    assert_eq!(held, None);
+    // The same on a route the fast path would take (no rules): a body over its buffer size
+    // is handed to the streaming path.
+    let early = early_answer(port, "/open/early", wait);
+    assert!(
+        early
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "{early:?}"
+    );
+    // `check` says what each route got.
+    let out = s.run(&["check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

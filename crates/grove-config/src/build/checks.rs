@@ -208,6 +208,10 @@ impl<'a> Builder<'a> {
         let list = |names: &[&str]| services_list(names);
         let templates = std::mem::take(&mut self.templates);
         for (svc_name, path, t, loc) in &templates {
+            if svc_name == EDGE {
+                self.check_edge_template(services, path, t, loc);
+                continue;
+            }
             let Some(svc) = services.get(svc_name) else {
                 continue;
             };
@@ -278,6 +282,62 @@ impl<'a> Builder<'a> {
                     "a route may refer to ${instance} and ${instance.KEY} only",
                     None,
                 );
+            }
+        }
+    }
+
+    /// A template written at `[edge]` (forward authentication's URL): used by every route, so
+    /// it may name services (not for_each_instance ones), never `${port}` or `${instance}`.
+    fn check_edge_template(
+        &mut self,
+        services: &IndexMap<String, Service>,
+        path: &str,
+        t: &Template,
+        loc: &Loc,
+    ) {
+        for part in &t.parts {
+            match part {
+                Part::Service(other, attr) => {
+                    let Some(target) = services.get(other) else {
+                        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+                        let help = match suggest(other, names.iter().copied()) {
+                            Some(n) => format!("did you mean `{n}`? {}", services_list(&names)),
+                            None => services_list(&names),
+                        };
+                        self.err(
+                            loc,
+                            path,
+                            format!("`${{{other}.{}}}` names no service", attr.as_str()),
+                            Some(help),
+                        );
+                        continue;
+                    };
+                    if target.port == PortSpec::None
+                        && !matches!(target.source, Source::Upstreams(_))
+                    {
+                        self.err(
+                            loc,
+                            path,
+                            format!("`{other}` has no port to refer to"),
+                            Some(format!("give services.{other} a port")),
+                        );
+                    }
+                    if target.for_each_instance {
+                        self.err(
+                            loc,
+                            path,
+                            format!("`{other}` runs once per instance, so `${{{other}.{}}}` is ambiguous at [edge]", attr.as_str()),
+                            Some("set this auth on the routes of each instance's service".to_string()),
+                        );
+                    }
+                }
+                Part::Lit(_) => {}
+                _ => self.err(
+                    loc,
+                    path,
+                    "at [edge], a URL may refer to services only (`${auth.url}/check`)",
+                    None,
+                ),
             }
         }
     }

@@ -392,11 +392,27 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Every route gets the `[edge]` defaults under its own rules.
-pub(super) fn route_defaults(edge: &Edge, services: &mut IndexMap<String, Service>) {
+/// Every route gets the `[edge]` defaults under its own rules; `given` names the keys each
+/// service's route wrote itself.
+pub(super) fn route_defaults(
+    edge: &Edge,
+    services: &mut IndexMap<String, Service>,
+    given: &HashSet<(String, &'static str)>,
+) {
     let d = &edge.route_defaults;
-    for s in services.values_mut() {
+    for (name, s) in services.iter_mut() {
+        let own = |key: &'static str| given.contains(&(name.clone(), key));
         if let Some(r) = s.route.as_mut() {
+            if !own("auth") {
+                r.auth = d.auth.clone();
+                r.forward_auth = d.forward_auth.clone();
+            }
+            if let (false, Some(n)) = (own("max_body"), d.max_body) {
+                r.max_body = n;
+            }
+            if let (false, Some(n)) = (own("buffer_body"), d.buffer_body) {
+                r.buffer_body = n;
+            }
             r.response_headers = d.response_headers.under(&r.response_headers);
             r.request_headers = d.request_headers.under(&r.request_headers);
             if r.rate_limit.is_none() {

@@ -551,23 +551,13 @@ impl<'a> Builder<'a> {
             .get("websocket")
             .and_then(|e| self.bool(&e.node, &join(path, "websocket")))
             .unwrap_or(true);
-        let max_body = match map.get("max_body") {
-            Some(e) => {
-                let s = self.string(&e.node, &join(path, "max_body"))?;
-                match parse_size(&s) {
-                    Some(n) => n,
-                    None => {
-                        self.err(
-                            &e.node.loc,
-                            &join(path, "max_body"),
-                            format!("`{s}` is not a size"),
-                            Some("a number and a unit: 512KB, 10MB, 1GiB".to_string()),
-                        );
-                        return None;
-                    }
-                }
-            }
+        let max_body = match self.given_size(service, map, path, "max_body") {
+            Some(n) => n?,
             None => DEFAULT_MAX_BODY,
+        };
+        let buffer_body = match self.given_size(service, map, path, "buffer_body") {
+            Some(n) => n?,
+            None => DEFAULT_BUFFER_BODY,
         };
         let balance = map
             .get("balance")
@@ -598,7 +588,14 @@ impl<'a> Builder<'a> {
             .map(|e| self.header_rules(&e.node, &join(path, "request_headers")))
             .unwrap_or_default();
         let (auth, forward_auth) = match map.get("auth") {
-            Some(e) => self.route_auth(service, &e.node, &join(path, "auth")),
+            Some(e) => {
+                self.route_given.insert((service.to_string(), "auth"));
+                match e.node.kind {
+                    // `auth = false`: none, not even `[edge]`'s.
+                    Kind::Bool(false) => (None, None),
+                    _ => self.route_auth(service, &e.node, &join(path, "auth")),
+                }
+            }
             None => (None, None),
         };
         let rate_limit = map
@@ -623,6 +620,7 @@ impl<'a> Builder<'a> {
             strip_prefix,
             websocket,
             max_body,
+            buffer_body,
             balance,
             hold_ms,
             response_headers,
@@ -635,6 +633,37 @@ impl<'a> Builder<'a> {
             sticky,
             mirror,
         })
+    }
+}
+
+impl Builder<'_> {
+    /// A route's size key (`max_body`, `buffer_body`) when the route writes it (noted, so
+    /// `[edge]`'s default leaves it alone): its bytes, or `None` inside after an error.
+    fn given_size(
+        &mut self,
+        service: &str,
+        map: &Map,
+        path: &str,
+        key: &'static str,
+    ) -> Option<Option<u64>> {
+        let e = map.get(key)?;
+        self.route_given.insert((service.to_string(), key));
+        Some(self.size(&e.node, &join(path, key)))
+    }
+
+    /// A size written as text (`512KB`, `10MB`, `1GiB`): its bytes, else a located error.
+    pub(super) fn size(&mut self, node: &Node, path: &str) -> Option<u64> {
+        let s = self.string(node, path)?;
+        let n = parse_size(&s);
+        if n.is_none() {
+            self.err(
+                &node.loc,
+                path,
+                format!("`{s}` is not a size"),
+                Some("a number and a unit: 512KB, 10MB, 1GiB".to_string()),
+            );
+        }
+        n
     }
 }
 

@@ -307,7 +307,16 @@ impl<'a> Builder<'a> {
                 );
                 return None;
             }
-            None => return None,
+            // Never silently without authentication: every users file is read by the loader.
+            None => {
+                self.err(
+                    &f.node.loc,
+                    &fp,
+                    format!("`{}` was not read with the stack file", file.display()),
+                    None,
+                );
+                return None;
+            }
         };
         let mut users = Vec::new();
         let mut at = 0;
@@ -524,8 +533,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `[edge]`'s `headers`, `request_headers`, `rate_limit` and `compress`: every route's
-    /// defaults.
+    /// `[edge]`'s `headers`, `request_headers`, `rate_limit`, `compress`, `auth`, `max_body`
+    /// and `buffer_body`: every route's defaults.
     pub(super) fn edge_route_defaults(&mut self, map: &Map, edge: &mut Edge) {
         if let Some(e) = map.get("headers") {
             edge.route_defaults.response_headers = self.header_rules(&e.node, "edge.headers");
@@ -539,6 +548,17 @@ impl<'a> Builder<'a> {
         }
         if let Some(e) = map.get("compress") {
             edge.route_defaults.compress = self.compress(&e.node, "edge.compress");
+        }
+        if let Some(e) = map.get("auth") {
+            let (basic, forward) = self.route_auth(EDGE, &e.node, "edge.auth");
+            edge.route_defaults.auth = basic;
+            edge.route_defaults.forward_auth = forward;
+        }
+        if let Some(e) = map.get("max_body") {
+            edge.route_defaults.max_body = self.size(&e.node, "edge.max_body");
+        }
+        if let Some(e) = map.get("buffer_body") {
+            edge.route_defaults.buffer_body = self.size(&e.node, "edge.buffer_body");
         }
     }
 }

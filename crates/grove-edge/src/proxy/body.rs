@@ -1,7 +1,7 @@
-//! A request's body on its way to the upstream: read whole up to [`BUFFER_BODY`] (so a
-//! malformed or oversized one is refused before the upstream sees any of it, and the request
-//! can be sent again: retried, or copied to a mirror), streamed beyond, every frame due
-//! within the body read timeout.
+//! A request's body on its way to the upstream: read whole up to the route's `buffer_body`
+//! (1 MiB unless set: so a malformed or oversized one is refused before the upstream sees any
+//! of it, and the request can be sent again: retried, or copied to a mirror), streamed
+//! beyond, every frame due within the body read timeout.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -13,16 +13,18 @@ use super::{closing, BoxBody, BoxError};
 use crate::pages::error_page;
 use crate::Shared;
 
-/// The request's body for the upstream: none, whole (up to the buffer size, so it can be sent
-/// again) or streaming; an error page when it is too large, too slow or malformed.
+/// The request's body for the upstream: none, whole (up to the route's buffer size, so it
+/// can be sent again) or streaming; an error page when it is too large, too slow or
+/// malformed. `sizes` is the route's `(max_body, buffer_body)`.
 pub(super) async fn request_body(
     shared: &Shared,
     declared: Option<u64>,
     headers: &HeaderMap,
     body: Incoming,
-    max_body: u64,
+    sizes: (u64, u64),
     id: &str,
 ) -> Result<Option<ReqBody>, Response<BoxBody>> {
+    let (max_body, buffer) = sizes;
     let empty_body = declared == Some(0)
         || (declared.is_none() && !headers.contains_key(header::TRANSFER_ENCODING));
     if empty_body {
@@ -30,7 +32,7 @@ pub(super) async fn request_body(
     }
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let body = ReadTimeout::new(Limited::new(body, limit), shared.limits.body_read_timeout);
-    match buffer_body(body).await {
+    match buffer_body(body, usize::try_from(buffer).unwrap_or(usize::MAX)).await {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.is::<BodyTimeout>() => Err(closing(
             StatusCode::REQUEST_TIMEOUT,
@@ -54,11 +56,6 @@ pub(super) async fn request_body(
         )),
     }
 }
-
-/// Bodies up to this size are read whole before anything is sent upstream, so a malformed or
-/// oversized body is refused without the upstream seeing any of it, and idempotent requests
-/// can be retried; larger ones stream.
-pub const BUFFER_BODY: usize = 1 << 20;
 
 pub(super) enum ReqBody {
     Whole(Bytes),
@@ -126,7 +123,8 @@ where
     }
 }
 
-async fn buffer_body(mut body: InBody) -> Result<ReqBody, BoxError> {
+/// Reads `body` whole while it is at most `buffer` bytes; a larger one streams on from there.
+async fn buffer_body(mut body: InBody, buffer: usize) -> Result<ReqBody, BoxError> {
     let mut buf = bytes::BytesMut::new();
     loop {
         match body.frame().await {
@@ -136,7 +134,7 @@ async fn buffer_body(mut body: InBody) -> Result<ReqBody, BoxError> {
                 if let Ok(data) = frame.into_data() {
                     buf.extend_from_slice(&data);
                 }
-                if buf.len() > BUFFER_BODY {
+                if buf.len() > buffer {
                     let rest = Prefixed {
                         first: Some(buf.freeze()),
                         rest: body,

@@ -147,6 +147,18 @@ fn route_annotations(
         "nginx.ingress.kubernetes.io/proxy-body-size".into(),
         format!("{}", r.max_body),
     );
+    if r.buffer_body == 0 {
+        // Streamed to the upstream as it arrives, as grove's `buffer_body = "0"` does.
+        ann.insert(
+            "nginx.ingress.kubernetes.io/proxy-request-buffering".into(),
+            "off".into(),
+        );
+    } else if r.buffer_body != grove_plan::DEFAULT_BUFFER_BODY {
+        ann.insert(
+            "nginx.ingress.kubernetes.io/client-body-buffer-size".into(),
+            format!("{}", r.buffer_body),
+        );
+    }
     if r.websocket {
         // ingress-nginx passes WebSocket upgrades; long-lived ones need long timeouts.
         ann.insert(
