@@ -256,6 +256,49 @@ pub struct Table {
     pub canonical: Option<(String, Vec<String>)>,
 }
 
+/// The routes of `[edge] static`, under `[edge]`'s authentication and compression.
+fn static_routes(plan: &Plan, stats: &crate::stats::Registry) -> Vec<Route> {
+    let auth = plan
+        .edge
+        .auth
+        .as_ref()
+        .map(|a| Arc::new(crate::auth::Basic::new(a)));
+    let forward = plan
+        .edge
+        .forward_auth
+        .as_ref()
+        .and_then(crate::auth::Forward::new)
+        .map(Arc::new);
+    let compress = plan.edge.compress.clone().map(Arc::new);
+    let mut routes = Vec::new();
+    for m in &plan.edge.static_mounts {
+        let dir = if m.dir.is_absolute() {
+            m.dir.clone()
+        } else {
+            plan.root.join(&m.dir)
+        };
+        routes.push(Route {
+            host: HostMatch::Any,
+            prefix: m.prefix.clone(),
+            strip_prefix: true,
+            max_body: 0,
+            buffer_body: 0,
+            websocket: false,
+            hold: std::time::Duration::ZERO,
+            action: Action::Static(dir),
+            stats: stats.get(&format!("*{}", m.prefix)),
+            headers: None,
+            auth: auth.clone(),
+            limit: None,
+            forward: forward.clone(),
+            compress: compress.clone(),
+            split: None,
+            mirror: None,
+        });
+    }
+    routes
+}
+
 /// The routes of `[edge] redirects`.
 fn redirect_routes(plan: &Plan, stats: &crate::stats::Registry) -> Vec<Route> {
     let mut routes = Vec::new();
@@ -375,40 +418,7 @@ impl Table {
                 })
                 .collect();
         routes.extend(redirect_routes(plan, stats));
-        for m in &plan.edge.static_mounts {
-            let dir = if m.dir.is_absolute() {
-                m.dir.clone()
-            } else {
-                plan.root.join(&m.dir)
-            };
-            routes.push(Route {
-                host: HostMatch::Any,
-                prefix: m.prefix.clone(),
-                strip_prefix: true,
-                max_body: 0,
-                buffer_body: 0,
-                websocket: false,
-                hold: std::time::Duration::ZERO,
-                action: Action::Static(dir),
-                stats: stats.get(&format!("*{}", m.prefix)),
-                headers: None,
-                auth: plan
-                    .edge
-                    .auth
-                    .as_ref()
-                    .map(|a| Arc::new(crate::auth::Basic::new(a))),
-                limit: None,
-                forward: plan
-                    .edge
-                    .forward_auth
-                    .as_ref()
-                    .and_then(crate::auth::Forward::new)
-                    .map(Arc::new),
-                compress: plan.edge.compress.clone().map(Arc::new),
-                split: None,
-                mirror: None,
-            });
-        }
+        routes.extend(static_routes(plan, stats));
         let forwards = plan
             .edge
             .forward

@@ -203,16 +203,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
     let remote_health = stack.services.values().filter_map(remote_health).collect();
     // `[edge]`'s own templates (forward authentication of the static mounts) name services
     // only.
-    let edge_ctx = Ctx {
-        stack,
-        unit: "[edge]",
-        port: None,
-        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        instance: None,
-        ports: &ports,
-        credentials,
-        asked: &asked,
-    };
+    let edge_ctx = Ctx::outside_units(stack, "[edge]", &ports, credentials, &asked);
     Ok(Plan {
         remote_health,
         interpolated_secrets: stack.secret_values.clone(),
@@ -276,17 +267,7 @@ pub fn build_with(stack: &Stack, inputs: &Inputs) -> Result<Plan, PlanError> {
             webhook: stack.admin.webhook.clone(),
             amqp: match &stack.admin.amqp {
                 Some(t) => Some(
-                    Ctx {
-                        stack,
-                        unit: "[admin]",
-                        port: None,
-                        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                        instance: None,
-                        ports: &ports,
-                        credentials,
-                        asked: &asked,
-                    }
-                    .render(t)?,
+                    Ctx::outside_units(stack, "[admin]", &ports, credentials, &asked).render(t)?,
                 ),
                 None => None,
             },
@@ -573,7 +554,28 @@ struct Ctx<'a> {
     asked: &'a RefCell<Vec<Asked>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a template written outside any service (`[edge]`, `[admin]`, named
+    /// by `unit` in errors): it may refer to services only.
+    fn outside_units(
+        stack: &'a Stack,
+        unit: &'a str,
+        ports: &'a BTreeMap<String, u16>,
+        credentials: &'a BTreeMap<String, String>,
+        asked: &'a RefCell<Vec<Asked>>,
+    ) -> Ctx<'a> {
+        Ctx {
+            stack,
+            unit,
+            port: None,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            instance: None,
+            ports,
+            credentials,
+            asked,
+        }
+    }
+
     fn err(&self, message: String) -> PlanError {
         PlanError::Reference {
             unit: self.unit.to_string(),

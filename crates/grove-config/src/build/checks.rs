@@ -2,6 +2,7 @@
 //! cycles, references, port and route clashes.
 
 use super::*;
+use crate::ServiceAttr;
 
 /// The whole stack, as the cross-checks see it.
 #[derive(Clone, Copy)]
@@ -204,8 +205,6 @@ impl<'a> Builder<'a> {
             instances,
             ..
         } = *w;
-        let names: Vec<&str> = services.keys().map(String::as_str).collect();
-        let list = |names: &[&str]| services_list(names);
         let templates = std::mem::take(&mut self.templates);
         for (svc_name, path, t, loc) in &templates {
             if svc_name == EDGE {
@@ -238,35 +237,13 @@ impl<'a> Builder<'a> {
                             );
                         }
                     }
-                    Part::Service(other, attr) => match services.get(other) {
-                        None => {
-                            let help = match suggest(other, names.iter().copied()) {
-                                Some(n) => format!("did you mean `{n}`? {}", list(&names)),
-                                None => list(&names),
-                            };
-                            self.err(
-                                loc,
-                                path,
-                                format!("`${{{other}.{}}}` names no service", attr.as_str()),
-                                Some(help),
-                            );
-                        }
-                        Some(target) => {
-                            if target.port == PortSpec::None
-                                && !matches!(target.source, Source::Upstreams(_))
-                            {
-                                self.err(
-                                    loc,
-                                    path,
-                                    format!("`{other}` has no port to refer to"),
-                                    Some(format!("give services.{other} a port")),
-                                );
-                            }
+                    Part::Service(other, attr) => {
+                        if let Some(target) = self.service_ref(services, other, *attr, path, loc) {
                             if target.for_each_instance && !svc.for_each_instance {
                                 self.err(loc, path, format!("`{other}` runs once per instance, so `${{{other}.{}}}` is ambiguous here", attr.as_str()), Some("refer to it from a service with for_each_instance = true".to_string()));
                             }
                         }
-                    },
+                    }
                     Part::Port if svc.port == PortSpec::None && path.contains(".health") => {}
                     _ => {}
                 }
@@ -286,6 +263,41 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `${other.attr}` in a template: the service it names, else an error (with the nearest
+    /// name); one without a port to refer to is an error too.
+    fn service_ref<'s>(
+        &mut self,
+        services: &'s IndexMap<String, Service>,
+        other: &str,
+        attr: ServiceAttr,
+        path: &str,
+        loc: &Loc,
+    ) -> Option<&'s Service> {
+        let Some(target) = services.get(other) else {
+            let names: Vec<&str> = services.keys().map(String::as_str).collect();
+            let help = match suggest(other, names.iter().copied()) {
+                Some(n) => format!("did you mean `{n}`? {}", services_list(&names)),
+                None => services_list(&names),
+            };
+            self.err(
+                loc,
+                path,
+                format!("`${{{other}.{}}}` names no service", attr.as_str()),
+                Some(help),
+            );
+            return None;
+        };
+        if target.port == PortSpec::None && !matches!(target.source, Source::Upstreams(_)) {
+            self.err(
+                loc,
+                path,
+                format!("`{other}` has no port to refer to"),
+                Some(format!("give services.{other} a port")),
+            );
+        }
+        Some(target)
+    }
+
     /// A template written at `[edge]` (forward authentication's URL): used by every route, so
     /// it may name services (not for_each_instance ones), never `${port}` or `${instance}`.
     fn check_edge_template(
@@ -298,31 +310,8 @@ impl<'a> Builder<'a> {
         for part in &t.parts {
             match part {
                 Part::Service(other, attr) => {
-                    let Some(target) = services.get(other) else {
-                        let names: Vec<&str> = services.keys().map(String::as_str).collect();
-                        let help = match suggest(other, names.iter().copied()) {
-                            Some(n) => format!("did you mean `{n}`? {}", services_list(&names)),
-                            None => services_list(&names),
-                        };
-                        self.err(
-                            loc,
-                            path,
-                            format!("`${{{other}.{}}}` names no service", attr.as_str()),
-                            Some(help),
-                        );
-                        continue;
-                    };
-                    if target.port == PortSpec::None
-                        && !matches!(target.source, Source::Upstreams(_))
-                    {
-                        self.err(
-                            loc,
-                            path,
-                            format!("`{other}` has no port to refer to"),
-                            Some(format!("give services.{other} a port")),
-                        );
-                    }
-                    if target.for_each_instance {
+                    let target = self.service_ref(services, other, *attr, path, loc);
+                    if target.is_some_and(|t| t.for_each_instance) {
                         self.err(
                             loc,
                             path,
