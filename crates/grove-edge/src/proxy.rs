@@ -636,11 +636,6 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
         Err(why) => return refused_with(StatusCode::BAD_REQUEST, &why, id),
     };
     let headers = upstream_headers(&cx, &mut parts, upgrade, target.strip);
-    if let Some(m) = target.mirror {
-        if !upgrade {
-            mirror_copy(shared, m, &pq, &parts.method, &body, &headers);
-        }
-    }
     // While no unit is ready (the only one restarts), the request waits up to the route's
     // `hold` for one.
     let deadline = tokio::time::Instant::now() + target.hold;
@@ -652,6 +647,13 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
     }
     if candidates.is_empty() {
         return (starting_page(&target.pool.service, id), None);
+    }
+    // Copied once the request is going to its own target: one the hold ended with 503 is
+    // not mirrored either.
+    if let Some(m) = target.mirror {
+        if !upgrade {
+            mirror_copy(shared, m, &pq, &parts.method, &body, &headers);
+        }
     }
     let buffered = !matches!(body, Some(ReqBody::Streaming(_)));
     let retryable = idempotent(parts.method.as_str().as_bytes()) && buffered && !upgrade;

@@ -761,6 +761,21 @@ print(names)"#,
         logs().matches("GET /mirrored").count() == 5 && logs().contains("POST /posted")
     });
     assert_eq!(logs().matches("POST /posted").count(), 1, "{}", logs());
+    // A request that never reaches its own target (none ready, hold 0s: 503) is not copied.
+    assert!(s.run(&["stop", "web"]).status.success());
+    s.wait_for("web stopped", 10, |s| s.unit("web")["pid"].is_null());
+    let out = count(r#"print([requests.get(url + "/unserved").status_code for _ in range(4)])"#);
+    assert_eq!(out.trim(), "[503, 503, 503, 503]");
+    assert!(s.run(&["start", "web"]).status.success());
+    s.wait_for("web healthy", 20, |s| s.unit("web")["state"] == "healthy");
+    // Two: one of every two is copied.
+    let out =
+        count(r#"print({requests.get(url + "/served-again").json()["name"] for _ in range(2)})"#);
+    assert_eq!(out.trim(), "{'web'}");
+    wait_until("the copy of the request after the restart", 10, || {
+        logs().contains("GET /served-again")
+    });
+    assert!(!logs().contains("/unserved"), "{}", logs());
 }
 
 /// A POST whose head and first 10 of 100 body bytes are sent, then nothing: the answer read
