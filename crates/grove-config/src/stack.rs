@@ -748,6 +748,8 @@ pub enum Concurrency {
     Forbid,
     /// The running one is stopped and the new one starts.
     Replace,
+    /// The new one starts beside it (as `NAME~run2`, ...), as Kubernetes' `Allow`.
+    Allow,
 }
 
 /// How the edge writes its access log.

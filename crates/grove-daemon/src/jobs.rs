@@ -1,8 +1,9 @@
 //! The scheduler of `kind = "job"` units: each job starts at the times its cron schedule
 //! names (in its time zone), through the engine like `grove start`. A run due while the last
 //! one still runs is skipped (`concurrency = "forbid"`, the default: two runs never
-//! overlap, not even across a deploy, which never stages a job) or replaces it
-//! (`"replace"`); a run longer than its `timeout` is stopped. A recipe's `backup` schedule
+//! overlap, not even across a deploy, which never stages a job), replaces it (`"replace"`)
+//! or starts beside it (`"allow"`, as `NAME~run2`); a run longer than its `timeout` is
+//! stopped, an extra run too. A recipe's `backup` schedule
 //! is kept the same way: its backups are made (and the oldest past `keep` removed) while the
 //! server runs, one at a time. Each decision is an event.
 
@@ -26,6 +27,8 @@ pub(crate) enum Decision {
     Skip,
     /// A run is due and the last one runs: stop it, start anew.
     Replace,
+    /// A run is due and the last one runs: start another beside it.
+    Overlap,
     /// The run has taken longer than its timeout: stop it.
     Timeout,
 }
@@ -43,6 +46,7 @@ pub(crate) fn decide(job: &Job, due: bool, running: Option<Duration>) -> Decisio
         (true, None, _) => Decision::Start,
         (true, Some(_), Concurrency::Forbid) => Decision::Skip,
         (true, Some(_), Concurrency::Replace) => Decision::Replace,
+        (true, Some(_), Concurrency::Allow) => Decision::Overlap,
     }
 }
 
@@ -107,6 +111,13 @@ pub(crate) async fn run(engine: EngineHandle) {
             let due = jobs.due(&u.name, job, now);
             let decision = decide(job, due, runs.get(u.name.as_str()).copied());
             act(&engine, &u.name, job, &decision).await;
+            // Its extra runs (`concurrency = "allow"`) have the same timeout.
+            let extra = format!("{}{}", u.name, grove_engine::RUN);
+            for (key, ran) in runs.iter().filter(|(k, _)| k.starts_with(&extra)) {
+                if decide(job, false, Some(*ran)) == Decision::Timeout {
+                    act(&engine, key, job, &Decision::Timeout).await;
+                }
+            }
         }
         for u in plan.units.values() {
             let Some(b) = &u.backup else { continue };
@@ -212,6 +223,19 @@ async fn act(engine: &EngineHandle, name: &str, job: &Job, decision: &Decision) 
             );
             let _ = engine.restart_units(target).await;
         }
+        Decision::Overlap => match engine.run_copy(name).await {
+            Ok(Ok(key)) => engine.record(
+                Some(&key),
+                "job-due",
+                &format!(
+                    "its schedule ({}) says now; the last run still runs, this one starts \
+                     beside it (concurrency = \"allow\")",
+                    job.schedule
+                ),
+            ),
+            Ok(Err(why)) => engine.record(unit, "job-skipped", &why),
+            Err(_) => {}
+        },
         Decision::Timeout => {
             let limit = job.timeout_ms.unwrap_or(0);
             engine.record(
@@ -251,5 +275,9 @@ mod tests {
         assert_eq!(decide(&replace, true, s(3)), Decision::Replace);
         assert_eq!(decide(&forbid, false, s(11)), Decision::Timeout);
         assert_eq!(decide(&replace, false, s(3600)), Decision::Wait);
+        let allow = job(Concurrency::Allow, Some(10_000));
+        assert_eq!(decide(&allow, true, None), Decision::Start);
+        assert_eq!(decide(&allow, true, s(3)), Decision::Overlap);
+        assert_eq!(decide(&allow, true, s(11)), Decision::Timeout);
     }
 }

@@ -100,6 +100,9 @@ enum AfterStop {
 pub const NEXT: &str = "~next";
 /// The key suffix of a unit of the previous generation while it drains: `web@turkey~old`.
 pub const OLD: &str = "~old";
+/// The key infix of another run of a job beside the one still running (`concurrency =
+/// "allow"`): `report~run2`.
+pub const RUN: &str = "~run";
 /// The store's key for the units kept stopped: those `grove stop` stopped and those
 /// `grove up SERVICE...` left out, until `grove start` (or a plain `grove up`).
 pub const HELD: &str = "held";
@@ -301,6 +304,9 @@ impl Actor {
                 let report = self.promote(*plan, &names, drain, now);
                 let _ = reply.send(report);
             }
+            Request::RunCopy(name, tx) => {
+                let _ = tx.send(self.run_copy(&name));
+            }
             Request::Discard(names, tx) => {
                 self.discard(&names, now);
                 // Answered once the staged units are gone, so that the next deploy (or
@@ -480,7 +486,18 @@ impl Actor {
                 self.retire(&key, &a.hello, "the stack file no longer has it");
             }
         }
-        for name in &diff.remove {
+        // A removed job's extra runs (`NAME~runN`) go with it.
+        let extra_runs: Vec<String> = self
+            .units
+            .keys()
+            .filter(|k| {
+                diff.remove
+                    .iter()
+                    .any(|n| k.starts_with(&format!("{n}{RUN}")))
+            })
+            .cloned()
+            .collect();
+        for name in diff.remove.iter().chain(&extra_runs) {
             if let Some(rt) = self.units.get_mut(name) {
                 if rt.intent == Intent::Start {
                     rt.intent = Intent::Idle;
@@ -488,8 +505,8 @@ impl Actor {
                 rt.after_stop = AfterStop::Remove;
             }
             self.feed(name, Input::Stop, now);
-            report.removed.push(name.clone());
         }
+        report.removed.extend(diff.remove.iter().cloned());
         for r in &diff.restart {
             let Some(unit) = plan.units.get(&r.unit) else {
                 continue;

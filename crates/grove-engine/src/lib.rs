@@ -24,7 +24,7 @@ use grove_plan::Plan;
 use grove_state::{EventRecord, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use actor::{describe_exit, reap_leftovers, HELD, NEXT, OLD};
+pub use actor::{describe_exit, reap_leftovers, HELD, NEXT, OLD, RUN};
 pub use status::{
     ApplyReport, Health, LogLine, RemoteStatus, Status, UnitKind, UnitState, UnitStatus,
 };
@@ -78,6 +78,7 @@ pub(crate) enum Request {
         reply: oneshot::Sender<ApplyReport>,
     },
     Discard(Vec<String>, oneshot::Sender<()>),
+    RunCopy(String, oneshot::Sender<Result<String, String>>),
     Record {
         unit: Option<String>,
         kind: String,
@@ -188,6 +189,14 @@ impl EngineHandle {
             reply,
         })
         .await
+    }
+
+    /// Starts one more run of the job `name` beside the one still running (`concurrency =
+    /// "allow"`), as `NAME~run2` (the next free number): supervised like the job, stopped by
+    /// `grove stop NAME`, forgotten once it has ended. Returns its key.
+    pub async fn run_copy(&self, name: &str) -> Result<Result<String, String>, Gone> {
+        let name = name.to_string();
+        self.ask(|tx| Request::RunCopy(name, tx)).await
     }
 
     /// Stops and forgets the staged units of `names` (a deploy given up before its switch).

@@ -6,7 +6,8 @@ use grove_plan::{Plan, Unit};
 use crate::TargetError;
 
 /// The unit names `targets` name among `units` (name, unit), in order, each once. A staged or
-/// draining generation (`NAME~next`, `NAME~old`) answers only to its own full name.
+/// draining generation (`NAME~next`, `NAME~old`) answers only to its own full name; a job's
+/// extra run (`NAME~run2`) to the job's too.
 pub(crate) fn resolve_in<'a, I>(units: I, targets: &[String]) -> Result<Vec<String>, TargetError>
 where
     I: Iterator<Item = (&'a String, &'a Unit)> + Clone,
@@ -18,7 +19,9 @@ where
             out.push(t.clone());
         } else {
             for (name, unit) in units.clone() {
-                if name.contains('~') {
+                // A job's extra runs (`report~run2`) are the job's; staged and draining
+                // generations only their own.
+                if name.contains('~') && !name.contains(crate::actor::RUN) {
                     continue;
                 }
                 let instance = unit

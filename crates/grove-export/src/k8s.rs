@@ -686,6 +686,7 @@ fn app_cron_job(
     let concurrency = match job.concurrency {
         grove_plan::Concurrency::Forbid => "Forbid",
         grove_plan::Concurrency::Replace => "Replace",
+        grove_plan::Concurrency::Allow => "Allow",
     };
     let metadata = meta(&w.name, pod.labels.clone());
     out.push(

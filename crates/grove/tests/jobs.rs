@@ -82,3 +82,81 @@ image = "debian:bookworm-slim"
         text(&out.stderr)
     );
 }
+
+/// `concurrency = "allow"`: a run due while the last one runs starts beside it (as
+/// `NAME~run2`), each run within the timeout; the extra runs are forgotten once they end,
+/// and `grove stop JOB` stops them all.
+#[test]
+fn an_allowed_job_runs_beside_itself_and_its_extra_runs_end_or_stop_with_it() {
+    let s = Stack::new("");
+    let marks = s.path().join("marks");
+    s.write(&format!(
+        r#"
+[services.sweep]
+kind = "job"
+command = "sh -c 'echo start >> {marks}; sleep 2.5; echo end >> {marks}'"
+schedule = "* * * * * *"
+concurrency = "allow"
+timeout = "10s"
+
+[services.web]
+command = "sleep 300"
+
+[defaults]
+image = "debian:bookworm-slim"
+"#,
+        marks = marks.display()
+    ));
+    s.up();
+    let lines = || std::fs::read_to_string(&marks).unwrap_or_default();
+    // Runs overlap: two or more have started before the first has ended.
+    wait_until("runs beside each other", 15, || {
+        lines().lines().take_while(|l| *l == "start").count() >= 2
+    });
+    let names = |s: &Stack| -> Vec<String> {
+        s.ps()["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| u["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    s.wait_for("an extra run in ps", 10, |s| {
+        names(s).iter().any(|n| n.starts_with("sweep~run"))
+    });
+    assert!(
+        s.events().iter().any(|e| e["kind"] == "job-due"
+            && e["unit"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("sweep~run"))),
+        "{:?}",
+        s.events()
+    );
+    // Extra runs end (and are forgotten) on their own; runs complete.
+    wait_until("a run that ended", 15, || lines().contains("end"));
+    // A reload without the job stops every run of it, its extra runs too, and forgets them.
+    s.wait_for("an extra run running", 10, |s| {
+        s.ps()["units"].as_array().unwrap().iter().any(|u| {
+            u["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("sweep~run"))
+                && !u["pid"].is_null()
+        })
+    });
+    let export = s.run(&["export", "kubernetes"]);
+    s.write("\n[services.web]\ncommand = \"sleep 300\"\n");
+    let out = s.run(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("every run of sweep gone", 15, |s| {
+        !names(s).iter().any(|n| n.starts_with("sweep"))
+    });
+    let gone = lines();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        lines().matches("start").count(),
+        gone.matches("start").count()
+    );
+    // Exported as Kubernetes' Allow.
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    assert!(text(&export.stdout).contains("concurrencyPolicy: Allow"));
+}

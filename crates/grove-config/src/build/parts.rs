@@ -138,6 +138,7 @@ impl<'a> Builder<'a> {
                     &[
                         ("forbid", Concurrency::Forbid),
                         ("replace", Concurrency::Replace),
+                        ("allow", Concurrency::Allow),
                     ],
                 )
             })

@@ -7,7 +7,7 @@ use grove_plan::{Plan, Unit};
 use grove_state::ProcessRecord;
 use grove_supervisor::{Input, Settings, UnitMachine};
 
-use super::{Actor, AfterStop, Intent, Rt, NEXT, OLD};
+use super::{Actor, AfterStop, Intent, Rt, NEXT, OLD, RUN};
 use crate::status::ApplyReport;
 
 impl Actor {
@@ -34,6 +34,29 @@ impl Actor {
             cpu_sample: None,
             exit_note: None,
         }
+    }
+
+    /// Another run of the job `name` beside the running one, under the next free
+    /// `NAME~runN`: started at once (its dependencies allowing), dropped once it has ended.
+    pub(super) fn run_copy(&mut self, name: &str) -> Result<String, String> {
+        if self.shutting_down() {
+            return Err("the stack is stopping".into());
+        }
+        let Some(rt) = self.units.get(name) else {
+            return Err(format!("no unit {name}"));
+        };
+        if rt.unit.job.is_none() {
+            return Err(format!("{name} is not a job"));
+        }
+        let unit = rt.unit.clone();
+        let key = (2..)
+            .map(|n| format!("{name}{RUN}{n}"))
+            .find(|k| !self.units.contains_key(k))
+            .unwrap_or_default();
+        let mut copy = self.fresh_rt(&unit);
+        copy.intent = Intent::Start;
+        self.units.insert(key.clone(), copy);
+        Ok(key)
     }
 
     /// Starts `names` of `plan` as `NAME~next` beside the running units. They wait for their

@@ -6,7 +6,7 @@ use std::time::Instant;
 use grove_plan::{Condition, ServiceKind};
 use grove_supervisor::{Input, State};
 
-use super::{Actor, AfterStop, Intent, NEXT};
+use super::{Actor, AfterStop, Intent, NEXT, RUN};
 
 /// Whether a wanted unit may start now.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,6 +64,15 @@ pub(super) fn dep_verdict(name: &str, dep: &DepView<'_>, condition: Condition) -
     Some(Deps::Wait)
 }
 
+/// Whether a job's extra run (`NAME~runN`) is over: nothing more is asked of it (`idle`) and
+/// its process has ended for good (no restart is coming).
+pub(super) fn ended(idle: bool, state: &State) -> bool {
+    idle && matches!(
+        state,
+        State::Completed | State::Failed { .. } | State::Stopped
+    )
+}
+
 impl Actor {
     // ----- scheduling -----------------------------------------------------------------------
 
@@ -107,11 +116,16 @@ impl Actor {
                 break;
             }
         }
-        // Drop removed units that have stopped.
+        // Drop removed units that have stopped, and a job's extra runs that have ended.
         let gone: Vec<String> = self
             .units
             .iter()
-            .filter(|(_, rt)| matches!(rt.after_stop, AfterStop::Remove) && rt.proc.is_none())
+            .filter(|(n, rt)| {
+                rt.proc.is_none()
+                    && (matches!(rt.after_stop, AfterStop::Remove)
+                        || (n.contains(RUN)
+                            && ended(rt.intent == Intent::Idle, rt.machine.state())))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone {
@@ -186,6 +200,18 @@ mod tests {
             provisioning: false,
             idle: false,
         }
+    }
+
+    #[test]
+    fn an_extra_run_of_a_job_is_over_once_idle_and_ended_for_good() {
+        assert!(ended(true, &State::Completed));
+        assert!(ended(true, &State::Failed { reason: "x".into() }));
+        assert!(ended(true, &State::Stopped));
+        // Not started yet (its start is pending), or still running, or restarting.
+        assert!(!ended(false, &State::Stopped));
+        assert!(!ended(true, &State::Starting));
+        assert!(!ended(true, &State::Running));
+        assert!(!ended(true, &State::Backoff { delay_ms: 100 }));
     }
 
     #[test]
