@@ -407,25 +407,6 @@ impl Actor {
         }
     }
 
-    fn begin_shutdown(&mut self) {
-        for rt in self.units.values_mut() {
-            if rt.restarting() {
-                rt.after_stop = AfterStop::Stay;
-            }
-            let active = rt.proc.is_some() || matches!(rt.machine.state(), State::Backoff { .. });
-            if active {
-                rt.intent = Intent::Stop;
-            } else if !matches!(rt.intent, Intent::Blocked(_)) {
-                rt.intent = Intent::Idle;
-            }
-        }
-        if self.shutdown.is_empty() {
-            // Keep the loop's exit condition true for a shutdown nobody waits for.
-            let (tx, _rx) = oneshot::channel();
-            self.shutdown.push(tx);
-        }
-    }
-
     /// Unit names for targets that are unit, service or instance names.
     fn resolve(&self, targets: &[String]) -> Result<Vec<String>, TargetError> {
         crate::targets::resolve_in(self.units.iter().map(|(n, rt)| (n, &rt.unit)), targets)

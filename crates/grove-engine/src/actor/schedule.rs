@@ -74,6 +74,27 @@ pub(super) fn ended(idle: bool, state: &State) -> bool {
 }
 
 impl Actor {
+    /// Every unit is to stop (the running and the restarting) or stay idle; the loop ends
+    /// once all are down.
+    pub(super) fn begin_shutdown(&mut self) {
+        for rt in self.units.values_mut() {
+            if rt.restarting() {
+                rt.after_stop = AfterStop::Stay;
+            }
+            let active = rt.proc.is_some() || matches!(rt.machine.state(), State::Backoff { .. });
+            if active {
+                rt.intent = Intent::Stop;
+            } else if !matches!(rt.intent, Intent::Blocked(_)) {
+                rt.intent = Intent::Idle;
+            }
+        }
+        if self.shutdown.is_empty() {
+            // Keep the loop's exit condition true for a shutdown nobody waits for.
+            let (tx, _rx) = tokio::sync::oneshot::channel();
+            self.shutdown.push(tx);
+        }
+    }
+
     // ----- scheduling -----------------------------------------------------------------------
 
     pub(super) fn schedule(&mut self, now: Instant) {
