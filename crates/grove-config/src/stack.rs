@@ -681,6 +681,9 @@ pub struct Service {
     /// How many of its units a start-first replacement replaces at once (`max_surge`, 1):
     /// the new units beside the old ones, at most.
     pub max_surge: u32,
+    /// `socket = true`: grove opens the service's port and hands each unit's process the
+    /// listening socket (systemd's socket activation), kept open across its restarts.
+    pub socket: bool,
     /// Edge route.
     pub route: Option<Route>,
     /// Recipe settings (defaults for other services).

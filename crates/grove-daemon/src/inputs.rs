@@ -112,11 +112,21 @@ pub fn free_ports_plan(
     stack: &Stack,
     ports: &IndexMap<String, u16>,
     adopting: &[String],
+    held_sockets: &[std::net::SocketAddr],
 ) -> Result<Plan, InputsError> {
     let release = live_release(&stack.root.join(&stack.state_dir));
     settle(
         stack,
-        |_| adopting.to_vec(),
+        // Units being adopted hold their ports, and so does grove's holder for the
+        // socket-activated units whose sockets it kept.
+        |plan| {
+            let mut held = adopting.to_vec();
+            held.extend(plan.units.iter().filter_map(|(n, u)| {
+                let addr = std::net::SocketAddr::new(u.bind, u.port?);
+                (u.socket && held_sockets.contains(&addr)).then(|| n.clone())
+            }));
+            held
+        },
         |avoid| {
             let mut inputs = plan_inputs(stack, ports, true)?;
             inputs.release = release.clone();

@@ -200,7 +200,12 @@ impl Daemon {
         }
         let found = leftovers(&state, &store).await;
         let adopting: Vec<String> = found.iter().map(|a| a.hello.unit.clone()).collect();
-        let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store), &adopting)
+        // The sockets the last grove served on (the edge's and its socket-activated units'),
+        // with what waits in their backlogs.
+        let run_dir = state.join("run");
+        let inherited = sockets::take(&run_dir);
+        let kept: Vec<std::net::SocketAddr> = inherited.iter().map(|(a, _)| *a).collect();
+        let plan = inputs::free_ports_plan(&stack, &sticky_ports(&store), &adopting, &kept)
             .and_then(|p| recipes_installed(&p).map(|_| p))
             .map_err(|e| DaemonError::Refused(e.shown()))?;
         if let Some(only) = &cfg.only {
@@ -210,9 +215,8 @@ impl Daemon {
                 .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
         }
         let limits = grove_edge::Limits::from(&plan.edge.limits);
-        // The sockets the last grove served on, with what waits in their backlogs.
-        let run_dir = state.join("run");
-        let inherited = sockets::take(&run_dir);
+        let (for_units, inherited) = units_sockets(&plan, inherited);
+        let unit_sockets = Arc::new(grove_engine::sockets::UnitSockets::new(for_units));
         let edge = grove_edge::Edge::start_inheriting(&plan, &state, limits, inherited)
             .await
             .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
@@ -225,15 +229,7 @@ impl Daemon {
         if let Err(e) = edge.set_maintenance(kept.as_ref()) {
             tracing::warn!("the stored maintenance mode is not applied: {e}");
         }
-        match grove_supervisor::process::own_binary() {
-            Ok(exe) => {
-                let env = [("GROVE_STACK", plan.stack.as_str())];
-                if let Err(e) = sockets::hold(&exe, &run_dir, edge.listening(), &env).await {
-                    tracing::warn!("the edge's sockets will close with grove: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("the edge's sockets will close with grove: {e}"),
-        }
+        hold_all(&plan.stack, &run_dir, &edge, &unit_sockets).await;
         // The admin listener binds before anything starts, so a taken port stops `up` cleanly.
         let admin = match plan.admin.listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -249,7 +245,13 @@ impl Daemon {
         };
         let api_store = Arc::new(std::sync::Mutex::new(open_store(&state)?));
         let api_store_for_maintenance = api_store.clone();
-        let engine = grove_engine::start_adopting(store, found);
+        let engine = grove_engine::start_with(store, found, unit_sockets.clone());
+        tokio::spawn(rehold_sockets(
+            plan.stack.clone(),
+            run_dir.clone(),
+            edge.clone(),
+            unit_sockets,
+        ));
         let listener = tokio::net::UnixListener::bind(&socket)
             .map_err(DaemonError::io("cannot listen on", &socket))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -435,6 +437,61 @@ impl Daemon {
         sockets::release(&state.join("run"));
         drop(lock);
         Ok(())
+    }
+}
+
+/// Listening sockets by address, as a holder hands them over.
+type Listeners = Vec<(std::net::SocketAddr, std::net::TcpListener)>;
+
+/// Splits the sockets a holder kept: those at a socket-activated unit's address go to the
+/// engine, the rest to the edge.
+fn units_sockets(plan: &Plan, inherited: Listeners) -> (Listeners, Listeners) {
+    let units: Vec<std::net::SocketAddr> = plan
+        .units
+        .values()
+        .filter(|u| u.socket)
+        .filter_map(|u| Some(std::net::SocketAddr::new(u.bind, u.port?)))
+        .collect();
+    inherited.into_iter().partition(|(a, _)| units.contains(a))
+}
+
+/// Hands the edge's sockets and the socket-activated units' to a new holder, so they stay
+/// open (and connections wait in their backlogs) if grove dies.
+async fn hold_all(
+    stack: &str,
+    run_dir: &Path,
+    edge: &grove_edge::Edge,
+    units: &grove_engine::sockets::UnitSockets,
+) {
+    match grove_supervisor::process::own_binary() {
+        Ok(exe) => {
+            let env = [("GROVE_STACK", stack)];
+            let mut all = edge.listening();
+            all.extend(units.listening());
+            if let Err(e) = sockets::hold(&exe, run_dir, all, &env).await {
+                tracing::warn!("the edge's and units' sockets will close with grove: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("the edge's and units' sockets will close with grove: {e}"),
+    }
+}
+
+/// Hands the set to a new holder whenever a unit's socket opens or closes (a moment after,
+/// so a burst of changes is one new holder); ends when the engine stops announcing them.
+async fn rehold_sockets(
+    stack: String,
+    run_dir: PathBuf,
+    edge: grove_edge::Edge,
+    units: Arc<grove_engine::sockets::UnitSockets>,
+) {
+    let mut changed = units.changed();
+    while changed.changed().await.is_ok() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if units.frozen() {
+            return;
+        }
+        changed.borrow_and_update();
+        hold_all(&stack, &run_dir, &edge, &units).await;
     }
 }
 

@@ -583,6 +583,12 @@ async fn exchange(
             return Err(Failed::Reset(e.to_string()));
         }
         match read_response_head(&mut up, lines, head_request).await {
+            // A stopping unit's socket, answered by its grove: nothing was served.
+            Ok(res) if res.status == 503 && not_served(&up.buf, lines) => {
+                return Err(Failed::Connect(
+                    "it is stopping: the request was not served".into(),
+                ));
+            }
             Ok(res) => {
                 // A small body is read whole before anything reaches the client, so an
                 // upstream that dies half-way is a failed exchange (tried again when it may
@@ -609,6 +615,15 @@ async fn exchange(
             Err(Unanswered::Bad(why)) => return Err(Failed::Exchange(why)),
         }
     }
+}
+
+/// Whether a response head carries grove's `Grove-Not-Served` (see
+/// [`grove_plan::NOT_SERVED_HEADER`]).
+fn not_served(buf: &[u8], lines: &[Line]) -> bool {
+    lines.iter().any(|l| {
+        buf.get(l.name.clone())
+            .is_some_and(|n| n.eq_ignore_ascii_case(grove_plan::NOT_SERVED_HEADER.as_bytes()))
+    })
 }
 
 enum Unanswered {

@@ -717,6 +717,19 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
                     }
                     exchange_failed(e, backend, id)
                 }
+                // A stopping unit's socket, answered by its grove: nothing was served, so
+                // a request that can be sent again goes to the next target.
+                Ok(Ok(res))
+                    if buffered
+                        && !upgrade
+                        && res.status() == StatusCode::SERVICE_UNAVAILABLE
+                        && res.headers().contains_key(grove_plan::NOT_SERVED_HEADER) =>
+                {
+                    backend.mark_down();
+                    last_err = format!("{} is stopping: the request was not served", backend.name);
+                    unit_refused |= backend.unit;
+                    continue;
+                }
                 Ok(Ok(res)) => answer_from(res, client_upgrade.take(), backend, parts.version, id),
             };
             return (page, Some(backend.name.clone()));

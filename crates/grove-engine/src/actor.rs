@@ -169,6 +169,8 @@ pub(crate) struct Actor {
     remotes: std::collections::BTreeMap<(String, String), crate::status::RemoteStatus>,
     /// Discards waiting for their staged units to be gone.
     discarding: Vec<(Vec<String>, oneshot::Sender<()>)>,
+    /// Socket-activated units' sockets.
+    listen: listen::Listen,
 }
 
 impl Actor {
@@ -196,6 +198,7 @@ impl Actor {
             recorded: None,
             remotes: std::collections::BTreeMap::new(),
             discarding: Vec::new(),
+            listen: listen::Listen::default(),
         }
     }
 
@@ -589,6 +592,7 @@ impl Actor {
             let (kind, what) = event.unwrap_or(("reloaded", "reloaded"));
             self.emit(None, kind, &format!("{what}: {}", report.summary()));
         }
+        self.sweep_sockets();
         report
     }
 
@@ -770,6 +774,7 @@ impl Actor {
             g.signal_escaped(p.pid, sig);
         }
         p.kill_at = Some(now + grace);
+        self.stopping_socket(name);
     }
 
     fn timers(&mut self, now: Instant) {
@@ -882,6 +887,7 @@ impl Actor {
                         rt.intent = Intent::Start;
                     }
                 }
+                self.exited_socket(&unit);
             }
             Internal::OutputLost { unit, bytes } => {
                 let note = format!(
@@ -977,6 +983,7 @@ impl Actor {
 
 mod deploy;
 mod io;
+mod listen;
 mod report;
 mod schedule;
 mod spawn;

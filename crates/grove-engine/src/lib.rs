@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod actor;
+pub mod sockets;
 mod status;
 mod targets;
 
@@ -105,11 +106,22 @@ pub fn start(store: Store) -> EngineHandle {
 /// [`grove_supervisor::shim::discover`]): each is supervised again, without a restart, when
 /// the first Plan still defines its unit the same way; the others are stopped.
 pub fn start_adopting(store: Store, found: Vec<grove_supervisor::shim::Attached>) -> EngineHandle {
+    start_with(store, found, Arc::default())
+}
+
+/// [`start_adopting`], with the registry of the socket-activated units' sockets (seeded
+/// with those a holder kept from the last grove), which the caller hands to its holder.
+pub fn start_with(
+    store: Store,
+    found: Vec<grove_supervisor::shim::Attached>,
+    sockets: Arc<sockets::UnitSockets>,
+) -> EngineHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let (events, _) = broadcast::channel(1024);
     let (lines, _) = broadcast::channel(4096);
     let actor = actor::Actor::new(Arc::new(Mutex::new(store)), events.clone(), lines.clone())
-        .adopting(found);
+        .adopting(found)
+        .with_sockets(sockets);
     tokio::spawn(actor.run(rx));
     EngineHandle { tx, events, lines }
 }

@@ -406,23 +406,12 @@ impl Build<'_> {
             svc.healthcheck = self.healthcheck(w, h, p);
         }
         svc.depends_on = self.depends_on(w);
-        if let Some(cwd) = crate::model::foreign_cwd(w) {
-            self.notes.push(format!(
-                "{}'s cwd `{cwd}` is not mapped: the image's WORKDIR applies (set it there)",
-                w.name
-            ));
-        }
+        self.notes.extend(crate::model::command_notes(w));
         if w.unit.job.is_some() {
             self.notes.push(format!(
                 "{} is a job: compose has no schedule, so it is a service that runs once \
                  (run it on a schedule with cron: `docker compose run --rm {}`)",
                 w.name, w.name
-            ));
-        }
-        if !w.unit.path.is_empty() {
-            self.notes.push(format!(
-                "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",
-                w.name
             ));
         }
         if !is_task(w.unit) && w.replicas > 1 {

@@ -732,18 +732,7 @@ fn app_deployment(
             w.name
         ));
     }
-    if let Some(cwd) = crate::model::foreign_cwd(w) {
-        out.notes.push(format!(
-            "{}'s cwd `{cwd}` is not mapped: the image's WORKDIR applies (set it there)",
-            w.name
-        ));
-    }
-    if !w.unit.path.is_empty() {
-        out.notes.push(format!(
-            "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",
-            w.name
-        ));
-    }
+    out.notes.extend(crate::model::command_notes(w));
     if w.unit.limits.pids.is_some() || w.unit.limits.nofile.is_some() {
         out.notes.push(format!(
             "{}'s pids and nofile limits are not mapped: a container has no such field (the \

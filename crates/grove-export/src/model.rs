@@ -141,7 +141,7 @@ pub(crate) fn rabbitmq_vhost_script(
 
 /// A command unit's folder when it names one inside the stack (`cwd = "app"`): where the
 /// code lives inside an image is the image's business, so it is noted, not mapped.
-pub(crate) fn foreign_cwd(w: &Workload<'_>) -> Option<String> {
+fn foreign_cwd(w: &Workload<'_>) -> Option<String> {
     let cwd = &w.unit.cwd;
     let text = cwd.display().to_string();
     (cwd.is_relative()
@@ -149,6 +149,33 @@ pub(crate) fn foreign_cwd(w: &Workload<'_>) -> Option<String> {
         && text != "."
         && matches!(w.unit.run, grove_plan::Run::Command { .. }))
     .then_some(text)
+}
+
+/// What of a command unit's settings an export cannot carry: its folder, its `path` and
+/// its socket activation (a container binds its own port; the Service and the rolling
+/// update keep connections from reaching a pod that is not ready instead).
+pub(crate) fn command_notes(w: &Workload<'_>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(cwd) = foreign_cwd(w) {
+        notes.push(format!(
+            "{}'s cwd `{cwd}` is not mapped: the image's WORKDIR applies (set it there)",
+            w.name
+        ));
+    }
+    if !w.unit.path.is_empty() {
+        notes.push(format!(
+            "{}'s path (folders first on PATH) is not mapped: the image's PATH applies",
+            w.name
+        ));
+    }
+    if w.unit.socket {
+        notes.push(format!(
+            "{}'s socket = true is not mapped: in a container its command binds the port \
+             itself (as its `--bind` or `${{PORT}}` says)",
+            w.name
+        ));
+    }
+    notes
 }
 
 /// What of a recipe's network settings an export cannot carry: its TLS (the image serves

@@ -86,6 +86,9 @@ fn restart_reasons(a: &Unit, b: &Unit) -> Vec<&'static str> {
     if a.job != b.job {
         r.push("schedule");
     }
+    if a.socket != b.socket {
+        r.push("socket");
+    }
     r
 }
 

@@ -111,6 +111,11 @@ pub struct AdminSettings {
     pub notify: Vec<String>,
 }
 
+/// The response header with which grove answers a request that reached a socket-activated
+/// unit while it stopped: nothing of the request was served, so grove's edge sends it to
+/// another target whatever its method (see `grove_engine::sockets`).
+pub const NOT_SERVED_HEADER: &str = "grove-not-served";
+
 /// One process (or backing server) grove supervises.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Unit {
@@ -163,6 +168,11 @@ pub struct Unit {
     /// How many of its service's units a start-first replacement replaces at once.
     #[serde(skip_serializing_if = "is_one")]
     pub max_surge: u32,
+    /// `socket = true`: grove opens `bind:port` and hands the listening socket to the
+    /// process (systemd's socket activation: fd 3, `LISTEN_FDS`, `LISTEN_PID`), kept open
+    /// across its restarts so connections wait in its backlog.
+    #[serde(skip_serializing_if = "is_false")]
+    pub socket: bool,
     /// Units this one waits for.
     pub depends_on: Vec<Dependency>,
     /// Start level (0 = no dependencies).
@@ -295,6 +305,10 @@ impl RunAs {
     pub fn is_default(&self) -> bool {
         *self == RunAs::default()
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_one(n: &u32) -> bool {

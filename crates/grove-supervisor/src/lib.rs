@@ -16,6 +16,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod activation;
 pub mod cgroup;
 pub mod logs;
 mod machine;

@@ -79,6 +79,10 @@ pub struct ShimSpec {
     pub stop_signal: Option<String>,
     #[serde(default)]
     pub stop_grace_ms: u64,
+    /// The unit is socket-activated: the shim's descriptor 3 is its listening socket, passed
+    /// on under this name (see [`crate::activation`]).
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// Who a shim's unit is: the first frame on every connection.
@@ -165,10 +169,15 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 
 // ----- the grove side ----------------------------------------------------------------------
 
-/// Starts `spec` under a shim (the binary `exe`, normally grove itself) and attaches to it.
+/// Starts `spec` under a shim (the binary `exe`, normally grove itself) and attaches to it;
+/// `listener` is a socket-activated unit's listening socket (see `ShimSpec::listen`).
 /// Blocks the calling worker (through `block_in_place`) for the moments until the unit's pid
 /// is known; returns the attachment and the shim process, which the caller reaps.
-pub fn spawn(exe: &Path, spec: &ShimSpec) -> io::Result<(Attached, tokio::process::Child)> {
+pub fn spawn(
+    exe: &Path,
+    spec: &ShimSpec,
+    listener: Option<std::os::fd::BorrowedFd<'_>>,
+) -> io::Result<(Attached, tokio::process::Child)> {
     std::fs::create_dir_all(&spec.run_dir)?;
     let _ = std::fs::set_permissions(&spec.run_dir, std::fs::Permissions::from_mode(0o700));
     let mut cmd = tokio::process::Command::new(exe);
@@ -187,6 +196,9 @@ pub fn spawn(exe: &Path, spec: &ShimSpec) -> io::Result<(Attached, tokio::proces
         if k == "GROVE_STACK" {
             cmd.env(k, v);
         }
+    }
+    if let Some(fd) = listener {
+        crate::activation::pass(&mut cmd, std::os::fd::AsRawFd::as_raw_fd(&fd));
     }
     let mut child = cmd.spawn()?;
     let text = serde_json::to_vec(spec).map_err(io::Error::other)?;
@@ -443,8 +455,20 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
             env.push((k, v.as_str()));
         }
     }
+    // A socket-activated unit runs under `grove __listen`, which tells it its own pid.
+    let (argv, listen_env) = match &spec.listen {
+        Some(name) => {
+            let exe = std::env::current_exe()?;
+            let (argv, env) = crate::activation::wrap(&exe, &spec.argv, name);
+            (argv, Some(env))
+        }
+        None => (spec.argv.clone(), None),
+    };
+    for (k, v) in listen_env.iter().flatten() {
+        env.push((k.as_str(), v.as_str()));
+    }
     let mut child = process::spawn(&SpawnSpec {
-        argv: &spec.argv,
+        argv: &argv,
         cwd: &spec.cwd,
         env,
         capture: true,
@@ -460,6 +484,10 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
             spec.cwd.display()
         ))
     })?;
+    if spec.listen.is_some() {
+        // The unit has it; grove holds it between the unit's lives, the shim need not.
+        let _ = nix::unistd::close(crate::activation::FD);
+    }
     let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     let hello = Hello {
         unit: spec.unit.clone(),
@@ -701,6 +729,7 @@ mod tests {
                 log_keep: 1,
                 stop_signal: None,
                 stop_grace_ms: 0,
+                listen: None,
             },
             log: None,
             partial: [Vec::new(), Vec::new()],

@@ -489,6 +489,12 @@ fn main() -> ExitCode {
     }
     if std::env::args_os()
         .nth(1)
+        .is_some_and(|a| a == grove_supervisor::activation::LISTEN_ARG)
+    {
+        return grove_supervisor::activation::main();
+    }
+    if std::env::args_os()
+        .nth(1)
         .is_some_and(|a| a == grove_daemon::sockets::HOLDER_ARG)
     {
         return grove_daemon::sockets::main();

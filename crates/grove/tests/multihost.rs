@@ -238,7 +238,8 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     assert!(count(&orphaned, "POST 201") > 20, "{orphaned}");
 
     // 1. kill -9 of app1's gunicorn: its workers finish what they hold (they get the stop
-    //    signal, not SIGKILL), grove restarts it, app2 takes the rest.
+    //    signal, not SIGKILL), grove restarts it on the socket it kept (the one the last
+    //    grove's holder handed over), and what arrived meanwhile is the new gunicorn's.
     let load = Load::start(&net, &ca, dir, "kill");
     let old = app_pid(&app1);
     assert!(Command::new("kill")
@@ -257,7 +258,8 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     let killed = load.finish();
     assert_survived("kill -9 of app1's app", &killed);
 
-    // 2. `grove stop app` on app1, then start: connections it refuses go to app2.
+    // 2. `grove stop app` on app1, then start: what reaches it while it drains is answered
+    //    "not served" and goes to app2, and so do the connections it refuses once stopped.
     let load = Load::start(&net, &ca, dir, "stop");
     assert!(app1.grove(&["stop", "app"]).status.success());
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -322,12 +324,12 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
     }
 }
 
-/// After app1 was killed or stopped under load: no GET failed (a refused or timed-out
-/// connect and a reset before any answer are retried on app2), and no POST failed on a
-/// connection app1 refused or never answered. What remains possible is a POST that app1's
-/// gunicorn had accepted into its listen queue when its last worker exited: the kernel
-/// resets it, and a proxy cannot know it was not applied, so it is answered 502 (as nginx
-/// and HAProxy do). Those are counted and kept to a handful.
+/// After app1 was killed or stopped under load: no request failed. app1's app is
+/// socket-activated (`socket = true` in the example): while it restarts, connections wait in
+/// the socket grove holds for the next gunicorn; while it stops for good, what reaches it is
+/// answered "not served" by app1's grove and sent to app2 by the web tier, whatever its
+/// method; once it is gone, connections are refused (and retried). Before, the POSTs in
+/// gunicorn's listen queue when its last worker exited were reset and answered 502.
 fn assert_survived(what: &str, load: &serde_json::Value) {
     let total: u64 = load["counts"]
         .as_object()
@@ -340,24 +342,10 @@ fn assert_survived(what: &str, load: &serde_json::Value) {
         "{what}: {load}"
     );
     let failures = load["failures"].as_array().unwrap();
-    for f in failures {
-        let body = f["body"].as_str().unwrap_or("");
-        assert!(
-            f["request"] == "POST /records"
-                && f["status"] == 502
-                && body.contains("app1.internal:8000 failed: Connection reset by peer"),
-            "{what}: a request failed that must not: {f}\n{load}"
-        );
-    }
-    // The ones in the listen queue at that instant: a handful (a regression, say every POST
-    // for a second, would be dozens).
     assert!(
-        failures.len() as u64 <= 5.max(total / 100),
-        "{what}: {} of {total} POSTs reset by app1: {load}",
+        failures.is_empty(),
+        "{what}: {} of {total} failed: {load}",
         failures.len()
     );
-    eprintln!(
-        "{what}: {total} requests, {} POSTs reset in app1's listen queue",
-        failures.len()
-    );
+    eprintln!("{what}: {total} requests, none failed");
 }

@@ -699,15 +699,15 @@ while True:
         "[services.master]\ncommand = [\"python3\", \"-c\", '''{script}''']\nstop_grace = \"1s\"\n"
     ));
     s.up();
-    s.wait_for("both children", 10, |s| {
-        s.log("master").contains("stubborn ")
-    });
-    let stubborn: i64 = s
-        .log("master")
-        .lines()
-        .find_map(|l| l.split("stubborn ").nth(1))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap();
+    // The child's pid from its own line (the log may be read while a line is written).
+    let stubborn_pid = |s: &Stack| -> Option<i64> {
+        s.log("master")
+            .lines()
+            .filter_map(|l| l.split(" stubborn ").nth(1))
+            .find_map(|p| p.trim().parse().ok())
+    };
+    s.wait_for("both children", 10, |s| stubborn_pid(s).is_some());
+    let stubborn: i64 = stubborn_pid(&s).unwrap();
     let old = s.pid("master").unwrap();
     Command::new("kill")
         .args(["-9", &old.to_string()])

@@ -64,7 +64,7 @@ pub(super) const LIMIT_KEYS: [&str; 9] = [
     "max_connections",
     "upstream_down_time",
 ];
-pub(super) const SERVICE_KEYS: [&str; 36] = [
+pub(super) const SERVICE_KEYS: [&str; 37] = [
     "command",
     "recipe",
     "upstreams",
@@ -83,6 +83,7 @@ pub(super) const SERVICE_KEYS: [&str; 36] = [
     "stop_grace",
     "replace",
     "max_surge",
+    "socket",
     "user",
     "group",
     "umask",

@@ -322,6 +322,36 @@ impl<'a> Builder<'a> {
         Some(order)
     }
 
+    /// `socket = true`: grove opens the unit's port and passes the listening socket to its
+    /// process (systemd's socket activation); only a command service with a port serves on
+    /// one.
+    pub(super) fn socket(
+        &mut self,
+        node: &Node,
+        path: &str,
+        source: &Source,
+        port: PortSpec,
+        kind: ServiceKind,
+    ) -> bool {
+        if !self.bool(node, path).unwrap_or(false) {
+            return false;
+        }
+        let why = match (source, port, kind) {
+            (Source::Recipe(_), _, _) => "a recipe's server opens its own port",
+            (Source::Upstreams(_), _, _) => "grove runs no process for remote upstreams",
+            (_, _, ServiceKind::Task) => "a task or a job serves no connections",
+            (_, PortSpec::None, _) => "the service has no port",
+            _ => return true,
+        };
+        self.err(
+            &node.loc,
+            path,
+            format!("socket activation is not possible here: {why}"),
+            Some("socket = true is for a service that runs a command and has a port".to_string()),
+        );
+        false
+    }
+
     pub(super) fn command(
         &mut self,
         node: &Node,

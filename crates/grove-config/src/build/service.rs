@@ -105,6 +105,9 @@ impl<'a> Builder<'a> {
             .get("max_surge")
             .and_then(|e| self.int(&e.node, &p("max_surge"), 1, 64))
             .unwrap_or(1) as u32;
+        let socket = map
+            .get("socket")
+            .is_some_and(|e| self.socket(&e.node, &p("socket"), &source, port, kind));
         Some(Service {
             name: name.to_string(),
             source,
@@ -126,6 +129,7 @@ impl<'a> Builder<'a> {
             job,
             path: search_path,
             max_surge,
+            socket,
             route,
             recipe: recipe_options,
             image,

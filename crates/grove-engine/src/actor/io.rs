@@ -84,6 +84,9 @@ pub(super) fn fingerprint(unit: &Unit) -> String {
     if !unit.path.is_empty() {
         what["path"] = serde_json::json!(unit.path);
     }
+    if unit.socket {
+        what["socket"] = serde_json::json!(true);
+    }
     let text = serde_json::to_vec(&what).unwrap_or_default();
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()

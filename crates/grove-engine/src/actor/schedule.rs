@@ -77,6 +77,7 @@ impl Actor {
     /// Every unit is to stop (the running and the restarting) or stay idle; the loop ends
     /// once all are down.
     pub(super) fn begin_shutdown(&mut self) {
+        self.listen.sockets.freeze();
         for rt in self.units.values_mut() {
             if rt.restarting() {
                 rt.after_stop = AfterStop::Stay;

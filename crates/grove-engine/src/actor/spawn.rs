@@ -15,6 +15,12 @@ use super::io::{fingerprint, launch, open_cgroups, pump};
 use super::{state_dir, Actor, Internal, Proc};
 
 impl Actor {
+    /// The socket-activated units' sockets (some kept by the last grove's holder).
+    pub(crate) fn with_sockets(mut self, sockets: Arc<crate::sockets::UnitSockets>) -> Actor {
+        self.listen.sockets = sockets;
+        self
+    }
+
     /// Units to adopt instead of starting (see [`shim::discover`]).
     pub(crate) fn adopting(mut self, found: Vec<shim::Attached>) -> Actor {
         self.adoptable = found
@@ -42,6 +48,7 @@ impl Actor {
     pub(super) fn detach(&mut self) {
         self.detached
             .store(true, std::sync::atomic::Ordering::Release);
+        self.listen.sockets.freeze();
         for rt in self.units.values_mut() {
             if let Some(p) = rt.probe.take() {
                 p.abort();
@@ -135,12 +142,18 @@ impl Actor {
                 ),
             );
         }
+        // A socket-activated unit's socket, opened before its first process.
+        let socket = match &adopted {
+            Some(_) => Ok(None),
+            None => self.unit_socket(name),
+        };
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
         let result = match adopted {
             Some(a) => Ok((a, None)),
-            None => launch(&stack, &root, &rt.unit).and_then(|(argv, env)| {
+            None => socket.and_then(|socket| {
+                let (argv, env) = launch(&stack, &root, &rt.unit)?;
                 let exe = process::own_binary()
                     .map_err(|e| format!("cannot find grove's own binary: {e}"))?;
                 let spec = ShimSpec {
@@ -163,8 +176,10 @@ impl Actor {
                     log_keep: rotation.keep,
                     stop_signal: Some(rt.unit.stop_signal.clone()),
                     stop_grace_ms: rt.unit.stop_grace_ms,
+                    listen: socket.as_ref().map(|_| rt.unit.service.clone()),
                 };
-                shim::spawn(&exe, &spec)
+                let fd = socket.as_deref().map(std::os::fd::AsFd::as_fd);
+                shim::spawn(&exe, &spec, fd)
                     .map(|(a, child)| (a, Some(child)))
                     .map_err(|e| e.to_string())
             }),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
-fn plan_of(body: &str) -> Plan {
+pub(super) fn plan_of(body: &str) -> Plan {
     let text = format!("[stack]\nname = \"t\"\n\n{body}");
     let loaded = grove_config::load_str(
         std::path::Path::new("/nonexistent/grove.toml"),

@@ -205,6 +205,7 @@ pub(super) fn unit_of(
         stop_grace_ms: ms(svc.stop_grace),
         replace: svc.replace,
         max_surge: svc.max_surge,
+        socket: svc.socket,
         path: search_path,
         backup: svc.recipe.backup.as_ref().map(|b| crate::BackupPlan {
             when: crate::Job {
