@@ -5,8 +5,9 @@
 //! report server). Each host runs grove from its own
 //! copy of `examples/canopy` with the one command its README gives, and one certificate
 //! authority (exported by one host, imported by the others) signs the report server's and
-//! the database's certificates. The client creates a record and downloads its PDF through the
-//! web tier, then, under a GET+POST load, app1's grove is killed (the app serves on) and app1
+//! the database's certificates; the web tier's comes over ACME from a private ACME server
+//! (pebble) on the client's host. The client creates a record and downloads its PDF through
+//! the web tier, then, under a GET+POST load, app1's grove is killed (the app serves on) and app1
 //! is taken down three ways.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -150,9 +151,30 @@ fn canopy_enterprise_across_hosts_serves_a_pdf_and_survives_app1_going_down() {
         .unwrap();
         app.up(&["--env", "split,appserver"]);
     }
-    // The web tier in front of both, with a certificate from the shared CA.
-    web.up(&["--env", "webtier", "--set", "edge.tls=self-signed"]);
-    let ca = web.path().join(".grove/certs/ca.pem");
+    // The web tier in front of both, its certificate from a private ACME server inside the
+    // network (pebble on the client's host, validating HTTP-01 against the web tier's :80;
+    // every name it looks up is the web tier's address). Only the directory and the ACME
+    // server's own CA are set on the command line: `tls = "acme"` is the example's.
+    let pebble = common::pki::Pebble::start_at(
+        80,
+        443,
+        common::pki::PebbleAt {
+            prefix: ["ip", "netns", "exec", &net.ns("cli")]
+                .map(String::from)
+                .to_vec(),
+            ip: net.addr("cli", "front"),
+            target: net.addr("web", "front"),
+        },
+    );
+    let directory = format!("edge.acme_directory={}", pebble.directory);
+    let acme_ca = format!("edge.acme_ca={}", pebble.ca().display());
+    web.up(&["--env", "webtier", "--set", &directory, "--set", &acme_ca]);
+    let ca = pebble.issuing_root();
+    wait_until(
+        "the web tier's certificate from the ACME server",
+        90,
+        || client(&net, &ca, "/healthz", &[]).0 == 200,
+    );
 
     // Nothing of an app server listens beyond loopback but the app itself.
     let ps = app1.ps();

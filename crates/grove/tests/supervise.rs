@@ -706,8 +706,16 @@ while True:
             .filter_map(|l| l.split(" stubborn ").nth(1))
             .find_map(|p| p.trim().parse().ok())
     };
-    s.wait_for("both children", 10, |s| stubborn_pid(s).is_some());
-    let stubborn: i64 = stubborn_pid(&s).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stubborn_pid(&s).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stubborn: i64 = stubborn_pid(&s).unwrap_or_else(|| {
+        panic!(
+            "no line from the stubborn child; the log:\n{}",
+            s.log("master")
+        )
+    });
     let old = s.pid("master").unwrap();
     Command::new("kill")
         .args(["-9", &old.to_string()])

@@ -42,6 +42,38 @@ impl Ca {
     }
 }
 
+/// Where pebble runs: the command that runs a program there (nothing: this host), the
+/// address its ACME directory listens on, and the address every name resolves to (the
+/// host whose challenges it validates).
+#[derive(Clone)]
+pub struct PebbleAt {
+    pub prefix: Vec<String>,
+    pub ip: String,
+    pub target: String,
+}
+
+impl PebbleAt {
+    /// This host, on loopback.
+    pub fn local() -> PebbleAt {
+        PebbleAt {
+            prefix: Vec::new(),
+            ip: "127.0.0.1".into(),
+            target: "127.0.0.1".into(),
+        }
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
 /// Debian's pebble and its DNS stand-in, on ports of their own, killed on drop.
 pub struct Pebble {
     children: Vec<Child>,
@@ -49,6 +81,7 @@ pub struct Pebble {
     pub directory: String,
     mgmt: u16,
     dns_mgmt: u16,
+    at: PebbleAt,
 }
 
 impl Drop for Pebble {
@@ -65,9 +98,15 @@ impl Pebble {
     /// every name resolving to 127.0.0.1. Its own ports are drawn afresh when a start fails
     /// (another test may have taken one between the draw and the bind).
     pub fn start(http_port: u16, tls_port: u16) -> Pebble {
+        Pebble::start_at(http_port, tls_port, PebbleAt::local())
+    }
+
+    /// [`Pebble::start`] where `at` says (another network namespace: a private ACME server
+    /// inside the network).
+    pub fn start_at(http_port: u16, tls_port: u16, at: PebbleAt) -> Pebble {
         let mut why = String::new();
         for _ in 0..3 {
-            match Pebble::try_start(http_port, tls_port) {
+            match Pebble::try_start(http_port, tls_port, &at) {
                 Ok(p) => return p,
                 Err(e) => why = e,
             }
@@ -75,10 +114,10 @@ impl Pebble {
         panic!("pebble did not start in 3 tries; the last one said:\n{why}");
     }
 
-    fn try_start(http_port: u16, tls_port: u16) -> Result<Pebble, String> {
+    fn try_start(http_port: u16, tls_port: u16, at: &PebbleAt) -> Result<Pebble, String> {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new();
-        let (c, k) = ca.leaf(&["localhost", "127.0.0.1"], None);
+        let (c, k) = ca.leaf(&["localhost", "127.0.0.1", &at.ip], None);
         std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
         std::fs::write(dir.path().join("cert.pem"), c).unwrap();
         std::fs::write(dir.path().join("key.pem"), k).unwrap();
@@ -86,17 +125,19 @@ impl Pebble {
         std::fs::write(
             dir.path().join("pebble.json"),
             format!(
-                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
+                r#"{{"pebble": {{"listenAddress": "{ip}:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
 "certificate": "{d}/cert.pem", "privateKey": "{d}/key.pem", "httpPort": {http_port}, "tlsPort": {tls_port},
 "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
-                d = dir.path().display()
+                d = dir.path().display(),
+                ip = at.ip,
             ),
         )
         .unwrap();
-        let dns_srv = Command::new("pebble-challtestsrv")
+        let dns_srv = at
+            .cmd("pebble-challtestsrv")
             .args([
                 "-defaultIPv4",
-                "127.0.0.1",
+                &at.target,
                 "-defaultIPv6",
                 "",
                 "-dns01",
@@ -114,7 +155,8 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble-challtestsrv (Debian package pebble; scripts/test installs it)");
-        let pebble = Command::new("pebble")
+        let pebble = at
+            .cmd("pebble")
             .args([
                 "-config",
                 &dir.path().join("pebble.json").display().to_string(),
@@ -129,10 +171,11 @@ impl Pebble {
             .expect("pebble (Debian package pebble; scripts/test installs it)");
         let p = Pebble {
             children: vec![dns_srv, pebble],
-            directory: format!("https://127.0.0.1:{listen}/dir"),
+            directory: format!("https://{}:{listen}/dir", at.ip),
             dir,
             mgmt,
             dns_mgmt,
+            at: at.clone(),
         };
         let ca = p.dir.path().join("ca.pem");
         // Generous: under a loaded machine pebble's start (key generation) can be slow.
@@ -143,11 +186,12 @@ impl Pebble {
         let mut p = p;
         let start = std::time::Instant::now();
         while start.elapsed() < std::time::Duration::from_secs(60) {
-            let up = Command::new("curl")
-                .args(["-sf", "--cacert", &ca.display().to_string(), &p.directory])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
+            let up =
+                p.at.cmd("curl")
+                    .args(["-sf", "--cacert", &ca.display().to_string(), &p.directory])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false);
             if up {
                 return Ok(p);
             }
@@ -172,7 +216,9 @@ impl Pebble {
 
     /// The root pebble issues under (it changes with every pebble start).
     pub fn issuing_root(&self) -> std::path::PathBuf {
-        let out = Command::new("curl")
+        let out = self
+            .at
+            .cmd("curl")
             .args(["-sfk", &format!("https://127.0.0.1:{}/roots/0", self.mgmt)])
             .output()
             .unwrap();
@@ -184,7 +230,9 @@ impl Pebble {
 
     /// Makes `host` resolve to an address nothing listens on, so its challenge fails.
     pub fn break_dns(&self, host: &str) {
-        let out = Command::new("curl")
+        let out = self
+            .at
+            .cmd("curl")
             .args([
                 "-sf",
                 "-d",
