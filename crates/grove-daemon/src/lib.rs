@@ -220,15 +220,7 @@ impl Daemon {
         let edge = grove_edge::Edge::start_inheriting(&plan, &state, limits, inherited)
             .await
             .map_err(|e| DaemonError::Refused(format!("grove: {e}")))?;
-        // Maintenance mode, as the operator left it.
-        let kept: Option<grove_plan::Maintenance> = store
-            .get::<Option<grove_plan::Maintenance>>(grove_plan::MAINTENANCE_KEY)
-            .ok()
-            .flatten()
-            .flatten();
-        if let Err(e) = edge.set_maintenance(kept.as_ref()) {
-            tracing::warn!("the stored maintenance mode is not applied: {e}");
-        }
+        restore_maintenance(&store, &edge);
         hold_all(&plan.stack, &run_dir, &edge, &unit_sockets).await;
         // The admin listener binds before anything starts, so a taken port stops `up` cleanly.
         let admin = match plan.admin.listen {
@@ -437,6 +429,18 @@ impl Daemon {
         sockets::release(&state.join("run"));
         drop(lock);
         Ok(())
+    }
+}
+
+/// Maintenance mode, as the operator left it.
+fn restore_maintenance(store: &grove_state::Store, edge: &grove_edge::Edge) {
+    let kept: Option<grove_plan::Maintenance> = store
+        .get::<Option<grove_plan::Maintenance>>(grove_plan::MAINTENANCE_KEY)
+        .ok()
+        .flatten()
+        .flatten();
+    if let Err(e) = edge.set_maintenance(kept.as_ref()) {
+        tracing::warn!("the stored maintenance mode is not applied: {e}");
     }
 }
 

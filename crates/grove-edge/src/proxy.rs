@@ -719,12 +719,7 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
                 }
                 // A stopping unit's socket, answered by its grove: nothing was served, so
                 // a request that can be sent again goes to the next target.
-                Ok(Ok(res))
-                    if buffered
-                        && !upgrade
-                        && res.status() == StatusCode::SERVICE_UNAVAILABLE
-                        && res.headers().contains_key(grove_plan::NOT_SERVED_HEADER) =>
-                {
+                Ok(Ok(res)) if buffered && !upgrade && not_served(&res) => {
                     backend.mark_down();
                     last_err = format!("{} is stopping: the request was not served", backend.name);
                     unit_refused |= backend.unit;
@@ -754,6 +749,13 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
         target.pool.service
     );
     refused_with(StatusCode::BAD_GATEWAY, &why, id)
+}
+
+/// Whether an upstream's answer is a stopping socket-activated unit's "not served" (see
+/// [`grove_plan::NOT_SERVED_HEADER`]).
+fn not_served<B>(res: &Response<B>) -> bool {
+    res.status() == StatusCode::SERVICE_UNAVAILABLE
+        && res.headers().contains_key(grove_plan::NOT_SERVED_HEADER)
 }
 
 /// A copy of the request for the route's mirror, when this one is due and it has a ready

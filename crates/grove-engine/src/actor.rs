@@ -459,10 +459,11 @@ impl Actor {
         };
         self.secrets = plan.secret_values();
         // Processes left running for units this Plan no longer has.
+        self.readopt_runs(&plan);
         let gone: Vec<String> = self
             .adoptable
             .keys()
-            .filter(|k| !plan.units.contains_key(*k))
+            .filter(|k| !plan.units.contains_key(*k) && !self.units.contains_key(*k))
             .cloned()
             .collect();
         for key in gone {

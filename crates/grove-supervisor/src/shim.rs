@@ -439,6 +439,22 @@ async fn send(client: &mut Client, kind: u8, payload: &[u8]) -> bool {
     false
 }
 
+/// The variables that name a socket-activated unit's socket.
+type ListenEnv = Option<[(String, String); 2]>;
+
+/// What the unit runs: its command, or for a socket-activated unit the command under
+/// `grove __listen` (which tells it its own pid) with the variables naming the socket.
+fn unit_argv(spec: &ShimSpec) -> io::Result<(Vec<String>, ListenEnv)> {
+    Ok(match &spec.listen {
+        Some(name) => {
+            let exe = std::env::current_exe()?;
+            let (argv, env) = crate::activation::wrap(&exe, &spec.argv, name);
+            (argv, Some(env))
+        }
+        None => (spec.argv.clone(), None),
+    })
+}
+
 async fn keep(spec: ShimSpec) -> io::Result<()> {
     let group = spec.cgroup.clone().map(Group::at);
     let also: Vec<Group> = spec.limit_groups.iter().map(Group::at).collect();
@@ -455,15 +471,7 @@ async fn keep(spec: ShimSpec) -> io::Result<()> {
             env.push((k, v.as_str()));
         }
     }
-    // A socket-activated unit runs under `grove __listen`, which tells it its own pid.
-    let (argv, listen_env) = match &spec.listen {
-        Some(name) => {
-            let exe = std::env::current_exe()?;
-            let (argv, env) = crate::activation::wrap(&exe, &spec.argv, name);
-            (argv, Some(env))
-        }
-        None => (spec.argv.clone(), None),
-    };
+    let (argv, listen_env) = unit_argv(&spec)?;
     for (k, v) in listen_env.iter().flatten() {
         env.push((k.as_str(), v.as_str()));
     }

@@ -70,15 +70,19 @@ pub async fn run(ctx: &Ctx, binary: Option<&Path>, timeout: Duration) -> anyhow:
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    // The units that were not stopped before: a stopped one stays stopped (it is held).
+    // The units that were not stopped before: a stopped one stays stopped (it is held). A
+    // task that was running (a job's run) runs on under the new grove: its end is not the
+    // upgrade's to wait for.
     let units: Vec<(String, Option<i32>)> = after
         .units
         .iter()
         .filter(|u| {
-            before
-                .units
-                .iter()
-                .any(|b| b.name == u.name && b.state != grove_engine::UnitState::Stopped)
+            before.units.iter().any(|b| {
+                b.name == u.name
+                    && b.state != grove_engine::UnitState::Stopped
+                    && !(b.kind == grove_engine::UnitKind::Task
+                        && b.state == grove_engine::UnitState::Running)
+            })
         })
         .map(|u| (u.name.clone(), None))
         .collect();

@@ -447,6 +447,7 @@ fn a_damaged_state_store_is_moved_aside_and_replaced() {
 }
 
 /// Pids of processes whose command line contains `needle`.
+/// Live processes whose argv[0] begins with `needle`.
 fn pids_with(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -466,7 +467,9 @@ fn pids_with(needle: &str) -> Vec<i32> {
                     .starts_with('Z')
             })
             .unwrap_or(true);
-        if cmd.contains(needle) && !zombie {
+        // The exec'd processes only (their argv[0] is the tag), not the shells on their way
+        // there, whose command lines carry it too for a moment.
+        if cmd.starts_with(needle) && !zombie {
             out.push(pid);
         }
     }

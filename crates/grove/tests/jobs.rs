@@ -87,14 +87,15 @@ image = "debian:bookworm-slim"
 /// `NAME~run2`), each run within the timeout; the extra runs are forgotten once they end,
 /// and `grove stop JOB` stops them all.
 #[test]
-fn an_allowed_job_runs_beside_itself_and_its_extra_runs_end_or_stop_with_it() {
+fn an_allowed_job_runs_beside_itself_and_its_extra_runs_survive_an_upgrade_and_end_or_stop_with_it()
+{
     let s = Stack::new("");
     let marks = s.path().join("marks");
     s.write(&format!(
         r#"
 [services.sweep]
 kind = "job"
-command = "sh -c 'echo start >> {marks}; sleep 2.5; echo end >> {marks}'"
+command = "sh -c 'echo start >> {marks}; sleep 4; echo end >> {marks}'"
 schedule = "* * * * * *"
 concurrency = "allow"
 timeout = "10s"
@@ -142,6 +143,38 @@ image = "debian:bookworm-slim"
                 .is_some_and(|n| n.starts_with("sweep~run"))
                 && !u["pid"].is_null()
         })
+    });
+    // A `grove upgrade` hands the extra runs over with the rest: the next grove adopts
+    // each under its name (same pid), and it ends on its own as before.
+    let extra = |s: &Stack| -> Option<(String, i64)> {
+        s.ps()["units"].as_array().unwrap().iter().find_map(|u| {
+            let name = u["name"].as_str().filter(|n| n.starts_with("sweep~run"))?;
+            Some((name.to_string(), u["pid"].as_i64()?))
+        })
+    };
+    let (run, pid) = extra(&s).expect("an extra run with a pid");
+    let out = s.run(&["upgrade", "--wait-timeout", "20s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kept = s.ps()["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["name"] == run.as_str() && u["pid"].as_i64() == Some(pid));
+    assert!(
+        kept || !alive(pid),
+        "{run} (pid {pid}) was neither adopted nor had ended: {}",
+        s.ps()
+    );
+    assert!(
+        !s.events().iter().any(|e| e["kind"] == "reaped"
+            && e["unit"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("sweep~run"))),
+        "an extra run was stopped by the upgrade: {:?}",
+        s.events()
+    );
+    s.wait_for("the extra run ended and forgotten", 15, |s| {
+        !alive(pid) && !names(s).contains(&run)
     });
     let export = s.run(&["export", "kubernetes"]);
     s.write("\n[services.web]\ncommand = \"sleep 300\"\n");

@@ -677,6 +677,9 @@ health = { tcp = true, interval = "200ms", start_period = "60s" }
 fn a_killed_main_processs_leftovers_get_the_stop_signal_then_sigkill() {
     let script = r#"
 import os, signal, sys, time
+def say(text):
+    # One write per line: the children share the pipe, and print() may write a line in two.
+    os.write(1, (text + "\n").encode())
 def child(name, ignores):
     if os.fork() == 0:
         if ignores:
@@ -684,10 +687,10 @@ def child(name, ignores):
         else:
             def done(*_):
                 time.sleep(0.3)
-                print(f"{name} finished its request", flush=True)
+                say(f"{name} finished its request")
                 os._exit(0)
             signal.signal(signal.SIGTERM, done)
-        print(f"{name} {os.getpid()}", flush=True)
+        say(f"{name} {os.getpid()}")
         while True:
             time.sleep(1)
 child("worker", False)

@@ -59,6 +59,28 @@ impl Actor {
         Ok(key)
     }
 
+    /// The extra runs of `plan`'s jobs an earlier grove left running (`NAME~runN`, found in
+    /// `adoptable`): each becomes a run copy again, adopted when it is started (its
+    /// fingerprint is its job's), so a `grove upgrade` or a restarted grove keeps them.
+    pub(super) fn readopt_runs(&mut self, plan: &Plan) {
+        let runs: Vec<(String, Unit)> = self
+            .adoptable
+            .keys()
+            .filter(|k| !self.units.contains_key(*k))
+            .filter_map(|k| {
+                let (job, n) = k.rsplit_once(RUN)?;
+                n.parse::<u32>().ok()?;
+                let unit = plan.units.get(job).filter(|u| u.job.is_some())?;
+                Some((k.clone(), unit.clone()))
+            })
+            .collect();
+        for (key, unit) in runs {
+            let mut copy = self.fresh_rt(&unit);
+            copy.intent = Intent::Start;
+            self.units.insert(key, copy);
+        }
+    }
+
     /// Starts `names` of `plan` as `NAME~next` beside the running units. They wait for their
     /// dependencies as usual, preferring a dependency's own `~next` (a migration task run
     /// for the new code). Returns the keys, or why nothing was staged.
