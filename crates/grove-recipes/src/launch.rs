@@ -473,6 +473,7 @@ mod tests {
             tls: None,
             tls_wanted: false,
             tls_names: Vec::new(),
+            definitions: None,
         }
     }
 

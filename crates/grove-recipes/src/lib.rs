@@ -135,6 +135,10 @@ impl Server {
             tls: None,
             tls_wanted: self.spec.tls,
             tls_names: self.spec.tls_names.clone(),
+            definitions: match self.recipe {
+                Recipe::Rabbitmq => rabbit::boot_definitions(self),
+                _ => None,
+            },
         }
     }
 }
@@ -174,6 +178,10 @@ pub struct Job {
     /// PostgreSQL with TLS: the names its certificate carries besides the machine's own.
     #[serde(default)]
     pub tls_names: Vec<String>,
+    /// RabbitMQ: the users, virtual hosts and permissions to load as the node boots (JSON,
+    /// passwords as RabbitMQ's salted hashes), and the key of the spec they come from.
+    #[serde(default)]
+    pub definitions: Option<(String, String)>,
 }
 
 /// RabbitMQ's Erlang node name for a unit: unique per stack and unit, so two stacks (and a

@@ -1,8 +1,10 @@
 //! RabbitMQ: its own Erlang node name, AMQP port, distribution port, port mapper (`epmd`,
 //! run in the foreground inside the unit's process group on a private loopback port) and data
 //! folder, so it never meets a system RabbitMQ or another stack's. Users, virtual hosts and
-//! permissions are imported as definitions (`rabbitmqctl import_definitions`), with
-//! passwords stored only as RabbitMQ's salted SHA-256 hashes.
+//! permissions are definitions, with passwords stored only as RabbitMQ's salted SHA-256
+//! hashes: loaded by the node as it boots (`load_definitions`), and imported into a running
+//! node (`rabbitmqctl import_definitions`, whose Erlang CLI node takes a second to start)
+//! only when the spec changed since it booted.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -37,6 +39,35 @@ const PORTS_FILE: &str = "grove-ports.json";
 /// interrupted (grove killed during RabbitMQ's schema creation), and the half-made database,
 /// which can hold nothing of a user's yet, is made again from nothing.
 const FIRST_START: &str = "grove-first-start";
+
+/// The definitions the node loads as it boots, and the key of the spec they come from.
+const BOOT_DEFINITIONS: &str = "definitions.json";
+const BOOT_KEY: &str = "definitions.key";
+
+/// What the definitions are made from (accounts, passwords and virtual hosts), as a digest:
+/// equal keys, equal definitions (the salts aside).
+fn spec_key(server: &Server) -> String {
+    let spec = &server.spec;
+    let roles: Vec<(&str, &str)> = spec
+        .roles
+        .iter()
+        .map(|r| (r.user.as_str(), r.password.as_str()))
+        .collect();
+    let dbs: Vec<(&str, &str)> = spec
+        .databases
+        .iter()
+        .map(|d| (d.name.as_str(), d.owner.as_str()))
+        .collect();
+    let text = serde_json::json!([spec.admin.user, spec.admin.password, roles, dbs]).to_string();
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The definitions for the node to load as it boots, with their key (see [`Job`]).
+pub(crate) fn boot_definitions(server: &Server) -> Option<(String, String)> {
+    let defs = definitions(server).ok()?;
+    Some((defs.to_string(), spec_key(server)))
+}
 
 /// Starts the node's database over when its first start never completed (see
 /// [`FIRST_START`]), and marks a first start about to begin. An existing database without the
@@ -98,6 +129,15 @@ fn env(dir: &Path, ports: Ports) -> Vec<(String, String)> {
 }
 
 pub(crate) fn conf(job: &Job, probe_port: Option<u16>) -> String {
+    let mut c = listeners_conf(job, probe_port);
+    if job.definitions.is_some() {
+        let file = job.data_dir.join(BOOT_DEFINITIONS);
+        c.push_str(&format!("load_definitions = {}\n", file.display()));
+    }
+    c
+}
+
+fn listeners_conf(job: &Job, probe_port: Option<u16>) -> String {
     let mut c = String::from("# written by grove at every start\n");
     let addr = SocketAddr::new(job.bind, job.port);
     match probe_port {
@@ -153,7 +193,16 @@ pub(crate) fn launch(job: &Job) -> Result<Infallible, RecipeError> {
     } else {
         None
     };
+    // The definitions this boot loads, and what they were made from (compared by
+    // `provision`); an old key goes first, so a boot that fails never leaves a stale one.
+    let _ = std::fs::remove_file(dir.join(BOOT_KEY));
+    if let Some((defs, _)) = &job.definitions {
+        write_private(&dir.join(BOOT_DEFINITIONS), defs)?;
+    }
     write_private(&dir.join("rabbitmq.conf"), &conf(job, probe))?;
+    if let Some((_, key)) = &job.definitions {
+        write_private(&dir.join(BOOT_KEY), key)?;
+    }
     write_private(&dir.join("enabled_plugins"), "[].\n")?;
     write_private(&dir.join("rabbitmq-env.conf"), "")?;
     let ports = Ports {
@@ -285,11 +334,30 @@ pub(crate) fn ctl(server: &Server) -> Result<std::process::Command, String> {
 }
 
 pub(crate) async fn provision(server: &Server) -> Result<(), String> {
+    let dir = &server.data_dir;
+    let key = spec_key(server);
+    // The node loaded these very definitions as it booted (a failed load stops its boot).
+    let loaded = std::fs::read_to_string(dir.join(BOOT_KEY)).is_ok_and(|k| k == key);
+    if !loaded {
+        import(server).await?;
+        write_private(&dir.join(BOOT_KEY), &key).map_err(|e| e.to_string())?;
+    }
+    // The first start is complete: from now on the database is the user's.
+    let marker = dir.join(FIRST_START);
+    if marker.exists() {
+        std::fs::remove_file(&marker)
+            .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    }
+    Ok(())
+}
+
+/// Imports the spec's definitions into the running node with `rabbitmqctl`.
+async fn import(server: &Server) -> Result<(), String> {
     let ctl = binary(Recipe::Rabbitmq, "rabbitmqctl").map_err(|e| e.to_string())?;
     let dir = &server.data_dir;
     let ports = read_ports(dir)?;
     let defs = definitions(server)?;
-    let file = dir.join("definitions.json");
+    let file = dir.join("definitions-import.json");
     write_private(&file, &defs.to_string()).map_err(|e| e.to_string())?;
     let out = tokio::process::Command::new(ctl)
         .args(["-q", "-n", &node_name(&server.stack, &server.unit)])
@@ -305,12 +373,6 @@ pub(crate) async fn provision(server: &Server) -> Result<(), String> {
         .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
     let _ = std::fs::remove_file(&file);
     if out.status.success() {
-        // The first start is complete: from now on the database is the user's.
-        let marker = dir.join(FIRST_START);
-        if marker.exists() {
-            std::fs::remove_file(&marker)
-                .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
-        }
         Ok(())
     } else {
         let text = String::from_utf8_lossy(&out.stderr).to_string()

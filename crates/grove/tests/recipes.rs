@@ -360,6 +360,23 @@ env = { BROKER_URL = "${mq.url}/events" }
     );
     let check = text(&s.run(&["check", "--json"]).stdout);
     assert!(!check.contains(&password));
+    // They were loaded as the node booted (no CLI import was needed); a reload that asks for
+    // another virtual host creates it in the running node, which keeps running.
+    let log = std::fs::read_to_string(s.path().join(".grove/logs/mq.log")).unwrap();
+    assert!(log.contains("Applying definitions from file"), "{log}");
+    let pid = s.pid("mq").unwrap();
+    let text_now = std::fs::read_to_string(s.path().join("grove.toml")).unwrap();
+    std::fs::write(
+        s.path().join("grove.toml"),
+        text_now.replace(r#"databases = ["jobs"]"#, r#"databases = ["jobs", "more"]"#),
+    )
+    .unwrap();
+    let out = s.run(&["reload", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    s.wait_for("the new virtual host", 30, |_| {
+        ctl(&["list_vhosts"]).1.lines().any(|l| l.trim() == "more")
+    });
+    assert_eq!(s.pid("mq"), Some(pid), "the server was not restarted");
     // It stops cleanly, port mapper included.
     let pid = s.pid("mq").unwrap();
     let out = s.run(&["down"]);
