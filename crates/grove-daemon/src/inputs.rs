@@ -122,8 +122,8 @@ pub fn free_ports_plan(
         |plan| {
             let mut held = adopting.to_vec();
             held.extend(plan.units.iter().filter_map(|(n, u)| {
-                let addr = std::net::SocketAddr::new(u.bind, u.port?);
-                (u.socket && held_sockets.contains(&addr)).then(|| n.clone())
+                let addr = u.socket_address()?;
+                held_sockets.contains(&addr).then(|| n.clone())
             }));
             held
         },

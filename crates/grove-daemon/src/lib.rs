@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use grove_api::{ApiContext, Client};
 use grove_engine::{EngineHandle, Status};
-use grove_plan::Plan;
+use grove_plan::{Plan, Unit};
 use tokio::sync::Notify;
 
 pub use inputs::{
@@ -453,8 +453,7 @@ fn units_sockets(plan: &Plan, inherited: Listeners) -> (Listeners, Listeners) {
     let units: Vec<std::net::SocketAddr> = plan
         .units
         .values()
-        .filter(|u| u.socket)
-        .filter_map(|u| Some(std::net::SocketAddr::new(u.bind, u.port?)))
+        .filter_map(Unit::socket_address)
         .collect();
     inherited.into_iter().partition(|(a, _)| units.contains(a))
 }

@@ -185,6 +185,15 @@ pub struct Unit {
     pub release: Option<String>,
 }
 
+impl Unit {
+    /// Where grove opens the socket of a socket-activated unit (`socket = true`); `None` for
+    /// every other unit.
+    pub fn socket_address(&self) -> Option<std::net::SocketAddr> {
+        let port = self.port.filter(|_| self.socket)?;
+        Some(std::net::SocketAddr::new(self.bind, port))
+    }
+}
+
 /// A recipe's scheduled backups.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BackupPlan {

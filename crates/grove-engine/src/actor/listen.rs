@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use grove_plan::Unit;
 use grove_supervisor::State;
 use tokio::sync::oneshot;
 
@@ -21,18 +20,10 @@ pub(crate) struct Listen {
     refusing: HashMap<String, oneshot::Sender<()>>,
 }
 
-/// Where a socket-activated unit listens.
-pub(super) fn address(unit: &Unit) -> Option<SocketAddr> {
-    unit.socket
-        .then_some(unit.port)
-        .flatten()
-        .map(|p| SocketAddr::new(unit.bind, p))
-}
-
 impl Actor {
     /// The socket to hand to the next process of `name`, opened when grove holds none.
     pub(super) fn unit_socket(&self, name: &str) -> Result<Option<Arc<TcpListener>>, String> {
-        let Some(addr) = self.units.get(name).and_then(|rt| address(&rt.unit)) else {
+        let Some(addr) = self.units.get(name).and_then(|rt| rt.unit.socket_address()) else {
             return Ok(None);
         };
         self.listen
@@ -48,7 +39,7 @@ impl Actor {
         let Some(rt) = self.units.get(name) else {
             return;
         };
-        let Some(addr) = address(&rt.unit) else {
+        let Some(addr) = rt.unit.socket_address() else {
             return;
         };
         // A restart (a reload's, autoheal's) keeps it: connections wait for the next process.
@@ -59,7 +50,7 @@ impl Actor {
         let shared = self
             .units
             .iter()
-            .any(|(k, o)| k != name && address(&o.unit) == Some(addr) && wanted(o));
+            .any(|(k, o)| k != name && o.unit.socket_address() == Some(addr) && wanted(o));
         if shared {
             return;
         }
@@ -91,10 +82,10 @@ impl Actor {
             .filter(|rt| wanted(rt))
             .flat_map(|rt| {
                 let next = match &rt.after_stop {
-                    super::AfterStop::Restart(def) => address(def),
+                    super::AfterStop::Restart(def) => def.socket_address(),
                     _ => None,
                 };
-                address(&rt.unit).into_iter().chain(next)
+                rt.unit.socket_address().into_iter().chain(next)
             })
             .collect();
         self.listen.sockets.retain(&keep);
@@ -115,8 +106,6 @@ fn wanted(rt: &super::Rt) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn only_a_socket_activated_unit_with_a_port_has_an_address() {
         let plan = crate::actor::tests::plan_of(
@@ -131,7 +120,10 @@ port = 8001
 "#,
         );
         let (web, worker) = (&plan.units["web"], &plan.units["worker"]);
-        assert_eq!(address(web), Some("127.0.0.1:8000".parse().unwrap()));
-        assert_eq!(address(worker), None);
+        assert_eq!(
+            web.socket_address(),
+            Some("127.0.0.1:8000".parse().unwrap())
+        );
+        assert_eq!(worker.socket_address(), None);
     }
 }
