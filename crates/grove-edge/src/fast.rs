@@ -41,6 +41,8 @@ use crate::{Conn, Shared};
 
 use forward::{write_request, Forwarding};
 pub use fuzz::fuzz_heads;
+use quiet::Quiet;
+pub(crate) use quiet::Readable;
 use request::{parse_request, Head, Kind, Line, Parsed};
 use response::{parse_response, write_response_head, Framing, ParsedResponse, ResponseHead};
 
@@ -85,7 +87,7 @@ pub(crate) async fn serve<I>(
     peer: &[u8],
 ) -> Outcome
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Readable + Unpin,
 {
     let mut scratch = Scratch {
         lines: Vec::new(),
@@ -94,7 +96,7 @@ where
     };
     let mut first = true;
     loop {
-        let head = match read_head(io, buf, shared, &mut scratch.lines, first).await {
+        let head = match read_head(io, buf, shared, &mut scratch, first).await {
             Ok(h) => h,
             Err(o) => return o,
         };
@@ -128,7 +130,9 @@ where
                 }
             }
         }
-        let keep = proxy(
+        // Boxed, so the connection's task is only as large as its wait for the next
+        // request: what a request needs while it is proxied is allocated for that time.
+        let keep = Box::pin(proxy(
             io,
             buf,
             &head,
@@ -140,7 +144,7 @@ where
             peer,
             &table,
             &mut scratch,
-        )
+        ))
         .await;
         buf.advance(need);
         // Only a response that said `Connection: close` ends the connection here (one begun
@@ -166,11 +170,11 @@ async fn read_head<I>(
     io: &mut I,
     buf: &mut BytesMut,
     shared: &Shared,
-    lines: &mut Vec<Line>,
+    scratch: &mut Scratch,
     first: bool,
 ) -> Result<Head, Outcome>
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Readable + Unpin,
 {
     let limits = &shared.limits;
     let mut idle = buf.is_empty() && !first;
@@ -184,7 +188,7 @@ where
     let mut seen = 0;
     loop {
         if buf.len() > seen && has_blank_line(buf, seen) {
-            match parse_request(buf, lines, limits.max_headers) {
+            match parse_request(buf, &mut scratch.lines, limits.max_headers) {
                 Parsed::Head(h) if h.len <= limits.max_header_bytes => return Ok(h),
                 Parsed::Partial => {}
                 Parsed::Head(_) | Parsed::Other => return Err(Outcome::Handoff),
@@ -194,6 +198,33 @@ where
             return Err(Outcome::Handoff);
         }
         seen = buf.len();
+        if idle && buf.is_empty() {
+            // Between requests: no buffer is held while nothing comes (see `quiet`).
+            match quiet::read_or_release(io, buf, READ_BUF).await {
+                Quiet::Read(0) => return Err(Outcome::Closed),
+                Quiet::Read(_) => {
+                    idle = false;
+                    deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+                    continue;
+                }
+                Quiet::Released => {
+                    scratch.out = Vec::new();
+                }
+            }
+            let ready = tokio::select! {
+                r = tokio::time::timeout_at(deadline, quiet::readable(io)) => r,
+                _ = async {
+                    shared.drained().await;
+                    tokio::time::sleep(DRAIN_IDLE).await;
+                } => return Err(Outcome::Closed),
+            };
+            match ready {
+                // Maybe nothing after all: the next read says.
+                Ok(Ok(())) => continue,
+                // Idle past keepalive_timeout: closed without an answer.
+                Ok(Err(_)) | Err(_) => return Err(Outcome::Closed),
+            }
+        }
         reserve(buf, READ_BUF);
         let read = tokio::select! {
             r = tokio::time::timeout_at(deadline, io.read_buf(buf)) => r,
@@ -455,6 +486,7 @@ where
         id: at.id.as_bytes(),
     };
     scratch.out.clear();
+    scratch.out.reserve(1024);
     write_request(&mut scratch.out, buf, head, &scratch.lines, &how);
 
     let limits = &shared.limits;
@@ -759,6 +791,7 @@ where
 
 mod forward;
 mod fuzz;
+mod quiet;
 mod request;
 mod response;
 #[cfg(test)]

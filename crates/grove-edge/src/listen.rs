@@ -88,31 +88,39 @@ async fn accepted(
     shared: Arc<Shared>,
     conn: Conn,
 ) {
-    let peer = conn.peer;
     match tls {
         None => serve(stream, shared, conn, true).await,
-        Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream))
-                    .await;
-            match handshake {
-                // A TLS-ALPN-01 validation only needs the handshake.
-                Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
-                Ok(Ok(s)) => {
-                    // HTTP/2 (chosen by ALPN) is hyper's from the start.
-                    let h1 = s.get_ref().1.alpn_protocol() != Some(b"h2");
-                    serve(s, shared, conn, h1).await
-                }
-                Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
-                Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
-            }
+        // Boxed: a plain connection's task does not carry a TLS session's size.
+        Some(acceptor) => Box::pin(accepted_tls(stream, acceptor, shared, conn)).await,
+    }
+}
+
+/// An `https://` connection: its handshake, then its requests.
+async fn accepted_tls(
+    stream: tokio::net::TcpStream,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    conn: Conn,
+) {
+    let peer = conn.peer;
+    let handshake =
+        tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream)).await;
+    match handshake {
+        // A TLS-ALPN-01 validation only needs the handshake.
+        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) => {}
+        Ok(Ok(s)) => {
+            // HTTP/2 (chosen by ALPN) is hyper's from the start.
+            let h1 = s.get_ref().1.alpn_protocol() != Some(b"h2");
+            serve(s, shared, conn, h1).await
         }
+        Ok(Err(e)) => tracing::debug!("TLS handshake from {peer}: {e}"),
+        Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
     }
 }
 
 async fn serve<I>(mut io: I, shared: Arc<Shared>, conn: Conn, fast: bool)
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + fast::Readable + Unpin + Send + 'static,
 {
     // The client's address as X-Forwarded-For wants it, made once per connection.
     let peer = conn.peer.ip().to_string();
@@ -126,6 +134,17 @@ where
     {
         return;
     }
+    // Boxed: hyper's connection state is allocated only for a connection handed to it, so
+    // an idle fast-path connection's task stays small.
+    Box::pin(with_hyper(io, read, shared, conn, peer)).await;
+}
+
+/// The rest of a connection, hyper's: HTTP/2, and what the fast path left (from the start
+/// of a request, whose bytes read so far are in `read`).
+async fn with_hyper<I>(io: I, read: bytes::BytesMut, shared: Arc<Shared>, conn: Conn, peer: String)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     // hyper's read buffer (8 KiB at least); a head past it is refused 431.
     let max_buf = shared.limits.max_header_bytes.max(8192);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

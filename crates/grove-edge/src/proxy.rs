@@ -570,8 +570,25 @@ fn answer_from(
     strip_hop_by_hop(&mut p.headers);
     // Speak the client's protocol version, whatever the upstream spoke.
     p.version = version;
+    if version == Version::HTTP_2 {
+        own_header_values(&mut p.headers);
+    }
     let body = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
     Response::from_parts(p, body)
+}
+
+/// Gives each header value its own memory. hyper's HTTP/1.1 client hands out header values
+/// that are slices of the upstream connection's read buffer (8 KiB and more); HTTP/2's
+/// header compression keeps the values it indexed for the connection's life, so without
+/// this an idle HTTP/2 client kept a whole upstream read buffer alive.
+fn own_header_values(headers: &mut HeaderMap) {
+    for value in headers.values_mut() {
+        if let Ok(owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            let sensitive = value.is_sensitive();
+            *value = owned;
+            value.set_sensitive(sensitive);
+        }
+    }
 }
 
 /// The answer to an exchange that failed after the request was sent (a body that timed out
@@ -867,6 +884,28 @@ async fn tunnel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_get_their_own_memory() {
+        let buffer = Bytes::from(vec![b'v'; 8192]);
+        let mut headers = HeaderMap::new();
+        let shared = HeaderValue::from_maybe_shared(buffer.slice(0..5)).unwrap();
+        assert_eq!(shared.as_bytes().as_ptr(), buffer.as_ptr());
+        headers.insert("x-a", shared);
+        let mut secret = HeaderValue::from_maybe_shared(buffer.slice(5..9)).unwrap();
+        secret.set_sensitive(true);
+        headers.insert("set-cookie", secret);
+        own_header_values(&mut headers);
+        let range = buffer.as_ptr_range();
+        for (name, value) in &headers {
+            assert!(
+                !range.contains(&value.as_bytes().as_ptr()),
+                "{name} still points into the upstream's buffer"
+            );
+        }
+        assert_eq!(headers["x-a"], "vvvvv");
+        assert!(headers["set-cookie"].is_sensitive(), "sensitivity is kept");
+    }
 
     #[test]
     fn hop_by_hop_headers_go() {
