@@ -34,6 +34,7 @@ use crate::{yaml, Document, ExportError, Options};
 
 mod ingress;
 mod recipes;
+mod statics;
 
 use ingress::edge;
 use recipes::recipe;
@@ -441,8 +442,19 @@ fn app(
     let mut uses_waiter = false;
     let init = waits(m, w, &mut uses_waiter);
     *waiter |= uses_waiter;
+    // A task writing a static mount's folder copies it into the mount's volume.
+    let writes = statics::written_by(m.plan, w);
+    let argv = if writes.is_empty() {
+        e.argv
+    } else {
+        statics::copying(e.argv, &writes)
+    };
+    let (volumes, mounts) = statics::writer_volumes(stack, &writes);
+    let mut container = app_container(m, w, argv, e.env, &config_name);
+    container.volume_mounts = (!mounts.is_empty()).then_some(mounts);
     let pod = AppPod {
-        container: app_container(m, w, e.argv, e.env, &config_name),
+        container,
+        volumes,
         labels: l,
         init,
         account: uses_waiter.then(|| waiter_name.to_string()),
@@ -607,6 +619,7 @@ struct AppPod {
     /// Init containers waiting for the dependencies.
     init: Vec<Container>,
     container: Container,
+    volumes: Vec<k8s_openapi::api::core::v1::Volume>,
     /// The waiter's service account, when an init container runs `kubectl wait`.
     account: Option<String>,
     grace_seconds: i64,
@@ -623,6 +636,7 @@ impl AppPod {
             spec: Some(PodSpec {
                 init_containers: (!self.init.is_empty()).then_some(self.init),
                 containers: vec![self.container],
+                volumes: (!self.volumes.is_empty()).then_some(self.volumes),
                 restart_policy: restart,
                 service_account_name: self.account,
                 termination_grace_period_seconds: Some(self.grace_seconds),

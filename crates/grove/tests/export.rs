@@ -107,6 +107,7 @@ fn every_example_in_every_environment_exports_valid_manifests() {
                 }
                 assert!(body.contains(&format!("stack {}", body_stack(&body))));
             }
+            claims_are_mounted(&label, &text(&k.stdout));
             let kf = out_dir.path().join(format!("{label}.yaml"));
             std::fs::write(&kf, &k.stdout).unwrap();
             k8s_files.push(kf);
@@ -116,6 +117,33 @@ fn every_example_in_every_environment_exports_valid_manifests() {
         }
     }
     validate(&k8s_files, &compose_files);
+}
+
+/// Issue 28: every PersistentVolumeClaim the export makes is mounted by a pod (the static
+/// files' claim was made and mounted by none, while collectstatic wrote into its own Job).
+fn claims_are_mounted(label: &str, body: &str) {
+    for doc in body.split("\n---\n") {
+        if !doc.contains("\nkind: PersistentVolumeClaim\n") {
+            continue;
+        }
+        let name = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("  name: "))
+            .unwrap_or_else(|| panic!("{label}: a claim without a name:\n{doc}"));
+        let mounts = body.matches(&format!("claimName: {name}\n")).count();
+        // A static mount's claim: its server and the task that fills it, or a note saying
+        // to copy the files in when no task writes them.
+        let noted = body.contains(&format!("copy the files into the volume {name} "));
+        let needed = if name.contains("-static-") && !noted {
+            2
+        } else {
+            1
+        };
+        assert!(
+            mounts >= needed,
+            "{label}: the claim {name} is mounted by {mounts} pod(s)"
+        );
+    }
 }
 
 /// Kubernetes manifests through `kubernetes-validate --strict`, compose files through the

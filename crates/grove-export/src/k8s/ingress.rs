@@ -4,7 +4,7 @@
 use super::*;
 
 /// Routes -> Ingress; remote upstreams -> Services without selector; forwards ->
-/// LoadBalancer Services; static mounts -> a volume and a note.
+/// LoadBalancer Services; static mounts -> [`super::statics`].
 pub(super) fn edge(m: &Model<'_>, out: &mut Out) -> Result<(), ExportError> {
     let plan = m.plan;
     for (i, r) in plan.routes.iter().enumerate() {
@@ -13,9 +13,7 @@ pub(super) fn edge(m: &Model<'_>, out: &mut Out) -> Result<(), ExportError> {
     for f in &plan.edge.forward {
         forward_service(m, f, out)?;
     }
-    for (i, s) in plan.edge.static_mounts.iter().enumerate() {
-        static_volume(&plan.stack, i, s, out)?;
-    }
+    super::statics::static_mounts(m, out)?;
     out.notes.extend(crate::model::edge_rule_notes(plan));
     Ok(())
 }
@@ -264,44 +262,6 @@ fn forward_service(
                     target_port: Some(IntOrString::Int(i32::from(p))),
                     ..Default::default()
                 }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    )
-}
-
-/// A static mount's PersistentVolumeClaim for the files the edge served, and a note.
-fn static_volume(
-    stack: &str,
-    i: usize,
-    s: &grove_plan::StaticMount,
-    out: &mut Out,
-) -> Result<(), ExportError> {
-    let name = dns_name(&format!("{stack}-static-{i}"));
-    out.notes.push(format!(
-        "the edge served {} from {}; in Kubernetes serve it from the volume {name} (copy the files in) with a web server or from object storage",
-        s.prefix,
-        s.dir.display()
-    ));
-    out.push(
-        format!("PersistentVolumeClaim/{name}"),
-        vec![format!(
-            "static mount {} (was {}): a volume for the files the edge served",
-            s.prefix,
-            s.dir.display()
-        )],
-        &PersistentVolumeClaim {
-            metadata: meta(&name, labels(stack, "static", None)),
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteMany".into()]),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity("1Gi".into()),
-                    )])),
-                    ..Default::default()
-                }),
                 ..Default::default()
             }),
             ..Default::default()
