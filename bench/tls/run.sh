@@ -13,6 +13,8 @@
 #   keep-alive   wrk over 50 kept-alive HTTPS connections: req/s, p99, CPU per request
 #   handshakes   wrk with `Connection: close`: every request is a new TLS handshake, so
 #                req/s is handshakes per second; CPU per handshake
+#   h2           h2load over 50 HTTP/2 connections, 10 streams each (`-c50 -m10`): what a
+#                browser sends; req/s and CPU per request (h2load gives no p99: "-")
 # CPU is utime+stime of the proxy's process tree from /proc over the run.
 set -euo pipefail
 
@@ -24,7 +26,7 @@ CONNS="${CONNS:-50}"
 
 # shellcheck source=bench/lib.sh
 source "$REPO_ROOT/bench/lib.sh"
-need wrk:wrk nginx:nginx-light openssl:openssl taskset:util-linux python3:python3 curl:curl
+need wrk:wrk h2load:nghttp2-client nginx:nginx-light openssl:openssl taskset:util-linux python3:python3 curl:curl
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
     -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -76,7 +78,28 @@ start_grove() {
     PROXY_PID=$!
 }
 
+measure_h2() { # port -> "rps - cpu_us"
+    local url="https://127.0.0.1:$1/" before after out
+    ((WARMUP > 0)) && taskset -c 1 h2load -t1 -c"$CONNS" -m10 -D "$WARMUP" "$url" >/dev/null
+    before="$(tree_ticks "$PROXY_PID")"
+    out="$(taskset -c 1 h2load -t1 -c"$CONNS" -m10 -D "$DURATION" "$url")"
+    after="$(tree_ticks "$PROXY_PID")"
+    python3 - "$out" "$((after - before))" "$HZ" <<'PY'
+import re, sys
+out, ticks, hz = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+m = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+if not m or "Application protocol: h2" not in out:
+    sys.exit("h2load did not run HTTP/2:\n" + out)
+ok, failed = float(m.group(2)), int(m.group(3)) + int(m.group(4))
+if failed:
+    print(f"bench: h2: {failed} requests failed", file=sys.stderr)
+rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+print("%.0f - %.1f" % (rps, ticks / hz / max(ok, 1) * 1e6))
+PY
+}
+
 measure() { # name port mode -> "rps p99ms cpu_us"
+    [[ "$3" == h2 ]] && { measure_h2 "$2"; return; }
     local extra=()
     [[ "$3" == handshakes ]] && extra=(-H "Connection: close")
     ((WARMUP > 0)) && taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${extra[@]}" "https://127.0.0.1:$2/" >/dev/null
@@ -104,6 +127,7 @@ for name in nginx grove; do
     [[ "$(curl -sk "https://127.0.0.1:$port/")" == "$BODY" ]] || die "$name does not answer the upstream's body"
     R[$name.keepalive]="$(measure "$name" "$port" keepalive)"
     R[$name.handshakes]="$(measure "$name" "$port" handshakes)"
+    R[$name.h2]="$(measure "$name" "$port" h2)"
     kill "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
 done
@@ -112,7 +136,7 @@ echo
 echo "TLS benchmark: ${DURATION}s per load, $CONNS connections, ECDSA P-256, 60-byte body; proxy on CPU 0, wrk + upstream on CPU 1"
 echo "$("$NGINX" -v 2>&1 | sed 's/.*: //') with $(openssl version | awk '{print $1, $2}'); grove with rustls (ring)"
 printf '%-8s %-11s %10s %8s %12s %10s %10s\n' proxy load req/s p99_ms cpu_us/req rps/nginx cpu/nginx
-for load in keepalive handshakes; do
+for load in keepalive handshakes h2; do
     for name in nginx grove; do
         read -r rps p99 cpu <<<"${R[$name.$load]}"
         read -r nrps _ ncpu <<<"${R[nginx.$load]}"

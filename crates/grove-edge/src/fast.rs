@@ -789,6 +789,7 @@ where
     done && !close_client
 }
 
+pub(crate) mod client;
 mod forward;
 mod fuzz;
 mod quiet;

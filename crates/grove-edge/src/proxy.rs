@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
 mod body;
+mod send;
 
 use body::{request_body, BodyTimeout, ReqBody, BODY_TIMEOUT};
 
@@ -673,7 +674,16 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
         }
     }
     let buffered = !matches!(body, Some(ReqBody::Streaming(_)));
-    let retryable = idempotent(parts.method.as_str().as_bytes()) && buffered && !upgrade;
+    let a = send::Attempt {
+        shared,
+        pq: &pq,
+        method: &parts.method,
+        version: parts.version,
+        id,
+        buffered,
+        upgrade,
+        retryable: idempotent(parts.method.as_str().as_bytes()) && buffered && !upgrade,
+    };
     let mut body = body;
     let mut last_err = String::new();
     let mut headers = Some(headers);
@@ -695,56 +705,14 @@ async fn proxy(cx: Cx<'_>, mut req: Request<Incoming>, target: Target<'_>) -> An
             } else {
                 headers.clone().unwrap_or_default()
             };
-            let out = match upstream_request(backend, &pq, &parts.method, &mut body, these) {
-                Ok(out) => out,
-                Err(why) => {
-                    let page = error_page(StatusCode::BAD_GATEWAY, &why, id);
-                    return (page, Some(backend.name.clone()));
-                }
-            };
-            backend.active.fetch_add(1, Ordering::Relaxed);
-            let sent =
-                tokio::time::timeout(shared.limits.upstream_response, send(shared, out)).await;
-            backend.active.fetch_sub(1, Ordering::Relaxed);
-            let page = match sent {
-                Err(_) => error_page(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!(
-                        "{} did not answer within {} s",
-                        backend.name,
-                        shared.limits.upstream_response.as_secs()
-                    ),
-                    id,
-                ),
-                Ok(Err(SendError::Connect(why))) => {
+            match send::attempt(&a, backend, &mut body, these, &mut client_upgrade).await {
+                send::Tried::Next(why) => {
                     backend.mark_down();
-                    last_err = format!("cannot connect to {} ({why})", backend.name);
+                    last_err = why;
                     unit_refused |= backend.unit;
-                    continue;
                 }
-                Ok(Err(SendError::Exchange(e))) => {
-                    let e: &(dyn std::error::Error + 'static) = &*e;
-                    // An idempotent request whose target closed before any response byte
-                    // goes to the next target.
-                    if retryable && closed_before_answering(e) {
-                        backend.mark_down();
-                        last_err = format!("{} closed the connection", backend.name);
-                        unit_refused |= backend.unit;
-                        continue;
-                    }
-                    exchange_failed(e, backend, id)
-                }
-                // A stopping unit's socket, answered by its grove: nothing was served, so
-                // a request that can be sent again goes to the next target.
-                Ok(Ok(res)) if buffered && !upgrade && not_served(&res) => {
-                    backend.mark_down();
-                    last_err = format!("{} is stopping: the request was not served", backend.name);
-                    unit_refused |= backend.unit;
-                    continue;
-                }
-                Ok(Ok(res)) => answer_from(res, client_upgrade.take(), backend, parts.version, id),
-            };
-            return (page, Some(backend.name.clone()));
+                send::Tried::Answer(page) => return (page, Some(backend.name.clone())),
+            }
         }
         // Every unit tried refused the connection (nothing was sent): one of the stack's own
         // units is starting or restarting; look again within the hold time when the body can
@@ -802,30 +770,10 @@ fn mirror_copy(
     let shared = shared.clone();
     tokio::spawn(async move {
         let wait = shared.limits.upstream_response;
-        if let Ok(Ok(res)) = tokio::time::timeout(wait, send(&shared, req)).await {
+        if let Ok(Ok(res)) = tokio::time::timeout(wait, send::send(&shared, req)).await {
             let _ = tokio::time::timeout(wait, res.into_body().collect()).await;
         }
     });
-}
-
-/// One exchange with one upstream, through hyper-util's pooled client.
-async fn send(shared: &Shared, req: Request<BoxBody>) -> Result<Response<Incoming>, SendError> {
-    match shared.client.request(req).await {
-        Ok(res) => Ok(res),
-        Err(e) if e.is_connect() => Err(SendError::Connect(root_cause(&e))),
-        Err(e) => Err(SendError::Exchange(Box::new(e))),
-    }
-}
-
-/// Why a request got no response.
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    /// No connection could be made (nothing was sent; safe to try elsewhere).
-    #[error("{0}")]
-    Connect(String),
-    /// The exchange failed after connecting.
-    #[error(transparent)]
-    Exchange(BoxError),
 }
 
 /// Whether a `T` is anywhere in `e`'s chain of sources (or, when a layer hid the type, the

@@ -41,8 +41,43 @@ fn canned(name: &str) -> Option<&'static [u8]> {
         "hop" => b"HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\nhello",
         "no-length" => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello",
         "status-999" => b"HTTP/1.1 999 Odd\r\nContent-Length: 5\r\n\r\nhello",
+        // gunicorn's way: chunks, then the close.
+        "chunked-close" => b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "big" => big(false),
+        "big-chunked" => big(true),
         _ => return None,
     })
+}
+
+/// The body of `/r/big` and `/r/big-chunked`: 200,000 bytes, larger than any buffer.
+fn big_body() -> Vec<u8> {
+    (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// A 200,000-byte response, by its length or in chunks of 50,000.
+fn big(chunked: bool) -> &'static [u8] {
+    static LENGTH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    static CHUNKED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let body = big_body();
+    if chunked {
+        CHUNKED.get_or_init(|| {
+            let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for piece in body.chunks(50_000) {
+                r.extend_from_slice(format!("{:x};x=y\r\n", piece.len()).as_bytes());
+                r.extend_from_slice(piece);
+                r.extend_from_slice(b"\r\n");
+            }
+            r.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+            r
+        })
+    } else {
+        LENGTH.get_or_init(|| {
+            let mut r =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            r.extend_from_slice(&body);
+            r
+        })
+    }
 }
 
 const DEFAULT: &[u8] =
@@ -139,6 +174,7 @@ async fn serve_upstream(mut s: TcpStream, log: Log) {
             return;
         }
         if answer.windows(17).any(|w| w == b"Connection: close") {
+            // The close right after the answer, as gunicorn's sync workers do.
             return;
         }
     }
@@ -705,4 +741,75 @@ async fn an_oversized_h2_header_list_gets_431_on_its_stream_only() {
         1,
         "only the small request went upstream: {seen:?}"
     );
+}
+
+/// Issue 24: HTTP/2 streams go upstream through the fast path's HTTP/1.1 client. Many at once
+/// on one connection, every framing of the upstream's answer (length, chunks, up to the close,
+/// larger than any buffer) arrives whole, and a request body arrives with its length.
+#[tokio::test]
+async fn h2_streams_get_every_framing_whole_through_the_pooled_client() {
+    use http_body_util::{BodyExt, Full};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let up = upstream(log.clone()).await;
+    let (_edge, port) = edge(dir.path(), up, true).await;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("/r/chunked", b"hello".to_vec()),
+        ("/r/chunked-close", b"hello".to_vec()),
+        ("/r/no-length", b"hello".to_vec()),
+        ("/r/big", big_body()),
+        ("/r/big-chunked", big_body()),
+        ("/", b"ok".to_vec()),
+    ];
+    let mut streams = Vec::new();
+    for round in 0..8 {
+        for (path, want) in &cases {
+            let mut send = send.clone();
+            let (path, want) = (path.to_string(), want.clone());
+            streams.push(tokio::spawn(async move {
+                let post = round % 2 == 1;
+                let req = hyper::Request::builder()
+                    .method(if post { "POST" } else { "GET" })
+                    .uri(format!("http://127.0.0.1:{port}{path}"))
+                    .body(Full::new(bytes::Bytes::from(if post {
+                        format!("body {round}")
+                    } else {
+                        String::new()
+                    })))
+                    .unwrap();
+                send.ready().await.unwrap();
+                let res = send.send_request(req).await.unwrap();
+                assert_eq!(res.status(), 200, "{path}");
+                assert!(res.headers().get("transfer-encoding").is_none(), "{path}");
+                let got = res.into_body().collect().await.unwrap().to_bytes();
+                assert!(
+                    got.as_ref() == want.as_slice(),
+                    "{path}: {} bytes",
+                    got.len()
+                );
+            }));
+        }
+    }
+    for s in streams {
+        s.await.unwrap();
+    }
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 48);
+    for s in seen.iter().filter(|s| s.method == "POST") {
+        let length = s.headers.iter().find(|(n, _)| n == "content-length");
+        assert_eq!(
+            length.map(|(_, v)| v.parse::<usize>().unwrap()),
+            Some(s.body.len()),
+            "{s:?}"
+        );
+        assert!(String::from_utf8_lossy(&s.body).starts_with("body "));
+    }
 }
